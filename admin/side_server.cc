@@ -1,0 +1,48 @@
+#include "admin/side_server.h"
+
+#include <nlohmann/json.hpp>
+
+namespace tollgate {
+
+void SendSideError(httplib::Response& res, int status, const std::string& code, const std::string& message) {
+  res.status = status;
+  res.set_content(nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump(), "application/json");
+}
+
+std::unique_ptr<httplib::Server> BuildSideServer(const SideDependencies& deps) {
+  auto server = std::make_unique<httplib::Server>();
+  TuneServer(*server, {.worker_threads = 32, .max_body_bytes = 1024 * 1024});
+
+  server->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"status":"ok"})", "application/json");
+  });
+
+  server->Get("/readyz", [&deps](const httplib::Request&, httplib::Response& res) {
+    Status pg = deps.check_postgres();
+    Status redis = deps.check_redis();
+    auto part = [](const Status& s) {
+      return s.ok() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"ok", false}, {"error", s.message()}};
+    };
+    bool ready = pg.ok() && redis.ok();
+    res.status = ready ? 200 : 503;
+    res.set_content(nlohmann::json{{"status", ready ? "ready" : "not ready"},
+                                   {"postgres", part(pg)},
+                                   {"redis", part(redis)}}
+                        .dump(),
+                    "application/json");
+  });
+
+  server->Get("/metrics", [&deps](const httplib::Request&, httplib::Response& res) {
+    res.set_content(deps.metrics.RenderPrometheus(), "text/plain; version=0.0.4");
+  });
+
+  server->set_error_handler([](const httplib::Request&, httplib::Response& res) {
+    if (res.body.empty()) {
+      SendSideError(res, res.status, res.status == 404 ? "not_found" : "error",
+                    res.status == 404 ? "no such endpoint" : "request failed");
+    }
+  });
+  return server;
+}
+
+}  // namespace tollgate

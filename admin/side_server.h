@@ -1,0 +1,27 @@
+// The side port: health, readiness and metrics (the budget REST API and the pages
+// are added on top of this server).
+#pragma once
+
+#include <functional>
+#include <memory>
+
+#include "config/config.h"
+#include "net/http_server.h"
+#include "net/metrics.h"
+
+namespace tollgate {
+
+struct SideDependencies {
+  const Config& config;
+  Metrics& metrics;
+  std::function<Status()> check_postgres;  // readiness probes
+  std::function<Status()> check_redis;
+};
+
+// Builds the side-port server with every route registered.
+std::unique_ptr<httplib::Server> BuildSideServer(const SideDependencies& deps);
+
+// The one error shape on this port: {"error":{"code","message"}}.
+void SendSideError(httplib::Response& res, int status, const std::string& code, const std::string& message);
+
+}  // namespace tollgate

@@ -1,0 +1,426 @@
+#include "cli/cli.h"
+
+#include <csignal>
+#include <filesystem>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "admin/side_server.h"
+#include "budget/migrations.h"
+#include "budget/pg_directory.h"
+#include "budget/redis.h"
+#include "cli/args.h"
+#include "config/pricing.h"
+#include "proxy/proxy_server.h"
+
+namespace tollgate {
+namespace {
+
+struct Context {
+  Config config;
+  std::ostream& out;
+  std::ostream& err;
+  SystemClock clock;
+  std::unique_ptr<PgPool> pool;
+  std::unique_ptr<PgDirectory> directory;
+
+  PgDirectory& Dir() {
+    if (!directory) {
+      pool = std::make_unique<PgPool>(config.database_url, 2);
+      directory = std::make_unique<PgDirectory>(*pool);
+    }
+    return *directory;
+  }
+  int Fail(const std::string& reason) {
+    err << "tollgate: " << reason << "\n";
+    return 1;
+  }
+};
+
+struct Command {
+  std::string group;  // "user" in "user create"; empty for single-word commands
+  std::string name;
+  std::string usage;
+  std::set<std::string> valued;
+  std::set<std::string> switches;
+  int (*run)(Context&, const Args&);
+};
+
+std::string Required(const Args& a, const std::string& name, std::string* missing) {
+  auto v = a.Get(name);
+  if (!v || v->empty()) *missing = "--" + name + " is required";
+  return v.value_or("");
+}
+
+// ---- serve -----------------------------------------------------------------
+
+volatile std::sig_atomic_t g_stop = 0;
+
+int Serve(Context& ctx, const Args&) {
+  const Config& c = ctx.config;
+  auto pricing = PricingTable::Load(c.pricing_file);
+  if (!pricing.ok()) return ctx.Fail(pricing.status().message());
+  auto redis_address = ParseRedisUrl(c.redis_url);
+  if (!redis_address.ok()) return ctx.Fail("redis_url: " + redis_address.status().message());
+
+  PgPool pool(c.database_url, c.db_pool_size);
+  if (c.migrate_on_start) {
+    int applied = 0;
+    if (Status s = Migrate(pool, &applied); !s.ok()) return ctx.Fail("migrate: " + s.message());
+  }
+  HiredisPool redis(*redis_address, c.redis_pool_size, 2000);
+  Metrics metrics;
+
+  SideDependencies side_deps{
+      c, metrics,
+      [&pool] { return pool.Run([](pqxx::connection& conn) { pqxx::nontransaction(conn).exec("SELECT 1"); }); },
+      [&redis] {
+        auto r = redis.Command({"PING"});
+        return r.ok() ? Status::Ok() : r.status();
+      }};
+  RunningServer side(BuildSideServer(side_deps));
+  RunningServer proxy(BuildProxyServer(ProxyDependencies{c, metrics}));
+
+  auto side_addr = ParseHostPort(c.admin_listen);
+  auto proxy_addr = ParseHostPort(c.listen);
+  if (side.Start(side_addr->host, side_addr->port) < 0) return ctx.Fail("cannot listen on " + c.admin_listen);
+  if (proxy.Start(proxy_addr->host, proxy_addr->port) < 0) return ctx.Fail("cannot listen on " + c.listen);
+  ctx.out << "tollgate: proxy on " << proxy_addr->host << ":" << proxy.port() << ", side port on "
+          << side_addr->host << ":" << side.port() << std::endl;
+
+  std::signal(SIGINT, [](int) { g_stop = 1; });
+  std::signal(SIGTERM, [](int) { g_stop = 1; });
+  std::signal(SIGPIPE, SIG_IGN);
+  while (!g_stop) pause();
+  ctx.out << "tollgate: shutting down" << std::endl;
+  proxy.Stop();
+  side.Stop();
+  return 0;
+}
+
+// ---- migrate ---------------------------------------------------------------
+
+int MigrateCommand(Context& ctx, const Args&) {
+  PgPool pool(ctx.config.database_url, 1);
+  int applied = 0;
+  if (Status s = Migrate(pool, &applied); !s.ok()) return ctx.Fail("migrate: " + s.message());
+  ctx.out << "applied " << applied << " migration(s); schema version " << LatestSchemaVersion() << "\n";
+  return 0;
+}
+
+// ---- users -----------------------------------------------------------------
+
+int UserCreate(Context& ctx, const Args& a) {
+  std::string missing;
+  NewUser u;
+  u.name = Required(a, "name", &missing);
+  if (!missing.empty()) return ctx.Fail(missing);
+  u.email = a.Get("email").value_or("");
+  u.external_id = a.Get("external-id").value_or("");
+  if (auto role = a.Get("role")) {
+    auto r = ParseRole(*role);
+    if (!r) return ctx.Fail("--role must be user or admin");
+    u.role = *r;
+  }
+  if (auto limit = a.Get("limit")) {
+    u.limit = Money::ParseUsd(*limit);
+    if (!u.limit || *u.limit < Money()) return ctx.Fail("--limit must be a USD amount such as 30 or 12.5");
+  }
+  if (auto period = a.Get("period")) {
+    u.period = ParsePeriod(*period);
+    if (!u.period) return ctx.Fail("--period must be daily, weekly, monthly or custom");
+  }
+  auto user = ctx.Dir().CreateUser(u, ctx.config.DefaultsFor(u.role), ctx.clock.Now());
+  if (!user.ok()) {
+    if (user.status().code() == Status::Code::kConflict) return ctx.Fail("a user with that name or external id already exists");
+    return ctx.Fail(user.status().message());
+  }
+  ctx.out << user->id << "\n";
+  return 0;
+}
+
+int UserList(Context& ctx, const Args&) {
+  auto users = ctx.Dir().ListUsers();
+  if (!users.ok()) return ctx.Fail(users.status().message());
+  ctx.out << std::left << std::setw(8) << "ID" << std::setw(24) << "NAME" << std::setw(7) << "ROLE" << std::setw(10)
+          << "STATUS" << std::setw(28) << "EMAIL" << "EXTERNAL_ID\n";
+  for (const User& u : *users) {
+    ctx.out << std::left << std::setw(8) << u.id << std::setw(24) << u.name << std::setw(7) << RoleName(u.role)
+            << std::setw(10) << (u.disabled ? "disabled" : "active") << std::setw(28) << u.email << u.external_id
+            << "\n";
+  }
+  return 0;
+}
+
+// ---- keys ------------------------------------------------------------------
+
+int KeyCreate(Context& ctx, const Args& a) {
+  std::string missing;
+  std::string who = Required(a, "user", &missing);
+  if (!missing.empty()) return ctx.Fail(missing);
+  std::optional<Timestamp> expires;
+  if (auto e = a.Get("expires")) {
+    Timestamp t;
+    if (!ParseRfc3339(*e, &t)) return ctx.Fail("--expires must be a date (YYYY-MM-DD) or RFC 3339 time");
+    if (t <= ctx.clock.Now()) return ctx.Fail("--expires must be in the future");
+    expires = t;
+  }
+  auto user = ctx.Dir().FindUser(who);
+  if (!user.ok()) return ctx.Fail(user.status().message());
+  auto key = ctx.Dir().CreateKey(user->id, a.Get("name").value_or(""), a.Has("act-as-user"), expires, ctx.clock.Now());
+  if (!key.ok()) return ctx.Fail(key.status().message());
+  ctx.out << "key id " << key->key.id << " for user " << user->name << " (prefix " << key->key.prefix << ")"
+          << (key->key.act_as_user ? ", act_as_user" : "")
+          << (expires ? ", expires " + FormatRfc3339(*expires) : std::string()) << "\n";
+  ctx.out << "the secret is shown once; store it now:\n" << key->secret << "\n";
+  return 0;
+}
+
+int KeyRevoke(Context& ctx, const Args& a) {
+  std::string target = a.Get("key").value_or(a.positional().empty() ? "" : a.positional()[0]);
+  if (target.empty()) return ctx.Fail("--key ID_OR_PREFIX is required");
+  if (Status s = ctx.Dir().RevokeKey(target, ctx.clock.Now()); !s.ok()) return ctx.Fail(s.message());
+  ctx.out << "revoked " << target << "\n";
+  return 0;
+}
+
+int KeyList(Context& ctx, const Args& a) {
+  std::optional<int64_t> user_id;
+  if (auto who = a.Get("user")) {
+    auto user = ctx.Dir().FindUser(*who);
+    if (!user.ok()) return ctx.Fail(user.status().message());
+    user_id = user->id;
+  }
+  auto keys = ctx.Dir().ListKeys(user_id);
+  if (!keys.ok()) return ctx.Fail(keys.status().message());
+  Timestamp now = ctx.clock.Now();
+  ctx.out << std::left << std::setw(8) << "ID" << std::setw(8) << "USER" << std::setw(14) << "PREFIX" << std::setw(9)
+          << "STATUS" << std::setw(12) << "ACT_AS_USER" << "EXPIRES\n";
+  for (const ApiKey& k : *keys) {
+    std::string status = k.revoked_at ? "revoked" : (k.UsableAt(now) ? "active" : "expired");
+    ctx.out << std::left << std::setw(8) << k.id << std::setw(8) << k.user_id << std::setw(14) << k.prefix
+            << std::setw(9) << status << std::setw(12) << (k.act_as_user ? "yes" : "no")
+            << (k.expires_at ? FormatRfc3339(*k.expires_at) : "-") << "\n";
+  }
+  return 0;
+}
+
+// ---- budget ----------------------------------------------------------------
+
+void PrintSettings(std::ostream& out, const User& u, const BudgetSettings& s) {
+  out << "user:           " << u.name << " (id " << u.id << ", " << RoleName(u.role) << ")\n"
+      << "limit:          $" << s.limit.ToUsdString() << "\n"
+      << "period:         " << PeriodName(s.period)
+      << (s.period == Period::kCustom ? " (" + std::to_string(s.custom_period_days) + " days)" : "") << "\n"
+      << "timezone:       " << s.timezone << "\n"
+      << "enforcement:    " << EnforcementName(s.enforcement) << "\n"
+      << "thresholds:     yellow " << s.yellow << "%, orange " << s.orange << "%, red " << s.red << "%\n"
+      << "last reset:     " << FormatRfc3339(s.period_anchor) << "\n"
+      << "permissions:    budget_visible=" << s.budget_visible << " can_modify_limit=" << s.can_modify_limit
+      << " can_reset=" << s.can_reset
+      << (s.max_self_limit ? " max_self_limit=$" + s.max_self_limit->ToUsdString() : std::string()) << "\n";
+}
+
+int BudgetShow(Context& ctx, const Args& a) {
+  std::string missing;
+  std::string who = Required(a, "user", &missing);
+  if (!missing.empty()) return ctx.Fail(missing);
+  auto user = ctx.Dir().FindUser(who);
+  if (!user.ok()) return ctx.Fail(user.status().message());
+  auto s = ctx.Dir().GetSettings(user->id);
+  if (!s.ok()) return ctx.Fail(s.status().message());
+  PrintSettings(ctx.out, *user, *s);
+  return 0;
+}
+
+int BudgetSet(Context& ctx, const Args& a) {
+  std::string missing;
+  std::string who = Required(a, "user", &missing);
+  if (!missing.empty()) return ctx.Fail(missing);
+  auto user = ctx.Dir().FindUser(who);
+  if (!user.ok()) return ctx.Fail(user.status().message());
+  auto current = ctx.Dir().GetSettings(user->id);
+  if (!current.ok()) return ctx.Fail(current.status().message());
+  BudgetSettings s = *current;
+  if (auto v = a.Get("limit")) {
+    auto m = Money::ParseUsd(*v);
+    if (!m || *m < Money()) return ctx.Fail("--limit must be a USD amount such as 30 or 12.5");
+    s.limit = *m;
+  }
+  if (auto v = a.Get("period")) {
+    auto p = ParsePeriod(*v);
+    if (!p) return ctx.Fail("--period must be daily, weekly, monthly or custom");
+    s.period = *p;
+  }
+  if (auto v = a.Get("custom-days")) {
+    int days = std::atoi(v->c_str());
+    if (days < 1 || days > 366 || std::to_string(days) != *v) return ctx.Fail("--custom-days must be 1..366");
+    s.custom_period_days = days;
+  }
+  if (auto v = a.Get("enforcement")) {
+    auto e = ParseEnforcement(*v);
+    if (!e) return ctx.Fail("--enforcement must be hard, soft or off");
+    s.enforcement = *e;
+  }
+  if (auto v = a.Get("timezone")) {
+    std::error_code ec;
+    if (*v != "UTC" && (v->find("..") != std::string::npos ||
+                        !std::filesystem::is_regular_file("/usr/share/zoneinfo/" + *v, ec)))
+      return ctx.Fail("--timezone: unknown IANA time zone \"" + *v + "\"");
+    s.timezone = *v;
+  }
+  auto updated = ctx.Dir().PutSettings(s, "cli");
+  if (!updated.ok()) return ctx.Fail(updated.status().message());
+  PrintSettings(ctx.out, *user, *updated);
+  return 0;
+}
+
+int BudgetReset(Context& ctx, const Args& a) {
+  std::string missing;
+  std::string who = Required(a, "user", &missing);
+  if (!missing.empty()) return ctx.Fail(missing);
+  auto user = ctx.Dir().FindUser(who);
+  if (!user.ok()) return ctx.Fail(user.status().message());
+  auto r = ctx.Dir().ResetWindow(user->id, "cli", a.Get("reason").value_or(""), Money(), ctx.clock.Now());
+  if (!r.ok()) return ctx.Fail(r.status().message());
+  ctx.out << "budget of " << user->name << " reset at " << FormatRfc3339(r->reset_at) << "\n";
+  return 0;
+}
+
+// ---- pricing ---------------------------------------------------------------
+
+int PricingList(Context& ctx, const Args&) {
+  auto table = PricingTable::Load(ctx.config.pricing_file);
+  if (!table.ok()) return ctx.Fail(table.status().message());
+  ctx.out << "USD per million tokens\n"
+          << std::left << std::setw(10) << "PROVIDER" << std::setw(28) << "MODEL" << std::setw(22) << "FROM"
+          << std::setw(10) << "INPUT" << std::setw(10) << "OUTPUT" << std::setw(10) << "CACHE_RD" << std::setw(10)
+          << "CACHE_W5M" << std::setw(10) << "CACHE_W1H" << "WINDOWS\n";
+  for (const PriceEntry& e : table->entries()) {
+    std::string windows;
+    for (const PriceWindow& w : e.windows) {
+      windows += (windows.empty() ? "" : ", ") + w.name + " " + w.rates.input.ToUsdPerMillionString() + "/" +
+                 w.rates.output.ToUsdPerMillionString();
+    }
+    ctx.out << std::left << std::setw(10) << e.provider << std::setw(28) << e.model << std::setw(22)
+            << e.effective_from_text << std::setw(10) << e.rates.input.ToUsdPerMillionString() << std::setw(10)
+            << e.rates.output.ToUsdPerMillionString() << std::setw(10) << e.rates.cache_read.ToUsdPerMillionString()
+            << std::setw(10) << e.rates.cache_write_5m.ToUsdPerMillionString() << std::setw(10)
+            << e.rates.cache_write_1h.ToUsdPerMillionString() << windows << "\n";
+  }
+  for (const auto& [alias, model] : table->aliases()) ctx.out << "alias " << alias << " -> " << model << "\n";
+  return 0;
+}
+
+const std::vector<Command>& Commands() {
+  static const std::vector<Command> kCommands = {
+      {"", "serve", "tollgate serve\n  Serves the proxy (TOLLGATE_LISTEN) and the side port (TOLLGATE_ADMIN_LISTEN).", {}, {},
+       Serve},
+      {"", "migrate", "tollgate migrate\n  Applies pending database migrations (safe to run again).", {}, {},
+       MigrateCommand},
+      {"user", "create",
+       "tollgate user create --name NAME [--email E] [--external-id ID] [--role user|admin] [--limit USD]"
+       " [--period daily|weekly|monthly|custom]\n  Creates a user with the role's default budget; prints the new id.",
+       {"name", "email", "external-id", "role", "limit", "period"}, {}, UserCreate},
+      {"user", "list", "tollgate user list\n  Lists users.", {}, {}, UserList},
+      {"key", "create",
+       "tollgate key create --user NAME_OR_ID [--name LABEL] [--act-as-user] [--expires DATE]\n"
+       "  Creates a key; the secret is printed once, on the last line.",
+       {"user", "name", "expires"}, {"act-as-user"}, KeyCreate},
+      {"key", "revoke", "tollgate key revoke --key ID_OR_PREFIX\n  Revokes a key at once.", {"key"}, {}, KeyRevoke},
+      {"key", "list", "tollgate key list [--user NAME_OR_ID]\n  Lists keys (prefixes only, never secrets).", {"user"},
+       {}, KeyList},
+      {"budget", "show", "tollgate budget show --user NAME_OR_ID\n  Shows a user's budget settings.", {"user"}, {},
+       BudgetShow},
+      {"budget", "set",
+       "tollgate budget set --user NAME_OR_ID [--limit USD] [--period P] [--custom-days N]"
+       " [--enforcement hard|soft|off] [--timezone TZ]\n  Changes a user's budget settings.",
+       {"user", "limit", "period", "custom-days", "enforcement", "timezone"}, {}, BudgetSet},
+      {"budget", "reset", "tollgate budget reset --user NAME_OR_ID [--reason TEXT]\n  Starts a new budget window now.",
+       {"user", "reason"}, {}, BudgetReset},
+      {"pricing", "list", "tollgate pricing list\n  Prints the pricing table in force.", {}, {}, PricingList},
+  };
+  return kCommands;
+}
+
+void PrintOverview(std::ostream& out) {
+  out << "usage: tollgate [--config PATH] COMMAND [OPTIONS]\n\ncommands:\n";
+  for (const Command& c : Commands()) {
+    out << "  " << c.usage.substr(0, c.usage.find('\n')) << "\n";
+  }
+  out << "\nEvery command takes --help. Configuration: --config PATH or TOLLGATE_CONFIG (default "
+         "config/tollgate.json when present), then TOLLGATE_* environment variables.\n";
+}
+
+std::string DefaultConfigPath(const Environment& env) {
+  if (auto it = env.find("TOLLGATE_CONFIG"); it != env.end() && !it->second.empty()) return it->second;
+  std::error_code ec;
+  for (const char* candidate : {"config/tollgate.json", "/etc/tollgate/tollgate.json"}) {
+    if (std::filesystem::is_regular_file(candidate, ec)) return candidate;
+  }
+  return "";
+}
+
+}  // namespace
+
+int RunCli(const std::vector<std::string>& argv_in, const Environment& env, std::ostream& out, std::ostream& err) {
+  std::vector<std::string> argv = argv_in;
+  std::string config_path = DefaultConfigPath(env);
+  if (argv.size() >= 2 && argv[0] == "--config") {
+    config_path = argv[1];
+    argv.erase(argv.begin(), argv.begin() + 2);
+  }
+  if (argv.empty() || argv[0] == "--help" || argv[0] == "help" || argv[0] == "-h") {
+    PrintOverview(argv.empty() ? err : out);
+    return argv.empty() ? 2 : 0;
+  }
+  const Command* command = nullptr;
+  size_t consumed = 0;
+  for (const Command& c : Commands()) {
+    if (c.group.empty() && argv[0] == c.name) {
+      command = &c;
+      consumed = 1;
+    } else if (!c.group.empty() && argv[0] == c.group && argv.size() >= 2 && argv[1] == c.name) {
+      command = &c;
+      consumed = 2;
+    }
+  }
+  if (!command) {
+    bool known_group = false;
+    for (const Command& c : Commands()) known_group |= c.group == argv[0];
+    if (known_group && (argv.size() == 1 || argv[1] == "--help")) {
+      for (const Command& c : Commands()) {
+        if (c.group == argv[0]) out << c.usage << "\n";
+      }
+      return argv.size() == 1 ? 2 : 0;
+    }
+    err << "tollgate: unknown command \"" << argv[0] << (argv.size() > 1 && known_group ? " " + argv[1] : "")
+        << "\" (try tollgate --help)\n";
+    return 2;
+  }
+  auto args = Args::Parse({argv.begin() + static_cast<long>(consumed), argv.end()}, command->valued,
+                          command->switches);
+  if (!args.ok()) {
+    err << "tollgate: " << args.status().message() << "\n";
+    return 2;
+  }
+  if (args->Has("help")) {
+    out << command->usage << "\n";
+    return 0;
+  }
+  auto config = LoadConfig(config_path, env);
+  if (!config.ok()) {
+    err << "tollgate: invalid configuration: " << config.status().message() << "\n";
+    return 1;
+  }
+  Context ctx{std::move(*config), out, err, {}, nullptr, nullptr};
+  try {
+    return command->run(ctx, *args);
+  } catch (const std::exception& e) {
+    return ctx.Fail(e.what());
+  }
+}
+
+}  // namespace tollgate

@@ -1,0 +1,36 @@
+#include "config/jsonc.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace tollgate {
+
+Result<nlohmann::json> ReadJsoncFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return Status::NotFound(path + ": cannot open file");
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  try {
+    return nlohmann::json::parse(buffer.str(), nullptr, /*allow_exceptions=*/true,
+                                 /*ignore_comments=*/true);
+  } catch (const nlohmann::json::parse_error& e) {
+    return Status::Invalid(path + ": not valid JSON: " + e.what());
+  }
+}
+
+Status CheckKeys(const nlohmann::json& object, const std::string& where,
+                 const std::set<std::string>& allowed) {
+  if (!object.is_object()) return FieldError(where.empty() ? "(top level)" : where, "must be an object");
+  for (const auto& [key, value] : object.items()) {
+    if (!allowed.count(key)) {
+      return FieldError(where.empty() ? key : where + "." + key, "unknown field");
+    }
+  }
+  return Status::Ok();
+}
+
+Status FieldError(const std::string& field, const std::string& reason) {
+  return Status::Invalid(field + ": " + reason);
+}
+
+}  // namespace tollgate

@@ -1,0 +1,43 @@
+// cpp-httplib servers tuned for a proxy (see SPEC "Known pitfalls"): TCP_NODELAY,
+// long keep-alive, and a worker pool as large as the connections we promise to hold.
+#pragma once
+
+#include <httplib.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+namespace tollgate {
+
+struct ServerTuning {
+  int worker_threads = 64;        // one per open connection
+  size_t max_body_bytes = 10 * 1024 * 1024;
+  int read_timeout_seconds = 60;
+  int keep_alive_seconds = 60;
+};
+
+void TuneServer(httplib::Server& server, const ServerTuning& tuning);
+
+// Owns a server listening on its own thread. Start() binds (port 0 = any free
+// port) and returns once the server accepts connections.
+class RunningServer {
+ public:
+  explicit RunningServer(std::unique_ptr<httplib::Server> server) : server_(std::move(server)) {}
+  ~RunningServer() { Stop(); }
+  RunningServer(const RunningServer&) = delete;
+  RunningServer& operator=(const RunningServer&) = delete;
+
+  // Returns the bound port, or -1 if the address could not be bound.
+  int Start(const std::string& host, int port);
+  void Stop();
+  int port() const { return port_; }
+  httplib::Server& server() { return *server_; }
+
+ private:
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = -1;
+};
+
+}  // namespace tollgate

@@ -1,0 +1,19 @@
+// Parsing untrusted JSON with a bounded nesting depth: nlohmann::json recurses when
+// it builds and destroys deep documents, and 100,000 '[' would overflow the stack.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace tollgate {
+
+constexpr int kMaxJsonDepth = 64;
+
+// The parsed document, or nullopt with `error` set ("not valid JSON: ...",
+// "nested deeper than 64 levels").
+std::optional<nlohmann::json> ParseJsonBounded(std::string_view text, std::string* error,
+                                               int max_depth = kMaxJsonDepth);
+
+}  // namespace tollgate

@@ -1,0 +1,160 @@
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "budget/keys.h"
+#include "budget/migrations.h"
+#include "budget/pg_directory.h"
+#include "tests/test_env.h"
+
+namespace tollgate {
+namespace {
+
+using namespace std::chrono_literals;
+
+class PostgresIntegration : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    url_ = testing::FreshDatabase();
+    ASSERT_FALSE(url_.empty());
+    pool_ = std::make_unique<PgPool>(url_, 4);
+  }
+  void MigrateOrFail() {
+    int applied = 0;
+    Status s = Migrate(*pool_, &applied);
+    ASSERT_TRUE(s.ok()) << s.message();
+  }
+  std::string url_;
+  std::unique_ptr<PgPool> pool_;
+  Timestamp now_ = Timestamp(1'795'000'000'000'000us);
+};
+
+TEST_F(PostgresIntegration, MigrationsApplyOnceAndAgainDoNothing) {
+  int applied = -1;
+  ASSERT_TRUE(Migrate(*pool_, &applied).ok());
+  EXPECT_EQ(applied, LatestSchemaVersion());
+  ASSERT_TRUE(Migrate(*pool_, &applied).ok());
+  EXPECT_EQ(applied, 0);
+  pqxx::connection c(url_);
+  pqxx::nontransaction w(c);
+  for (const char* table : {"users", "api_keys", "budget_settings", "usage_ledger", "budget_reset_log",
+                            "pricing_overrides", "alert_events", "settings_audit"}) {
+    EXPECT_EQ(w.exec_params1("SELECT count(*) FROM information_schema.tables WHERE table_name = $1", table)[0].as<int>(),
+              1)
+        << table;
+  }
+}
+
+TEST_F(PostgresIntegration, ConcurrentMigratorsApplyEachMigrationOnce) {
+  PgPool other(url_, 1);
+  int a = 0, b = 0;
+  Status sa, sb;
+  std::thread t1([&] { sa = Migrate(*pool_, &a); });
+  std::thread t2([&] { sb = Migrate(other, &b); });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(sa.ok()) << sa.message();
+  ASSERT_TRUE(sb.ok()) << sb.message();
+  EXPECT_EQ(a + b, LatestSchemaVersion());
+}
+
+TEST_F(PostgresIntegration, LedgerRequestIdIsUniqueAndCostsAreBigint) {
+  MigrateOrFail();
+  PgDirectory dir(*pool_);
+  auto u = dir.CreateUser({.name = "ledger"}, BudgetDefaults{}, now_);
+  ASSERT_TRUE(u.ok());
+  auto insert = [&](int64_t cost) {
+    return pool_->Run([&](pqxx::connection& c) {
+      pqxx::work w(c);
+      w.exec_params("INSERT INTO usage_ledger (request_id, user_id, provider, model, started_at, cost_nanos, status)"
+                    " VALUES ('r1', $1, 'mistral', 'm', now(), $2, 200)",
+                    u->id, cost);
+      w.commit();
+    });
+  };
+  ASSERT_TRUE(insert(9'000'000'000'000'000'000).ok());
+  EXPECT_EQ(insert(1).code(), Status::Code::kConflict);
+}
+
+TEST_F(PostgresIntegration, DirectoryRoundTrip) {
+  MigrateOrFail();
+  PgDirectory dir(*pool_);
+  BudgetDefaults defaults;
+  defaults.limit = Money::FromNanos(30'000'000'000);
+  auto alice = dir.CreateUser({.name = "alice", .email = "a@x", .external_id = "ext-1"}, defaults, now_);
+  ASSERT_TRUE(alice.ok()) << alice.status().message();
+  EXPECT_EQ(dir.CreateUser({.name = "alice"}, defaults, now_).status().code(), Status::Code::kConflict);
+
+  EXPECT_EQ(dir.FindUser("alice")->id, alice->id);
+  EXPECT_EQ(dir.FindUser(std::to_string(alice->id))->name, "alice");
+  EXPECT_EQ(dir.FindUser("ext-1")->id, alice->id);
+  EXPECT_EQ(dir.FindUser("bob").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(dir.FindUser("x' OR '1'='1").status().code(), Status::Code::kNotFound);
+
+  auto settings = dir.GetSettings(alice->id);
+  ASSERT_TRUE(settings.ok());
+  EXPECT_EQ(settings->limit.nanos(), 30'000'000'000);
+  EXPECT_EQ(settings->period_anchor, now_);
+
+  auto key = dir.CreateKey(alice->id, "laptop", true, now_ + 3600s, now_);
+  ASSERT_TRUE(key.ok()) << key.status().message();
+  auto found = dir.FindKeyByHash(HashKey(key->secret));
+  ASSERT_TRUE(found.ok());
+  EXPECT_EQ(found->user_id, alice->id);
+  EXPECT_TRUE(found->act_as_user);
+  EXPECT_TRUE(found->UsableAt(now_));
+  EXPECT_FALSE(found->UsableAt(now_ + 3600s));
+  {
+    // The secret itself is nowhere in the database.
+    pqxx::connection c(url_);
+    pqxx::nontransaction w(c);
+    EXPECT_EQ(w.exec_params1("SELECT count(*) FROM api_keys WHERE key_hash = $1 OR prefix = $1 OR name = $1",
+                             key->secret)[0].as<int>(), 0);
+  }
+  ASSERT_TRUE(dir.RevokeKey(key->key.prefix, now_).ok());
+  EXPECT_FALSE(dir.FindKeyByHash(HashKey(key->secret))->UsableAt(now_));
+  EXPECT_EQ(dir.RevokeKey("tg-nothing", now_).code(), Status::Code::kNotFound);
+
+  BudgetSettings changed = *settings;
+  changed.limit = Money::FromNanos(5);
+  changed.enforcement = Enforcement::kSoft;
+  auto put = dir.PutSettings(changed, "admin:test");
+  ASSERT_TRUE(put.ok()) << put.status().message();
+  EXPECT_EQ(put->version, settings->version + 1);
+  EXPECT_EQ(dir.GetSettings(alice->id)->enforcement, Enforcement::kSoft);
+
+  auto reset = dir.ResetWindow(alice->id, "admin:test", "new quarter", Money::FromNanos(42), now_ + 60s);
+  ASSERT_TRUE(reset.ok()) << reset.status().message();
+  EXPECT_EQ(dir.GetSettings(alice->id)->period_anchor, now_ + 60s);
+  auto log = dir.ResetLog(alice->id, 10);
+  ASSERT_EQ(log->size(), 1u);
+  EXPECT_EQ((*log)[0].reason, "new quarter");
+  EXPECT_EQ((*log)[0].spend_before.nanos(), 42);
+
+  pqxx::connection c(url_);
+  pqxx::nontransaction w(c);
+  EXPECT_EQ(w.exec_params1("SELECT count(*) FROM settings_audit WHERE user_id = $1 AND actor = 'admin:test'",
+                           alice->id)[0].as<int>(), 1);
+}
+
+TEST_F(PostgresIntegration, BadSettingsAreRefusedByTheSchemaToo) {
+  MigrateOrFail();
+  PgDirectory dir(*pool_);
+  auto u = dir.CreateUser({.name = "carol"}, BudgetDefaults{}, now_);
+  BudgetSettings s = *dir.GetSettings(u->id);
+  s.yellow = 90;
+  s.orange = 80;
+  EXPECT_FALSE(dir.PutSettings(s, "t").ok());
+  EXPECT_EQ(dir.GetSettings(u->id)->yellow, 50);  // nothing half-written
+}
+
+TEST(PostgresUnreachable, IsUnavailableNotAnException) {
+  PgPool pool("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1", 1);
+  Status s = pool.Run([](pqxx::connection&) {});
+  EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+  PgDirectory dir(pool);
+  EXPECT_EQ(dir.FindUser("x").status().code(), Status::Code::kUnavailable);
+}
+
+}  // namespace
+}  // namespace tollgate

@@ -1,0 +1,62 @@
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "admin/side_server.h"
+
+namespace tollgate {
+namespace {
+
+using nlohmann::json;
+
+class SideServer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SideDependencies deps{config_, metrics_, [this] { return pg_; }, [this] { return redis_; }};
+    deps_ = std::make_unique<SideDependencies>(deps);
+    running_ = std::make_unique<RunningServer>(BuildSideServer(*deps_));
+    ASSERT_GT(running_->Start("127.0.0.1", 0), 0);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", running_->port());
+  }
+  Config config_;
+  Metrics metrics_;
+  Status pg_, redis_;
+  std::unique_ptr<SideDependencies> deps_;
+  std::unique_ptr<RunningServer> running_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(SideServer, HealthzAnswers) {
+  auto r = client_->Get("/healthz");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(SideServer, ReadyzReportsEachDependency) {
+  auto ok = client_->Get("/readyz");
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_TRUE(json::parse(ok->body)["postgres"]["ok"]);
+  redis_ = Status::Unavailable("redis: connection refused");
+  auto down = client_->Get("/readyz");
+  EXPECT_EQ(down->status, 503);
+  json j = json::parse(down->body);
+  EXPECT_TRUE(j["postgres"]["ok"]);
+  EXPECT_FALSE(j["redis"]["ok"]);
+  EXPECT_EQ(j["redis"]["error"], "redis: connection refused");
+}
+
+TEST_F(SideServer, MetricsExportCounters) {
+  metrics_.Inc(Counter::kProxyRefusedBudget, 3);
+  auto r = client_->Get("/metrics");
+  EXPECT_NE(r->body.find("tollgate_refusals_total{reason=\"budget\"} 3"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("# TYPE tollgate_proxy_requests_total counter"), std::string::npos);
+}
+
+TEST_F(SideServer, UnknownPathUsesTheOneErrorShape) {
+  auto r = client_->Get("/nope");
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(json::parse(r->body)["error"]["code"], "not_found");
+}
+
+}  // namespace
+}  // namespace tollgate

@@ -1,0 +1,58 @@
+// Helpers for tests that use the real Postgres and Redis started by scripts/test.
+// A missing variable fails the test: CI must never skip these silently.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <pqxx/pqxx>
+#include <string>
+
+#include "budget/keys.h"
+
+namespace tollgate::testing {
+
+inline std::string RequiredEnv(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) {
+    ADD_FAILURE() << name << " is not set: run the tests through scripts/test";
+    return "";
+  }
+  return v;
+}
+
+inline std::string SourceDir() { return TOLLGATE_SOURCE_DIR; }
+inline std::string TollgateBinary() { return TOLLGATE_BINARY; }
+inline std::string SimBinary() { return TOLLGATE_SIM_BINARY; }
+
+// Creates an empty database of its own for one test and returns its URL.
+inline std::string FreshDatabase() {
+  std::string admin_url = RequiredEnv("TOLLGATE_TEST_DATABASE_URL");
+  if (admin_url.empty()) return "";
+  std::string name = "tg_" + RandomHex(6);
+  pqxx::connection c(admin_url);
+  pqxx::nontransaction(c).exec("CREATE DATABASE " + name);
+  return admin_url.substr(0, admin_url.rfind('/') + 1) + name;
+}
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout, then stderr
+};
+
+// Runs a shell command line and captures its output.
+inline CommandResult Run(const std::string& command) {
+  CommandResult r;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
+  int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace tollgate::testing

@@ -1,0 +1,451 @@
+#include "tools/sim/sim_server.h"
+
+#include <atomic>
+#include <chrono>
+#include <thread>
+
+namespace tollgate::sim {
+namespace {
+
+using nlohmann::json;
+
+enum class Flavor { kMistral, kAnthropic, kDeepSeek, kOllamaNative, kOllamaOpenAI };
+
+// Everything one simulated completion needs, read from the request once.
+struct Plan {
+  Flavor flavor;
+  std::string model;
+  bool stream = false;
+  bool include_usage = false;  // OpenAI-style stream_options.include_usage
+  int64_t input_tokens = 1;
+  int64_t output_tokens = 16;
+  int64_t cache_read = 0, cache_write = 0, cache_write_1h = 0, reasoning = 0;
+  int delay_ms = 0;
+  int cut_after = -1;
+  int stream_error_after = -1;
+  int keepalives = 0;
+  std::string id;
+};
+
+int64_t HeaderInt(const httplib::Request& req, const char* name, int64_t fallback) {
+  if (!req.has_header(name)) return fallback;
+  try {
+    return std::stoll(req.get_header_value(name));
+  } catch (...) {
+    return fallback;
+  }
+}
+
+// Characters of every piece of text in the request that a tokenizer would see.
+size_t TextChars(const json& j) {
+  if (j.is_string()) return j.get_ref<const std::string&>().size();
+  size_t n = 0;
+  if (j.is_array()) {
+    for (const json& e : j) n += TextChars(e);
+  } else if (j.is_object()) {
+    for (const char* key : {"content", "text", "system", "prompt", "suffix", "input", "messages"}) {
+      if (j.contains(key)) n += TextChars(j[key]);
+    }
+  }
+  return n;
+}
+
+int64_t Ceil4(size_t chars) { return std::max<int64_t>(1, static_cast<int64_t>((chars + 3) / 4)); }
+
+std::string Word(int64_t i) { return i == 0 ? "Hello" : " w" + std::to_string(i); }
+
+std::string Now() { return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count()); }
+
+bool IsMistralModel(const std::string& m) {
+  for (const char* p : {"mistral", "codestral", "ministral", "pixtral", "magistral", "devstral", "open-mistral"}) {
+    if (m.rfind(p, 0) == 0) return true;
+  }
+  return false;
+}
+
+json ErrorBody(Flavor f, int status, const std::string& message) {
+  switch (f) {
+    case Flavor::kMistral:
+      return {{"object", "error"}, {"message", message}, {"type", status == 429 ? "rate_limited" : "invalid_request_error"},
+              {"param", nullptr}, {"code", nullptr}};
+    case Flavor::kAnthropic: {
+      std::string type = status == 429 ? "rate_limit_error" : status == 529 ? "overloaded_error"
+                         : status >= 500 ? "api_error" : status == 401 ? "authentication_error"
+                         : status == 404 ? "not_found_error" : "invalid_request_error";
+      return {{"type", "error"}, {"error", {{"type", type}, {"message", message}}}, {"request_id", "req_sim"}};
+    }
+    case Flavor::kOllamaNative:
+      return {{"error", message}};
+    default:
+      return {{"error", {{"message", message}, {"type", status >= 500 ? "api_error" : "invalid_request_error"},
+                         {"param", nullptr}, {"code", nullptr}}}};
+  }
+}
+
+void SendError(httplib::Response& res, Flavor f, int status, const std::string& message) {
+  res.status = status;
+  if (status == 429) res.set_header("retry-after", "1");
+  res.set_content(ErrorBody(f, status, message).dump(), "application/json");
+}
+
+json OpenAIUsage(const Plan& p) {
+  json u = {{"prompt_tokens", p.input_tokens},
+            {"completion_tokens", p.output_tokens + p.reasoning},
+            {"total_tokens", p.input_tokens + p.output_tokens + p.reasoning}};
+  if (p.flavor == Flavor::kDeepSeek) {
+    int64_t hit = std::min(p.cache_read, p.input_tokens);
+    u["prompt_cache_hit_tokens"] = hit;
+    u["prompt_cache_miss_tokens"] = p.input_tokens - hit;
+    u["prompt_tokens_details"] = {{"cached_tokens", hit}};
+    u["completion_tokens_details"] = {{"reasoning_tokens", p.reasoning}};
+  }
+  return u;
+}
+
+json AnthropicUsage(const Plan& p, int64_t output) {
+  return {{"input_tokens", p.input_tokens},
+          {"cache_creation_input_tokens", p.cache_write + p.cache_write_1h},
+          {"cache_read_input_tokens", p.cache_read},
+          {"cache_creation", {{"ephemeral_5m_input_tokens", p.cache_write}, {"ephemeral_1h_input_tokens", p.cache_write_1h}}},
+          {"output_tokens", output},
+          {"service_tier", "standard"}};
+}
+
+std::string FullText(const Plan& p) {
+  std::string s;
+  for (int64_t i = 0; i < p.output_tokens; ++i) s += Word(i);
+  return s;
+}
+
+// The stream, as a list of wire frames, produced lazily one token at a time.
+class StreamWriter {
+ public:
+  explicit StreamWriter(Plan p) : p_(std::move(p)) {}
+
+  // Writes everything, pacing tokens; returns false to cut the connection.
+  bool Run(httplib::DataSink& sink) {
+    auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
+    for (int i = 0; i < p_.keepalives; ++i) {
+      if (!write(": keep-alive\n\n")) return false;
+    }
+    if (!write(Opening())) return false;
+    for (int64_t i = 0; i < p_.output_tokens; ++i) {
+      if (p_.cut_after >= 0 && i >= p_.cut_after) return false;  // abrupt close, no terminator
+      if (p_.stream_error_after >= 0 && i >= p_.stream_error_after) {
+        write(InStreamError());
+        sink.done();
+        return true;
+      }
+      if (p_.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(p_.delay_ms));
+      if (!write(Token(i))) return false;
+    }
+    write(Closing());
+    sink.done();
+    return true;
+  }
+
+ private:
+  static std::string Sse(const json& j) { return "data: " + j.dump() + "\n\n"; }
+  static std::string Event(const char* name, const json& j) {
+    return std::string("event: ") + name + "\ndata: " + j.dump() + "\n\n";
+  }
+  json Chunk(json delta, json finish) const {
+    json c = {{"id", p_.id}, {"object", "chat.completion.chunk"}, {"created", std::stoll(Now())}, {"model", p_.model},
+              {"choices", json::array({{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", std::move(finish)}}})}};
+    if (p_.flavor == Flavor::kDeepSeek) c["usage"] = nullptr;
+    return c;
+  }
+
+  std::string Opening() const {
+    switch (p_.flavor) {
+      case Flavor::kAnthropic: {
+        json msg = {{"id", p_.id}, {"type", "message"}, {"role", "assistant"}, {"model", p_.model},
+                    {"content", json::array()}, {"stop_reason", nullptr}, {"stop_sequence", nullptr},
+                    {"usage", AnthropicUsage(p_, 1)}};
+        return Event("message_start", {{"type", "message_start"}, {"message", msg}}) +
+               Event("content_block_start", {{"type", "content_block_start"}, {"index", 0},
+                                             {"content_block", {{"type", "text"}, {"text", ""}}}}) +
+               Event("ping", {{"type", "ping"}});
+      }
+      case Flavor::kOllamaNative: return "";
+      default: return Sse(Chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
+    }
+  }
+
+  std::string Token(int64_t i) const {
+    switch (p_.flavor) {
+      case Flavor::kAnthropic:
+        return Event("content_block_delta", {{"type", "content_block_delta"}, {"index", 0},
+                                             {"delta", {{"type", "text_delta"}, {"text", Word(i)}}}});
+      case Flavor::kOllamaNative:
+        return json{{"model", p_.model}, {"created_at", "2026-01-01T00:00:00Z"},
+                    {"message", {{"role", "assistant"}, {"content", Word(i)}}}, {"done", false}}
+                   .dump() + "\n";
+      default: return Sse(Chunk({{"content", Word(i)}}, nullptr));
+    }
+  }
+
+  std::string Closing() const {
+    switch (p_.flavor) {
+      case Flavor::kAnthropic:
+        return Event("content_block_stop", {{"type", "content_block_stop"}, {"index", 0}}) +
+               // message_delta usage is cumulative: the full output count, input side repeated.
+               Event("message_delta", {{"type", "message_delta"},
+                                       {"delta", {{"stop_reason", "end_turn"}, {"stop_sequence", nullptr}}},
+                                       {"usage", {{"output_tokens", p_.output_tokens},
+                                                  {"input_tokens", p_.input_tokens},
+                                                  {"cache_read_input_tokens", p_.cache_read},
+                                                  {"cache_creation_input_tokens", p_.cache_write + p_.cache_write_1h}}}}) +
+               Event("message_stop", {{"type", "message_stop"}});
+      case Flavor::kOllamaNative:
+        return json{{"model", p_.model}, {"created_at", "2026-01-01T00:00:00Z"},
+                    {"message", {{"role", "assistant"}, {"content", ""}}}, {"done", true}, {"done_reason", "stop"},
+                    {"total_duration", 1000}, {"load_duration", 10}, {"prompt_eval_count", p_.input_tokens},
+                    {"prompt_eval_duration", 100}, {"eval_count", p_.output_tokens}, {"eval_duration", 500}}
+                   .dump() + "\n";
+      case Flavor::kMistral: {
+        // Mistral always puts usage on the finish chunk.
+        json last = Chunk(json::object(), "stop");
+        last["usage"] = OpenAIUsage(p_);
+        return Sse(last) + "data: [DONE]\n\n";
+      }
+      default: {
+        std::string out = Sse(Chunk(json::object(), "stop"));
+        if (p_.include_usage) {
+          json u = {{"id", p_.id}, {"object", "chat.completion.chunk"}, {"created", std::stoll(Now())},
+                    {"model", p_.model}, {"choices", json::array()}, {"usage", OpenAIUsage(p_)}};
+          out += Sse(u);
+        }
+        return out + "data: [DONE]\n\n";
+      }
+    }
+  }
+
+  std::string InStreamError() const {
+    switch (p_.flavor) {
+      case Flavor::kAnthropic:
+        return Event("error", {{"type", "error"}, {"error", {{"type", "overloaded_error"}, {"message", "Overloaded"}}}});
+      case Flavor::kOllamaNative:
+        return json{{"error", "an error was encountered while running the model"}}.dump() + "\n";
+      default:
+        return Sse({{"error", {{"message", "simulated stream error"}, {"type", "api_error"}, {"param", nullptr},
+                               {"code", nullptr}}}});
+    }
+  }
+
+  Plan p_;
+};
+
+json NonStreamBody(const Plan& p, const std::string& path) {
+  switch (p.flavor) {
+    case Flavor::kAnthropic:
+      return {{"id", p.id}, {"type", "message"}, {"role", "assistant"}, {"model", p.model},
+              {"content", json::array({{{"type", "text"}, {"text", FullText(p)}}})},
+              {"stop_reason", "end_turn"}, {"stop_sequence", nullptr}, {"usage", AnthropicUsage(p, p.output_tokens)}};
+    case Flavor::kOllamaNative: {
+      json j = {{"model", p.model}, {"created_at", "2026-01-01T00:00:00Z"}, {"done", true}, {"done_reason", "stop"},
+                {"total_duration", 1000}, {"load_duration", 10}, {"prompt_eval_count", p.input_tokens},
+                {"prompt_eval_duration", 100}, {"eval_count", p.output_tokens}, {"eval_duration", 500}};
+      if (path == "/api/generate") j["response"] = FullText(p);
+      else j["message"] = {{"role", "assistant"}, {"content", FullText(p)}};
+      return j;
+    }
+    default: {
+      json message = {{"role", "assistant"}, {"content", FullText(p)}};
+      return {{"id", p.id}, {"object", "chat.completion"}, {"created", std::stoll(Now())}, {"model", p.model},
+              {"choices", json::array({{{"index", 0}, {"message", message}, {"finish_reason", "stop"}}})},
+              {"usage", OpenAIUsage(p)}};
+    }
+  }
+}
+
+const char* StreamType(Flavor f) { return f == Flavor::kOllamaNative ? "application/x-ndjson" : "text/event-stream"; }
+
+}  // namespace
+
+SimServer::SimServer(SimOptions options) : server_(std::make_unique<httplib::Server>()) {
+  TuneServer(*server_, {.worker_threads = options.worker_threads, .max_body_bytes = 64 * 1024 * 1024});
+  auto log = std::make_shared<RequestLog>(options.remembered_requests);
+  auto counter = std::make_shared<std::atomic<long>>(0);
+  auto next_id = [counter] { return std::to_string(++*counter); };
+
+  auto completion = [log, next_id, options](Flavor fixed, bool by_model) {
+    return [log, fixed, by_model, next_id, options](const httplib::Request& req, httplib::Response& res) {
+      log->Remember(req);
+      Flavor flavor = fixed;
+      json body;
+      try {
+        body = json::parse(req.body);
+      } catch (...) {
+        return SendError(res, flavor, 400, "body is not valid JSON");
+      }
+      if (!body.is_object() || !body.contains("model") || !body["model"].is_string()) {
+        return SendError(res, flavor, 400, "model is required");
+      }
+      Plan p;
+      p.model = body["model"].get<std::string>();
+      if (by_model) {
+        flavor = IsMistralModel(p.model) ? Flavor::kMistral
+                 : p.model.rfind("deepseek", 0) == 0 ? Flavor::kDeepSeek : Flavor::kOllamaOpenAI;
+      }
+      p.flavor = flavor;
+      if (req.has_header("x-sim-error")) {
+        int status = static_cast<int>(HeaderInt(req, "x-sim-error", 500));
+        return SendError(res, flavor, status, "simulated error " + std::to_string(status));
+      }
+      if (flavor == Flavor::kMistral && body.contains("stream_options")) {
+        // What Mistral really answers (PROVIDERS.md 2.3).
+        res.status = 422;
+        json detail = {{"detail", json::array({{{"type", "extra_forbidden"},
+                                                {"loc", {"body", "stream_options", "include_usage"}},
+                                                {"msg", "Extra inputs are not permitted"}}})}};
+        res.set_content(json{{"object", "error"}, {"message", detail}, {"type", "invalid_request_error"},
+                             {"param", nullptr}, {"code", nullptr}}.dump(),
+                        "application/json");
+        return;
+      }
+      if (flavor == Flavor::kAnthropic && !body.contains("max_tokens")) {
+        return SendError(res, flavor, 400, "max_tokens: Field required");
+      }
+      p.stream = flavor == Flavor::kOllamaNative ? body.value("stream", true) : body.value("stream", false);
+      p.include_usage = body.contains("stream_options") && body["stream_options"].is_object() &&
+                        body["stream_options"].value("include_usage", false);
+      p.input_tokens = Ceil4(TextChars(body));
+      int64_t wanted = HeaderInt(req, "x-sim-output-tokens", options.default_output_tokens);
+      int64_t cap = -1;
+      for (const char* key : {"max_tokens", "max_completion_tokens"}) {
+        if (body.contains(key) && body[key].is_number_integer()) cap = body[key].get<int64_t>();
+      }
+      if (body.contains("options") && body["options"].is_object() && body["options"].contains("num_predict") &&
+          body["options"]["num_predict"].is_number_integer() && body["options"]["num_predict"].get<int64_t>() >= 0)
+        cap = body["options"]["num_predict"].get<int64_t>();
+      p.output_tokens = cap >= 0 ? std::min(wanted, cap) : wanted;
+      p.cache_read = HeaderInt(req, "x-sim-cache-read", 0);
+      p.cache_write = HeaderInt(req, "x-sim-cache-write", 0);
+      p.cache_write_1h = HeaderInt(req, "x-sim-cache-write-1h", 0);
+      p.reasoning = HeaderInt(req, "x-sim-reasoning", 0);
+      p.delay_ms = static_cast<int>(HeaderInt(req, "x-sim-token-delay-ms", options.token_delay_ms));
+      p.cut_after = static_cast<int>(HeaderInt(req, "x-sim-cut-after", -1));
+      p.stream_error_after = static_cast<int>(HeaderInt(req, "x-sim-stream-error", -1));
+      p.keepalives = static_cast<int>(HeaderInt(req, "x-sim-keepalive", 0));
+      p.id = (flavor == Flavor::kAnthropic ? "msg_sim" : "cmpl-sim") + next_id();
+
+      if (flavor == Flavor::kAnthropic) res.set_header("request-id", "req_sim" + p.id);
+      if (flavor == Flavor::kMistral) res.set_header("x-ratelimitbysize-remaining-minute", "499000");
+      if (flavor == Flavor::kAnthropic) res.set_header("anthropic-ratelimit-requests-remaining", "999");
+      if (!p.stream) {
+        if (p.keepalives > 0) {
+          // DeepSeek sends blank lines ahead of a slow non-streamed answer.
+          std::string pad(static_cast<size_t>(p.keepalives), '\n');
+          res.set_content(pad + NonStreamBody(p, req.path).dump(), "application/json");
+        } else {
+          res.set_content(NonStreamBody(p, req.path).dump(), "application/json");
+        }
+        return;
+      }
+      auto writer = std::make_shared<StreamWriter>(p);
+      res.set_chunked_content_provider(StreamType(flavor), [writer](size_t, httplib::DataSink& sink) {
+        return writer->Run(sink);
+      });
+    };
+  };
+
+  auto embeddings = [log](Flavor flavor) {
+    return [log, flavor](const httplib::Request& req, httplib::Response& res) {
+      log->Remember(req);
+      json body;
+      try {
+        body = json::parse(req.body);
+      } catch (...) {
+        return SendError(res, flavor, 400, "body is not valid JSON");
+      }
+      if (!body.is_object() || !body.contains("model")) return SendError(res, flavor, 400, "model is required");
+      if (req.has_header("x-sim-error")) {
+        int status = static_cast<int>(HeaderInt(req, "x-sim-error", 500));
+        return SendError(res, flavor, status, "simulated error " + std::to_string(status));
+      }
+      int64_t tokens = Ceil4(TextChars(body));
+      json vector = json::array({0.1, 0.2, 0.3});
+      if (flavor == Flavor::kOllamaNative) {
+        res.set_content(json{{"model", body["model"]}, {"embeddings", json::array({vector})},
+                             {"prompt_eval_count", tokens}, {"total_duration", 1000}}.dump(),
+                        "application/json");
+      } else {
+        res.set_content(json{{"id", "emb-sim"}, {"object", "list"}, {"model", body["model"]},
+                             {"data", json::array({{{"object", "embedding"}, {"embedding", vector}, {"index", 0}}})},
+                             {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}, {"completion_tokens", 0}}}}
+                            .dump(),
+                        "application/json");
+      }
+    };
+  };
+
+  server_->Post("/v1/messages", completion(Flavor::kAnthropic, false));
+  server_->Post("/v1/messages/count_tokens", [log](const httplib::Request& req, httplib::Response& res) {
+    log->Remember(req);
+    json body;
+    try {
+      body = json::parse(req.body);
+    } catch (...) {
+      return SendError(res, Flavor::kAnthropic, 400, "body is not valid JSON");
+    }
+    res.set_content(json{{"input_tokens", Ceil4(TextChars(body))}}.dump(), "application/json");
+  });
+  server_->Post("/v1/chat/completions", completion(Flavor::kOllamaOpenAI, true));
+  server_->Post("/chat/completions", completion(Flavor::kDeepSeek, false));
+  server_->Post("/v1/fim/completions", completion(Flavor::kMistral, false));
+  server_->Post("/v1/embeddings", embeddings(Flavor::kMistral));
+  server_->Post("/api/chat", completion(Flavor::kOllamaNative, false));
+  server_->Post("/api/generate", completion(Flavor::kOllamaNative, false));
+  server_->Post("/api/embed", embeddings(Flavor::kOllamaNative));
+  server_->Get("/api/tags", [log](const httplib::Request& req, httplib::Response& res) {
+    log->Remember(req);
+    res.set_content(json{{"models", json::array({{{"name", "llama3.2:latest"}, {"model", "llama3.2:latest"},
+                                                  {"size", 2019393189}}})}}.dump(),
+                    "application/json");
+  });
+  auto models = [log](const httplib::Request& req, httplib::Response& res) {
+    log->Remember(req);
+    json data = json::array();
+    for (const char* id : {"mistral-small-latest", "claude-sonnet-4-5", "deepseek-chat", "llama3.2"}) {
+      data.push_back({{"id", id}, {"object", "model"}, {"type", "model"}, {"owned_by", "sim"}});
+    }
+    res.set_content(json{{"object", "list"}, {"data", data}, {"has_more", false}}.dump(), "application/json");
+  };
+  server_->Get("/v1/models", models);
+  server_->Get("/models", models);
+  server_->Get("/_sim/requests", [log](const httplib::Request&, httplib::Response& res) {
+    res.set_content(log->Recent().dump(), "application/json");
+  });
+  server_->Delete("/_sim/requests", [log](const httplib::Request&, httplib::Response& res) {
+    log->Clear();
+    res.status = 204;
+  });
+}
+
+void RequestLog::Clear() {
+  std::lock_guard lock(mu_);
+  recent_.clear();
+}
+
+void RequestLog::Remember(const httplib::Request& req) {
+  json headers = json::object();
+  for (const auto& [name, value] : req.headers) {
+    if (name.rfind("x-sim-", 0) == 0 || name == "Authorization" || name == "authorization" || name == "x-api-key" ||
+        name == "anthropic-version" || name == "X-Tollgate-User" || name == "x-tollgate-user") {
+      headers[name] = value;
+    }
+  }
+  std::lock_guard lock(mu_);
+  recent_.push_back({{"method", req.method}, {"path", req.path}, {"headers", headers}, {"body", req.body}});
+  while (recent_.size() > capacity_) recent_.pop_front();
+}
+
+json RequestLog::Recent() {
+  std::lock_guard lock(mu_);
+  return json(recent_);
+}
+
+}  // namespace tollgate::sim
