@@ -10,6 +10,8 @@ namespace tollgate {
 
 class FakeDirectory final : public Directory {
  public:
+  // Ids start at `first_id`, so tests sharing one real Redis can keep users apart.
+  explicit FakeDirectory(int64_t first_id = 1) : next_id_(first_id) {}
   Result<User> CreateUser(const NewUser& u, const BudgetDefaults& defaults, Timestamp now) override;
   Result<User> FindUser(const std::string& name_or_id) override;
   Result<std::vector<User>> ListUsers() override;
@@ -40,7 +42,7 @@ class FakeDirectory final : public Directory {
   std::map<std::string, int64_t> key_by_hash_;
   std::map<int64_t, BudgetSettings> settings_;
   std::vector<ResetRecord> resets_;
-  int64_t next_id_ = 1;
+  int64_t next_id_;
 };
 
 }  // namespace tollgate

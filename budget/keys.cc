@@ -4,6 +4,7 @@
 #include <openssl/rand.h>
 
 #include <stdexcept>
+#include <vector>
 
 namespace tollgate {
 namespace {
@@ -17,17 +18,22 @@ void RandomBytes(unsigned char* out, size_t n) {
 
 }  // namespace
 
+std::string HexEncode(const unsigned char* data, size_t n) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    out += hex[data[i] >> 4];
+    out += hex[data[i] & 15];
+  }
+  return out;
+}
+
 std::string HashKey(const std::string& secret) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
   EVP_Digest(secret.data(), secret.size(), digest, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < len; ++i) {
-    out += hex[digest[i] >> 4];
-    out += hex[digest[i] & 15];
-  }
-  return out;
+  return HexEncode(digest, len);
 }
 
 GeneratedKey GenerateKey() {
@@ -56,15 +62,9 @@ bool LooksLikeTollgateKey(const std::string& text) {
 }
 
 std::string RandomHex(size_t bytes) {
-  std::string raw(bytes, '\0');
-  RandomBytes(reinterpret_cast<unsigned char*>(raw.data()), bytes);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : raw) {
-    out += hex[b >> 4];
-    out += hex[b & 15];
-  }
-  return out;
+  std::vector<unsigned char> raw(bytes);
+  RandomBytes(raw.data(), bytes);
+  return HexEncode(raw.data(), bytes);
 }
 
 }  // namespace tollgate

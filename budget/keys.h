@@ -15,6 +15,8 @@ struct GeneratedKey {
 GeneratedKey GenerateKey();
 std::string HashKey(const std::string& secret);
 bool LooksLikeTollgateKey(const std::string& text);
+// Lowercase hex of raw bytes.
+std::string HexEncode(const unsigned char* data, size_t n);
 // A random opaque id (hex), e.g. for request ids.
 std::string RandomHex(size_t bytes);
 

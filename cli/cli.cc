@@ -11,6 +11,7 @@
 #include "budget/migrations.h"
 #include "budget/pg_directory.h"
 #include "budget/redis.h"
+#include "budget/redis_gate.h"
 #include "cli/args.h"
 #include "config/pricing.h"
 #include "proxy/proxy_server.h"
@@ -72,6 +73,12 @@ int Serve(Context& ctx, const Args&) {
   }
   HiredisPool redis(*redis_address, c.redis_pool_size, 2000);
   Metrics metrics;
+  PgDirectory directory(pool);
+  Authenticator authenticator(directory, ctx.clock);
+  SettingsCache settings(directory, ctx.clock);
+  PgLedger ledger(pool, metrics);
+  RedisGate gate(redis, settings, ledger, ctx.clock, metrics, std::chrono::seconds(c.hold_ttl_seconds));
+  ProxyService proxy_service(ProxyDependencies{c, *pricing, authenticator, gate, ledger, metrics, ctx.clock});
 
   SideDependencies side_deps{
       c, metrics,
@@ -81,7 +88,7 @@ int Serve(Context& ctx, const Args&) {
         return r.ok() ? Status::Ok() : r.status();
       }};
   RunningServer side(BuildSideServer(side_deps));
-  RunningServer proxy(BuildProxyServer(ProxyDependencies{c, metrics}));
+  RunningServer proxy(proxy_service.BuildServer());
 
   auto side_addr = ParseHostPort(c.admin_listen);
   auto proxy_addr = ParseHostPort(c.listen);
@@ -97,6 +104,7 @@ int Serve(Context& ctx, const Args&) {
   ctx.out << "tollgate: shutting down" << std::endl;
   proxy.Stop();
   side.Stop();
+  ledger.Flush();
   return 0;
 }
 

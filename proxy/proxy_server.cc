@@ -1,25 +1,526 @@
 #include "proxy/proxy_server.h"
 
-#include <nlohmann/json.hpp>
+#include <deque>
+#include <thread>
+
+#include "budget/cost.h"
+#include "budget/keys.h"
+#include "providers/json_bounded.h"
 
 namespace tollgate {
 
-std::unique_ptr<httplib::Server> BuildProxyServer(const ProxyDependencies& deps) {
+struct Exchange {
+  const Provider* provider = nullptr;
+  Route route{};
+  RequestFacts facts;
+  Identity identity;
+  int64_t user_id = 0;
+  Rates rates;
+  std::string price_id;
+  std::string request_id;
+  std::string upstream_path;
+  std::string body;
+  httplib::Headers headers;
+  Timestamp started;
+  std::chrono::steady_clock::time_point t0;
+  Admission admission;
+  bool hide_usage_chunk = false;
+  bool finished = false;
+};
+
+namespace {
+
+using nlohmann::json;
+
+bool IsHopByHop(const std::string& name) {
+  static const char* kDrop[] = {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
+                                "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection",
+                                "authorization", "x-api-key", "x-tollgate-user", "accept-encoding",
+                                "remote_addr", "remote_port", "local_addr", "local_port"};
+  for (const char* d : kDrop) {
+    if (strcasecmp(name.c_str(), d) == 0) return true;
+  }
+  return false;
+}
+
+bool IsResponseHopByHop(const std::string& name) {
+  static const char* kDrop[] = {"content-length", "connection", "keep-alive", "transfer-encoding",
+                                "content-encoding", "content-type"};
+  for (const char* d : kDrop) {
+    if (strcasecmp(name.c_str(), d) == 0) return true;
+  }
+  return false;
+}
+
+std::string PresentedKey(const httplib::Request& req) {
+  std::string auth = req.get_header_value("Authorization");
+  if (auth.size() > 7 && strncasecmp(auth.c_str(), "Bearer ", 7) == 0) return auth.substr(7);
+  return req.get_header_value("x-api-key");
+}
+
+// Output tokens of text already relayed, when the provider's own count never came.
+int64_t TokensOfText(int64_t bytes) { return (bytes + 3) / 4; }
+
+std::string ResetText(const Admission& a) {
+  return a.next_reset == Timestamp() ? "" : ", resets at " + FormatRfc3339(a.next_reset);
+}
+
+// The hand-off between the thread reading the upstream and the worker writing to
+// the client: bounded, so a slow client slows the upstream read instead of growing
+// memory.
+struct StreamRelay {
+  static constexpr size_t kMaxQueuedBytes = 1 << 20;
+
+  std::mutex mu;
+  std::condition_variable cv;
+  bool headers_ready = false;
+  int status = 0;
+  httplib::Headers headers;
+  std::string error_body;  // a non-2xx answer, collected whole
+  std::deque<std::string> chunks;
+  size_t queued_bytes = 0;
+  bool upstream_done = false;
+  httplib::Error error = httplib::Error::Success;
+  bool client_gone = false;
+  bool draining = false;
+  std::unique_ptr<StreamObserver> observer;
+};
+
+}  // namespace
+
+ProxyService::ProxyService(ProxyDependencies deps) : deps_(deps) {
+  for (const auto& [name, upstream] : deps_.config.upstreams) {
+    pools_[name] = std::make_unique<UpstreamPool>(
+        upstream.base_url,
+        UpstreamTimeouts{deps_.config.upstream_connect_timeout_ms, deps_.config.upstream_read_timeout_ms});
+  }
+}
+
+ProxyService::~ProxyService() {
+  std::unique_lock lock(streams_mu_);
+  streams_done_.wait(lock, [&] { return streams_in_flight_.load() == 0; });
+}
+
+std::unique_ptr<httplib::Server> ProxyService::BuildServer() {
   auto server = std::make_unique<httplib::Server>();
-  TuneServer(*server, {.worker_threads = deps.config.worker_threads,
-                       .max_body_bytes = deps.config.max_body_bytes,
+  TuneServer(*server, {.worker_threads = deps_.config.worker_threads,
+                       .max_body_bytes = deps_.config.max_body_bytes,
                        .read_timeout_seconds = 60,
                        .keep_alive_seconds = 60});
-  Metrics* metrics = &deps.metrics;
-  // Until provider routes are registered, every path is unknown.
-  server->set_error_handler([metrics](const httplib::Request&, httplib::Response& res) {
-    metrics->Inc(Counter::kProxyRequests);
-    if (res.body.empty()) {
-      res.set_content(nlohmann::json{{"error", {{"message", "unknown path"}, {"type", "not_found_error"}}}}.dump(),
-                      "application/json");
-    }
+  for (const Provider* p : AllProviders()) {
+    std::string pattern = "/" + std::string(p->name()) + "/(.*)";
+    auto handler = [this, p](const httplib::Request& req, httplib::Response& res) { Handle(*p, req, res); };
+    server->Get(pattern, handler);
+    server->Post(pattern, handler);
+  }
+  // Errors httplib raises itself (413 body too large, 404 unknown prefix) in the
+  // provider's shape when the path names one.
+  server->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    deps_.metrics.Inc(Counter::kProxyRequests);
+    deps_.metrics.Inc(Counter::kProxyRefusedBadRequest);
+    std::string path = req.path.substr(1);
+    const Provider* p = FindProvider(path.substr(0, path.find('/')));
+    ErrorKind kind = res.status == 413 ? ErrorKind::kTooLarge : ErrorKind::kNotFound;
+    std::string message = res.status == 413
+                              ? "request body is larger than " + std::to_string(deps_.config.max_body_bytes) + " bytes"
+                              : "unknown path " + req.path + ": use /mistral, /anthropic, /deepseek or /ollama";
+    std::optional<Route> route = p ? p->Match(req.method, path.substr(path.find('/') + 1)) : std::nullopt;
+    std::string body = p ? p->ErrorBody(route ? &*route : nullptr, kind, message)
+                         : json{{"error", {{"message", message}, {"type", "not_found_error"}}}}.dump();
+    res.set_content(body, "application/json");
   });
   return server;
+}
+
+void ProxyService::Refuse(const Provider& provider, const std::optional<Route>& route, ErrorKind kind,
+                          const std::string& message, httplib::Response& res) {
+  res.status = StatusFor(kind);
+  res.set_header("x-should-retry", "false");
+  res.set_content(provider.ErrorBody(route ? &*route : nullptr, kind, message), "application/json");
+}
+
+httplib::Headers ProxyService::UpstreamHeaders(const Provider& provider, const httplib::Request& req) const {
+  httplib::Headers h;
+  for (const auto& [name, value] : req.headers) {
+    if (!IsHopByHop(name)) h.emplace(name, value);
+  }
+  const Upstream& up = deps_.config.upstreams.at(std::string(provider.name()));
+  for (const auto& [name, value] : provider.Credentials(up.api_key)) {
+    bool is_credential = strcasecmp(name.c_str(), "authorization") == 0 || strcasecmp(name.c_str(), "x-api-key") == 0;
+    if (is_credential || h.find(name) == h.end()) {
+      h.erase(name);
+      h.emplace(name, value);
+    }
+  }
+  return h;
+}
+
+void ProxyService::Handle(const Provider& provider, const httplib::Request& req, httplib::Response& res) {
+  deps_.metrics.Inc(Counter::kProxyRequests);
+  auto x = std::make_shared<Exchange>();
+  x->provider = &provider;
+  x->t0 = std::chrono::steady_clock::now();
+  x->started = deps_.clock.Now();
+  std::string path = req.matches[1];
+  auto route = provider.Match(req.method, path);
+  auto refuse = [&](ErrorKind kind, const std::string& message, Counter counter) {
+    deps_.metrics.Inc(counter);
+    Refuse(provider, route, kind, message, res);
+  };
+  if (!route) {
+    return refuse(ErrorKind::kNotFound, "unknown path " + req.path + " for " + std::string(provider.name()),
+                  Counter::kProxyRefusedBadRequest);
+  }
+  x->route = *route;
+  x->upstream_path = "/" + path;
+
+  // 1. Who is calling.
+  std::string key = PresentedKey(req);
+  if (key.empty()) {
+    return refuse(ErrorKind::kAuthentication,
+                  "missing tollgate key: send Authorization: Bearer tg-... or x-api-key: tg-...",
+                  Counter::kProxyRefusedAuth);
+  }
+  auto identity = deps_.authenticator.Authenticate(key);
+  if (!identity.ok()) {
+    if (identity.status().code() == Status::Code::kUnavailable) {
+      return refuse(ErrorKind::kUnavailable, "tollgate cannot reach its database; try again shortly",
+                    Counter::kPostgresErrors);
+    }
+    return refuse(ErrorKind::kAuthentication, identity.status().message(), Counter::kProxyRefusedAuth);
+  }
+  x->identity = *identity;
+  x->user_id = identity->user.id;
+
+  // 2. What is asked.
+  json body;
+  if (route->endpoint != Endpoint::kListing) {
+    std::string error;
+    auto parsed = ParseJsonBounded(req.body, &error);
+    if (!parsed) return refuse(ErrorKind::kInvalidRequest, "request body is " + error, Counter::kProxyRefusedBadRequest);
+    body = std::move(*parsed);
+    auto facts = provider.ReadRequest(*route, body);
+    if (!facts.ok()) return refuse(ErrorKind::kInvalidRequest, facts.status().message(), Counter::kProxyRefusedBadRequest);
+    x->facts = std::move(*facts);
+  }
+
+  // 3. On whose budget.
+  std::string named = req.get_header_value("X-Tollgate-User");
+  if (!named.empty() && !identity->key.act_as_user) {
+    return refuse(ErrorKind::kPermission, "this key may not name other users (it lacks act_as_user)",
+                  Counter::kProxyRefusedAuth);
+  }
+  if (identity->key.act_as_user) {
+    std::string who = named.empty() ? x->facts.end_user : named;
+    if (!who.empty()) {
+      auto end_user = deps_.authenticator.ResolveEndUser(who, deps_.config.auto_create_end_users,
+                                                         deps_.config.user_defaults);
+      if (!end_user.ok()) {
+        return refuse(end_user.status().code() == Status::Code::kUnavailable ? ErrorKind::kUnavailable
+                                                                              : ErrorKind::kPermission,
+                      "end user \"" + who + "\": " + end_user.status().message(), Counter::kProxyRefusedAuth);
+      }
+      if (end_user->disabled) {
+        return refuse(ErrorKind::kPermission, "end user \"" + who + "\" is disabled", Counter::kProxyRefusedAuth);
+      }
+      x->user_id = end_user->id;
+    }
+  }
+
+  // 4. At what price.
+  int64_t default_cap = 4096;
+  if (route->endpoint == Endpoint::kChat || route->endpoint == Endpoint::kEmbeddings) {
+    auto quote = deps_.pricing.Lookup(std::string(provider.name()), x->facts.model, x->started);
+    if (quote.ok()) {
+      x->rates = quote->rates;
+      x->price_id = quote->id;
+      default_cap = quote->entry->default_max_output;
+    } else if (deps_.config.fallback_input_per_million && deps_.config.fallback_output_per_million) {
+      x->rates.input = TokenRate::FromNanosPerMillion(deps_.config.fallback_input_per_million->nanos());
+      x->rates.output = TokenRate::FromNanosPerMillion(deps_.config.fallback_output_per_million->nanos());
+      x->rates.cache_read = x->rates.cache_write_5m = x->rates.cache_write_1h = x->rates.input;
+      x->price_id = "fallback";
+    } else {
+      return refuse(ErrorKind::kInvalidRequest,
+                    "model \"" + x->facts.model + "\" has no price configured for " + std::string(provider.name()) +
+                        "; ask an admin to add it to the pricing table",
+                    Counter::kProxyRefusedBadRequest);
+    }
+  } else {
+    x->price_id = "free";
+  }
+
+  // 5. May it be spent.
+  x->request_id = "tgr_" + RandomHex(12);
+  CostAccumulator input_cost;
+  input_cost.Add(x->facts.input_tokens_estimate, x->rates.input);
+  ReserveRequest reserve{.user_id = x->user_id,
+                         .request_id = x->request_id,
+                         .input_cost = input_cost.Total(),
+                         .output_rate = x->rates.output,
+                         .max_output_tokens = x->facts.max_output_tokens,
+                         .default_output_cap = default_cap,
+                         .clamp = deps_.config.clamp_max_tokens && route->endpoint == Endpoint::kChat,
+                         .min_output_tokens = deps_.config.min_output_tokens};
+  x->admission = deps_.gate.Reserve(reserve);
+  if (!x->admission.allowed()) {
+    const Admission& a = x->admission;
+    switch (a.refusal) {
+      case Refusal::kGlobalCap:
+        return refuse(ErrorKind::kBudget, "the global spending cap is reached (" + a.message + ")",
+                      Counter::kProxyRefusedGlobalCap);
+      case Refusal::kUnavailable:
+        return refuse(ErrorKind::kUnavailable, "the budget gate is unavailable: " + a.message,
+                      Counter::kRedisErrors);
+      default:
+        return refuse(ErrorKind::kBudget,
+                      "budget exhausted: limit $" + a.limit.ToUsdString() + ", spent $" + a.spend.ToUsdString() +
+                          ResetText(a) + (a.message.empty() ? "" : " (" + a.message + ")"),
+                      Counter::kProxyRefusedBudget);
+    }
+  }
+  deps_.metrics.Inc(Counter::kReservations);
+
+  // 6. Forward.
+  res.set_header("x-tollgate-request-id", x->request_id);
+  if (x->admission.clamped_max_tokens) {
+    res.set_header("x-tollgate-max-tokens-clamped", std::to_string(*x->admission.clamped_max_tokens));
+  }
+  if (route->endpoint != Endpoint::kListing) {
+    x->hide_usage_chunk = provider.Rewrite(*route, x->facts, x->admission.clamped_max_tokens, &body);
+    x->body = body.dump();
+  }
+  x->headers = UpstreamHeaders(provider, req);
+  if (x->facts.stream) {
+    ForwardStreaming(x, req, res);
+  } else {
+    ForwardBuffered(*x, req, res);
+  }
+}
+
+void ProxyService::ForwardBuffered(Exchange& x, const httplib::Request& req, httplib::Response& res) {
+  UpstreamPool& pool = *pools_.at(std::string(x.provider->name()));
+  auto client = pool.Acquire();
+  httplib::Result result = req.method == "GET"
+                               ? client->Get(x.upstream_path.c_str(), x.headers)
+                               : client->Post(x.upstream_path.c_str(), x.headers, x.body, "application/json");
+  pool.Release(std::move(client));
+  if (!result) {
+    deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
+    bool timeout = result.error() == httplib::Error::Read;
+    ErrorKind kind = timeout ? ErrorKind::kTimeout : ErrorKind::kUpstream;
+    Refuse(*x.provider, x.route, kind,
+           std::string(x.provider->name()) + " upstream " + (timeout ? "timed out" : "is unreachable") + " (" +
+               httplib::to_string(result.error()) + ")",
+           res);
+    return Finish(x, res.status, Usage{}, false);
+  }
+  Usage usage;
+  if (result->status >= 200 && result->status < 300) {
+    std::string error;
+    if (auto answer = ParseJsonBounded(result->body, &error)) usage = x.provider->UsageFromAnswer(x.route, *answer);
+  }
+  res.status = result->status;
+  for (const auto& [name, value] : result->headers) {
+    if (!IsResponseHopByHop(name)) res.set_header(name, value);
+  }
+  res.set_content(result->body, result->has_header("Content-Type") ? result->get_header_value("Content-Type")
+                                                                   : std::string("application/json"));
+  Finish(x, result->status, usage, false);
+}
+
+void ProxyService::ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::Request&, httplib::Response& res) {
+  auto relay = std::make_shared<StreamRelay>();
+  relay->observer = x->provider->ObserveStream(x->route, x->hide_usage_chunk);
+  {
+    std::lock_guard lock(streams_mu_);
+    ++streams_in_flight_;
+  }
+  UpstreamPool* pool = pools_.at(std::string(x->provider->name())).get();
+
+  // The upstream reader: runs apart from the worker so that the client gets the
+  // upstream's real status line, and goes on draining if the client hangs up.
+  std::thread([this, x, relay, pool] {
+    auto client = pool->Acquire();
+    httplib::Request up;
+    up.method = "POST";
+    up.path = x->upstream_path;
+    up.headers = x->headers;
+    up.body = x->body;
+    up.set_header("Content-Type", "application/json");
+    auto drain_deadline = std::chrono::steady_clock::time_point::max();
+    up.response_handler = [relay](const httplib::Response& r) {
+      std::lock_guard lock(relay->mu);
+      relay->status = r.status;
+      relay->headers = r.headers;
+      relay->headers_ready = true;
+      relay->cv.notify_all();
+      return true;
+    };
+    up.content_receiver = [&, relay](const char* data, size_t n, uint64_t, uint64_t) {
+      std::unique_lock lock(relay->mu);
+      if (relay->status < 200 || relay->status >= 300) {
+        if (relay->error_body.size() < (1 << 20)) relay->error_body.append(data, n);
+        return true;
+      }
+      lock.unlock();
+      std::string out = relay->observer->Feed(std::string_view(data, n));
+      lock.lock();
+      relay->cv.wait(lock, [&] { return relay->queued_bytes < StreamRelay::kMaxQueuedBytes || relay->client_gone; });
+      if (relay->client_gone) {
+        // Keep reading to the final usage, within the drain budget; otherwise stop and
+        // bill an estimate.
+        if (!relay->draining) {
+          if (!TryStartDrain()) return false;
+          relay->draining = true;
+          drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(deps_.config.drain_timeout_seconds);
+        }
+        return std::chrono::steady_clock::now() < drain_deadline;
+      }
+      if (!out.empty()) {
+        relay->queued_bytes += out.size();
+        relay->chunks.push_back(std::move(out));
+        relay->cv.notify_all();
+      }
+      return true;
+    };
+    httplib::Result result = client->send(up);
+    pool->Release(std::move(client));
+    bool drained;
+    {
+      std::lock_guard lock(relay->mu);
+      relay->error = result.error();
+      std::string rest = relay->observer->Flush();
+      if (!rest.empty() && !relay->client_gone) relay->chunks.push_back(std::move(rest));
+      relay->upstream_done = true;
+      drained = relay->draining;
+      relay->cv.notify_all();
+    }
+    if (drained) EndDrain();
+
+    // Settle once the upstream is done, whatever happened to the client.
+    const StreamObserver& o = *relay->observer;
+    if (!relay->headers_ready) {
+      deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
+      Finish(*x, result.error() == httplib::Error::Read ? 504 : 502, Usage{}, false);
+    } else if (relay->status < 200 || relay->status >= 300) {
+      Finish(*x, relay->status, Usage{}, false);
+    } else if (o.finished() && o.usage().reported) {
+      Finish(*x, relay->status, o.usage(), false);
+    } else {
+      // Cut short (client gone without a drain, or upstream cut): bill what we know —
+      // the exact input side when it came, the text relayed for the output.
+      Usage estimate = o.usage();
+      if (estimate.input_tokens + estimate.cache_read_tokens + estimate.cache_write_5m_tokens +
+              estimate.cache_write_1h_tokens == 0)
+        estimate.input_tokens = x->facts.input_tokens_estimate;
+      estimate.output_tokens = std::max(estimate.output_tokens, TokensOfText(o.relayed_text_bytes()));
+      Finish(*x, relay->status, estimate, true);
+    }
+    {
+      std::lock_guard lock(streams_mu_);
+      --streams_in_flight_;
+    }
+    streams_done_.notify_all();
+  }).detach();
+
+  // Wait for the upstream's status line (or its failure).
+  std::unique_lock lock(relay->mu);
+  relay->cv.wait(lock, [&] { return relay->headers_ready || relay->upstream_done; });
+  if (!relay->headers_ready) {
+    bool timeout = relay->error == httplib::Error::Read;
+    lock.unlock();
+    Refuse(*x->provider, x->route, timeout ? ErrorKind::kTimeout : ErrorKind::kUpstream,
+           std::string(x->provider->name()) + " upstream " + (timeout ? "timed out" : "is unreachable") + " (" +
+               httplib::to_string(relay->error) + ")",
+           res);
+    return;
+  }
+  res.status = relay->status;
+  for (const auto& [name, value] : relay->headers) {
+    if (!IsResponseHopByHop(name)) res.set_header(name, value);
+  }
+  std::string content_type = relay->headers.count("Content-Type") ? relay->headers.find("Content-Type")->second
+                                                                  : "text/event-stream";
+  if (relay->status < 200 || relay->status >= 300) {
+    relay->cv.wait(lock, [&] { return relay->upstream_done; });
+    res.set_content(relay->error_body, content_type);
+    return;
+  }
+  const Provider* provider = x->provider;
+  Route route = x->route;
+  res.set_chunked_content_provider(
+      content_type,
+      [relay, provider, route](size_t, httplib::DataSink& sink) {
+        std::unique_lock l(relay->mu);
+        relay->cv.wait(l, [&] { return !relay->chunks.empty() || relay->upstream_done; });
+        while (!relay->chunks.empty()) {
+          std::string chunk = std::move(relay->chunks.front());
+          relay->chunks.pop_front();
+          relay->queued_bytes -= std::min(relay->queued_bytes, chunk.size());
+          relay->cv.notify_all();
+          l.unlock();
+          bool ok = sink.write(chunk.data(), chunk.size());
+          l.lock();
+          if (!ok) {
+            relay->client_gone = true;
+            relay->cv.notify_all();
+            return false;
+          }
+        }
+        if (relay->upstream_done && relay->chunks.empty()) {
+          if (!relay->observer->finished()) {
+            // The upstream broke off: say so in the provider's in-stream form. Mistral
+            // has none documented, so its stream just ends without [DONE].
+            if (provider->name() == "mistral") return false;
+            std::string frame = provider->StreamErrorFrame(route, "upstream stream ended early");
+            sink.write(frame.data(), frame.size());
+          }
+          sink.done();
+        }
+        return true;
+      },
+      [relay](bool success) {
+        if (success) return;
+        std::lock_guard l(relay->mu);
+        relay->client_gone = true;
+        relay->cv.notify_all();
+      });
+}
+
+bool ProxyService::TryStartDrain() {
+  int current = drains_.load();
+  while (current < deps_.config.drain_max_concurrent) {
+    if (drains_.compare_exchange_weak(current, current + 1)) return true;
+  }
+  return false;
+}
+
+void ProxyService::EndDrain() { drains_.fetch_sub(1); }
+
+void ProxyService::Finish(Exchange& x, int status, Usage usage, bool estimated) {
+  if (x.finished) return;
+  x.finished = true;
+  Money cost = CostOf(usage, x.rates);
+  deps_.gate.Settle(x.user_id, x.admission.hold_id, cost);
+  deps_.metrics.Inc(Counter::kSettlements);
+  UsageRecord r;
+  r.request_id = x.request_id;
+  r.user_id = x.user_id;
+  r.key_id = x.identity.key.id;
+  r.provider = std::string(x.provider->name());
+  r.model = x.facts.model;
+  r.price_id = x.price_id;
+  r.started_at = x.started;
+  r.usage = usage;
+  r.cost = cost;
+  r.status = status;
+  r.streamed = x.facts.stream;
+  r.estimated = estimated;
+  r.latency_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - x.t0).count();
+  deps_.ledger.Append(std::move(r));
 }
 
 }  // namespace tollgate

@@ -1,19 +1,67 @@
-// The proxy port. Provider routing and the gate are built on this server.
+// The proxy port: routes /<provider>/<native path> to the provider's upstream, with
+// the gate before and the settlement after. Streams are relayed chunk by chunk.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
+#include <map>
 #include <memory>
+#include <mutex>
 
+#include "budget/authenticator.h"
+#include "budget/gate.h"
+#include "budget/ledger.h"
 #include "config/config.h"
+#include "config/pricing.h"
 #include "net/http_server.h"
 #include "net/metrics.h"
+#include "providers/provider.h"
+#include "proxy/upstream_pool.h"
 
 namespace tollgate {
 
 struct ProxyDependencies {
   const Config& config;
+  const PricingTable& pricing;
+  Authenticator& authenticator;
+  Gate& gate;
+  Ledger& ledger;
   Metrics& metrics;
+  const Clock& clock;
 };
 
-std::unique_ptr<httplib::Server> BuildProxyServer(const ProxyDependencies& deps);
+struct Exchange;
+
+class ProxyService {
+ public:
+  explicit ProxyService(ProxyDependencies deps);
+  // Waits for streams still draining, so nothing they touch goes away under them.
+  ~ProxyService();
+  ProxyService(const ProxyService&) = delete;
+  ProxyService& operator=(const ProxyService&) = delete;
+
+  // A server whose handlers use this service; stop it before destroying the service.
+  std::unique_ptr<httplib::Server> BuildServer();
+  int streams_in_flight() const { return streams_in_flight_.load(); }
+
+ private:
+  void Handle(const Provider& provider, const httplib::Request& req, httplib::Response& res);
+  void ForwardBuffered(Exchange& x, const httplib::Request& req, httplib::Response& res);
+  void ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::Request& req, httplib::Response& res);
+  void Refuse(const Provider& provider, const std::optional<Route>& route, ErrorKind kind, const std::string& message,
+              httplib::Response& res);
+  // Settles the hold and appends the ledger row: exactly once per forwarded request.
+  void Finish(Exchange& x, int status, Usage usage, bool estimated);
+  httplib::Headers UpstreamHeaders(const Provider& provider, const httplib::Request& req) const;
+  bool TryStartDrain();
+  void EndDrain();
+
+  ProxyDependencies deps_;
+  std::map<std::string, std::unique_ptr<UpstreamPool>> pools_;
+  std::atomic<int> streams_in_flight_{0};
+  std::atomic<int> drains_{0};
+  std::mutex streams_mu_;
+  std::condition_variable streams_done_;
+};
 
 }  // namespace tollgate

@@ -6,11 +6,7 @@
 namespace tollgate {
 namespace {
 
-Timestamp At(const char* rfc3339) {
-  Timestamp t;
-  EXPECT_TRUE(ParseRfc3339(rfc3339, &t)) << rfc3339;
-  return t;
-}
+using testing::At;
 
 class ShippedPricing : public ::testing::Test {
  protected:

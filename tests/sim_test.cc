@@ -3,12 +3,14 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tests/test_env.h"
 #include "tools/sim/sim_server.h"
 
 namespace tollgate::sim {
 namespace {
 
 using nlohmann::json;
+using testing::SseData;
 
 class Sim : public ::testing::Test {
  protected:
@@ -29,18 +31,6 @@ class Sim : public ::testing::Test {
   std::unique_ptr<RunningServer> running_;
   std::unique_ptr<httplib::Client> client_;
 };
-
-std::vector<json> SseData(const std::string& body) {
-  std::vector<json> out;
-  size_t pos = 0;
-  while ((pos = body.find("data: ", pos)) != std::string::npos) {
-    size_t end = body.find('\n', pos);
-    std::string data = body.substr(pos + 6, end - pos - 6);
-    if (data != "[DONE]") out.push_back(json::parse(data));
-    pos = end;
-  }
-  return out;
-}
 
 TEST_F(Sim, AnthropicNonStreamingUsage) {
   json body = Chat("claude-haiku-4-5", false);

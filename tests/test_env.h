@@ -10,7 +10,11 @@
 #include <pqxx/pqxx>
 #include <string>
 
+#include <nlohmann/json.hpp>
+#include <vector>
+
 #include "budget/keys.h"
+#include "config/clock.h"
 
 namespace tollgate::testing {
 
@@ -53,6 +57,25 @@ inline CommandResult Run(const std::string& command) {
   int status = pclose(pipe);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+inline Timestamp At(const char* rfc3339) {
+  Timestamp t;
+  EXPECT_TRUE(ParseRfc3339(rfc3339, &t)) << rfc3339;
+  return t;
+}
+
+// The JSON of every `data:` line of an SSE body, [DONE] left out.
+inline std::vector<nlohmann::json> SseData(const std::string& body) {
+  std::vector<nlohmann::json> out;
+  size_t pos = 0;
+  while ((pos = body.find("data: ", pos)) != std::string::npos) {
+    size_t end = body.find('\n', pos);
+    std::string data = body.substr(pos + 6, end - pos - 6);
+    if (data != "[DONE]") out.push_back(nlohmann::json::parse(data));
+    pos = end;
+  }
+  return out;
 }
 
 }  // namespace tollgate::testing

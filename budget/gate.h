@@ -1,0 +1,80 @@
+// The gate's decision: may this user spend this much now? Reservations are atomic
+// across instances (RedisGate); FakeGate serves unit tests.
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "budget/directory.h"
+#include "config/clock.h"
+#include "config/money.h"
+
+namespace tollgate {
+
+struct ReserveRequest {
+  int64_t user_id = 0;
+  std::string request_id;
+  Money input_cost;                          // estimated input x input price
+  TokenRate output_rate;                     // per output token
+  std::optional<int64_t> max_output_tokens;  // what the request asks for
+  int64_t default_output_cap = 4096;         // reserved when it asks for nothing
+  bool clamp = true;                         // lower an unset cap to what the budget affords
+  int64_t min_output_tokens = 256;           // never clamp below this
+};
+
+enum class Refusal { kNone, kBudget, kGlobalCap, kUnavailable, kUserDisabled };
+
+struct Admission {
+  Refusal refusal = Refusal::kNone;
+  std::string message;
+  std::string hold_id;                  // settle with this
+  Money held;
+  std::optional<int64_t> clamped_max_tokens;  // send this cap upstream (and say so)
+  Money limit, spend;                   // for the refusal message
+  Timestamp next_reset;
+
+  bool allowed() const { return refusal == Refusal::kNone; }
+};
+
+class Gate {
+ public:
+  virtual ~Gate() = default;
+  virtual Admission Reserve(const ReserveRequest& request) = 0;
+  // Releases the hold and adds the real cost. Never fails the caller: a settle that
+  // cannot reach Redis is retried or rebuilt from the ledger.
+  virtual void Settle(int64_t user_id, const std::string& hold_id, Money cost) = 0;
+};
+
+// Reservations computed the same way RedisGate's script does, in memory, for unit tests.
+class FakeGate final : public Gate {
+ public:
+  explicit FakeGate(Money limit) : limit_(limit) {}
+  Admission Reserve(const ReserveRequest& request) override;
+  void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
+  Money spend(int64_t user_id) {
+    std::lock_guard lock(mu_);
+    return spend_[user_id];
+  }
+  size_t open_holds() {
+    std::lock_guard lock(mu_);
+    return holds_.size();
+  }
+
+ private:
+  Money limit_;
+  std::mutex mu_;
+  std::map<int64_t, Money> spend_;
+  std::map<std::string, std::pair<int64_t, Money>> holds_;
+};
+
+// Shared by every gate: what a request reserves, and how far an unset cap may be
+// clamped. Returns nullopt when not even the minimum fits.
+struct ReservationPlan {
+  Money amount;
+  std::optional<int64_t> clamped_max_tokens;
+};
+std::optional<ReservationPlan> PlanReservation(const ReserveRequest& r, Money available);
+
+}  // namespace tollgate

@@ -1,0 +1,199 @@
+#include "budget/redis_gate.h"
+
+#include <openssl/sha.h>
+
+#include "budget/keys.h"
+
+namespace tollgate {
+namespace {
+
+// Amounts are nano-dollars; Lua numbers are doubles, exact up to 2^53 nanos
+// (about $9 million), far above any per-user window.
+const char* kReserveScript = R"lua(
+local spend = redis.call('GET', KEYS[1])
+if not spend then return {-1, 0, 0} end
+spend = tonumber(spend)
+local now = tonumber(ARGV[4])
+local held = 0
+local holds = redis.call('HGETALL', KEYS[2])
+for i = 1, #holds, 2 do
+  local sep = string.find(holds[i + 1], ':', 1, true)
+  local amount = tonumber(string.sub(holds[i + 1], 1, sep - 1))
+  local expires = tonumber(string.sub(holds[i + 1], sep + 1))
+  if expires <= now then redis.call('HDEL', KEYS[2], holds[i]) else held = held + amount end
+end
+local amount = tonumber(ARGV[1])
+if spend + held + amount > tonumber(ARGV[2]) then return {0, spend, held} end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1] .. ':' .. (now + tonumber(ARGV[5])))
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]) * 2)
+return {1, spend, held}
+)lua";
+
+// A missing counter is left missing: the rebuild from the ledger will count this row.
+const char* kSettleScript = R"lua(
+redis.call('HDEL', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[2]) end
+return 1
+)lua";
+
+const char* kStateScript = R"lua(
+local spend = redis.call('GET', KEYS[1])
+if not spend then return {-1, 0} end
+local now = tonumber(ARGV[1])
+local held = 0
+local holds = redis.call('HGETALL', KEYS[2])
+for i = 1, #holds, 2 do
+  local sep = string.find(holds[i + 1], ':', 1, true)
+  if tonumber(string.sub(holds[i + 1], sep + 1)) > now then held = held + tonumber(string.sub(holds[i + 1], 1, sep - 1)) end
+end
+return {tonumber(spend), held}
+)lua";
+
+std::string Sha1Hex(const std::string& s) {
+  unsigned char d[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d);
+  return HexEncode(d, sizeof d);
+}
+
+const std::string& ReserveSha() {
+  static const std::string sha = Sha1Hex(kReserveScript);
+  return sha;
+}
+const std::string& SettleSha() {
+  static const std::string sha = Sha1Hex(kSettleScript);
+  return sha;
+}
+const std::string& StateSha() {
+  static const std::string sha = Sha1Hex(kStateScript);
+  return sha;
+}
+
+constexpr int64_t kUnlimited = (int64_t{1} << 53) - 1;
+
+int64_t NowMs(Timestamp t) { return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count(); }
+
+}  // namespace
+
+RedisGate::RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, const Clock& clock, Metrics& metrics,
+                     std::chrono::seconds hold_ttl)
+    : redis_(redis), settings_(settings), ledger_(ledger), clock_(clock), metrics_(metrics), hold_ttl_(hold_ttl) {}
+
+std::string RedisGate::SpendKey(int64_t user_id, Timestamp window_start) {
+  return "tg:{u:" + std::to_string(user_id) + "}:spend:" + std::to_string(window_start.time_since_epoch().count());
+}
+
+std::string RedisGate::HoldsKey(int64_t user_id) { return "tg:{u:" + std::to_string(user_id) + "}:holds"; }
+
+Result<RedisReply> RedisGate::Eval(const std::string& script, const std::string& sha,
+                                   const std::vector<std::string>& keys, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"EVALSHA", sha, std::to_string(keys.size())};
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = redis_.Command(argv);
+  if (!r.ok() && r.status().message().find("NOSCRIPT") != std::string::npos) {
+    argv[0] = "EVAL";
+    argv[1] = script;
+    r = redis_.Command(argv);
+  }
+  if (!r.ok()) metrics_.Inc(Counter::kRedisErrors);
+  return r;
+}
+
+Status RedisGate::RebuildCounter(int64_t user_id, const Window& w) {
+  auto spent = ledger_.SpendSince(user_id, w.start);
+  if (!spent.ok()) return spent.status();
+  auto ttl = std::chrono::duration_cast<std::chrono::seconds>(w.end - clock_.Now()) + std::chrono::hours(24);
+  auto r = redis_.Command({"SET", SpendKey(user_id, w.start), std::to_string(spent->nanos()), "NX", "EX",
+                           std::to_string(std::max<int64_t>(ttl.count(), 60))});
+  return r.ok() ? Status::Ok() : r.status();
+}
+
+Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t user_id, const Window& w, Money amount, Money limit,
+                                                      const std::string& hold) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto r = Eval(kReserveScript, ReserveSha(), {SpendKey(user_id, w.start), HoldsKey(user_id)},
+                  {std::to_string(amount.nanos()), std::to_string(limit.nanos()), hold,
+                   std::to_string(NowMs(clock_.Now())),
+                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count())});
+    if (!r.ok()) return r.status();
+    if (r->type != RedisReply::Type::kArray || r->elements.size() != 3) return Status::Internal("reserve: bad reply");
+    ScriptResult out{r->elements[0].integer, Money::FromNanos(r->elements[1].integer),
+                     Money::FromNanos(r->elements[2].integer)};
+    if (out.status != -1) return out;
+    if (Status s = RebuildCounter(user_id, w); !s.ok()) return s;
+  }
+  return Status::Unavailable("spend counter could not be rebuilt");
+}
+
+Admission RedisGate::Reserve(const ReserveRequest& request) {
+  Admission a;
+  auto budget = settings_.Get(request.user_id);
+  if (!budget.ok()) {
+    a.refusal = Refusal::kUnavailable;
+    a.message = budget.status().message();
+    return a;
+  }
+  const BudgetSettings& s = budget->settings;
+  const Window& w = budget->window;
+  a.limit = s.limit;
+  a.next_reset = w.end;
+  Money limit = s.enforcement == Enforcement::kHard ? s.limit : Money::FromNanos(kUnlimited);
+  std::string hold = std::to_string(w.start.time_since_epoch().count()) + "/" + request.request_id;
+
+  auto first = PlanReservation(request, Money::FromNanos(kUnlimited));
+  Money amount = first ? first->amount : Money();
+  auto r = RunReserve(request.user_id, w, amount, limit, hold);
+  if (!r.ok()) {
+    a.refusal = Refusal::kUnavailable;
+    a.message = r.status().message();
+    return a;
+  }
+  a.spend = r->spend;
+  if (r->status == 0) {
+    // Not enough for the full reservation: an unset cap may be clamped to what is left.
+    auto plan = PlanReservation(request, limit - r->spend - r->held);
+    if (plan) {
+      r = RunReserve(request.user_id, w, plan->amount, limit, hold);
+      if (r.ok() && r->status == 1) {
+        amount = plan->amount;
+        a.clamped_max_tokens = plan->clamped_max_tokens;
+      }
+    }
+    if (!r.ok() || r->status != 1) {
+      a.refusal = Refusal::kBudget;
+      if (r.ok()) a.spend = r->spend;
+      return a;
+    }
+  }
+  a.hold_id = hold;
+  a.held = amount;
+  return a;
+}
+
+void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) {
+  if (hold_id.empty()) return;
+  auto slash = hold_id.find('/');
+  Timestamp window_start{std::chrono::microseconds(std::stoll(hold_id.substr(0, slash)))};
+  // A failed settle leaves the hold to expire; the cost is in the ledger row, which a
+  // rebuilt counter includes.
+  Eval(kSettleScript, SettleSha(), {SpendKey(user_id, window_start), HoldsKey(user_id)},
+       {hold_id, std::to_string(cost.nanos())});
+}
+
+Result<SpendState> RedisGate::State(int64_t user_id) {
+  auto budget = settings_.Get(user_id);
+  if (!budget.ok()) return budget.status();
+  const Window& w = budget->window;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    auto r = Eval(kStateScript, StateSha(), {SpendKey(user_id, w.start), HoldsKey(user_id)},
+                  {std::to_string(NowMs(clock_.Now()))});
+    if (!r.ok()) return r.status();
+    if (r->elements.size() == 2 && r->elements[0].integer >= 0) {
+      return SpendState{Money::FromNanos(r->elements[0].integer), Money::FromNanos(r->elements[1].integer), w};
+    }
+    if (Status s = RebuildCounter(user_id, w); !s.ok()) return s;
+  }
+  return Status::Unavailable("spend counter could not be rebuilt");
+}
+
+}  // namespace tollgate

@@ -1,0 +1,54 @@
+// The gate in Redis: one Lua script reserves atomically against
+// limit - spend - outstanding holds, across any number of proxy instances. Holds
+// expire (a crashed instance's holds are released); settle releases the hold and adds
+// the real cost. Keys carry a per-user hash tag ({u:ID}) so Redis Cluster works:
+//   tg:{u:ID}:spend:<window start, micros>   spend in the window, nano-dollars
+//   tg:{u:ID}:holds                          hold id -> "amount:expires_at_ms"
+#pragma once
+
+#include "budget/gate.h"
+#include "budget/ledger.h"
+#include "budget/redis.h"
+#include "budget/settings_cache.h"
+#include "net/metrics.h"
+
+namespace tollgate {
+
+struct SpendState {
+  Money spend;
+  Money held;
+  Window window;
+};
+
+class RedisGate final : public Gate {
+ public:
+  RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, const Clock& clock, Metrics& metrics,
+            std::chrono::seconds hold_ttl);
+
+  Admission Reserve(const ReserveRequest& request) override;
+  void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
+  // Spend and holds in the user's current window (rebuilt from the ledger if missing).
+  Result<SpendState> State(int64_t user_id);
+
+  static std::string SpendKey(int64_t user_id, Timestamp window_start);
+  static std::string HoldsKey(int64_t user_id);
+
+ private:
+  struct ScriptResult {
+    int64_t status = 0;  // 1 reserved, 0 refused, -1 counter missing
+    Money spend, held;
+  };
+  Result<ScriptResult> RunReserve(int64_t user_id, const Window& w, Money amount, Money limit, const std::string& hold);
+  Status RebuildCounter(int64_t user_id, const Window& w);
+  Result<RedisReply> Eval(const std::string& script, const std::string& sha, const std::vector<std::string>& keys,
+                          const std::vector<std::string>& args);
+
+  Redis& redis_;
+  SettingsCache& settings_;
+  Ledger& ledger_;
+  const Clock& clock_;
+  Metrics& metrics_;
+  const std::chrono::seconds hold_ttl_;
+};
+
+}  // namespace tollgate

@@ -1,0 +1,162 @@
+#include "providers/openai_style.h"
+
+#include "providers/framing.h"
+#include "providers/json_bounded.h"
+
+namespace tollgate::openai_style {
+namespace {
+
+using nlohmann::json;
+
+Status Field(const std::string& field, const std::string& rule) { return Status::Invalid(field + ": " + rule); }
+
+class Observer final : public StreamObserver {
+ public:
+  explicit Observer(bool hide_usage_chunk) : hide_usage_chunk_(hide_usage_chunk) {}
+
+  std::string Feed(std::string_view bytes) override {
+    std::string out;
+    for (SseEvent& e : splitter_.Feed(bytes)) {
+      if (Observe(e)) out += e.raw;
+    }
+    return out;
+  }
+  std::string Flush() override { return splitter_.TakeRest(); }
+
+ private:
+  // Returns whether the frame goes to the client.
+  bool Observe(const SseEvent& e) {
+    if (!e.has_data) return true;  // comments and keep-alives pass through untouched
+    if (e.data == "[DONE]") {
+      finished_ = true;
+      return true;
+    }
+    std::string error;
+    auto chunk = ParseJsonBounded(e.data, &error);
+    if (!chunk || !chunk->is_object()) return true;
+    if (chunk->contains("error")) {
+      upstream_error_ = true;
+      finished_ = true;
+      return true;
+    }
+    bool usage_only = false;
+    if (chunk->contains("usage") && (*chunk)["usage"].is_object()) {
+      usage_ = ReadUsage((*chunk)["usage"]);
+      usage_only = chunk->contains("choices") && (*chunk)["choices"].is_array() && (*chunk)["choices"].empty();
+    }
+    if (chunk->contains("choices") && (*chunk)["choices"].is_array()) {
+      for (const json& choice : (*chunk)["choices"]) {
+        if (!choice.is_object() || !choice.contains("delta") || !choice["delta"].is_object()) continue;
+        for (const char* key : {"content", "reasoning_content"}) {
+          const json& delta = choice["delta"];
+          if (delta.contains(key) && delta[key].is_string()) {
+            relayed_text_bytes_ += static_cast<int64_t>(delta[key].get_ref<const std::string&>().size());
+          }
+        }
+      }
+    }
+    return !(usage_only && hide_usage_chunk_);
+  }
+
+  const bool hide_usage_chunk_;
+  SseSplitter splitter_;
+};
+
+int64_t IntOr(const json& j, const char* key, int64_t fallback) {
+  return j.contains(key) && j[key].is_number_integer() ? j[key].get<int64_t>() : fallback;
+}
+
+}  // namespace
+
+Result<RequestFacts> ReadRequest(const Route& route, const json& body) {
+  RequestFacts f;
+  if (!body.is_object()) return Status::Invalid("body: must be a JSON object");
+  if (!body.contains("model")) return Field("model", "is required");
+  if (!body["model"].is_string() || body["model"].get_ref<const std::string&>().empty())
+    return Field("model", "must be a non-empty string");
+  f.model = body["model"].get<std::string>();
+  if (body.contains("stream") && !body["stream"].is_null()) {
+    if (!body["stream"].is_boolean()) return Field("stream", "must be true or false");
+    f.stream = body["stream"].get<bool>();
+  }
+  for (const char* key : {"max_tokens", "max_completion_tokens"}) {
+    if (!body.contains(key) || body[key].is_null()) continue;
+    if (!body[key].is_number_integer() || body[key].get<int64_t>() < 0)
+      return Field(key, "must be a non-negative integer");
+    f.max_output_tokens = body[key].get<int64_t>();
+  }
+  if (body.contains("user") && body["user"].is_string()) f.end_user = body["user"].get<std::string>();
+  if (body.contains("stream_options") && body["stream_options"].is_object()) {
+    const json& o = body["stream_options"];
+    f.client_asked_usage = o.contains("include_usage") && o["include_usage"].is_boolean() && o["include_usage"].get<bool>();
+  }
+  int64_t messages = 0, bytes = 0;
+  if (route.endpoint == Endpoint::kEmbeddings) {
+    if (!body.contains("input")) return Field("input", "is required");
+    if (!body["input"].is_string() && !body["input"].is_array()) return Field("input", "must be a string or a list");
+    bytes = PromptTextBytes(body["input"]);
+    f.max_output_tokens = 0;
+  } else if (body.contains("messages")) {
+    if (!body["messages"].is_array()) return Field("messages", "must be a list");
+    messages = static_cast<int64_t>(body["messages"].size());
+    bytes = PromptTextBytes(body["messages"]);
+  } else if (body.contains("prompt")) {  // FIM
+    bytes = PromptTextBytes(body["prompt"]) + (body.contains("suffix") ? PromptTextBytes(body["suffix"]) : 0);
+  } else {
+    return Field("messages", "is required");
+  }
+  if (body.contains("tools")) bytes += PromptTextBytes(body["tools"]);
+  f.input_tokens_estimate = EstimateInputTokens(bytes, messages);
+  return f;
+}
+
+Usage ReadUsage(const json& u) {
+  Usage usage;
+  if (!u.is_object()) return usage;
+  usage.reported = true;
+  int64_t prompt = IntOr(u, "prompt_tokens", 0);
+  int64_t cached = IntOr(u, "prompt_cache_hit_tokens", -1);
+  if (cached < 0 && u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object())
+    cached = IntOr(u["prompt_tokens_details"], "cached_tokens", 0);
+  cached = std::clamp<int64_t>(cached, 0, prompt);
+  usage.cache_read_tokens = cached;
+  usage.input_tokens = prompt - cached;
+  usage.output_tokens = IntOr(u, "completion_tokens", 0);
+  if (u.contains("completion_tokens_details") && u["completion_tokens_details"].is_object())
+    usage.reasoning_tokens = IntOr(u["completion_tokens_details"], "reasoning_tokens", 0);
+  return usage;
+}
+
+std::unique_ptr<StreamObserver> NewObserver(bool hide_usage_chunk) {
+  return std::make_unique<Observer>(hide_usage_chunk);
+}
+
+std::string ErrorBody(ErrorKind kind, const std::string& message) {
+  const char* type = "invalid_request_error";
+  const char* code = nullptr;
+  switch (kind) {
+    case ErrorKind::kInvalidRequest: type = "invalid_request_error"; break;
+    case ErrorKind::kAuthentication: type = "authentication_error"; code = "invalid_api_key"; break;
+    case ErrorKind::kBudget: type = "insufficient_quota"; code = "budget_exceeded"; break;
+    case ErrorKind::kPermission: type = "permission_error"; break;
+    case ErrorKind::kNotFound: type = "not_found_error"; break;
+    case ErrorKind::kTooLarge: type = "invalid_request_error"; code = "request_too_large"; break;
+    case ErrorKind::kUpstream: type = "api_error"; code = "upstream_unreachable"; break;
+    case ErrorKind::kUnavailable: type = "api_error"; code = "service_unavailable"; break;
+    case ErrorKind::kTimeout: type = "timeout_error"; code = "upstream_timeout"; break;
+  }
+  return json{{"error", {{"message", message}, {"type", type}, {"param", nullptr},
+                         {"code", code ? json(code) : json(nullptr)}}}}
+      .dump();
+}
+
+std::string StreamErrorFrame(const std::string& message) {
+  return "data: " + ErrorBody(ErrorKind::kUpstream, message) + "\n\n";
+}
+
+void SetMaxTokens(json* body, int64_t max_output) {
+  body->erase("max_completion_tokens");
+  (*body)["max_tokens"] = max_output;
+}
+
+}  // namespace tollgate::openai_style

@@ -1,0 +1,165 @@
+#include <gtest/gtest.h>
+
+#include "providers/anthropic.h"
+#include "providers/framing.h"
+#include "providers/json_bounded.h"
+#include "providers/openai_style.h"
+
+namespace tollgate {
+namespace {
+
+using nlohmann::json;
+
+// Feeds a stream one byte at a time: frames must not depend on how TCP splits them.
+std::string FeedBytewise(StreamObserver& o, const std::string& stream) {
+  std::string out;
+  for (char c : stream) out += o.Feed(std::string_view(&c, 1));
+  return out + o.Flush();
+}
+
+TEST(SseSplitter, HandlesCommentsCrlfAndMultiLineData) {
+  SseSplitter s;
+  auto events = s.Feed(": keep-alive\r\n\r\nevent: a\r\ndata: one\r\ndata: two\r\n\r\ndata: x");
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_FALSE(events[0].has_data);
+  EXPECT_EQ(events[1].event, "a");
+  EXPECT_EQ(events[1].data, "one\ntwo");
+  EXPECT_EQ(events[1].raw, "event: a\r\ndata: one\r\ndata: two\r\n\r\n");
+  EXPECT_EQ(s.TakeRest(), "data: x");
+}
+
+TEST(OpenAIStyleStream, LastNonNullUsageWinsAndUsageChunkCanBeHidden) {
+  std::string stream =
+      ": keep-alive\n\n"
+      "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n"
+      "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n"
+      "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":20,\"completion_tokens\":10,"
+      "\"prompt_cache_hit_tokens\":8,\"completion_tokens_details\":{\"reasoning_tokens\":4}}}\n\n"
+      "data: [DONE]\n\n";
+  auto hidden = openai_style::NewObserver(true);
+  std::string out = FeedBytewise(*hidden, stream);
+  EXPECT_EQ(out.find("prompt_tokens"), std::string::npos);
+  EXPECT_NE(out.find(": keep-alive"), std::string::npos);
+  EXPECT_NE(out.find("[DONE]"), std::string::npos);
+  EXPECT_TRUE(hidden->finished());
+  EXPECT_EQ(hidden->usage().input_tokens, 12);
+  EXPECT_EQ(hidden->usage().cache_read_tokens, 8);
+  EXPECT_EQ(hidden->usage().output_tokens, 10);
+  EXPECT_EQ(hidden->usage().reasoning_tokens, 4);
+  EXPECT_EQ(hidden->relayed_text_bytes(), 2);
+
+  auto shown = openai_style::NewObserver(false);
+  EXPECT_EQ(FeedBytewise(*shown, stream), stream);
+}
+
+TEST(OpenAIStyleStream, ErrorFrameEndsTheStream) {
+  auto o = openai_style::NewObserver(false);
+  o->Feed("data: {\"error\":{\"message\":\"boom\"}}\n\n");
+  EXPECT_TRUE(o->finished());
+  EXPECT_TRUE(o->upstream_error());
+}
+
+TEST(AnthropicStream, UsageIsCumulativeNeverSummed) {
+  std::string stream =
+      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,"
+      "\"cache_creation_input_tokens\":10,\"cache_read_input_tokens\":5,\"output_tokens\":1}}}\n\n"
+      "event: ping\ndata: {\"type\":\"ping\"}\n\n"
+      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n"
+      "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\n\n"
+      "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n"
+      "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+  anthropic::Anthropic a;
+  auto o = a.ObserveStream(Route{Endpoint::kChat}, false);
+  EXPECT_EQ(FeedBytewise(*o, stream), stream);
+  EXPECT_TRUE(o->finished());
+  EXPECT_EQ(o->usage().input_tokens, 25);
+  EXPECT_EQ(o->usage().output_tokens, 15);
+  EXPECT_EQ(o->usage().cache_read_tokens, 5);
+  EXPECT_EQ(o->usage().cache_write_5m_tokens, 10);  // no split given: all at the 5-minute rate
+  EXPECT_EQ(o->relayed_text_bytes(), 5);
+}
+
+TEST(AnthropicUsage, SplitsCacheWritesWhenTheAnswerDoes) {
+  Usage u;
+  anthropic::MergeUsage(json::parse(R"({"input_tokens":6,"cache_creation_input_tokens":30,
+      "cache_creation":{"ephemeral_5m_input_tokens":10,"ephemeral_1h_input_tokens":20},
+      "cache_read_input_tokens":41203,"output_tokens":21})"),
+                        &u);
+  EXPECT_EQ(u.cache_write_5m_tokens, 10);
+  EXPECT_EQ(u.cache_write_1h_tokens, 20);
+  anthropic::MergeUsage(json::parse(R"({"output_tokens":30,"cache_creation_input_tokens":30})"), &u);
+  EXPECT_EQ(u.cache_write_1h_tokens, 20) << "a cumulative repeat of the same total keeps the split";
+  EXPECT_EQ(u.output_tokens, 30);
+}
+
+TEST(Providers, RequestFactsAndEstimates) {
+  const Provider* ds = FindProvider("deepseek");
+  auto route = ds->Match("POST", "chat/completions");
+  ASSERT_TRUE(route);
+  auto f = ds->ReadRequest(*route, json::parse(R"({"model":"deepseek-flash","max_tokens":50,"user":"u-1",
+      "stream":true,"stream_options":{"include_usage":true},
+      "messages":[{"role":"user","content":"0123456789012345678901234567890123"}]})"));
+  ASSERT_TRUE(f.ok());
+  EXPECT_EQ(f->max_output_tokens, 50);
+  EXPECT_TRUE(f->client_asked_usage);
+  EXPECT_EQ(f->end_user, "u-1");
+  // 34 bytes: ceil(34 x 12 / 35) = 12, + 4 per message + 3.
+  EXPECT_EQ(f->input_tokens_estimate, 12 + 4 + 3);
+  EXPECT_GE(f->input_tokens_estimate, 34 / 4) << "an upper bound of the usual chars/4";
+
+  const Provider* ol = FindProvider("ollama");
+  auto native = ol->Match("POST", "api/generate");
+  auto g = ol->ReadRequest(*native, json::parse(R"({"model":"llama3.2","prompt":"hi","options":{"num_predict":-1}})"));
+  ASSERT_TRUE(g.ok());
+  EXPECT_TRUE(g->stream) << "Ollama's native endpoints stream by default";
+  EXPECT_FALSE(g->max_output_tokens.has_value()) << "num_predict -1 means unbounded";
+  EXPECT_FALSE(ol->Match("POST", "api/pull").has_value());
+  EXPECT_EQ(FindProvider("openai"), nullptr);
+}
+
+TEST(Providers, RewritesFollowEachProvidersQuirks) {
+  const Provider* m = FindProvider("mistral");
+  auto route = *m->Match("POST", "v1/chat/completions");
+  json body = json::parse(R"({"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[]})");
+  RequestFacts f = *m->ReadRequest(route, body);
+  EXPECT_FALSE(m->Rewrite(route, f, 300, &body));
+  EXPECT_FALSE(body.contains("stream_options"));
+  EXPECT_EQ(body["max_tokens"], 300);
+
+  const Provider* d = FindProvider("deepseek");
+  json ds = json::parse(R"({"model":"x","stream":true,"messages":[]})");
+  RequestFacts df = *d->ReadRequest(*d->Match("POST", "chat/completions"), ds);
+  EXPECT_TRUE(d->Rewrite(*d->Match("POST", "chat/completions"), df, std::nullopt, &ds));
+  EXPECT_TRUE(ds["stream_options"]["include_usage"]);
+
+  const Provider* o = FindProvider("ollama");
+  json ol = json::parse(R"({"model":"x","prompt":"p"})");
+  auto oroute = *o->Match("POST", "api/generate");
+  o->Rewrite(oroute, *o->ReadRequest(oroute, ol), 99, &ol);
+  EXPECT_EQ(ol["options"]["num_predict"], 99);
+}
+
+TEST(Providers, NativeErrorEnvelopes) {
+  EXPECT_EQ(json::parse(FindProvider("anthropic")->ErrorBody(nullptr, ErrorKind::kBudget, "m"))["error"]["type"],
+            "billing_error");
+  json ds = json::parse(FindProvider("deepseek")->ErrorBody(nullptr, ErrorKind::kAuthentication, "m"));
+  EXPECT_EQ(ds["error"]["type"], "authentication_error");
+  EXPECT_TRUE(ds["error"].contains("param"));
+  Route native{Endpoint::kChat, false}, v1{Endpoint::kChat, true};
+  EXPECT_EQ(json::parse(FindProvider("ollama")->ErrorBody(&native, ErrorKind::kBudget, "m"))["error"], "m");
+  EXPECT_EQ(json::parse(FindProvider("ollama")->ErrorBody(&v1, ErrorKind::kBudget, "m"))["error"]["message"], "m");
+  EXPECT_EQ(StatusFor(ErrorKind::kBudget), 402);
+  EXPECT_EQ(StatusFor(ErrorKind::kTimeout), 504);
+}
+
+TEST(JsonBounded, RefusesDeepNestingWithoutCrashing) {
+  std::string error;
+  EXPECT_FALSE(ParseJsonBounded(std::string(100000, '['), &error).has_value());
+  EXPECT_NE(error.find("nested deeper"), std::string::npos);
+  EXPECT_TRUE(ParseJsonBounded(R"({"a":[[[1]]]})", &error).has_value());
+  EXPECT_FALSE(ParseJsonBounded("{", &error).has_value());
+  EXPECT_NE(error.find("not valid JSON"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tollgate

@@ -1,0 +1,355 @@
+#include "tests/proxy_fixture.h"
+
+namespace tollgate::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class Proxy : public ProxyFixture {};
+
+// ---- per provider: answers unchanged, usage and cost to the nano-dollar ---------
+
+TEST_F(Proxy, AnthropicMessagesNonStreaming) {
+  json body = Chat("claude-haiku-4-5", false);
+  body["max_tokens"] = 10;
+  httplib::Headers h = {{"x-sim-cache-read", "100"}, {"x-sim-cache-write", "20"}, {"x-sim-cache-write-1h", "7"}};
+  h.emplace("x-api-key", key_);
+  auto r = client_->Post("/anthropic/v1/messages", h, body.dump(), "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  json answer = json::parse(r->body);
+  EXPECT_EQ(answer["content"][0]["text"], "Hello w1 w2 w3 w4 w5 w6 w7 w8 w9");
+  EXPECT_TRUE(r->has_header("request-id"));  // upstream headers pass through
+  EXPECT_TRUE(r->has_header("x-tollgate-request-id"));
+  UsageRecord row = LastRow();
+  EXPECT_EQ(row.usage.input_tokens, 3);
+  EXPECT_EQ(row.usage.output_tokens, 10);
+  EXPECT_EQ(row.usage.cache_read_tokens, 100);
+  EXPECT_EQ(row.usage.cache_write_5m_tokens, 20);
+  EXPECT_EQ(row.usage.cache_write_1h_tokens, 7);
+  // Haiku 4.5: in $1, out $5, read $0.10, 5m write $1.25, 1h write $2 per million:
+  // 3x1000 + 10x5000 + 100x100 + 20x1250 + 7x2000 nanos.
+  EXPECT_EQ(row.cost.nanos(), 3000 + 50000 + 10000 + 25000 + 14000);
+  EXPECT_EQ(row.price_id, "anthropic/claude-haiku-4-5@2025-01-01");
+  EXPECT_EQ(row.status, 200);
+  EXPECT_FALSE(row.streamed);
+  EXPECT_FALSE(row.estimated);
+  EXPECT_EQ(gate_->spend(user_.id).nanos(), row.cost.nanos());
+  EXPECT_EQ(gate_->open_holds(), 0u);
+
+  json saw = SimSaw();
+  EXPECT_EQ(saw["headers"]["x-api-key"], "sk-ant-UPSTREAM-SECRET");
+  EXPECT_EQ(saw["headers"]["anthropic-version"], "2023-06-01");
+  EXPECT_EQ(saw.dump().find(key_), std::string::npos) << "the tollgate key reached the upstream";
+  EXPECT_EQ(r->body.find("UPSTREAM-SECRET"), std::string::npos);
+}
+
+TEST_F(Proxy, AnthropicStreamTakesTheLastCumulativeUsage) {
+  json body = Chat("claude-sonnet-4-5", true);
+  body["max_tokens"] = 12;
+  httplib::Headers h = {{"x-api-key", key_}, {"x-sim-cache-read", "50"}};
+  auto r = client_->Post("/anthropic/v1/messages", h, body.dump(), "application/json");
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "text/event-stream");
+  EXPECT_NE(r->body.find("event: message_stop"), std::string::npos);
+  UsageRecord row = LastRow();
+  EXPECT_EQ(row.usage.output_tokens, 12);  // not 1 + 12 (placeholder + cumulative)
+  EXPECT_EQ(row.usage.input_tokens, 3);
+  EXPECT_EQ(row.usage.cache_read_tokens, 50);
+  EXPECT_TRUE(row.streamed);
+  // Sonnet 4.5: $3 in, $15 out, $0.30 read.
+  EXPECT_EQ(row.cost.nanos(), 3 * 3000 + 12 * 15000 + 50 * 300);
+}
+
+TEST_F(Proxy, DeepSeekStreamHidesTheUsageChunkItAskedFor) {
+  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", true), {{"x-sim-keepalive", "2"}});
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.rfind(": keep-alive", 0), 0u);  // comments relayed untouched
+  for (const json& c : SseData(r->body)) EXPECT_FALSE(c["choices"].empty()) << "usage chunk leaked: " << c;
+  EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos);
+  json saw = SimSaw();
+  EXPECT_TRUE(json::parse(saw["body"].get<std::string>())["stream_options"]["include_usage"]);
+  EXPECT_EQ(saw["headers"]["Authorization"], "Bearer sk-ds-UPSTREAM-SECRET");
+  UsageRecord row = LastRow();
+  EXPECT_EQ(row.usage.output_tokens, 16);
+  // Off-peak flash: $0.15 in, $0.60 out -> 3x150 + 16x600.
+  EXPECT_EQ(row.cost.nanos(), 450 + 9600);
+  EXPECT_EQ(row.price_id, "deepseek/deepseek-flash@2026-11-15");
+}
+
+TEST_F(Proxy, DeepSeekStreamShowsTheUsageChunkWhenTheClientAsked) {
+  json body = Chat("deepseek-flash", true);
+  body["stream_options"] = {{"include_usage", true}};
+  auto r = Post("/deepseek/v1/chat/completions", body);
+  auto chunks = SseData(r->body);
+  ASSERT_FALSE(chunks.empty());
+  EXPECT_TRUE(chunks.back()["choices"].empty());
+  EXPECT_EQ(chunks.back()["usage"]["completion_tokens"], 16);
+}
+
+TEST_F(Proxy, DeepSeekPeakHoursCostDouble) {
+  clock_.Set(Timestamp(std::chrono::microseconds(kOffPeakMicros)) - 10h);  // Monday 02:00 UTC
+  json body = Chat("deepseek-flash", false);
+  auto r = Post("/deepseek/chat/completions", body, {{"x-sim-cache-read", "2"}, {"x-sim-reasoning", "5"}});
+  ASSERT_EQ(r->status, 200) << r->body;
+  UsageRecord row = LastRow();
+  EXPECT_EQ(row.price_id, "deepseek/deepseek-flash@2026-11-15#peak");
+  EXPECT_EQ(row.usage.cache_read_tokens, 2);
+  EXPECT_EQ(row.usage.input_tokens, 1);
+  EXPECT_EQ(row.usage.output_tokens, 21);  // 16 + 5 reasoning
+  EXPECT_EQ(row.usage.reasoning_tokens, 5);
+  // Peak: $0.30 miss, $0.006 hit, $1.20 out.
+  EXPECT_EQ(row.cost.nanos(), 1 * 300 + 2 * 6 + 21 * 1200);
+}
+
+TEST_F(Proxy, MistralNeverReceivesStreamOptions) {
+  json body = Chat("mistral-large-latest", true);
+  body["stream_options"] = {{"include_usage", true}};
+  auto r = Post("/mistral/v1/chat/completions", body);
+  ASSERT_EQ(r->status, 200) << r->body;  // the sim answers 422 when it sees stream_options
+  EXPECT_FALSE(json::parse(SimSaw()["body"].get<std::string>()).contains("stream_options"));
+  UsageRecord row = LastRow();
+  EXPECT_EQ(row.usage.output_tokens, 16);
+  // mistral-large-2512: $0.50 in, $1.50 out.
+  EXPECT_EQ(row.cost.nanos(), 3 * 500 + 16 * 1500);
+  EXPECT_EQ(row.price_id, "mistral/mistral-large-2512@2025-12-01");
+}
+
+TEST_F(Proxy, MistralEmbeddingsAndModels) {
+  auto e = Post("/mistral/v1/embeddings", {{"model", "mistral-embed"}, {"input", {"abcdefgh"}}});
+  ASSERT_EQ(e->status, 200) << e->body;
+  UsageRecord row = LastRow();
+  EXPECT_EQ(row.usage.input_tokens, 2);
+  EXPECT_EQ(row.cost.nanos(), 2 * 100);
+  auto m = client_->Get("/mistral/v1/models", {{"Authorization", "Bearer " + key_}});
+  ASSERT_EQ(m->status, 200);
+  EXPECT_FALSE(json::parse(m->body)["data"].empty());
+  EXPECT_EQ(LastRow(2).cost.nanos(), 0);
+}
+
+TEST_F(Proxy, OllamaNativeNdjsonStream) {
+  json body = {{"model", "llama3.2"}, {"messages", {{{"role", "user"}, {"content", "hello world!"}}}}};
+  auto r = Post("/ollama/api/chat", body);  // streams by default
+  ASSERT_EQ(r->status, 200);
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/x-ndjson");
+  EXPECT_NE(r->body.find("\"done\":true"), std::string::npos);
+  UsageRecord row = LastRow();
+  EXPECT_TRUE(row.streamed);
+  EXPECT_EQ(row.usage.input_tokens, 3);
+  EXPECT_EQ(row.usage.output_tokens, 16);
+  EXPECT_EQ(row.cost.nanos(), 0);  // local models are free, usage still recorded
+}
+
+TEST_F(Proxy, OllamaOpenAILayerAndTags) {
+  auto r = Post("/ollama/v1/chat/completions", Chat("llama3.2", true));
+  ASSERT_EQ(r->status, 200);
+  for (const json& c : SseData(r->body)) EXPECT_FALSE(c["choices"].empty());
+  EXPECT_EQ(LastRow().usage.output_tokens, 16);
+  auto tags = client_->Get("/ollama/api/tags", {{"Authorization", "Bearer " + key_}});
+  EXPECT_EQ(json::parse(tags->body)["models"][0]["name"], "llama3.2:latest");
+}
+
+// ---- failures -------------------------------------------------------------------
+
+TEST_F(Proxy, UpstreamErrorsPassThroughUnchanged) {
+  json body = Chat("claude-haiku-4-5", false);
+  body["max_tokens"] = 5;
+  auto r = client_->Post("/anthropic/v1/messages", {{"x-api-key", key_}, {"x-sim-error", "429"}}, body.dump(),
+                         "application/json");
+  ASSERT_EQ(r->status, 429);
+  EXPECT_EQ(r->get_header_value("retry-after"), "1");
+  EXPECT_EQ(json::parse(r->body)["error"]["type"], "rate_limit_error");
+  UsageRecord row = LastRow();
+  EXPECT_EQ(row.status, 429);
+  EXPECT_EQ(row.cost.nanos(), 0);
+  EXPECT_EQ(gate_->open_holds(), 0u);
+
+  auto s = Post("/deepseek/chat/completions", Chat("deepseek-flash", true), {{"x-sim-error", "500"}});
+  EXPECT_EQ(s->status, 500);
+  EXPECT_EQ(LastRow(2).status, 500);
+}
+
+TEST_F(Proxy, UpstreamDownIs502InTheNativeShape) {
+  Stop();
+  ledger_.Clear();
+  Start(Money::FromNanos(1'000'000'000), [](Config& c) { c.upstreams["deepseek"].base_url = "http://127.0.0.1:1"; });
+  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));
+  ASSERT_EQ(r->status, 502);
+  EXPECT_TRUE(json::parse(r->body)["error"]["message"].get<std::string>().find("unreachable") != std::string::npos);
+  auto s = Post("/deepseek/chat/completions", Chat("deepseek-flash", true));
+  ASSERT_EQ(s->status, 502);
+  EXPECT_EQ(LastRow(2).cost.nanos(), 0);
+  EXPECT_EQ(gate_->open_holds(), 0u);
+}
+
+TEST_F(Proxy, UpstreamCutMidStreamBillsAnEstimate) {
+  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", true), {{"x-sim-cut-after", "4"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body.find("[DONE]"), std::string::npos);
+  EXPECT_NE(r->body.find("\"error\""), std::string::npos);  // OpenAI-style in-stream error frame
+  UsageRecord row = LastRow();
+  EXPECT_TRUE(row.estimated);
+  EXPECT_GT(row.usage.input_tokens, 0);
+  // "Hello w1 w2 w3" relayed: 14 bytes -> 4 tokens.
+  EXPECT_EQ(row.usage.output_tokens, 4);
+  EXPECT_GT(row.cost.nanos(), 0);
+}
+
+TEST_F(Proxy, ClientDisconnectStillBillsTheFullAnswer) {
+  json body = Chat("claude-haiku-4-5", true);
+  body["max_tokens"] = 40;
+  httplib::Client c("127.0.0.1", proxy_->port());
+  int chunks = 0;
+  httplib::Headers h = {{"x-api-key", key_}, {"x-sim-output-tokens", "40"}, {"x-sim-token-delay-ms", "5"}};
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/anthropic/v1/messages";
+  req.headers = h;
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 3; };  // hang up
+  c.send(req);
+  UsageRecord row = LastRow();
+  EXPECT_FALSE(row.estimated) << "the drain should have reached the final usage";
+  EXPECT_EQ(row.usage.output_tokens, 40);
+  EXPECT_EQ(row.cost.nanos(), 3 * 1000 + 40 * 5000);
+}
+
+TEST_F(Proxy, ClientDisconnectWithoutDrainBillsAnEstimate) {
+  Stop();
+  ledger_.Clear();
+  Start(Money::FromNanos(1'000'000'000'000), [](Config& c) { c.drain_max_concurrent = 0; });
+  json body = Chat("claude-haiku-4-5", true);
+  body["max_tokens"] = 200;
+  httplib::Client c("127.0.0.1", proxy_->port());
+  int chunks = 0;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/anthropic/v1/messages";
+  req.headers = {{"x-api-key", key_}, {"x-sim-output-tokens", "200"}, {"x-sim-token-delay-ms", "5"}};
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 3; };
+  c.send(req);
+  UsageRecord row = LastRow();
+  EXPECT_TRUE(row.estimated);
+  EXPECT_EQ(row.usage.input_tokens, 3);  // exact input side from message_start
+  EXPECT_LT(row.usage.output_tokens, 200);
+  EXPECT_GT(row.cost.nanos(), 0) << "a disconnect must never make a request free";
+}
+
+TEST_F(Proxy, BadInputGetsNativeErrors) {
+  struct Case {
+    std::string path, body;
+    httplib::Headers headers;
+    int status;
+    std::string needle;
+  };
+  std::string deep(50000, '[');  // under the 64 KiB body limit
+  std::vector<Case> cases = {
+      {"/deepseek/chat/completions", "{not json", {}, 400, "not valid JSON"},
+      {"/deepseek/chat/completions", R"({"messages":[]})", {}, 400, "model"},
+      {"/deepseek/chat/completions", R"({"model":"deepseek-flash","messages":[],"stream":"yes"})", {}, 400, "stream"},
+      {"/deepseek/chat/completions", R"({"model":"deepseek-flash","messages":[],"max_tokens":"9"})", {}, 400, "max_tokens"},
+      {"/deepseek/chat/completions", R"({"model":"gpt-9","messages":[]})", {}, 400, "no price"},
+      {"/anthropic/v1/messages", R"({"model":"claude-haiku-4-5","messages":[]})", {}, 400, "max_tokens"},
+      {"/deepseek/chat/completions", deep, {}, 400, "nested deeper"},
+      {"/deepseek/nothing/here", "{}", {}, 404, "unknown path"},
+      {"/openai/v1/chat/completions", "{}", {}, 404, "unknown path"},
+      {"/deepseek/chat/completions", std::string(70 * 1024, ' '), {}, 413, "larger than"},
+  };
+  for (const Case& c : cases) {
+    httplib::Headers h = c.headers;
+    h.emplace("Authorization", "Bearer " + key_);
+    auto r = client_->Post(c.path.c_str(), h, c.body, "application/json");
+    ASSERT_TRUE(r) << c.path;
+    EXPECT_EQ(r->status, c.status) << c.path << " " << c.body.substr(0, 60);
+    EXPECT_NE(r->body.find(c.needle), std::string::npos) << r->body;
+  }
+  auto a = client_->Post("/anthropic/v1/messages", {{"x-api-key", key_}}, "[]", "application/json");
+  EXPECT_EQ(json::parse(a->body)["type"], "error");
+  auto o = client_->Post("/ollama/api/chat", {{"Authorization", "Bearer " + key_}}, "{}", "application/json");
+  EXPECT_TRUE(json::parse(o->body)["error"].is_string());
+  EXPECT_TRUE(ledger_.rows().empty()) << "refused requests are never forwarded";
+}
+
+TEST_F(Proxy, KeysAreCheckedAndNeverEchoed) {
+  auto none = client_->Post("/deepseek/chat/completions", Chat("deepseek-flash", false).dump(), "application/json");
+  EXPECT_EQ(none->status, 401);
+  auto bad = Post("/deepseek/chat/completions", Chat("deepseek-flash", false), {}, "tg-" + std::string(43, 'x'));
+  EXPECT_EQ(bad->status, 401);
+  EXPECT_EQ(json::parse(bad->body)["error"]["type"], "authentication_error");
+  ASSERT_TRUE(directory_.RevokeKey(key_.substr(0, 12), clock_.Now()).ok());
+  auto revoked = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));
+  EXPECT_EQ(revoked->status, 401);
+  EXPECT_NE(revoked->body.find("revoked"), std::string::npos);
+  EXPECT_EQ(revoked->body.find(key_), std::string::npos);
+  auto expired = directory_.CreateKey(user_.id, "old", false, clock_.Now() - 1s, clock_.Now() - 2s);
+  auto e = Post("/deepseek/chat/completions", Chat("deepseek-flash", false), {}, expired->secret);
+  EXPECT_EQ(e->status, 401);
+  EXPECT_NE(e->body.find("expired"), std::string::npos);
+  ASSERT_TRUE(directory_.SetUserDisabled(user_.id, true).ok());
+  auto k = directory_.CreateKey(user_.id, "new", false, std::nullopt, clock_.Now());
+  EXPECT_EQ(Post("/deepseek/chat/completions", Chat("deepseek-flash", false), {}, k->secret)->status, 401);
+  EXPECT_EQ(metrics_.Get(Counter::kProxyRefusedAuth), 5u);
+}
+
+TEST_F(Proxy, BudgetRefusalIsFinal402InEachEnvelope) {
+  Stop();
+  ledger_.Clear();
+  Start(Money::FromNanos(10));  // one nano-dollar short of anything
+  json claude = Chat("claude-haiku-4-5", false);
+  claude["max_tokens"] = 5;
+  auto a = client_->Post("/anthropic/v1/messages", {{"x-api-key", key_}}, claude.dump(), "application/json");
+  EXPECT_EQ(a->status, 402);
+  EXPECT_EQ(a->get_header_value("x-should-retry"), "false");
+  EXPECT_EQ(json::parse(a->body)["error"]["type"], "billing_error");
+  EXPECT_NE(a->body.find("limit $0.000000010"), std::string::npos) << a->body;
+  auto d = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));
+  EXPECT_EQ(d->status, 402);
+  EXPECT_EQ(json::parse(d->body)["error"]["code"], "budget_exceeded");
+  auto m = Post("/mistral/v1/chat/completions", Chat("mistral-small-latest", false));
+  EXPECT_EQ(m->status, 402);
+  EXPECT_EQ(json::parse(m->body)["object"], "error");
+  auto o = Post("/ollama/api/generate", {{"model", "x"}, {"prompt", "hi"}, {"stream", false}});
+  EXPECT_EQ(o->status, 200) << "Ollama is free: a zero-cost request always fits";
+  EXPECT_EQ(metrics_.Get(Counter::kProxyRefusedBudget), 3u);
+}
+
+TEST_F(Proxy, ClampsAnUnsetMaxTokensToWhatTheBudgetAffords) {
+  Stop();
+  ledger_.Clear();
+  // deepseek-flash off-peak: 3-message estimate input then $0.60/M out; 300,000 nanos
+  // affords ~500 output tokens, less than the 32,768 default cap.
+  Start(Money::FromNanos(300'000));
+  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));
+  ASSERT_EQ(r->status, 200) << r->body;
+  ASSERT_TRUE(r->has_header("x-tollgate-max-tokens-clamped"));
+  int64_t clamped = std::stoll(r->get_header_value("x-tollgate-max-tokens-clamped"));
+  EXPECT_GE(clamped, config_.min_output_tokens);
+  EXPECT_LT(clamped, 500);
+  EXPECT_EQ(json::parse(SimSaw()["body"].get<std::string>())["max_tokens"], clamped);
+}
+
+TEST_F(Proxy, ActAsUserNeedsTheCapability) {
+  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false), {{"X-Tollgate-User", "bob"}});
+  EXPECT_EQ(r->status, 403);
+  EXPECT_NE(r->body.find("act_as_user"), std::string::npos);
+  auto service = directory_.CreateKey(user_.id, "svc", true, std::nullopt, clock_.Now());
+  auto ok = Post("/deepseek/chat/completions", Chat("deepseek-flash", false), {{"X-Tollgate-User", "bob"}},
+                 service->secret);
+  ASSERT_EQ(ok->status, 200) << ok->body;
+  auto bob = directory_.FindUser("bob");
+  ASSERT_TRUE(bob.ok()) << "the end user is created on first sight";
+  EXPECT_EQ(LastRow().user_id, bob->id);
+  json native = Chat("deepseek-flash", false);
+  native["user"] = "carol";
+  Post("/deepseek/chat/completions", native, {}, service->secret);
+  EXPECT_EQ(LastRow(2).user_id, directory_.FindUser("carol")->id);
+  Post("/deepseek/chat/completions", native);  // a plain key's `user` field is not an identity
+  EXPECT_EQ(LastRow(3).user_id, user_.id);
+}
+
+}  // namespace
+}  // namespace tollgate::testing

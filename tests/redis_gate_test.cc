@@ -1,0 +1,126 @@
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "budget/fake_directory.h"
+#include "budget/redis_gate.h"
+#include "tests/test_env.h"
+
+namespace tollgate {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The gate against a real Redis (scripts/test starts one).
+class RedisGateTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
+    ASSERT_TRUE(address.ok());
+    redis_ = std::make_unique<HiredisPool>(*address, 64, 2000);
+    BudgetDefaults d;
+    d.limit = Money::FromNanos(1'000'000);
+    auto u = directory_.CreateUser({.name = "u"}, d, clock_.Now());
+    user_ = u->id;
+    settings_ = std::make_unique<SettingsCache>(directory_, clock_, 0ms);
+    gate_ = std::make_unique<RedisGate>(*redis_, *settings_, ledger_, clock_, metrics_, 60s);
+  }
+  ReserveRequest Request(int64_t max_output, std::string id) {
+    return ReserveRequest{.user_id = user_, .request_id = std::move(id), .input_cost = Money::FromNanos(1000),
+                          .output_rate = TokenRate::FromNanosPerMillion(1'000'000'000),  // 1,000 nanos per token
+                          .max_output_tokens = max_output};
+  }
+  ManualClock clock_{Timestamp(std::chrono::microseconds(1'794'830'400'000'000)) + std::chrono::hours(24 * 365 * 3)};
+  // Test processes share one Redis: a random id space per test keeps their keys apart.
+  FakeDirectory directory_{static_cast<int64_t>(std::stoull(RandomHex(6), nullptr, 16)) + 1000};
+  FakeLedger ledger_;
+  Metrics metrics_;
+  std::unique_ptr<HiredisPool> redis_;
+  std::unique_ptr<SettingsCache> settings_;
+  std::unique_ptr<RedisGate> gate_;
+  int64_t user_ = 0;
+};
+
+TEST_F(RedisGateTest, ReservesUntilTheLimitAndSettlesTheRealCost) {
+  // Each request reserves 1,000 + 99 x 1,000 = 100,000 of 1,000,000.
+  std::vector<Admission> held;
+  for (int i = 0; i < 10; ++i) {
+    Admission a = gate_->Reserve(Request(99, "r" + std::to_string(i)));
+    ASSERT_TRUE(a.allowed()) << i << " " << a.message;
+    held.push_back(a);
+  }
+  EXPECT_EQ(gate_->Reserve(Request(99, "r10")).refusal, Refusal::kBudget);
+  gate_->Settle(user_, held[0].hold_id, Money::FromNanos(30'000));
+  auto state = gate_->State(user_);
+  ASSERT_TRUE(state.ok()) << state.status().message();
+  EXPECT_EQ(state->spend.nanos(), 30'000);
+  EXPECT_EQ(state->held.nanos(), 900'000);
+  Admission after = gate_->Reserve(Request(99, "r11"));
+  EXPECT_FALSE(after.allowed()) << "70,000 left is less than 100,000";
+  Admission small = gate_->Reserve(Request(50, "r12"));
+  EXPECT_TRUE(small.allowed()) << "51,000 fits in 70,000";
+}
+
+TEST_F(RedisGateTest, ConcurrentReservationsNeverPassTheLimit) {
+  std::atomic<int> allowed{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 32; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 10; ++i) {
+        if (gate_->Reserve(Request(99, "c" + std::to_string(t) + "_" + std::to_string(i))).allowed()) ++allowed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(allowed.load(), 10);
+}
+
+TEST_F(RedisGateTest, HoldsOfACrashedInstanceExpire) {
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(gate_->Reserve(Request(99, "h" + std::to_string(i))).allowed());
+  EXPECT_FALSE(gate_->Reserve(Request(99, "h10")).allowed());
+  clock_.Advance(61s);  // nobody settled: the holds lapse
+  EXPECT_TRUE(gate_->Reserve(Request(99, "h11")).allowed());
+}
+
+TEST_F(RedisGateTest, ClampsAnUnsetCapAndRebuildsALostCounterFromTheLedger) {
+  UsageRecord past;
+  past.request_id = "old";
+  past.user_id = user_;
+  past.started_at = clock_.Now();  // the window starts at the user's creation
+  past.cost = Money::FromNanos(600'000);
+  ledger_.Append(past);
+  redis_->Command({"DEL", RedisGate::SpendKey(user_, settings_->Get(user_)->window.start)});
+  ReserveRequest r = Request(0, "clamp");
+  r.max_output_tokens.reset();
+  r.default_output_cap = 4096;
+  r.min_output_tokens = 100;
+  Admission a = gate_->Reserve(r);
+  ASSERT_TRUE(a.allowed()) << a.message;
+  ASSERT_TRUE(a.clamped_max_tokens.has_value());
+  EXPECT_EQ(*a.clamped_max_tokens, 399);  // (1,000,000 - 600,000 - 1,000) / 1,000
+  EXPECT_EQ(gate_->State(user_)->spend.nanos(), 600'000);
+}
+
+TEST_F(RedisGateTest, SoftEnforcementAllowsPastTheLimit) {
+  BudgetSettings s = *directory_.GetSettings(user_);
+  s.enforcement = Enforcement::kSoft;
+  directory_.PutSettings(s, "t");
+  for (int i = 0; i < 20; ++i) EXPECT_TRUE(gate_->Reserve(Request(99, "s" + std::to_string(i))).allowed());
+}
+
+TEST(RedisGateDown, FailsClosedWithUnavailable) {
+  ManualClock clock(Timestamp(std::chrono::microseconds(1'794'830'400'000'000)));
+  FakeDirectory dir;
+  auto u = dir.CreateUser({.name = "x"}, BudgetDefaults{}, clock.Now());
+  HiredisPool redis({"127.0.0.1", 1, 0}, 2, 200);
+  SettingsCache settings(dir, clock);
+  FakeLedger ledger;
+  Metrics metrics;
+  RedisGate gate(redis, settings, ledger, clock, metrics, std::chrono::seconds(60));
+  Admission a = gate.Reserve({.user_id = u->id, .request_id = "x", .max_output_tokens = 1});
+  EXPECT_EQ(a.refusal, Refusal::kUnavailable);
+  EXPECT_GE(metrics.Get(Counter::kRedisErrors), 1u);
+}
+
+}  // namespace
+}  // namespace tollgate
