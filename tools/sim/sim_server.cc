@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <vector>
 
 namespace tollgate::sim {
 namespace {
@@ -141,7 +142,11 @@ class StreamWriter {
       if (p_.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(p_.delay_ms));
       if (!write(Token(i))) return false;
     }
-    write(Closing());
+    // The closing frames are paced too, one write each, like a real provider's.
+    for (const std::string& frame : Closing()) {
+      if (p_.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(p_.delay_ms));
+      if (!write(frame)) return false;
+    }
     sink.done();
     return true;
   }
@@ -187,38 +192,39 @@ class StreamWriter {
     }
   }
 
-  std::string Closing() const {
+  std::vector<std::string> Closing() const {
     switch (p_.flavor) {
       case Flavor::kAnthropic:
-        return Event("content_block_stop", {{"type", "content_block_stop"}, {"index", 0}}) +
+        return {Event("content_block_stop", {{"type", "content_block_stop"}, {"index", 0}}),
                // message_delta usage is cumulative: the full output count, input side repeated.
                Event("message_delta", {{"type", "message_delta"},
                                        {"delta", {{"stop_reason", "end_turn"}, {"stop_sequence", nullptr}}},
                                        {"usage", {{"output_tokens", p_.output_tokens},
                                                   {"input_tokens", p_.input_tokens},
                                                   {"cache_read_input_tokens", p_.cache_read},
-                                                  {"cache_creation_input_tokens", p_.cache_write + p_.cache_write_1h}}}}) +
-               Event("message_stop", {{"type", "message_stop"}});
+                                                  {"cache_creation_input_tokens", p_.cache_write + p_.cache_write_1h}}}}),
+                Event("message_stop", {{"type", "message_stop"}})};
       case Flavor::kOllamaNative:
-        return json{{"model", p_.model}, {"created_at", "2026-01-01T00:00:00Z"},
-                    {"message", {{"role", "assistant"}, {"content", ""}}}, {"done", true}, {"done_reason", "stop"},
-                    {"total_duration", 1000}, {"load_duration", 10}, {"prompt_eval_count", p_.input_tokens},
-                    {"prompt_eval_duration", 100}, {"eval_count", p_.output_tokens}, {"eval_duration", 500}}
-                   .dump() + "\n";
+        return {json{{"model", p_.model}, {"created_at", "2026-01-01T00:00:00Z"},
+                     {"message", {{"role", "assistant"}, {"content", ""}}}, {"done", true}, {"done_reason", "stop"},
+                     {"total_duration", 1000}, {"load_duration", 10}, {"prompt_eval_count", p_.input_tokens},
+                     {"prompt_eval_duration", 100}, {"eval_count", p_.output_tokens}, {"eval_duration", 500}}
+                    .dump() + "\n"};
       case Flavor::kMistral: {
         // Mistral always puts usage on the finish chunk.
         json last = Chunk(json::object(), "stop");
         last["usage"] = OpenAIUsage(p_);
-        return Sse(last) + "data: [DONE]\n\n";
+        return {Sse(last), "data: [DONE]\n\n"};
       }
       default: {
-        std::string out = Sse(Chunk(json::object(), "stop"));
+        std::vector<std::string> out = {Sse(Chunk(json::object(), "stop"))};
         if (p_.include_usage) {
           json u = {{"id", p_.id}, {"object", "chat.completion.chunk"}, {"created", std::stoll(Now())},
                     {"model", p_.model}, {"choices", json::array()}, {"usage", OpenAIUsage(p_)}};
-          out += Sse(u);
+          out.push_back(Sse(u));
         }
-        return out + "data: [DONE]\n\n";
+        out.push_back("data: [DONE]\n\n");
+        return out;
       }
     }
   }
