@@ -6,33 +6,19 @@ namespace tollgate {
 
 Result<Identity> Authenticator::Authenticate(const std::string& secret) {
   if (!LooksLikeTollgateKey(secret)) return Status::NotFound("invalid tollgate key");
-  std::string hash = HashKey(secret);
-  Timestamp now = clock_.Now();
-  Result<Identity> found = Status::NotFound("invalid tollgate key");
-  bool cached = false;
-  {
-    std::lock_guard lock(mu_);
-    auto it = cache_.find(hash);
-    if (it != cache_.end() && now - it->second.fetched_at < ttl_) {
-      found = it->second.identity;
-      cached = true;
-    }
-  }
-  if (!cached) {
-    auto key = directory_.FindKeyByHash(hash);
+  auto found = cache_.Get(HashKey(secret), [&]() -> Result<Identity> {
+    auto key = directory_.FindKeyByHash(HashKey(secret));
     if (!key.ok()) {
-      if (key.status().code() != Status::Code::kNotFound) return key.status();  // do not cache outages
-      found = Status::NotFound("invalid tollgate key");
-    } else {
-      auto user = directory_.FindUser(std::to_string(key->user_id));
-      if (!user.ok()) return user.status();
-      found = Identity{*key, *user};
+      if (key.status().code() == Status::Code::kNotFound) return Identity{};  // cached as unknown
+      return key.status();  // outages are not cached
     }
-    std::lock_guard lock(mu_);
-    if (cache_.size() > 100000) cache_.clear();  // bound memory under key-guessing
-    cache_.insert_or_assign(hash, Entry{found, now});
-  }
+    auto user = directory_.FindUser(std::to_string(key->user_id));
+    if (!user.ok()) return user.status();
+    return Identity{*key, *user};
+  });
   if (!found.ok()) return found.status();
+  if (found->key.id == 0) return Status::NotFound("invalid tollgate key");
+  Timestamp now = clock_.Now();
   if (found->key.revoked_at) return Status::Invalid("this tollgate key has been revoked");
   if (!found->key.UsableAt(now)) return Status::Invalid("this tollgate key has expired");
   if (found->user.disabled) return Status::Invalid("the user of this tollgate key is disabled");

@@ -4,10 +4,9 @@
 #pragma once
 
 #include <chrono>
-#include <mutex>
-#include <unordered_map>
 
 #include "budget/directory.h"
+#include "budget/ttl_cache.h"
 
 namespace tollgate {
 
@@ -19,7 +18,7 @@ struct Identity {
 class Authenticator {
  public:
   Authenticator(Directory& directory, const Clock& clock, std::chrono::milliseconds ttl = std::chrono::seconds(1))
-      : directory_(directory), clock_(clock), ttl_(ttl) {}
+      : directory_(directory), clock_(clock), cache_(clock, ttl) {}
 
   // NotFound for an unknown key; Invalid("...revoked/expired/disabled") for one that
   // may not be used; Unavailable when the directory cannot be reached.
@@ -30,15 +29,11 @@ class Authenticator {
   Result<User> ResolveEndUser(const std::string& who, bool auto_create, const BudgetDefaults& defaults);
 
  private:
-  struct Entry {
-    Result<Identity> identity;
-    Timestamp fetched_at;
-  };
   Directory& directory_;
   const Clock& clock_;
-  const std::chrono::milliseconds ttl_;
-  std::mutex mu_;
-  std::unordered_map<std::string, Entry> cache_;  // by key hash
+  // By key hash. An unknown key is cached as an identity with id 0, so guessing keys
+  // costs one lookup per second per guess at most.
+  TtlCache<std::string, Identity> cache_;
 };
 
 }  // namespace tollgate

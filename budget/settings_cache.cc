@@ -3,26 +3,17 @@
 namespace tollgate {
 
 Result<UserBudget> SettingsCache::Get(int64_t user_id) {
-  Timestamp now = clock_.Now();
-  {
-    std::lock_guard lock(mu_);
-    auto it = entries_.find(user_id);
-    if (it != entries_.end() && now - it->second.fetched_at < ttl_ && now < it->second.budget.window.end) {
-      return it->second.budget;
-    }
-  }
-  auto settings = directory_.GetSettings(user_id);
-  if (!settings.ok()) return settings.status();
-  UserBudget b{*settings, CurrentWindow(settings->period, settings->custom_period_days, settings->timezone,
-                                        settings->period_anchor, now)};
-  std::lock_guard lock(mu_);
-  entries_.insert_or_assign(user_id, Entry{b, now});
-  return b;
+  return cache_.Get(
+      user_id,
+      [&]() -> Result<UserBudget> {
+        auto settings = directory_.GetSettings(user_id);
+        if (!settings.ok()) return settings.status();
+        return UserBudget{*settings, CurrentWindow(settings->period, settings->custom_period_days, settings->timezone,
+                                                   settings->period_anchor, clock_.Now())};
+      },
+      [](const UserBudget& b, Timestamp now) { return now < b.window.end; });  // a rollover reloads at once
 }
 
-void SettingsCache::Invalidate(int64_t user_id) {
-  std::lock_guard lock(mu_);
-  entries_.erase(user_id);
-}
+void SettingsCache::Invalidate(int64_t user_id) { cache_.Erase(user_id); }
 
 }  // namespace tollgate

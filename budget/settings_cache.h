@@ -4,10 +4,9 @@
 #pragma once
 
 #include <chrono>
-#include <mutex>
-#include <unordered_map>
 
 #include "budget/directory.h"
+#include "budget/ttl_cache.h"
 #include "budget/window.h"
 
 namespace tollgate {
@@ -20,21 +19,15 @@ struct UserBudget {
 class SettingsCache {
  public:
   SettingsCache(Directory& directory, const Clock& clock, std::chrono::milliseconds ttl = std::chrono::seconds(1))
-      : directory_(directory), clock_(clock), ttl_(ttl) {}
+      : directory_(directory), clock_(clock), cache_(clock, ttl) {}
 
   Result<UserBudget> Get(int64_t user_id);
   void Invalidate(int64_t user_id);
 
  private:
-  struct Entry {
-    UserBudget budget;
-    Timestamp fetched_at;
-  };
   Directory& directory_;
   const Clock& clock_;
-  const std::chrono::milliseconds ttl_;
-  std::mutex mu_;
-  std::unordered_map<int64_t, Entry> entries_;
+  TtlCache<int64_t, UserBudget> cache_;
 };
 
 }  // namespace tollgate

@@ -1,5 +1,7 @@
 #include "cli/cli.h"
 
+#include <sys/resource.h>
+
 #include <csignal>
 #include <filesystem>
 #include <iomanip>
@@ -59,8 +61,19 @@ std::string Required(const Args& a, const std::string& name, std::string* missin
 
 volatile std::sig_atomic_t g_stop = 0;
 
+// Every open stream holds two sockets (client and upstream): lift the soft limit on
+// open files to the hard one.
+void RaiseOpenFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+  }
+}
+
 int Serve(Context& ctx, const Args&) {
   const Config& c = ctx.config;
+  RaiseOpenFileLimit();
   auto pricing = PricingTable::Load(c.pricing_file);
   if (!pricing.ok()) return ctx.Fail(pricing.status().message());
   auto redis_address = ParseRedisUrl(c.redis_url);

@@ -1,5 +1,7 @@
 #include "net/http_server.h"
 
+#include <sys/socket.h>
+
 namespace tollgate {
 
 void TuneServer(httplib::Server& server, const ServerTuning& tuning) {
@@ -12,12 +14,20 @@ void TuneServer(httplib::Server& server, const ServerTuning& tuning) {
   server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
 }
 
+int BindWithBacklog(httplib::Server& server, const std::string& host, int port, int backlog) {
+  auto fd = std::make_shared<int>(-1);
+  server.set_socket_options([fd](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    *fd = sock;
+  });
+  int bound = port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
+  if (bound >= 0 && *fd >= 0) ::listen(*fd, backlog);
+  return bound;
+}
+
 int RunningServer::Start(const std::string& host, int port) {
-  if (port == 0) {
-    port_ = server_->bind_to_any_port(host);
-  } else {
-    port_ = server_->bind_to_port(host, port) ? port : -1;
-  }
+  port_ = BindWithBacklog(*server_, host, port);
   if (port_ < 0) return -1;
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   // The socket is already bound and listening, so connections queue from here on;

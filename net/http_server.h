@@ -19,6 +19,11 @@ struct ServerTuning {
 
 void TuneServer(httplib::Server& server, const ServerTuning& tuning);
 
+// Binds (port 0 = any free port) and returns the port, or -1. cpp-httplib 0.11 is
+// compiled with a listen backlog of 5: a burst of connections overflows it and clients
+// retry after 1, 3, 7 s. This re-listens on the bound socket with `backlog`.
+int BindWithBacklog(httplib::Server& server, const std::string& host, int port, int backlog = 4096);
+
 // Owns a server listening on its own thread. Start() binds (port 0 = any free
 // port) and returns once the server accepts connections.
 class RunningServer {

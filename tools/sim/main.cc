@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   tollgate::sim::SimServer sim(options);
   auto& server = sim.server();
-  if (!server.bind_to_port(host, port)) {
+  if (tollgate::BindWithBacklog(server, host, port) < 0) {
     std::cerr << "tollgate-sim: cannot listen on " << host << ":" << port << "\n";
     return 1;
   }

@@ -1,0 +1,73 @@
+// A small time-bounded cache with single-flight loading: when an entry is missing or
+// older than `ttl`, one caller loads it and concurrent callers for the same key wait
+// for that load instead of stampeding the database. Failed loads are not cached.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <unordered_map>
+
+#include "config/clock.h"
+#include "config/status.h"
+
+namespace tollgate {
+
+template <typename Key, typename Value>
+class TtlCache {
+ public:
+  TtlCache(const Clock& clock, std::chrono::milliseconds ttl, size_t max_entries = 200000)
+      : clock_(clock), ttl_(ttl), max_entries_(max_entries) {}
+
+  // `fresh(value, now)` may veto a cached value early (e.g. a window that ended).
+  Result<Value> Get(const Key& key, const std::function<Result<Value>()>& load,
+                    const std::function<bool(const Value&, Timestamp)>& fresh = nullptr) {
+    std::unique_lock lock(mu_);
+    while (true) {
+      Timestamp now = clock_.Now();
+      auto it = entries_.find(key);
+      if (it != entries_.end() && it->second.has_value && now - it->second.loaded_at < ttl_ &&
+          (!fresh || fresh(it->second.value, now)))
+        return it->second.value;
+      if (it == entries_.end() || !it->second.loading) break;
+      loaded_.wait(lock);  // someone else is loading this key
+    }
+    if (entries_.size() >= max_entries_) entries_.clear();  // bound memory
+    entries_[key].loading = true;
+    lock.unlock();
+    Result<Value> loaded = load();
+    lock.lock();
+    Entry& e = entries_[key];
+    e.loading = false;
+    if (loaded.ok()) {
+      e.value = *loaded;
+      e.has_value = true;
+      e.loaded_at = clock_.Now();
+    }
+    loaded_.notify_all();
+    return loaded;
+  }
+
+  void Erase(const Key& key) {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(key);
+    if (it != entries_.end() && !it->second.loading) entries_.erase(it);
+  }
+
+ private:
+  struct Entry {
+    Value value{};
+    bool has_value = false;
+    bool loading = false;
+    Timestamp loaded_at;
+  };
+  const Clock& clock_;
+  const std::chrono::milliseconds ttl_;
+  const size_t max_entries_;
+  std::mutex mu_;
+  std::condition_variable loaded_;
+  std::unordered_map<Key, Entry> entries_;
+};
+
+}  // namespace tollgate

@@ -1,0 +1,54 @@
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "budget/ttl_cache.h"
+
+namespace tollgate {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(TtlCache, ConcurrentMissesLoadOnce) {
+  ManualClock clock(Timestamp(100s));
+  TtlCache<int, int> cache(clock, 1000ms);
+  std::atomic<int> loads{0};
+  std::atomic<bool> release{false};
+  auto load = [&]() -> Result<int> {
+    ++loads;
+    while (!release) std::this_thread::yield();  // hold the load open while others arrive
+    return 42;
+  };
+  std::vector<std::thread> threads;
+  std::atomic<int> got{0};
+  for (int i = 0; i < 16; ++i) {
+    threads.emplace_back([&] {
+      if (cache.Get(7, load).value() == 42) ++got;
+    });
+  }
+  while (loads == 0) std::this_thread::yield();
+  release = true;
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(loads.load(), 1);
+  EXPECT_EQ(got.load(), 16);
+}
+
+TEST(TtlCache, ExpiresAfterTtlAndNeverCachesFailures) {
+  ManualClock clock(Timestamp(100s));
+  TtlCache<int, int> cache(clock, 1000ms);
+  int loads = 0;
+  auto load = [&]() -> Result<int> { return ++loads; };
+  EXPECT_EQ(cache.Get(1, load).value(), 1);
+  clock.Advance(999ms);
+  EXPECT_EQ(cache.Get(1, load).value(), 1);
+  clock.Advance(1ms);
+  EXPECT_EQ(cache.Get(1, load).value(), 2);
+  auto failing = [&]() -> Result<int> { return Status::Unavailable("down"); };
+  EXPECT_FALSE(cache.Get(2, failing).ok());
+  EXPECT_EQ(cache.Get(2, load).value(), 3);
+  EXPECT_EQ(cache.Get(1, load, [](const int&, Timestamp) { return false; }).value(), 4);  // vetoed as stale
+}
+
+}  // namespace
+}  // namespace tollgate
