@@ -37,7 +37,8 @@ class Ledger {
   virtual void Append(UsageRecord record) = 0;
   // Blocks until every row appended so far is durable (tests, shutdown).
   virtual void Flush() = 0;
-  // Total cost of the user's rows started at or after `from` (rebuilds counters).
+  // Total cost of the user's rows started at or after `from` (rebuilds counters);
+  // user_id 0 sums every user's (the global cap).
   virtual Result<Money> SpendSince(int64_t user_id, Timestamp from) = 0;
 };
 
@@ -52,7 +53,7 @@ class FakeLedger final : public Ledger {
     std::lock_guard lock(mu_);
     Money total;
     for (const UsageRecord& r : rows_) {
-      if (r.user_id == user_id && r.started_at >= from) total += r.cost;
+      if ((user_id == 0 || r.user_id == user_id) && r.started_at >= from) total += r.cost;
     }
     return total;
   }

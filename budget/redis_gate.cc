@@ -75,14 +75,28 @@ int64_t NowMs(Timestamp t) { return std::chrono::duration_cast<std::chrono::mill
 }  // namespace
 
 RedisGate::RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, const Clock& clock, Metrics& metrics,
-                     std::chrono::seconds hold_ttl)
-    : redis_(redis), settings_(settings), ledger_(ledger), clock_(clock), metrics_(metrics), hold_ttl_(hold_ttl) {}
+                     std::chrono::seconds hold_ttl, std::optional<GlobalCap> global_cap)
+    : redis_(redis),
+      settings_(settings),
+      ledger_(ledger),
+      clock_(clock),
+      metrics_(metrics),
+      hold_ttl_(hold_ttl),
+      global_cap_(global_cap) {}
+
+namespace {
+std::string Tag(int64_t user_id) { return user_id == 0 ? "tg:{global}" : "tg:{u:" + std::to_string(user_id) + "}"; }
+}  // namespace
 
 std::string RedisGate::SpendKey(int64_t user_id, Timestamp window_start) {
-  return "tg:{u:" + std::to_string(user_id) + "}:spend:" + std::to_string(window_start.time_since_epoch().count());
+  return Tag(user_id) + ":spend:" + std::to_string(window_start.time_since_epoch().count());
 }
 
-std::string RedisGate::HoldsKey(int64_t user_id) { return "tg:{u:" + std::to_string(user_id) + "}:holds"; }
+std::string RedisGate::HoldsKey(int64_t user_id) { return Tag(user_id) + ":holds"; }
+
+Window RedisGate::GlobalWindow() const {
+  return CurrentWindow(global_cap_->period, 1, "UTC", Timestamp(), clock_.Now());
+}
 
 Result<RedisReply> RedisGate::Eval(const std::string& script, const std::string& sha,
                                    const std::vector<std::string>& keys, const std::vector<std::string>& args) {
@@ -138,12 +152,30 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
   a.limit = s.limit;
   a.next_reset = w.end;
   Money limit = s.enforcement == Enforcement::kHard ? s.limit : Money::FromNanos(kUnlimited);
-  std::string hold = std::to_string(w.start.time_since_epoch().count()) + "/" + request.request_id;
+  // The hold id names the windows it was taken in, so settle finds the same counters.
+  std::optional<Window> gw;
+  if (global_cap_) gw = GlobalWindow();
+  std::string hold = std::to_string(w.start.time_since_epoch().count()) + "/" +
+                     (gw ? std::to_string(gw->start.time_since_epoch().count()) : "-") + "/" + request.request_id;
 
   auto first = PlanReservation(request, Money::FromNanos(kUnlimited));
   Money amount = first ? first->amount : Money();
+  auto release_global = [&] {
+    if (gw) Eval(kSettleScript, SettleSha(), {SpendKey(0, gw->start), HoldsKey(0)}, {hold, "0"});
+  };
+  if (gw) {
+    auto g = RunReserve(0, *gw, amount, global_cap_->limit, hold);
+    if (!g.ok() || g->status != 1) {
+      a.refusal = g.ok() ? Refusal::kGlobalCap : Refusal::kUnavailable;
+      a.message = g.ok() ? "global cap $" + global_cap_->limit.ToUsdString() + ", spent $" + g->spend.ToUsdString() +
+                               ", resets at " + FormatRfc3339(gw->end)
+                         : g.status().message();
+      return a;
+    }
+  }
   auto r = RunReserve(request.user_id, w, amount, limit, hold);
   if (!r.ok()) {
+    release_global();
     a.refusal = Refusal::kUnavailable;
     a.message = r.status().message();
     return a;
@@ -160,6 +192,7 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
       }
     }
     if (!r.ok() || r->status != 1) {
+      release_global();
       a.refusal = Refusal::kBudget;
       if (r.ok()) a.spend = r->spend;
       return a;
@@ -172,12 +205,18 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
 
 void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) {
   if (hold_id.empty()) return;
-  auto slash = hold_id.find('/');
-  Timestamp window_start{std::chrono::microseconds(std::stoll(hold_id.substr(0, slash)))};
+  auto first = hold_id.find('/');
+  auto second = hold_id.find('/', first + 1);
+  Timestamp user_window{std::chrono::microseconds(std::stoll(hold_id.substr(0, first)))};
+  std::string global_window = hold_id.substr(first + 1, second - first - 1);
   // A failed settle leaves the hold to expire; the cost is in the ledger row, which a
   // rebuilt counter includes.
-  Eval(kSettleScript, SettleSha(), {SpendKey(user_id, window_start), HoldsKey(user_id)},
+  Eval(kSettleScript, SettleSha(), {SpendKey(user_id, user_window), HoldsKey(user_id)},
        {hold_id, std::to_string(cost.nanos())});
+  if (global_window != "-") {
+    Timestamp gw{std::chrono::microseconds(std::stoll(global_window))};
+    Eval(kSettleScript, SettleSha(), {SpendKey(0, gw), HoldsKey(0)}, {hold_id, std::to_string(cost.nanos())});
+  }
 }
 
 Result<SpendState> RedisGate::State(int64_t user_id) {

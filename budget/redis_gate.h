@@ -4,6 +4,8 @@
 // the real cost. Keys carry a per-user hash tag ({u:ID}) so Redis Cluster works:
 //   tg:{u:ID}:spend:<window start, micros>   spend in the window, nano-dollars
 //   tg:{u:ID}:holds                          hold id -> "amount:expires_at_ms"
+// With a global cap, the same pair exists under {global}, reserved first and
+// released when the user's own reservation fails.
 #pragma once
 
 #include "budget/gate.h"
@@ -14,6 +16,11 @@
 
 namespace tollgate {
 
+struct GlobalCap {
+  Money limit;
+  Period period = Period::kMonthly;  // calendar windows in UTC
+};
+
 struct SpendState {
   Money spend;
   Money held;
@@ -23,13 +30,14 @@ struct SpendState {
 class RedisGate final : public Gate {
  public:
   RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, const Clock& clock, Metrics& metrics,
-            std::chrono::seconds hold_ttl);
+            std::chrono::seconds hold_ttl, std::optional<GlobalCap> global_cap = std::nullopt);
 
   Admission Reserve(const ReserveRequest& request) override;
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
   // Spend and holds in the user's current window (rebuilt from the ledger if missing).
   Result<SpendState> State(int64_t user_id);
 
+  // user_id 0 names the global counter.
   static std::string SpendKey(int64_t user_id, Timestamp window_start);
   static std::string HoldsKey(int64_t user_id);
 
@@ -40,6 +48,7 @@ class RedisGate final : public Gate {
   };
   Result<ScriptResult> RunReserve(int64_t user_id, const Window& w, Money amount, Money limit, const std::string& hold);
   Status RebuildCounter(int64_t user_id, const Window& w);
+  Window GlobalWindow() const;
   Result<RedisReply> Eval(const std::string& script, const std::string& sha, const std::vector<std::string>& keys,
                           const std::vector<std::string>& args);
 
@@ -49,6 +58,7 @@ class RedisGate final : public Gate {
   const Clock& clock_;
   Metrics& metrics_;
   const std::chrono::seconds hold_ttl_;
+  const std::optional<GlobalCap> global_cap_;
 };
 
 }  // namespace tollgate

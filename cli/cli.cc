@@ -90,7 +90,9 @@ int Serve(Context& ctx, const Args&) {
   Authenticator authenticator(directory, ctx.clock);
   SettingsCache settings(directory, ctx.clock);
   PgLedger ledger(pool, metrics);
-  RedisGate gate(redis, settings, ledger, ctx.clock, metrics, std::chrono::seconds(c.hold_ttl_seconds));
+  std::optional<GlobalCap> global_cap;
+  if (c.global_cap) global_cap = GlobalCap{*c.global_cap, c.global_cap_period};
+  RedisGate gate(redis, settings, ledger, ctx.clock, metrics, std::chrono::seconds(c.hold_ttl_seconds), global_cap);
   ProxyService proxy_service(ProxyDependencies{c, *pricing, authenticator, gate, ledger, metrics, ctx.clock});
 
   SideDependencies side_deps{

@@ -124,3 +124,49 @@ TEST(RedisGateDown, FailsClosedWithUnavailable) {
 
 }  // namespace
 }  // namespace tollgate
+
+namespace tollgate {
+namespace {
+
+TEST(RedisGateGlobalCap, StopsEveryoneAndReleasesItsHoldWhenAUserIsRefused) {
+  auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
+  ASSERT_TRUE(address.ok());
+  address->db = 3;  // the {global} keys are shared: this test has a database of its own
+  HiredisPool redis(*address, 8, 2000);
+  redis.Command({"FLUSHDB"});
+  ManualClock clock(Timestamp(std::chrono::microseconds(1'794'830'400'000'000)));
+  FakeDirectory dir;
+  BudgetDefaults rich;
+  rich.limit = Money::FromNanos(1'000'000'000);
+  BudgetDefaults poor;
+  poor.limit = Money::FromNanos(50'000);
+  int64_t a = dir.CreateUser({.name = "a"}, rich, clock.Now())->id;
+  int64_t b = dir.CreateUser({.name = "b"}, rich, clock.Now())->id;
+  int64_t c = dir.CreateUser({.name = "c"}, poor, clock.Now())->id;
+  SettingsCache settings(dir, clock, std::chrono::milliseconds(0));
+  FakeLedger ledger;
+  Metrics metrics;
+  RedisGate gate(redis, settings, ledger, clock, metrics, std::chrono::seconds(60),
+                 GlobalCap{Money::FromNanos(300'000), Period::kDaily});
+  auto request = [](int64_t user, std::string id) {
+    return ReserveRequest{.user_id = user, .request_id = std::move(id), .input_cost = Money::FromNanos(1000),
+                          .output_rate = TokenRate::FromNanosPerMillion(1'000'000'000), .max_output_tokens = 99};
+  };
+  // The poor user is refused by their own budget: the global hold is given back.
+  EXPECT_EQ(gate.Reserve(request(c, "c1")).refusal, Refusal::kBudget);
+  Admission a1 = gate.Reserve(request(a, "a1"));
+  Admission b1 = gate.Reserve(request(b, "b1"));
+  Admission a2 = gate.Reserve(request(a, "a2"));
+  EXPECT_TRUE(a1.allowed() && b1.allowed() && a2.allowed());  // 3 x 100,000 = the cap
+  Admission b2 = gate.Reserve(request(b, "b2"));
+  EXPECT_EQ(b2.refusal, Refusal::kGlobalCap);
+  EXPECT_NE(b2.message.find("global cap $0.000300000"), std::string::npos) << b2.message;
+  gate.Settle(a, a1.hold_id, Money::FromNanos(10'000));  // frees 90,000 of the cap: not enough
+  EXPECT_EQ(gate.Reserve(request(b, "b3")).refusal, Refusal::kGlobalCap);
+  gate.Settle(b, b1.hold_id, Money::FromNanos(10'000));  // 20,000 spent + 100,000 held
+  EXPECT_TRUE(gate.Reserve(request(b, "b4")).allowed());
+  EXPECT_EQ(gate.State(a)->spend.nanos(), 10'000);
+}
+
+}  // namespace
+}  // namespace tollgate

@@ -33,27 +33,36 @@ start_stack() {
   redis-cli -p "$TOLLGATE_TEST_REDIS_PORT" -n "$redis_db" flushdb >/dev/null
   export TOLLGATE_CONFIG="$TOP/config/tollgate.json"
   TG_DB=$TOLLGATE_DATABASE_URL
-  local sim_port
-  sim_port=$(free_port $((30000 + RANDOM % 20000)))
-  "$TOLLGATE_SIM_BINARY" --listen "127.0.0.1:$sim_port" "$@" >"$WORK/sim.log" 2>&1 &
+  "$TOLLGATE_SIM_BINARY" --listen 127.0.0.1:0 "$@" >"$WORK/sim.log" 2>&1 &
   E2E_PIDS+=($!)
-  export TG_SIM="http://127.0.0.1:$sim_port"
+  export TG_SIM="http://$(bound_address "$WORK/sim.log" 'listening on ')"
   for p in MISTRAL ANTHROPIC DEEPSEEK OLLAMA; do export "TOLLGATE_${p}_URL=$TG_SIM"; done
   export ANTHROPIC_API_KEY=sk-ant-e2e-upstream MISTRAL_API_KEY=mistral-e2e-upstream DEEPSEEK_API_KEY=sk-ds-e2e-upstream
   "$TOLLGATE_BINARY" migrate >/dev/null
   wait_http "$TG_SIM/api/tags"
 }
 
-# start_instance: one more `tollgate serve` on the current stack; sets TG_PROXY/TG_SIDE.
+# bound_address LOG PREFIX: the host:port a process printed after PREFIX once it
+# bound port 0 (a readiness check, bounded).
+bound_address() {
+  for _ in $(seq 1 200); do
+    local line
+    line=$(grep -o "$2[0-9.]*:[0-9]*" "$1" 2>/dev/null | head -1)
+    [ -n "$line" ] && { echo "${line#"$2"}"; return 0; }
+    sleep 0.05
+  done
+  cat "$1" >&2
+  die "no address in $1"
+}
+
+# start_instance: one more `tollgate serve` on the current stack (OS-assigned ports,
+# a small worker pool); sets TG_PROXY/TG_SIDE.
 start_instance() {
-  local proxy_port side_port
-  proxy_port=$(free_port $((30000 + RANDOM % 20000)))
-  side_port=$(free_port $((proxy_port + 1)))
-  TOLLGATE_LISTEN="127.0.0.1:$proxy_port" TOLLGATE_ADMIN_LISTEN="127.0.0.1:$side_port" \
-    "$TOLLGATE_BINARY" serve >>"$WORK/tollgate.log" 2>&1 &
+  local log="$WORK/tollgate.$RANDOM.log"
+  TOLLGATE_LISTEN=127.0.0.1:0 TOLLGATE_ADMIN_LISTEN=127.0.0.1:0 "$TOLLGATE_BINARY" serve >"$log" 2>&1 &
   E2E_PIDS+=($!)
-  TG_PROXY="http://127.0.0.1:$proxy_port"
-  TG_SIDE="http://127.0.0.1:$side_port"
+  TG_PROXY="http://$(bound_address "$log" 'proxy on ')"
+  TG_SIDE="http://$(bound_address "$log" 'side port on ')"
   wait_http "$TG_SIDE/readyz"
 }
 

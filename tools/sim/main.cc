@@ -51,11 +51,12 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   tollgate::sim::SimServer sim(options);
   auto& server = sim.server();
-  if (tollgate::BindWithBacklog(server, host, port) < 0) {
+  int bound = tollgate::BindWithBacklog(server, host, port);  // port 0: any free port
+  if (bound < 0) {
     std::cerr << "tollgate-sim: cannot listen on " << host << ":" << port << "\n";
     return 1;
   }
-  std::cout << "tollgate-sim listening on " << host << ":" << port << std::endl;
+  std::cout << "tollgate-sim listening on " << host << ":" << bound << std::endl;
   server.listen_after_bind();
   return 0;
 }
