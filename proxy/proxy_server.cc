@@ -448,6 +448,10 @@ void ProxyService::ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::
     res.set_content(relay->error_body, content_type);
     return;
   }
+  // cpp-httplib 0.11 polls every idle keep-alive connection about 100 times a second;
+  // thousands of finished streams left open would eat the CPU. A stream is long, so a
+  // client reconnecting for its next request costs nothing by comparison.
+  res.set_header("Connection", "close");
   const Provider* provider = x->provider;
   Route route = x->route;
   res.set_chunked_content_provider(
