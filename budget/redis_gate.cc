@@ -32,8 +32,8 @@ return {1, spend, held}
 // A missing counter is left missing: the rebuild from the ledger will count this row.
 const char* kSettleScript = R"lua(
 redis.call('HDEL', KEYS[2], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], ARGV[2]) end
-return 1
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[2]) end
+return -1
 )lua";
 
 const char* kStateScript = R"lua(
@@ -75,14 +75,15 @@ int64_t NowMs(Timestamp t) { return std::chrono::duration_cast<std::chrono::mill
 }  // namespace
 
 RedisGate::RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, const Clock& clock, Metrics& metrics,
-                     std::chrono::seconds hold_ttl, std::optional<GlobalCap> global_cap)
+                     std::chrono::seconds hold_ttl, std::optional<GlobalCap> global_cap, AlertSink* alerts)
     : redis_(redis),
       settings_(settings),
       ledger_(ledger),
       clock_(clock),
       metrics_(metrics),
       hold_ttl_(hold_ttl),
-      global_cap_(global_cap) {}
+      global_cap_(global_cap),
+      alerts_(alerts) {}
 
 namespace {
 std::string Tag(int64_t user_id) { return user_id == 0 ? "tg:{global}" : "tg:{u:" + std::to_string(user_id) + "}"; }
@@ -211,8 +212,16 @@ void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) 
   std::string global_window = hold_id.substr(first + 1, second - first - 1);
   // A failed settle leaves the hold to expire; the cost is in the ledger row, which a
   // rebuilt counter includes.
-  Eval(kSettleScript, SettleSha(), {SpendKey(user_id, user_window), HoldsKey(user_id)},
-       {hold_id, std::to_string(cost.nanos())});
+  auto spent = Eval(kSettleScript, SettleSha(), {SpendKey(user_id, user_window), HoldsKey(user_id)},
+                    {hold_id, std::to_string(cost.nanos())});
+  if (alerts_ && spent.ok() && spent->integer >= 0 && cost > Money()) {
+    auto budget = settings_.Get(user_id);
+    if (budget.ok() && budget->window.start == user_window) {
+      const BudgetSettings& s = budget->settings;
+      Money spend = Money::FromNanos(spent->integer);
+      alerts_->Raise({user_id, LevelOf(spend, s.limit, s.yellow, s.orange, s.red), user_window, spend, s.limit});
+    }
+  }
   if (global_window != "-") {
     Timestamp gw{std::chrono::microseconds(std::stoll(global_window))};
     Eval(kSettleScript, SettleSha(), {SpendKey(0, gw), HoldsKey(0)}, {hold_id, std::to_string(cost.nanos())});

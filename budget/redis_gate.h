@@ -8,6 +8,7 @@
 // released when the user's own reservation fails.
 #pragma once
 
+#include "budget/alerts.h"
 #include "budget/gate.h"
 #include "budget/ledger.h"
 #include "budget/redis.h"
@@ -30,7 +31,8 @@ struct SpendState {
 class RedisGate final : public Gate {
  public:
   RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, const Clock& clock, Metrics& metrics,
-            std::chrono::seconds hold_ttl, std::optional<GlobalCap> global_cap = std::nullopt);
+            std::chrono::seconds hold_ttl, std::optional<GlobalCap> global_cap = std::nullopt,
+            AlertSink* alerts = nullptr);
 
   Admission Reserve(const ReserveRequest& request) override;
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
@@ -59,6 +61,7 @@ class RedisGate final : public Gate {
   Metrics& metrics_;
   const std::chrono::seconds hold_ttl_;
   const std::optional<GlobalCap> global_cap_;
+  AlertSink* const alerts_;  // may be null: no alerts
 };
 
 }  // namespace tollgate

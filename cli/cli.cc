@@ -92,7 +92,11 @@ int Serve(Context& ctx, const Args&) {
   PgLedger ledger(pool, metrics);
   std::optional<GlobalCap> global_cap;
   if (c.global_cap) global_cap = GlobalCap{*c.global_cap, c.global_cap_period};
-  RedisGate gate(redis, settings, ledger, ctx.clock, metrics, std::chrono::seconds(c.hold_ttl_seconds), global_cap);
+  PgAlerts alerts(pool, ctx.clock, metrics, AlertOptions{c.alert_webhook_url, c.alert_max_attempts},
+                  HttpWebhookPoster());
+  alerts.Start();
+  RedisGate gate(redis, settings, ledger, ctx.clock, metrics, std::chrono::seconds(c.hold_ttl_seconds), global_cap,
+                 &alerts);
   ProxyService proxy_service(ProxyDependencies{c, *pricing, authenticator, gate, ledger, metrics, ctx.clock});
 
   SideDependencies side_deps{

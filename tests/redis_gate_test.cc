@@ -101,6 +101,24 @@ TEST_F(RedisGateTest, ClampsAnUnsetCapAndRebuildsALostCounterFromTheLedger) {
   EXPECT_EQ(gate_->State(user_)->spend.nanos(), 600'000);
 }
 
+struct RecordingAlerts : AlertSink {
+  void Raise(const AlertEvent& e) override { events.push_back(e); }
+  std::vector<AlertEvent> events;
+};
+
+TEST_F(RedisGateTest, SettlingPastAThresholdRaisesAnAlert) {
+  RecordingAlerts alerts;
+  RedisGate gate(*redis_, *settings_, ledger_, clock_, metrics_, std::chrono::seconds(60), std::nullopt, &alerts);
+  Admission a = gate.Reserve(Request(99, "al1"));
+  gate.Settle(user_, a.hold_id, Money::FromNanos(400'000));  // 40 % of 1,000,000: GREEN
+  Admission b = gate.Reserve(Request(99, "al2"));
+  gate.Settle(user_, b.hold_id, Money::FromNanos(380'000));  // 78 %: ORANGE
+  ASSERT_EQ(alerts.events.size(), 2u);
+  EXPECT_EQ(alerts.events[0].level, AlertLevel::kGreen);
+  EXPECT_EQ(alerts.events[1].level, AlertLevel::kOrange);
+  EXPECT_EQ(alerts.events[1].spend.nanos(), 780'000);
+}
+
 TEST_F(RedisGateTest, SoftEnforcementAllowsPastTheLimit) {
   BudgetSettings s = *directory_.GetSettings(user_);
   s.enforcement = Enforcement::kSoft;
