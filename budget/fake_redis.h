@@ -2,6 +2,7 @@
 // injected clock, plus a switch that makes every command fail as if Redis were down.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <mutex>
 
@@ -39,6 +40,22 @@ class FakeRedis final : public Redis {
   std::map<std::string, Entry> data_;
   bool down_ = false;
   size_t commands_ = 0;
+};
+
+// Wraps a real Redis and fails every command while `down` is set: "Redis died
+// mid-request" as an ordinary test.
+class FaultyRedis final : public Redis {
+ public:
+  explicit FaultyRedis(Redis& inner) : inner_(inner) {}
+  Result<RedisReply> Command(const std::vector<std::string>& argv) override {
+    if (down_.load()) return Status::Unavailable("redis: connection refused (injected)");
+    return inner_.Command(argv);
+  }
+  void set_down(bool down) { down_.store(down); }
+
+ private:
+  Redis& inner_;
+  std::atomic<bool> down_{false};
 };
 
 }  // namespace tollgate

@@ -65,7 +65,7 @@ Result<Money> PgLedger::SpendSince(int64_t user_id, Timestamp from) {
   return pool_.Get<Money>([&](pqxx::connection& c) {
     pqxx::read_transaction w(c);
     return Money::FromNanos(w.exec_params1("SELECT coalesce(sum(cost_nanos), 0)::bigint FROM usage_ledger"
-                                           " WHERE ($1 = 0 OR user_id = $1) AND started_at >= " + SqlFromMicros(2),
+                                           " WHERE ($1::bigint = 0 OR user_id = $1::bigint) AND started_at >= " + SqlFromMicros(2),
                                            user_id, Micros(from))[0]
                                 .as<int64_t>());
   });

@@ -135,6 +135,16 @@ CREATE TABLE alert_events (
 );
 CREATE INDEX alert_events_pending_idx ON alert_events (next_attempt_at) WHERE delivered_at IS NULL;
 )sql"},
+    {2, "holds for the Postgres fallback gate", R"sql(
+-- Used only while Redis is unreachable: the same reservation, done in SQL.
+CREATE TABLE budget_holds (
+  hold_id      TEXT PRIMARY KEY,
+  user_id      BIGINT NOT NULL REFERENCES users(id),
+  amount_nanos BIGINT NOT NULL CHECK (amount_nanos >= 0),
+  expires_at   TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX budget_holds_user_idx ON budget_holds (user_id, expires_at);
+)sql"},
 };
 
 }  // namespace

@@ -142,16 +142,10 @@ Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t user_id, const Win
 
 Admission RedisGate::Reserve(const ReserveRequest& request) {
   Admission a;
-  auto budget = settings_.Get(request.user_id);
-  if (!budget.ok()) {
-    a.refusal = Refusal::kUnavailable;
-    a.message = budget.status().message();
-    return a;
-  }
+  auto budget = BudgetForAdmission(settings_, request.user_id, &a);
+  if (!budget) return a;
   const BudgetSettings& s = budget->settings;
   const Window& w = budget->window;
-  a.limit = s.limit;
-  a.next_reset = w.end;
   Money limit = s.enforcement == Enforcement::kHard ? s.limit : Money::FromNanos(kUnlimited);
   // The hold id names the windows it was taken in, so settle finds the same counters.
   std::optional<Window> gw;

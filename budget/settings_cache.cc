@@ -16,4 +16,16 @@ Result<UserBudget> SettingsCache::Get(int64_t user_id) {
 
 void SettingsCache::Invalidate(int64_t user_id) { cache_.Erase(user_id); }
 
+std::optional<UserBudget> BudgetForAdmission(SettingsCache& settings, int64_t user_id, Admission* a) {
+  auto budget = settings.Get(user_id);
+  if (!budget.ok()) {
+    a->refusal = Refusal::kUnavailable;
+    a->message = budget.status().message();
+    return std::nullopt;
+  }
+  a->limit = budget->settings.limit;
+  a->next_reset = budget->window.end;
+  return *budget;
+}
+
 }  // namespace tollgate

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "budget/directory.h"
+#include "budget/gate.h"
 #include "budget/ttl_cache.h"
 #include "budget/window.h"
 
@@ -29,5 +30,9 @@ class SettingsCache {
   const Clock& clock_;
   TtlCache<int64_t, UserBudget> cache_;
 };
+
+// The start of every gate's decision: the user's budget, with the admission's limit
+// and reset time filled in; nullopt (and `a` refused as Unavailable) when unreadable.
+std::optional<UserBudget> BudgetForAdmission(SettingsCache& settings, int64_t user_id, Admission* a);
 
 }  // namespace tollgate

@@ -13,6 +13,7 @@
 #include "budget/migrations.h"
 #include "budget/pg_directory.h"
 #include "budget/redis.h"
+#include "budget/pg_gate.h"
 #include "budget/redis_gate.h"
 #include "cli/args.h"
 #include "config/pricing.h"
@@ -97,7 +98,9 @@ int Serve(Context& ctx, const Args&) {
   alerts.Start();
   RedisGate gate(redis, settings, ledger, ctx.clock, metrics, std::chrono::seconds(c.hold_ttl_seconds), global_cap,
                  &alerts);
-  ProxyService proxy_service(ProxyDependencies{c, *pricing, authenticator, gate, ledger, metrics, ctx.clock});
+  PgGate pg_gate(pool, settings, ctx.clock, std::chrono::seconds(c.hold_ttl_seconds));
+  FallbackGate fallback_gate(gate, c.redis_down_use_postgres ? &pg_gate : nullptr, redis, settings, ctx.clock);
+  ProxyService proxy_service(ProxyDependencies{c, *pricing, authenticator, fallback_gate, ledger, metrics, ctx.clock});
 
   SideDependencies side_deps{
       c, metrics,
