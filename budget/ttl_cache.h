@@ -1,6 +1,8 @@
 // A small time-bounded cache with single-flight loading: when an entry is missing or
 // older than `ttl`, one caller loads it and concurrent callers for the same key wait
-// for that load instead of stampeding the database. Failed loads are not cached.
+// for that load instead of stampeding the database. Failed loads are not cached; when
+// a reload fails as Unavailable (the database is briefly away), the last good value is
+// served for up to `max_stale` so traffic goes on.
 #pragma once
 
 #include <chrono>
@@ -17,8 +19,9 @@ namespace tollgate {
 template <typename Key, typename Value>
 class TtlCache {
  public:
-  TtlCache(const Clock& clock, std::chrono::milliseconds ttl, size_t max_entries = 200000)
-      : clock_(clock), ttl_(ttl), max_entries_(max_entries) {}
+  TtlCache(const Clock& clock, std::chrono::milliseconds ttl,
+           std::chrono::milliseconds max_stale = std::chrono::minutes(10), size_t max_entries = 200000)
+      : clock_(clock), ttl_(ttl), max_stale_(max_stale), max_entries_(max_entries) {}
 
   // `fresh(value, now)` may veto a cached value early (e.g. a window that ended).
   Result<Value> Get(const Key& key, const std::function<Result<Value>()>& load,
@@ -46,6 +49,9 @@ class TtlCache {
       e.loaded_at = clock_.Now();
     }
     loaded_.notify_all();
+    if (!loaded.ok() && loaded.status().code() == Status::Code::kUnavailable && e.has_value &&
+        clock_.Now() - e.loaded_at < max_stale_)
+      return e.value;
     return loaded;
   }
 
@@ -64,6 +70,7 @@ class TtlCache {
   };
   const Clock& clock_;
   const std::chrono::milliseconds ttl_;
+  const std::chrono::milliseconds max_stale_;
   const size_t max_entries_;
   std::mutex mu_;
   std::condition_variable loaded_;

@@ -50,5 +50,18 @@ TEST(TtlCache, ExpiresAfterTtlAndNeverCachesFailures) {
   EXPECT_EQ(cache.Get(1, load, [](const int&, Timestamp) { return false; }).value(), 4);  // vetoed as stale
 }
 
+TEST(TtlCache, ServesTheLastGoodValueWhileTheSourceIsUnavailable) {
+  ManualClock clock(Timestamp(100s));
+  TtlCache<int, int> cache(clock, 1000ms, 60s);
+  EXPECT_EQ(cache.Get(1, [] { return Result<int>(7); }).value(), 7);
+  clock.Advance(30s);
+  auto down = [] { return Result<int>(Status::Unavailable("postgres down")); };
+  EXPECT_EQ(cache.Get(1, down).value(), 7) << "stale but served";
+  auto missing = [] { return Result<int>(Status::NotFound("gone")); };
+  EXPECT_FALSE(cache.Get(1, missing).ok()) << "only an outage serves stale values";
+  clock.Advance(31s);
+  EXPECT_FALSE(cache.Get(1, down).ok()) << "not beyond max_stale";
+}
+
 }  // namespace
 }  // namespace tollgate

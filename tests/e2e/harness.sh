@@ -67,6 +67,15 @@ start_instance() {
 }
 
 tg() { "$TOLLGATE_BINARY" "$@"; }
+
+# check CONDITION WHAT: records a failed expectation; verdict prints the closing line
+# ctest-readers understand and exits with the result.
+E2E_FAILED=0
+check() { if ! eval "$1"; then echo "FAILED: $2"; E2E_FAILED=1; fi; }
+verdict() {
+  if [ "$E2E_FAILED" -eq 0 ]; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; fi
+  exit "$E2E_FAILED"
+}
 new_key() { tg key create "$@" | tail -1; }
 
 WORK=$(mktemp -d /tmp/tollgate-e2e.XXXXXX)

@@ -33,13 +33,10 @@ total=$(psql "$TG_DB" -qAt -c "SELECT coalesce(sum(cost_nanos), 0) FROM usage_le
 dup=$(psql "$TG_DB" -qAt -c "SELECT count(*) - count(DISTINCT request_id) FROM usage_ledger")
 
 echo "200: $ok, 402: $refused (final: $final, native: $native), other: $other; ledger rows: $rows, total: $total nanos of 6000000"
-fail=0
-check() { if ! eval "$1"; then echo "FAILED: $2"; fail=1; fi; }
 check '[ "$other" -eq 0 ]' "every answer is a 200 or a 402"
 check '[ "$ok" -gt 0 ] && [ "$refused" -gt 0 ]' "the budget admits some and refuses the rest"
 check '[ "$rows" -eq "$ok" ]' "every 200 has exactly one ledger row"
 check '[ "$dup" -eq 0 ]' "request ids are unique"
 check '[ "$total" -le 6000000 ]' "the ledger total never passes the limit"
 check '[ "$final" -eq "$refused" ] && [ "$native" -eq "$refused" ]' "refusals are final 402s in the native envelope"
-if [ "$fail" -eq 0 ]; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; fi
-exit $fail
+verdict

@@ -25,18 +25,16 @@ until_both() {
   done
 }
 
-fail=0
-[ "$(ask "$a")" = 200 ] && [ "$(ask "$b")" = 200 ] || { echo "FAILED: first requests"; fail=1; }
+check '[ "$(ask "$a")" = 200 ] && [ "$(ask "$b")" = 200 ]' "first requests are served"
 tg budget set --user prop --limit 0 >/dev/null
-limit_ms=$(until_both "$a" "$b" 402) || fail=1
+limit_ms=$(until_both "$a" "$b" 402) || true
 tg budget set --user prop --limit 1 >/dev/null
-raise_ms=$(until_both "$a" "$b" 200) || fail=1
+raise_ms=$(until_both "$a" "$b" 200) || true
 tg key revoke --key "${key:0:12}" >/dev/null
-revoke_ms=$(until_both "$a" "$b" 401) || fail=1
+revoke_ms=$(until_both "$a" "$b" 401) || true
 echo "seen by both instances after: limit lowered ${limit_ms} ms, raised ${raise_ms} ms, key revoked ${revoke_ms} ms"
 for ms in "$limit_ms" "$raise_ms" "$revoke_ms"; do
   # The caches hold entries for one second; allow for the requests themselves.
-  [ "$ms" -le 1500 ] || { echo "FAILED: a change took ${ms} ms to reach every instance"; fail=1; }
+  check '[ "$ms" -le 1500 ]' "a change took ${ms} ms to reach every instance"
 done
-if [ "$fail" -eq 0 ]; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; fi
-exit $fail
+verdict
