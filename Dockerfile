@@ -13,12 +13,15 @@ FROM debian:12-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libcpp-httplib0.11 libssl3 libhiredis0.14 libpqxx-6.4 tzdata ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home /nonexistent --shell /usr/sbin/nologin tollgate
+    && useradd --system --uid 10001 --home /nonexistent --shell /usr/sbin/nologin tollgate \
+    && mkdir -p /var/lib/tollgate/spool && chown tollgate /var/lib/tollgate/spool
 COPY --from=build /src/build/tollgate /src/build/tollgate-sim /usr/local/bin/
 COPY config/tollgate.json config/pricing.json /etc/tollgate/
 ENV TOLLGATE_CONFIG=/etc/tollgate/tollgate.json \
     TOLLGATE_LISTEN=0.0.0.0:8080 \
-    TOLLGATE_ADMIN_LISTEN=0.0.0.0:8081
+    TOLLGATE_ADMIN_LISTEN=0.0.0.0:8081 \
+    TOLLGATE_LEDGER_SPOOL_DIR=/var/lib/tollgate/spool
+VOLUME /var/lib/tollgate/spool
 USER tollgate
 EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:8081/healthz || exit 1

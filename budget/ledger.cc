@@ -1,8 +1,25 @@
 #include "budget/ledger.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "budget/keys.h"
+
 namespace tollgate {
 
-PgLedger::PgLedger(PgPool& pool, Metrics& metrics) : pool_(pool), metrics_(metrics), writer_([this] { Run(); }) {}
+PgLedger::PgLedger(PgPool& pool, Metrics& metrics, std::string spool_dir)
+    : pool_(pool), metrics_(metrics), spool_dir_(std::move(spool_dir)) {
+  if (!spool_dir_.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(spool_dir_, ec);
+    spool_file_ = spool_dir_ + "/ledger-" + std::to_string(getpid()) + "-" + RandomHex(4) + ".jsonl";
+  }
+  writer_ = std::thread([this] { Run(); });
+}
 
 PgLedger::~PgLedger() {
   {
@@ -35,8 +52,15 @@ void PgLedger::Run() {
   auto backoff = std::chrono::milliseconds(50);
   std::unique_lock lock(mu_);
   while (true) {
-    wake_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+    wake_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || !queue_.empty(); });
     if (queue_.empty() && stopping_) return;
+    if (spooled_ && !spool_dir_.empty()) {
+      lock.unlock();
+      bool replayed = ReplaySpool();
+      lock.lock();
+      spooled_ = !replayed;
+    }
+    if (queue_.empty()) continue;
     std::vector<UsageRecord> batch;
     while (!queue_.empty() && batch.size() < 500) {
       batch.push_back(std::move(queue_.front()));
@@ -53,12 +77,97 @@ void PgLedger::Run() {
       if (queue_.empty()) drained_.notify_all();
       continue;
     }
-    // Keep the rows, in order, and try again later; stopping still waits for them.
     metrics_.Inc(Counter::kPostgresErrors);
-    for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
+    if (!spool_dir_.empty() && Spool(batch)) {
+      spooled_ = true;  // durable on disk: replayed when Postgres answers
+      if (queue_.empty()) drained_.notify_all();
+    } else {
+      // Keep the rows, in order, and try again later; stopping still waits for them.
+      for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
+    }
     wake_.wait_for(lock, backoff);
     backoff = std::min(backoff * 2, std::chrono::milliseconds(5000));
   }
+}
+
+std::string PgLedger::ToSpoolLine(const UsageRecord& r) {
+  const Usage& u = r.usage;
+  return nlohmann::json{{"request_id", r.request_id}, {"user_id", r.user_id}, {"key_id", r.key_id},
+                        {"provider", r.provider}, {"model", r.model}, {"price_id", r.price_id},
+                        {"started_at_us", Micros(r.started_at)}, {"input", u.input_tokens},
+                        {"output", u.output_tokens}, {"cache_read", u.cache_read_tokens},
+                        {"cache_write_5m", u.cache_write_5m_tokens}, {"cache_write_1h", u.cache_write_1h_tokens},
+                        {"reasoning", u.reasoning_tokens}, {"cost_nanos", r.cost.nanos()}, {"status", r.status},
+                        {"streamed", r.streamed}, {"estimated", r.estimated}, {"latency_ms", r.latency_ms}}
+      .dump();
+}
+
+std::optional<UsageRecord> PgLedger::FromSpoolLine(const std::string& line) {
+  try {
+    auto j = nlohmann::json::parse(line);
+    UsageRecord r;
+    r.request_id = j.at("request_id");
+    r.user_id = j.at("user_id");
+    r.key_id = j.at("key_id");
+    r.provider = j.at("provider");
+    r.model = j.at("model");
+    r.price_id = j.at("price_id");
+    r.started_at = FromMicros(j.at("started_at_us"));
+    r.usage.input_tokens = j.at("input");
+    r.usage.output_tokens = j.at("output");
+    r.usage.cache_read_tokens = j.at("cache_read");
+    r.usage.cache_write_5m_tokens = j.at("cache_write_5m");
+    r.usage.cache_write_1h_tokens = j.at("cache_write_1h");
+    r.usage.reasoning_tokens = j.at("reasoning");
+    r.cost = Money::FromNanos(j.at("cost_nanos"));
+    r.status = j.at("status");
+    r.streamed = j.at("streamed");
+    r.estimated = j.at("estimated");
+    r.latency_ms = j.at("latency_ms");
+    return r;
+  } catch (const std::exception&) {
+    return std::nullopt;  // a torn last line of a crashed writer
+  }
+}
+
+bool PgLedger::Spool(const std::vector<UsageRecord>& batch) {
+  std::string text;
+  for (const UsageRecord& r : batch) text += ToSpoolLine(r) + "\n";
+  int fd = ::open(spool_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
+bool PgLedger::ReplaySpool() {
+  std::error_code ec;
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(spool_dir_, ec)) {
+    std::string path = entry.path().string();
+    if (path.size() > 6 && path.substr(path.size() - 6) == ".jsonl") files.push_back(path);
+  }
+  for (const std::string& file : files) {
+    // Claim it: another writer (or our own appends) must not touch it while it replays.
+    std::string claimed = file + ".replaying-" + std::to_string(getpid()) + "-" + RandomHex(3);
+    if (std::rename(file.c_str(), claimed.c_str()) != 0) continue;
+    std::ifstream in(claimed);
+    std::vector<UsageRecord> rows;
+    for (std::string line; std::getline(in, line);) {
+      if (auto r = FromSpoolLine(line)) rows.push_back(std::move(*r));
+    }
+    for (size_t i = 0; i < rows.size(); i += 500) {
+      std::vector<UsageRecord> batch(rows.begin() + static_cast<long>(i),
+                                     rows.begin() + static_cast<long>(std::min(rows.size(), i + 500)));
+      if (!WriteBatch(batch).ok()) {
+        std::rename(claimed.c_str(), file.c_str());  // give it back; written rows are idempotent
+        return false;
+      }
+      metrics_.Inc(Counter::kLedgerRowsWritten, batch.size());
+    }
+    std::filesystem::remove(claimed, ec);
+  }
+  return true;
 }
 
 Result<Money> PgLedger::SpendSince(int64_t user_id, Timestamp from) {

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -71,23 +72,34 @@ class FakeLedger final : public Ledger {
   std::vector<UsageRecord> rows_;
 };
 
-// Writes rows in batches on its own thread. While Postgres is unreachable rows stay
-// queued and are retried with back-off; a duplicate request id is ignored.
+// Writes rows in batches on its own thread; a duplicate request id is ignored. While
+// Postgres is unreachable, a failed batch is appended to a spool file in `spool_dir`
+// (one JSON row per line, fsynced) and replayed when Postgres answers again; spool
+// files left by a crashed process are replayed too (claimed by rename). Without a
+// spool directory the rows wait in memory.
 class PgLedger final : public Ledger {
  public:
-  PgLedger(PgPool& pool, Metrics& metrics);
+  PgLedger(PgPool& pool, Metrics& metrics, std::string spool_dir = "");
   ~PgLedger() override;
   void Append(UsageRecord record) override;
   void Flush() override;
   Result<Money> SpendSince(int64_t user_id, Timestamp from) override;
   size_t queued();
+  static std::string ToSpoolLine(const UsageRecord& r);
+  static std::optional<UsageRecord> FromSpoolLine(const std::string& line);
 
  private:
   void Run();
   Status WriteBatch(const std::vector<UsageRecord>& batch);
+  bool Spool(const std::vector<UsageRecord>& batch);
+  // Replays every spool file it can claim; false if Postgres failed meanwhile.
+  bool ReplaySpool();
 
   PgPool& pool_;
   Metrics& metrics_;
+  const std::string spool_dir_;
+  std::string spool_file_;
+  bool spooled_ = true;  // look for spool files (left by a crash) at start
   std::mutex mu_;
   std::condition_variable wake_, drained_;
   std::deque<UsageRecord> queue_;

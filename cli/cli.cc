@@ -90,7 +90,7 @@ int Serve(Context& ctx, const Args&) {
   PgDirectory directory(pool);
   Authenticator authenticator(directory, ctx.clock);
   SettingsCache settings(directory, ctx.clock);
-  PgLedger ledger(pool, metrics);
+  PgLedger ledger(pool, metrics, c.ledger_spool_dir);
   std::optional<GlobalCap> global_cap;
   if (c.global_cap) global_cap = GlobalCap{*c.global_cap, c.global_cap_period};
   PgAlerts alerts(pool, ctx.clock, metrics, AlertOptions{c.alert_webhook_url, c.alert_max_attempts},

@@ -133,13 +133,13 @@ bool IsBaseUrl(const std::string& url) {
 Status ReadFile(const json& root, Config* c) {
   if (Status s = CheckKeys(root, "",
                            {"listen", "admin_listen", "database_url", "redis_url", "pricing_file",
-                            "migrate_on_start", "server", "upstreams", "gate", "defaults",
+                            "migrate_on_start", "ledger_spool_dir", "server", "upstreams", "gate", "defaults",
                             "global_cap", "alerts"});
       !s.ok())
     return s;
   for (auto [key, target] : {std::pair{"listen", &c->listen}, {"admin_listen", &c->admin_listen},
                              {"database_url", &c->database_url}, {"redis_url", &c->redis_url},
-                             {"pricing_file", &c->pricing_file}}) {
+                             {"pricing_file", &c->pricing_file}, {"ledger_spool_dir", &c->ledger_spool_dir}}) {
     if (Status s = ReadString(root, key, key, target); !s.ok()) return s;
   }
   if (Status s = ReadBool(root, "migrate_on_start", "migrate_on_start", &c->migrate_on_start); !s.ok())
@@ -263,7 +263,8 @@ void ApplyEnvironment(const Environment& env, Config* c) {
                               {"TOLLGATE_LISTEN", &c->listen},
                               {"TOLLGATE_ADMIN_LISTEN", &c->admin_listen},
                               {"TOLLGATE_ADMIN_TOKEN", &c->admin_token},
-                              {"TOLLGATE_PRICING_FILE", &c->pricing_file}}) {
+                              {"TOLLGATE_PRICING_FILE", &c->pricing_file},
+                              {"TOLLGATE_LEDGER_SPOOL_DIR", &c->ledger_spool_dir}}) {
     if (const std::string* v = get(name)) *target = *v;
   }
   for (const char* provider : kProviders) {

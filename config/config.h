@@ -57,6 +57,7 @@ struct Config {
   std::string admin_token;                       // TOLLGATE_ADMIN_TOKEN; empty = disabled
   std::string pricing_file;                      // default: pricing.json beside the config file
   bool migrate_on_start = false;                 // run migrations before serving
+  std::string ledger_spool_dir;                  // TOLLGATE_LEDGER_SPOOL_DIR; empty = rows wait in memory
 
   // Keyed by provider: mistral, anthropic, deepseek, ollama.
   std::map<std::string, Upstream> upstreams;

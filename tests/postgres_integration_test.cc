@@ -3,6 +3,9 @@
 #include <thread>
 
 #include "budget/keys.h"
+#include "budget/ledger.h"
+
+#include <filesystem>
 #include "budget/migrations.h"
 #include "budget/pg_directory.h"
 #include "tests/test_env.h"
@@ -146,6 +149,42 @@ TEST_F(PostgresIntegration, BadSettingsAreRefusedByTheSchemaToo) {
   s.orange = 80;
   EXPECT_FALSE(dir.PutSettings(s, "t").ok());
   EXPECT_EQ(dir.GetSettings(u->id)->yellow, 50);  // nothing half-written
+}
+
+TEST_F(PostgresIntegration, LedgerRowsSpooledDuringAnOutageAreWrittenLater) {
+  MigrateOrFail();
+  PgDirectory dir(*pool_);
+  int64_t user = dir.CreateUser({.name = "spool"}, BudgetDefaults{}, now_)->id;
+  std::string spool = ::testing::TempDir() + "spool_" + RandomHex(4);
+  Metrics metrics;
+  {
+    PgPool down("postgresql://nobody@127.0.0.1:1/none?connect_timeout=1", 1);
+    PgLedger ledger(down, metrics, spool);
+    for (int i = 0; i < 3; ++i) {
+      UsageRecord r;
+      r.request_id = "spooled-" + std::to_string(i);
+      r.user_id = user;
+      r.provider = "anthropic";
+      r.model = "claude-haiku-4-5";
+      r.started_at = now_;
+      r.usage.output_tokens = 10 + i;
+      r.cost = Money::FromNanos(1000 + i);
+      r.status = 200;
+      ledger.Append(r);
+    }
+    ledger.Flush();  // durable in the spool, not in Postgres
+  }  // the process "dies" here with Postgres still down
+  size_t files = std::distance(std::filesystem::directory_iterator(spool), std::filesystem::directory_iterator());
+  EXPECT_EQ(files, 1u);
+  PgLedger recovered(*pool_, metrics, spool);  // replays what it finds
+  auto rows = [&] {
+    pqxx::connection c(url_);
+    return pqxx::nontransaction(c).exec1("SELECT count(*), coalesce(sum(cost_nanos), 0) FROM usage_ledger");
+  };
+  for (int i = 0; i < 200 && rows()[0].as<int>() < 3; ++i) std::this_thread::sleep_for(50ms);  // bounded wait
+  EXPECT_EQ(rows()[0].as<int>(), 3);
+  EXPECT_EQ(rows()[1].as<int64_t>(), 1000 + 1001 + 1002);
+  EXPECT_TRUE(std::filesystem::is_empty(spool)) << "the replayed spool file is removed";
 }
 
 TEST(PostgresUnreachable, IsUnavailableNotAnException) {
