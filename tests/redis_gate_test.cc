@@ -119,11 +119,23 @@ TEST_F(RedisGateTest, SettlingPastAThresholdRaisesAnAlert) {
   EXPECT_EQ(alerts.events[1].spend.nanos(), 780'000);
 }
 
-TEST_F(RedisGateTest, SoftEnforcementAllowsPastTheLimit) {
+TEST_F(RedisGateTest, SoftAndOffEnforcementAllowPastTheLimitAndStillCount) {
+  for (Enforcement e : {Enforcement::kSoft, Enforcement::kOff}) {
+    BudgetSettings s = *directory_.GetSettings(user_);
+    s.enforcement = e;
+    directory_.PutSettings(s, "t");
+    std::string tag = EnforcementName(e);
+    for (int i = 0; i < 20; ++i) {
+      Admission a = gate_->Reserve(Request(99, tag + std::to_string(i)));
+      ASSERT_TRUE(a.allowed()) << tag;
+      gate_->Settle(user_, a.hold_id, Money::FromNanos(100'000));
+    }
+  }
+  EXPECT_EQ(gate_->State(user_)->spend.nanos(), 40 * 100'000) << "spend past the limit is still recorded";
   BudgetSettings s = *directory_.GetSettings(user_);
-  s.enforcement = Enforcement::kSoft;
+  s.enforcement = Enforcement::kHard;
   directory_.PutSettings(s, "t");
-  for (int i = 0; i < 20; ++i) EXPECT_TRUE(gate_->Reserve(Request(99, "s" + std::to_string(i))).allowed());
+  EXPECT_EQ(gate_->Reserve(Request(99, "hard")).refusal, Refusal::kBudget);
 }
 
 TEST(RedisGateDown, FailsClosedWithUnavailable) {
