@@ -4,9 +4,11 @@
 
 namespace tollgate {
 
-void SendSideError(httplib::Response& res, int status, const std::string& code, const std::string& message) {
+void SendSideError(httplib::Response& res, int status, const std::string& code,
+                   const std::string& message) {
   res.status = status;
-  res.set_content(nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump(), "application/json");
+  res.set_content(nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump(),
+                  "application/json");
 }
 
 std::unique_ptr<httplib::Server> BuildSideServer(const SideDependencies& deps) {
@@ -21,7 +23,8 @@ std::unique_ptr<httplib::Server> BuildSideServer(const SideDependencies& deps) {
     Status pg = deps.check_postgres();
     Status redis = deps.check_redis();
     auto part = [](const Status& s) {
-      return s.ok() ? nlohmann::json{{"ok", true}} : nlohmann::json{{"ok", false}, {"error", s.message()}};
+      return s.ok() ? nlohmann::json{{"ok", true}}
+                    : nlohmann::json{{"ok", false}, {"error", s.message()}};
     };
     bool ready = pg.ok() && redis.ok();
     res.status = ready ? 200 : 503;

@@ -22,6 +22,7 @@ struct SideDependencies {
 std::unique_ptr<httplib::Server> BuildSideServer(const SideDependencies& deps);
 
 // The one error shape on this port: {"error":{"code","message"}}.
-void SendSideError(httplib::Response& res, int status, const std::string& code, const std::string& message);
+void SendSideError(httplib::Response& res, int status, const std::string& code,
+                   const std::string& message);
 
 }  // namespace tollgate

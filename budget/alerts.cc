@@ -8,11 +8,16 @@ namespace tollgate {
 
 const char* AlertLevelName(AlertLevel level) {
   switch (level) {
-    case AlertLevel::kGreen: return "GREEN";
-    case AlertLevel::kYellow: return "YELLOW";
-    case AlertLevel::kOrange: return "ORANGE";
-    case AlertLevel::kRed: return "RED";
-    case AlertLevel::kExceeded: return "EXCEEDED";
+    case AlertLevel::kGreen:
+      return "GREEN";
+    case AlertLevel::kYellow:
+      return "YELLOW";
+    case AlertLevel::kOrange:
+      return "ORANGE";
+    case AlertLevel::kRed:
+      return "RED";
+    case AlertLevel::kExceeded:
+      return "EXCEEDED";
   }
   return "GREEN";
 }
@@ -36,16 +41,21 @@ WebhookPoster HttpWebhookPoster() {
     httplib::Client client(url.substr(0, path_start));
     client.set_connection_timeout(5, 0);
     client.set_read_timeout(10, 0);
-    auto r = client.Post(path_start == std::string::npos ? "/" : url.substr(path_start).c_str(), json,
-                         "application/json");
+    auto r = client.Post(path_start == std::string::npos ? "/" : url.substr(path_start).c_str(),
+                         json, "application/json");
     if (!r) return "webhook unreachable: " + httplib::to_string(r.error());
     if (r->status < 200 || r->status >= 300) return "webhook answered " + std::to_string(r->status);
     return "";
   };
 }
 
-PgAlerts::PgAlerts(PgPool& pool, const Clock& clock, Metrics& metrics, AlertOptions options, WebhookPoster poster)
-    : pool_(pool), clock_(clock), metrics_(metrics), options_(std::move(options)), poster_(std::move(poster)) {}
+PgAlerts::PgAlerts(PgPool& pool, const Clock& clock, Metrics& metrics, AlertOptions options,
+                   WebhookPoster poster)
+    : pool_(pool),
+      clock_(clock),
+      metrics_(metrics),
+      options_(std::move(options)),
+      poster_(std::move(poster)) {}
 
 PgAlerts::~PgAlerts() {
   {
@@ -60,7 +70,8 @@ void PgAlerts::Raise(const AlertEvent& event) {
   if (event.level == AlertLevel::kGreen) return;
   {
     std::lock_guard lock(mu_);
-    auto key = std::make_tuple(event.user_id, Micros(event.window_start), static_cast<int>(event.level));
+    auto key =
+        std::make_tuple(event.user_id, Micros(event.window_start), static_cast<int>(event.level));
     if (!raised_.insert(key).second) return;
     if (raised_.size() > 100000) raised_.clear();
     queue_.push_back(event);
@@ -80,13 +91,16 @@ Result<int> PgAlerts::StoreQueued() {
     pqxx::work w(c);
     for (const AlertEvent& e : events) {
       // Rising into RED passes YELLOW and ORANGE too: each level is an event of its own.
-      for (int level = static_cast<int>(AlertLevel::kYellow); level <= static_cast<int>(e.level); ++level) {
+      for (int level = static_cast<int>(AlertLevel::kYellow); level <= static_cast<int>(e.level);
+           ++level) {
         stored += static_cast<int>(
-            w.exec_params("INSERT INTO alert_events (user_id, level, window_start, spend_nanos, limit_nanos,"
-                          " next_attempt_at) VALUES ($1, $2, " + SqlFromMicros(3) + ", $4, $5, " + SqlFromMicros(6) +
-                              ") ON CONFLICT (user_id, window_start, level) DO NOTHING",
-                          e.user_id, AlertLevelName(static_cast<AlertLevel>(level)), Micros(e.window_start),
-                          e.spend.nanos(), e.limit.nanos(), Micros(clock_.Now()))
+            w.exec_params(
+                 "INSERT INTO alert_events (user_id, level, window_start, spend_nanos, limit_nanos,"
+                 " next_attempt_at) VALUES ($1, $2, " +
+                     SqlFromMicros(3) + ", $4, $5, " + SqlFromMicros(6) +
+                     ") ON CONFLICT (user_id, window_start, level) DO NOTHING",
+                 e.user_id, AlertLevelName(static_cast<AlertLevel>(level)), Micros(e.window_start),
+                 e.spend.nanos(), e.limit.nanos(), Micros(clock_.Now()))
                 .affected_rows());
       }
     }
@@ -106,14 +120,15 @@ Result<int> PgAlerts::DeliverDue() {
   int delivered = 0;
   Status s = pool_.Run([&](pqxx::connection& c) {
     pqxx::work w(c);
-    auto due = w.exec_params(
-        "SELECT id, user_id, level, " + SqlTime("window_start") + ", spend_nanos, limit_nanos, attempts, " +
-            SqlTime("created_at") +
-            " FROM alert_events WHERE delivered_at IS NULL AND attempts < $1 AND next_attempt_at <= " +
-            SqlFromMicros(2) + " ORDER BY id LIMIT 50 FOR UPDATE SKIP LOCKED",
-        options_.max_attempts, Micros(clock_.Now()));
+    auto due = w.exec_params("SELECT id, user_id, level, " + SqlTime("window_start") +
+                                 ", spend_nanos, limit_nanos, attempts, " + SqlTime("created_at") +
+                                 " FROM alert_events WHERE delivered_at IS NULL AND attempts < $1 "
+                                 "AND next_attempt_at <= " +
+                                 SqlFromMicros(2) + " ORDER BY id LIMIT 50 FOR UPDATE SKIP LOCKED",
+                             options_.max_attempts, Micros(clock_.Now()));
     for (const auto& row : due) {
-      Money spend = Money::FromNanos(row[4].as<int64_t>()), limit = Money::FromNanos(row[5].as<int64_t>());
+      Money spend = Money::FromNanos(row[4].as<int64_t>()),
+            limit = Money::FromNanos(row[5].as<int64_t>());
       nlohmann::json payload = {{"event", "budget.alert"},
                                 {"alert_id", row[0].as<int64_t>()},
                                 {"user_id", row[1].as<int64_t>()},
@@ -135,7 +150,8 @@ Result<int> PgAlerts::DeliverDue() {
         int64_t backoff_s = std::min<int64_t>(int64_t{1} << std::min(attempts - 1, 20), 300);
         w.exec_params("UPDATE alert_events SET attempts = $2, last_error = $3, next_attempt_at = " +
                           SqlFromMicros(4) + " WHERE id = $1",
-                      row[0].as<int64_t>(), attempts, error, Micros(clock_.Now()) + backoff_s * 1'000'000);
+                      row[0].as<int64_t>(), attempts, error,
+                      Micros(clock_.Now()) + backoff_s * 1'000'000);
       }
     }
     w.commit();

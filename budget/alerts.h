@@ -48,7 +48,8 @@ struct AlertOptions {
 
 class PgAlerts final : public AlertSink {
  public:
-  PgAlerts(PgPool& pool, const Clock& clock, Metrics& metrics, AlertOptions options, WebhookPoster poster);
+  PgAlerts(PgPool& pool, const Clock& clock, Metrics& metrics, AlertOptions options,
+           WebhookPoster poster);
   ~PgAlerts() override;
 
   void Raise(const AlertEvent& event) override;

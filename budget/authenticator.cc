@@ -25,7 +25,8 @@ Result<Identity> Authenticator::Authenticate(const std::string& secret) {
   return found;
 }
 
-Result<User> Authenticator::ResolveEndUser(const std::string& who, bool auto_create, const BudgetDefaults& defaults) {
+Result<User> Authenticator::ResolveEndUser(const std::string& who, bool auto_create,
+                                           const BudgetDefaults& defaults) {
   auto user = directory_.FindUser(who);
   if (user.ok() || user.status().code() != Status::Code::kNotFound || !auto_create) return user;
   NewUser u;

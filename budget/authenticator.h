@@ -17,7 +17,8 @@ struct Identity {
 
 class Authenticator {
  public:
-  Authenticator(Directory& directory, const Clock& clock, std::chrono::milliseconds ttl = std::chrono::seconds(1))
+  Authenticator(Directory& directory, const Clock& clock,
+                std::chrono::milliseconds ttl = std::chrono::seconds(1))
       : directory_(directory), clock_(clock), cache_(clock, ttl) {}
 
   // NotFound for an unknown key; Invalid("...revoked/expired/disabled") for one that
@@ -26,7 +27,8 @@ class Authenticator {
 
   // The user an act_as_user key names (id, name or external id); created with the
   // user defaults on first sight when `auto_create`.
-  Result<User> ResolveEndUser(const std::string& who, bool auto_create, const BudgetDefaults& defaults);
+  Result<User> ResolveEndUser(const std::string& who, bool auto_create,
+                              const BudgetDefaults& defaults);
 
  private:
   Directory& directory_;

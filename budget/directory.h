@@ -60,8 +60,8 @@ struct NewUser {
   std::string email;
   std::string external_id;
   Role role = Role::kUser;
-  std::optional<Money> limit;      // overrides the role default
-  std::optional<Period> period;    // overrides the role default
+  std::optional<Money> limit;    // overrides the role default
+  std::optional<Period> period;  // overrides the role default
 };
 
 struct CreatedKey {
@@ -83,7 +83,8 @@ class Directory {
   virtual ~Directory() = default;
 
   // Creates the user and their settings row (role defaults) in one step.
-  virtual Result<User> CreateUser(const NewUser& u, const BudgetDefaults& defaults, Timestamp now) = 0;
+  virtual Result<User> CreateUser(const NewUser& u, const BudgetDefaults& defaults,
+                                  Timestamp now) = 0;
   // By numeric id, by name, or by external id, in that order.
   virtual Result<User> FindUser(const std::string& name_or_id) = 0;
   virtual Result<std::vector<User>> ListUsers() = 0;
@@ -102,8 +103,9 @@ class Directory {
   // Writes the settings (version bumped) and records who changed what.
   virtual Result<BudgetSettings> PutSettings(const BudgetSettings& s, const std::string& actor) = 0;
   // Starts a new window at `now` and writes the reset log, atomically.
-  virtual Result<ResetRecord> ResetWindow(int64_t user_id, const std::string& actor, const std::string& reason,
-                                          Money spend_before, Timestamp now) = 0;
+  virtual Result<ResetRecord> ResetWindow(int64_t user_id, const std::string& actor,
+                                          const std::string& reason, Money spend_before,
+                                          Timestamp now) = 0;
   virtual Result<std::vector<ResetRecord>> ResetLog(std::optional<int64_t> user_id, int limit) = 0;
 };
 

@@ -4,11 +4,13 @@
 
 namespace tollgate {
 
-Result<User> FakeDirectory::CreateUser(const NewUser& u, const BudgetDefaults& defaults, Timestamp now) {
+Result<User> FakeDirectory::CreateUser(const NewUser& u, const BudgetDefaults& defaults,
+                                       Timestamp now) {
   std::lock_guard lock(mu_);
   if (down_) return Down();
   for (const auto& [id, existing] : users_) {
-    if (existing.name == u.name || (!u.external_id.empty() && existing.external_id == u.external_id))
+    if (existing.name == u.name ||
+        (!u.external_id.empty() && existing.external_id == u.external_id))
       return Status::Conflict("user \"" + u.name + "\" already exists");
   }
   User user{next_id_++, u.name, u.email, u.external_id, u.role, false, now};
@@ -49,8 +51,9 @@ Status FakeDirectory::SetUserDisabled(int64_t user_id, bool disabled) {
   return Status::Ok();
 }
 
-Result<CreatedKey> FakeDirectory::CreateKey(int64_t user_id, const std::string& name, bool act_as_user,
-                                            std::optional<Timestamp> expires_at, Timestamp now) {
+Result<CreatedKey> FakeDirectory::CreateKey(int64_t user_id, const std::string& name,
+                                            bool act_as_user, std::optional<Timestamp> expires_at,
+                                            Timestamp now) {
   std::lock_guard lock(mu_);
   if (down_) return Down();
   if (!users_.count(user_id)) return Status::NotFound("no user with id " + std::to_string(user_id));
@@ -96,7 +99,8 @@ Result<BudgetSettings> FakeDirectory::GetSettings(int64_t user_id) {
   std::lock_guard lock(mu_);
   if (down_) return Down();
   auto it = settings_.find(user_id);
-  if (it == settings_.end()) return Status::NotFound("no budget settings for user " + std::to_string(user_id));
+  if (it == settings_.end())
+    return Status::NotFound("no budget settings for user " + std::to_string(user_id));
   return it->second;
 }
 
@@ -104,7 +108,8 @@ Result<BudgetSettings> FakeDirectory::PutSettings(const BudgetSettings& s, const
   std::lock_guard lock(mu_);
   if (down_) return Down();
   auto it = settings_.find(s.user_id);
-  if (it == settings_.end()) return Status::NotFound("no budget settings for user " + std::to_string(s.user_id));
+  if (it == settings_.end())
+    return Status::NotFound("no budget settings for user " + std::to_string(s.user_id));
   BudgetSettings next = s;
   next.period_anchor = it->second.period_anchor;
   next.version = it->second.version + 1;
@@ -112,24 +117,29 @@ Result<BudgetSettings> FakeDirectory::PutSettings(const BudgetSettings& s, const
   return next;
 }
 
-Result<ResetRecord> FakeDirectory::ResetWindow(int64_t user_id, const std::string& actor, const std::string& reason,
-                                               Money spend_before, Timestamp now) {
+Result<ResetRecord> FakeDirectory::ResetWindow(int64_t user_id, const std::string& actor,
+                                               const std::string& reason, Money spend_before,
+                                               Timestamp now) {
   std::lock_guard lock(mu_);
   if (down_) return Down();
   auto it = settings_.find(user_id);
-  if (it == settings_.end()) return Status::NotFound("no budget settings for user " + std::to_string(user_id));
+  if (it == settings_.end())
+    return Status::NotFound("no budget settings for user " + std::to_string(user_id));
   it->second.period_anchor = now;
   it->second.version += 1;
-  ResetRecord r{static_cast<int64_t>(resets_.size() + 1), user_id, actor, now, spend_before, reason};
+  ResetRecord r{
+      static_cast<int64_t>(resets_.size() + 1), user_id, actor, now, spend_before, reason};
   resets_.push_back(r);
   return r;
 }
 
-Result<std::vector<ResetRecord>> FakeDirectory::ResetLog(std::optional<int64_t> user_id, int limit) {
+Result<std::vector<ResetRecord>> FakeDirectory::ResetLog(std::optional<int64_t> user_id,
+                                                         int limit) {
   std::lock_guard lock(mu_);
   if (down_) return Down();
   std::vector<ResetRecord> out;
-  for (auto it = resets_.rbegin(); it != resets_.rend() && static_cast<int>(out.size()) < limit; ++it) {
+  for (auto it = resets_.rbegin(); it != resets_.rend() && static_cast<int>(out.size()) < limit;
+       ++it) {
     if (!user_id || it->user_id == *user_id) out.push_back(*it);
   }
   return out;

@@ -23,8 +23,9 @@ class FakeDirectory final : public Directory {
   Result<std::vector<ApiKey>> ListKeys(std::optional<int64_t> user_id) override;
   Result<BudgetSettings> GetSettings(int64_t user_id) override;
   Result<BudgetSettings> PutSettings(const BudgetSettings& s, const std::string& actor) override;
-  Result<ResetRecord> ResetWindow(int64_t user_id, const std::string& actor, const std::string& reason,
-                                  Money spend_before, Timestamp now) override;
+  Result<ResetRecord> ResetWindow(int64_t user_id, const std::string& actor,
+                                  const std::string& reason, Money spend_before,
+                                  Timestamp now) override;
   Result<std::vector<ResetRecord>> ResetLog(std::optional<int64_t> user_id, int limit) override;
 
   void set_down(bool down) {

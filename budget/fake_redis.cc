@@ -43,10 +43,13 @@ Result<RedisReply> FakeRedis::Command(const std::vector<std::string>& argv) {
       std::string opt = argv[i];
       std::transform(opt.begin(), opt.end(), opt.begin(), ::toupper);
       long long n = 0;
-      if (opt == "NX") nx = true;
+      if (opt == "NX")
+        nx = true;
       else if ((opt == "EX" || opt == "PX") && i + 1 < argv.size() && parse_int(argv[++i], &n))
-        expires = clock_.Now() + (opt == "EX" ? std::chrono::microseconds(n * 1000000) : std::chrono::microseconds(n * 1000));
-      else return Status::Invalid("redis: ERR syntax error");
+        expires = clock_.Now() + (opt == "EX" ? std::chrono::microseconds(n * 1000000)
+                                              : std::chrono::microseconds(n * 1000));
+      else
+        return Status::Invalid("redis: ERR syntax error");
     }
     if (nx && Live(argv[1])) return RedisReply::Nil();
     data_[argv[1]] = Entry{argv[2], {}, false, expires};
@@ -60,9 +63,11 @@ Result<RedisReply> FakeRedis::Command(const std::vector<std::string>& argv) {
   if (cmd == "EXISTS" && need(2)) return RedisReply::Integer(Live(argv[1]) ? 1 : 0);
   if ((cmd == "INCRBY" && need(3)) || (cmd == "INCR" && need(2))) {
     long long by = 1, cur = 0;
-    if (cmd == "INCRBY" && !parse_int(argv[2], &by)) return Status::Invalid("redis: ERR value is not an integer");
+    if (cmd == "INCRBY" && !parse_int(argv[2], &by))
+      return Status::Invalid("redis: ERR value is not an integer");
     Entry* e = Live(argv[1]);
-    if (e && !parse_int(e->value, &cur)) return Status::Invalid("redis: ERR value is not an integer");
+    if (e && !parse_int(e->value, &cur))
+      return Status::Invalid("redis: ERR value is not an integer");
     if (!e) e = &(data_[argv[1]] = Entry{});
     e->value = std::to_string(cur + by);
     return RedisReply::Integer(cur + by);
@@ -72,7 +77,8 @@ Result<RedisReply> FakeRedis::Command(const std::vector<std::string>& argv) {
     if (!parse_int(argv[2], &n)) return Status::Invalid("redis: ERR value is not an integer");
     Entry* e = Live(argv[1]);
     if (!e) return RedisReply::Integer(0);
-    e->expires_at = clock_.Now() + std::chrono::microseconds(cmd == "EXPIRE" ? n * 1000000 : n * 1000);
+    e->expires_at =
+        clock_.Now() + std::chrono::microseconds(cmd == "EXPIRE" ? n * 1000000 : n * 1000);
     return RedisReply::Integer(1);
   }
   if (cmd == "HSET" && need(4) && argv.size() % 2 == 0) {
@@ -80,7 +86,8 @@ Result<RedisReply> FakeRedis::Command(const std::vector<std::string>& argv) {
     if (!e) e = &(data_[argv[1]] = Entry{});
     e->is_hash = true;
     long long added = 0;
-    for (size_t i = 2; i + 1 < argv.size(); i += 2) added += e->hash.insert_or_assign(argv[i], argv[i + 1]).second;
+    for (size_t i = 2; i + 1 < argv.size(); i += 2)
+      added += e->hash.insert_or_assign(argv[i], argv[i + 1]).second;
     return RedisReply::Integer(added);
   }
   if (cmd == "HGET" && need(3)) {

@@ -11,11 +11,13 @@ std::optional<ReservationPlan> PlanReservation(const ReserveRequest& r, Money av
   int64_t cap = r.max_output_tokens.value_or(r.default_output_cap);
   Money full = r.input_cost + output_cost(cap);
   if (full <= available) return ReservationPlan{full, std::nullopt};
-  if (r.max_output_tokens || !r.clamp || r.output_rate.nanos_per_million() == 0) return std::nullopt;
+  if (r.max_output_tokens || !r.clamp || r.output_rate.nanos_per_million() == 0)
+    return std::nullopt;
   // The request named no cap: find the largest one the budget affords.
   Money left = available - r.input_cost;
   if (left < Money()) return std::nullopt;
-  __int128 tokens = static_cast<__int128>(left.nanos()) * 1000000 / r.output_rate.nanos_per_million();
+  __int128 tokens =
+      static_cast<__int128>(left.nanos()) * 1000000 / r.output_rate.nanos_per_million();
   int64_t affordable = tokens > cap ? cap : static_cast<int64_t>(tokens);
   while (affordable > 0 && r.input_cost + output_cost(affordable) > available) --affordable;
   if (affordable < r.min_output_tokens) return std::nullopt;

@@ -29,10 +29,10 @@ enum class Refusal { kNone, kBudget, kGlobalCap, kUnavailable, kUserDisabled };
 struct Admission {
   Refusal refusal = Refusal::kNone;
   std::string message;
-  std::string hold_id;                  // settle with this
+  std::string hold_id;  // settle with this
   Money held;
   std::optional<int64_t> clamped_max_tokens;  // send this cap upstream (and say so)
-  Money limit, spend;                   // for the refusal message
+  Money limit, spend;                         // for the refusal message
   Timestamp next_reset;
 
   bool allowed() const { return refusal == Refusal::kNone; }

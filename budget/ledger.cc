@@ -16,7 +16,8 @@ PgLedger::PgLedger(PgPool& pool, Metrics& metrics, std::string spool_dir)
   if (!spool_dir_.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(spool_dir_, ec);
-    spool_file_ = spool_dir_ + "/ledger-" + std::to_string(getpid()) + "-" + RandomHex(4) + ".jsonl";
+    spool_file_ =
+        spool_dir_ + "/ledger-" + std::to_string(getpid()) + "-" + RandomHex(4) + ".jsonl";
   }
   writer_ = std::thread([this] { Run(); });
 }
@@ -92,13 +93,24 @@ void PgLedger::Run() {
 
 std::string PgLedger::ToSpoolLine(const UsageRecord& r) {
   const Usage& u = r.usage;
-  return nlohmann::json{{"request_id", r.request_id}, {"user_id", r.user_id}, {"key_id", r.key_id},
-                        {"provider", r.provider}, {"model", r.model}, {"price_id", r.price_id},
-                        {"started_at_us", Micros(r.started_at)}, {"input", u.input_tokens},
-                        {"output", u.output_tokens}, {"cache_read", u.cache_read_tokens},
-                        {"cache_write_5m", u.cache_write_5m_tokens}, {"cache_write_1h", u.cache_write_1h_tokens},
-                        {"reasoning", u.reasoning_tokens}, {"cost_nanos", r.cost.nanos()}, {"status", r.status},
-                        {"streamed", r.streamed}, {"estimated", r.estimated}, {"latency_ms", r.latency_ms}}
+  return nlohmann::json{{"request_id", r.request_id},
+                        {"user_id", r.user_id},
+                        {"key_id", r.key_id},
+                        {"provider", r.provider},
+                        {"model", r.model},
+                        {"price_id", r.price_id},
+                        {"started_at_us", Micros(r.started_at)},
+                        {"input", u.input_tokens},
+                        {"output", u.output_tokens},
+                        {"cache_read", u.cache_read_tokens},
+                        {"cache_write_5m", u.cache_write_5m_tokens},
+                        {"cache_write_1h", u.cache_write_1h_tokens},
+                        {"reasoning", u.reasoning_tokens},
+                        {"cost_nanos", r.cost.nanos()},
+                        {"status", r.status},
+                        {"streamed", r.streamed},
+                        {"estimated", r.estimated},
+                        {"latency_ms", r.latency_ms}}
       .dump();
 }
 
@@ -135,7 +147,8 @@ bool PgLedger::Spool(const std::vector<UsageRecord>& batch) {
   for (const UsageRecord& r : batch) text += ToSpoolLine(r) + "\n";
   int fd = ::open(spool_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   if (fd < 0) return false;
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) &&
+            ::fsync(fd) == 0;
   ::close(fd);
   return ok;
 }
@@ -157,8 +170,9 @@ bool PgLedger::ReplaySpool() {
       if (auto r = FromSpoolLine(line)) rows.push_back(std::move(*r));
     }
     for (size_t i = 0; i < rows.size(); i += 500) {
-      std::vector<UsageRecord> batch(rows.begin() + static_cast<long>(i),
-                                     rows.begin() + static_cast<long>(std::min(rows.size(), i + 500)));
+      std::vector<UsageRecord> batch(
+          rows.begin() + static_cast<long>(i),
+          rows.begin() + static_cast<long>(std::min(rows.size(), i + 500)));
       if (!WriteBatch(batch).ok()) {
         std::rename(claimed.c_str(), file.c_str());  // give it back; written rows are idempotent
         return false;
@@ -173,10 +187,12 @@ bool PgLedger::ReplaySpool() {
 Result<Money> PgLedger::SpendSince(int64_t user_id, Timestamp from) {
   return pool_.Get<Money>([&](pqxx::connection& c) {
     pqxx::read_transaction w(c);
-    return Money::FromNanos(w.exec_params1("SELECT coalesce(sum(cost_nanos), 0)::bigint FROM usage_ledger"
-                                           " WHERE ($1::bigint = 0 OR user_id = $1::bigint) AND started_at >= " + SqlFromMicros(2),
-                                           user_id, Micros(from))[0]
-                                .as<int64_t>());
+    return Money::FromNanos(
+        w.exec_params1("SELECT coalesce(sum(cost_nanos), 0)::bigint FROM usage_ledger"
+                       " WHERE ($1::bigint = 0 OR user_id = $1::bigint) AND started_at >= " +
+                           SqlFromMicros(2),
+                       user_id, Micros(from))[0]
+            .as<int64_t>());
   });
 }
 
@@ -185,15 +201,18 @@ Status PgLedger::WriteBatch(const std::vector<UsageRecord>& batch) {
     pqxx::work w(c);
     for (const UsageRecord& r : batch) {
       w.exec_params(
-          "INSERT INTO usage_ledger (request_id, user_id, key_id, provider, model, price_id, started_at, input_tokens,"
-          " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, cost_nanos,"
+          "INSERT INTO usage_ledger (request_id, user_id, key_id, provider, model, price_id, "
+          "started_at, input_tokens,"
+          " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, "
+          "reasoning_tokens, cost_nanos,"
           " status, streamed, estimated, latency_ms) VALUES ($1, $2, nullif($3, 0), $4, $5, $6, " +
               SqlFromMicros(7) +
-              ", $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (request_id) DO NOTHING",
+              ", $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (request_id) DO "
+              "NOTHING",
           r.request_id, r.user_id, r.key_id, r.provider, r.model, r.price_id, Micros(r.started_at),
-          r.usage.input_tokens, r.usage.output_tokens, r.usage.cache_read_tokens, r.usage.cache_write_5m_tokens,
-          r.usage.cache_write_1h_tokens, r.usage.reasoning_tokens, r.cost.nanos(), r.status, r.streamed, r.estimated,
-          static_cast<int>(r.latency_ms));
+          r.usage.input_tokens, r.usage.output_tokens, r.usage.cache_read_tokens,
+          r.usage.cache_write_5m_tokens, r.usage.cache_write_1h_tokens, r.usage.reasoning_tokens,
+          r.cost.nanos(), r.status, r.streamed, r.estimated, static_cast<int>(r.latency_ms));
     }
     w.commit();
   });

@@ -159,12 +159,14 @@ Status Migrate(PgPool& pool, int* applied) {
     w.exec("SELECT pg_advisory_xact_lock(7710010)");
     w.exec(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())");
+        " version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT "
+        "now())");
     int current = w.exec1("SELECT coalesce(max(version), 0) FROM schema_migrations")[0].as<int>();
     for (const Migration& m : kMigrations) {
       if (m.version <= current) continue;
       w.exec(m.sql);
-      w.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version, m.name);
+      w.exec_params("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", m.version,
+                    m.name);
       ++*applied;
     }
     w.commit();

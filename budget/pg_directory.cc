@@ -22,8 +22,8 @@ User ReadUser(const pqxx::row& r) {
   return u;
 }
 
-const std::string kKeyColumns = "id, user_id, prefix, name, act_as_user, " + SqlTime("expires_at") + ", " +
-                                SqlTime("revoked_at") + ", " + SqlTime("created_at");
+const std::string kKeyColumns = "id, user_id, prefix, name, act_as_user, " + SqlTime("expires_at") +
+                                ", " + SqlTime("revoked_at") + ", " + SqlTime("created_at");
 
 ApiKey ReadKey(const pqxx::row& r) {
   ApiKey k;
@@ -72,7 +72,8 @@ nlohmann::json SettingsJson(const BudgetSettings& s) {
           {"thresholds", {s.yellow, s.orange, s.red}},
           {"budget_visible", s.budget_visible},
           {"can_modify_limit", s.can_modify_limit},
-          {"max_self_limit_nanos", s.max_self_limit ? nlohmann::json(s.max_self_limit->nanos()) : nullptr},
+          {"max_self_limit_nanos",
+           s.max_self_limit ? nlohmann::json(s.max_self_limit->nanos()) : nullptr},
           {"can_reset", s.can_reset}};
 }
 
@@ -83,24 +84,29 @@ bool IsNumber(const std::string& s) {
 void InsertSettings(pqxx::work& w, const BudgetSettings& s, const std::string& actor) {
   std::string max_self = s.max_self_limit ? std::to_string(s.max_self_limit->nanos()) : "";
   w.exec_params(
-      "INSERT INTO budget_settings (user_id, limit_nanos, period, custom_period_days, period_anchor, timezone,"
-      " enforcement, yellow_pct, orange_pct, red_pct, budget_visible, can_modify_limit, max_self_limit_nanos,"
-      " can_reset, updated_by) VALUES ($1, $2, $3, $4, " + SqlFromMicros(5) +
-          ", $6, $7, $8, $9, $10, $11, $12, $13::bigint, $14, $15)",
-      s.user_id, s.limit.nanos(), PeriodName(s.period), s.custom_period_days, Micros(s.period_anchor), s.timezone,
-      EnforcementName(s.enforcement), s.yellow, s.orange, s.red, s.budget_visible, s.can_modify_limit,
-      s.max_self_limit ? max_self.c_str() : nullptr, s.can_reset, actor);
+      "INSERT INTO budget_settings (user_id, limit_nanos, period, custom_period_days, "
+      "period_anchor, timezone,"
+      " enforcement, yellow_pct, orange_pct, red_pct, budget_visible, can_modify_limit, "
+      "max_self_limit_nanos,"
+      " can_reset, updated_by) VALUES ($1, $2, $3, $4, " +
+          SqlFromMicros(5) + ", $6, $7, $8, $9, $10, $11, $12, $13::bigint, $14, $15)",
+      s.user_id, s.limit.nanos(), PeriodName(s.period), s.custom_period_days,
+      Micros(s.period_anchor), s.timezone, EnforcementName(s.enforcement), s.yellow, s.orange,
+      s.red, s.budget_visible, s.can_modify_limit, s.max_self_limit ? max_self.c_str() : nullptr,
+      s.can_reset, actor);
 }
 
 }  // namespace
 
-Result<User> PgDirectory::CreateUser(const NewUser& u, const BudgetDefaults& defaults, Timestamp now) {
+Result<User> PgDirectory::CreateUser(const NewUser& u, const BudgetDefaults& defaults,
+                                     Timestamp now) {
   return pool_.Get<User>([&](pqxx::connection& c) {
     pqxx::work w(c);
-    User user = ReadUser(w.exec_params1(
-        "INSERT INTO users (name, email, external_id, role, created_at) VALUES ($1, $2, nullif($3, ''), $4, " +
-            SqlFromMicros(5) + ") RETURNING " + kUserColumns,
-        u.name, u.email, u.external_id, RoleName(u.role), Micros(now)));
+    User user =
+        ReadUser(w.exec_params1("INSERT INTO users (name, email, external_id, role, created_at) "
+                                "VALUES ($1, $2, nullif($3, ''), $4, " +
+                                    SqlFromMicros(5) + ") RETURNING " + kUserColumns,
+                                u.name, u.email, u.external_id, RoleName(u.role), Micros(now)));
     BudgetSettings s = SettingsFromDefaults(defaults, user.id, now);
     if (u.limit) s.limit = *u.limit;
     if (u.period) s.period = *u.period;
@@ -116,10 +122,14 @@ Result<User> PgDirectory::FindUser(const std::string& name_or_id) {
     pqxx::read_transaction w(c);
     pqxx::result r;
     if (IsNumber(name_or_id)) {
-      r = w.exec_params("SELECT " + kUserColumns + " FROM users WHERE id = $1", std::stoll(name_or_id));
+      r = w.exec_params("SELECT " + kUserColumns + " FROM users WHERE id = $1",
+                        std::stoll(name_or_id));
     }
-    if (r.empty()) r = w.exec_params("SELECT " + kUserColumns + " FROM users WHERE name = $1", name_or_id);
-    if (r.empty()) r = w.exec_params("SELECT " + kUserColumns + " FROM users WHERE external_id = $1", name_or_id);
+    if (r.empty())
+      r = w.exec_params("SELECT " + kUserColumns + " FROM users WHERE name = $1", name_or_id);
+    if (r.empty())
+      r = w.exec_params("SELECT " + kUserColumns + " FROM users WHERE external_id = $1",
+                        name_or_id);
     if (!r.empty()) found = ReadUser(r[0]);
   });
   if (!s.ok()) return s;
@@ -131,7 +141,8 @@ Result<std::vector<User>> PgDirectory::ListUsers() {
   return pool_.Get<std::vector<User>>([&](pqxx::connection& c) {
     pqxx::read_transaction w(c);
     std::vector<User> out;
-    for (const auto& row : w.exec("SELECT " + kUserColumns + " FROM users ORDER BY id")) out.push_back(ReadUser(row));
+    for (const auto& row : w.exec("SELECT " + kUserColumns + " FROM users ORDER BY id"))
+      out.push_back(ReadUser(row));
     return out;
   });
 }
@@ -140,23 +151,28 @@ Status PgDirectory::SetUserDisabled(int64_t user_id, bool disabled) {
   bool changed = false;
   Status s = pool_.Run([&](pqxx::connection& c) {
     pqxx::work w(c);
-    changed = w.exec_params("UPDATE users SET disabled = $2 WHERE id = $1", user_id, disabled).affected_rows() == 1;
+    changed = w.exec_params("UPDATE users SET disabled = $2 WHERE id = $1", user_id, disabled)
+                  .affected_rows() == 1;
     w.commit();
   });
   if (s.ok() && !changed) return Status::NotFound("no user with id " + std::to_string(user_id));
   return s;
 }
 
-Result<CreatedKey> PgDirectory::CreateKey(int64_t user_id, const std::string& name, bool act_as_user,
-                                          std::optional<Timestamp> expires_at, Timestamp now) {
+Result<CreatedKey> PgDirectory::CreateKey(int64_t user_id, const std::string& name,
+                                          bool act_as_user, std::optional<Timestamp> expires_at,
+                                          Timestamp now) {
   GeneratedKey g = GenerateKey();
   std::string expires = expires_at ? std::to_string(Micros(*expires_at)) : "";
   auto key = pool_.Get<ApiKey>([&](pqxx::connection& c) {
     pqxx::work w(c);
     ApiKey k = ReadKey(w.exec_params1(
-        "INSERT INTO api_keys (user_id, key_hash, prefix, name, act_as_user, expires_at, created_at) VALUES"
-        " ($1, $2, $3, $4, $5, " + SqlFromMicros(6) + ", " + SqlFromMicros(7) + ") RETURNING " + kKeyColumns,
-        user_id, g.hash, g.prefix, name, act_as_user, expires_at ? expires.c_str() : nullptr, Micros(now)));
+        "INSERT INTO api_keys (user_id, key_hash, prefix, name, act_as_user, expires_at, "
+        "created_at) VALUES"
+        " ($1, $2, $3, $4, $5, " +
+            SqlFromMicros(6) + ", " + SqlFromMicros(7) + ") RETURNING " + kKeyColumns,
+        user_id, g.hash, g.prefix, name, act_as_user, expires_at ? expires.c_str() : nullptr,
+        Micros(now)));
     w.commit();
     return k;
   });
@@ -180,18 +196,21 @@ Status PgDirectory::RevokeKey(const std::string& id_or_prefix, Timestamp now) {
   Status result = Status::Ok();
   Status s = pool_.Run([&](pqxx::connection& c) {
     pqxx::work w(c);
-    pqxx::result r = IsNumber(id_or_prefix)
-                         ? w.exec_params("SELECT id FROM api_keys WHERE id = $1", std::stoll(id_or_prefix))
-                         : w.exec_params("SELECT id FROM api_keys WHERE prefix = $1", id_or_prefix);
+    pqxx::result r =
+        IsNumber(id_or_prefix)
+            ? w.exec_params("SELECT id FROM api_keys WHERE id = $1", std::stoll(id_or_prefix))
+            : w.exec_params("SELECT id FROM api_keys WHERE prefix = $1", id_or_prefix);
     if (r.empty()) {
       result = Status::NotFound("no key \"" + id_or_prefix + "\"");
       return;
     }
     if (r.size() > 1) {
-      result = Status::Conflict("prefix \"" + id_or_prefix + "\" matches several keys; use the key id");
+      result =
+          Status::Conflict("prefix \"" + id_or_prefix + "\" matches several keys; use the key id");
       return;
     }
-    w.exec_params("UPDATE api_keys SET revoked_at = coalesce(revoked_at, " + SqlFromMicros(2) + ") WHERE id = $1",
+    w.exec_params("UPDATE api_keys SET revoked_at = coalesce(revoked_at, " + SqlFromMicros(2) +
+                      ") WHERE id = $1",
                   r[0][0].as<int64_t>(), Micros(now));
     w.commit();
   });
@@ -202,7 +221,8 @@ Result<std::vector<ApiKey>> PgDirectory::ListKeys(std::optional<int64_t> user_id
   return pool_.Get<std::vector<ApiKey>>([&](pqxx::connection& c) {
     pqxx::read_transaction w(c);
     std::vector<ApiKey> out;
-    pqxx::result r = user_id ? w.exec_params("SELECT " + kKeyColumns + " FROM api_keys WHERE user_id = $1 ORDER BY id",
+    pqxx::result r = user_id ? w.exec_params("SELECT " + kKeyColumns +
+                                                 " FROM api_keys WHERE user_id = $1 ORDER BY id",
                                              *user_id)
                              : w.exec("SELECT " + kKeyColumns + " FROM api_keys ORDER BY id");
     for (const auto& row : r) out.push_back(ReadKey(row));
@@ -214,7 +234,8 @@ Result<BudgetSettings> PgDirectory::GetSettings(int64_t user_id) {
   std::optional<BudgetSettings> found;
   Status s = pool_.Run([&](pqxx::connection& c) {
     pqxx::read_transaction w(c);
-    auto r = w.exec_params("SELECT " + kSettingsColumns + " FROM budget_settings WHERE user_id = $1", user_id);
+    auto r = w.exec_params(
+        "SELECT " + kSettingsColumns + " FROM budget_settings WHERE user_id = $1", user_id);
     if (!r.empty()) found = ReadSettings(r[0]);
   });
   if (!s.ok()) return s;
@@ -226,21 +247,26 @@ Result<BudgetSettings> PgDirectory::PutSettings(const BudgetSettings& s, const s
   std::optional<BudgetSettings> updated;
   Status st = pool_.Run([&](pqxx::connection& c) {
     pqxx::work w(c);
-    auto before = w.exec_params("SELECT " + kSettingsColumns + " FROM budget_settings WHERE user_id = $1 FOR UPDATE",
-                                s.user_id);
+    auto before = w.exec_params(
+        "SELECT " + kSettingsColumns + " FROM budget_settings WHERE user_id = $1 FOR UPDATE",
+        s.user_id);
     if (before.empty()) return;
     std::string max_self = s.max_self_limit ? std::to_string(s.max_self_limit->nanos()) : "";
     updated = ReadSettings(w.exec_params1(
-        "UPDATE budget_settings SET limit_nanos = $2, period = $3, custom_period_days = $4, timezone = $5,"
+        "UPDATE budget_settings SET limit_nanos = $2, period = $3, custom_period_days = $4, "
+        "timezone = $5,"
         " enforcement = $6, yellow_pct = $7, orange_pct = $8, red_pct = $9, budget_visible = $10,"
-        " can_modify_limit = $11, max_self_limit_nanos = $12::bigint, can_reset = $13, version = version + 1,"
-        " updated_at = now(), updated_by = $14 WHERE user_id = $1 RETURNING " + kSettingsColumns,
+        " can_modify_limit = $11, max_self_limit_nanos = $12::bigint, can_reset = $13, version = "
+        "version + 1,"
+        " updated_at = now(), updated_by = $14 WHERE user_id = $1 RETURNING " +
+            kSettingsColumns,
         s.user_id, s.limit.nanos(), PeriodName(s.period), s.custom_period_days, s.timezone,
-        EnforcementName(s.enforcement), s.yellow, s.orange, s.red, s.budget_visible, s.can_modify_limit,
-        s.max_self_limit ? max_self.c_str() : nullptr, s.can_reset, actor));
-    nlohmann::json change = {{"before", SettingsJson(ReadSettings(before[0]))}, {"after", SettingsJson(*updated)}};
-    w.exec_params("INSERT INTO settings_audit (user_id, actor, change) VALUES ($1, $2, $3::jsonb)", s.user_id, actor,
-                  change.dump());
+        EnforcementName(s.enforcement), s.yellow, s.orange, s.red, s.budget_visible,
+        s.can_modify_limit, s.max_self_limit ? max_self.c_str() : nullptr, s.can_reset, actor));
+    nlohmann::json change = {{"before", SettingsJson(ReadSettings(before[0]))},
+                             {"after", SettingsJson(*updated)}};
+    w.exec_params("INSERT INTO settings_audit (user_id, actor, change) VALUES ($1, $2, $3::jsonb)",
+                  s.user_id, actor, change.dump());
     w.commit();
   });
   if (!st.ok()) return st;
@@ -248,18 +274,21 @@ Result<BudgetSettings> PgDirectory::PutSettings(const BudgetSettings& s, const s
   return *updated;
 }
 
-Result<ResetRecord> PgDirectory::ResetWindow(int64_t user_id, const std::string& actor, const std::string& reason,
-                                             Money spend_before, Timestamp now) {
+Result<ResetRecord> PgDirectory::ResetWindow(int64_t user_id, const std::string& actor,
+                                             const std::string& reason, Money spend_before,
+                                             Timestamp now) {
   std::optional<ResetRecord> record;
   Status st = pool_.Run([&](pqxx::connection& c) {
     pqxx::work w(c);
-    if (w.exec_params("UPDATE budget_settings SET period_anchor = " + SqlFromMicros(2) +
-                          ", version = version + 1, updated_at = now(), updated_by = $3 WHERE user_id = $1",
-                      user_id, Micros(now), actor)
+    if (w.exec_params(
+             "UPDATE budget_settings SET period_anchor = " + SqlFromMicros(2) +
+                 ", version = version + 1, updated_at = now(), updated_by = $3 WHERE user_id = $1",
+             user_id, Micros(now), actor)
             .affected_rows() != 1)
       return;
     auto row = w.exec_params1(
-        "INSERT INTO budget_reset_log (user_id, actor, reset_at, spend_before_nanos, reason) VALUES ($1, $2, " +
+        "INSERT INTO budget_reset_log (user_id, actor, reset_at, spend_before_nanos, reason) "
+        "VALUES ($1, $2, " +
             SqlFromMicros(3) + ", $4, $5) RETURNING id",
         user_id, actor, Micros(now), spend_before.nanos(), reason);
     record = ResetRecord{row[0].as<int64_t>(), user_id, actor, now, spend_before, reason};
@@ -273,11 +302,13 @@ Result<ResetRecord> PgDirectory::ResetWindow(int64_t user_id, const std::string&
 Result<std::vector<ResetRecord>> PgDirectory::ResetLog(std::optional<int64_t> user_id, int limit) {
   return pool_.Get<std::vector<ResetRecord>>([&](pqxx::connection& c) {
     pqxx::read_transaction w(c);
-    const std::string cols =
-        "SELECT id, user_id, actor, " + SqlTime("reset_at") + ", spend_before_nanos, reason FROM budget_reset_log ";
-    pqxx::result r = user_id ? w.exec_params(cols + "WHERE user_id = $1 ORDER BY reset_at DESC, id DESC LIMIT $2",
-                                             *user_id, limit)
-                             : w.exec_params(cols + "ORDER BY reset_at DESC, id DESC LIMIT $1", limit);
+    const std::string cols = "SELECT id, user_id, actor, " + SqlTime("reset_at") +
+                             ", spend_before_nanos, reason FROM budget_reset_log ";
+    pqxx::result r =
+        user_id
+            ? w.exec_params(cols + "WHERE user_id = $1 ORDER BY reset_at DESC, id DESC LIMIT $2",
+                            *user_id, limit)
+            : w.exec_params(cols + "ORDER BY reset_at DESC, id DESC LIMIT $1", limit);
     std::vector<ResetRecord> out;
     for (const auto& row : r) {
       out.push_back({row[0].as<int64_t>(), row[1].as<int64_t>(), row[2].as<std::string>(),

@@ -13,14 +13,18 @@ Admission PgGate::Reserve(const ReserveRequest& request) {
   Status st = pool_.Run([&](pqxx::connection& c) {
     pqxx::work t(c);
     t.exec_params("SELECT 1 FROM budget_settings WHERE user_id = $1 FOR UPDATE", request.user_id);
-    a.spend = Money::FromNanos(t.exec_params1("SELECT coalesce(sum(cost_nanos), 0)::bigint FROM usage_ledger"
-                                              " WHERE user_id = $1 AND started_at >= " + SqlFromMicros(2),
-                                              request.user_id, Micros(w.start))[0]
-                                   .as<int64_t>());
-    Money held = Money::FromNanos(t.exec_params1("SELECT coalesce(sum(amount_nanos), 0)::bigint FROM budget_holds"
-                                                 " WHERE user_id = $1 AND expires_at > " + SqlFromMicros(2),
-                                                 request.user_id, Micros(now))[0]
-                                      .as<int64_t>());
+    a.spend = Money::FromNanos(
+        t.exec_params1("SELECT coalesce(sum(cost_nanos), 0)::bigint FROM usage_ledger"
+                       " WHERE user_id = $1 AND started_at >= " +
+                           SqlFromMicros(2),
+                       request.user_id, Micros(w.start))[0]
+            .as<int64_t>());
+    Money held = Money::FromNanos(
+        t.exec_params1("SELECT coalesce(sum(amount_nanos), 0)::bigint FROM budget_holds"
+                       " WHERE user_id = $1 AND expires_at > " +
+                           SqlFromMicros(2),
+                       request.user_id, Micros(now))[0]
+            .as<int64_t>());
     Money available = s.enforcement == Enforcement::kHard ? s.limit - a.spend - held
                                                           : Money::FromNanos(int64_t{1} << 62);
     auto plan = PlanReservation(request, available);
@@ -28,12 +32,15 @@ Admission PgGate::Reserve(const ReserveRequest& request) {
       a.refusal = Refusal::kBudget;
       return;
     }
-    t.exec_params("INSERT INTO budget_holds (hold_id, user_id, amount_nanos, expires_at) VALUES ($1, $2, $3, " +
-                      SqlFromMicros(4) + ")",
-                  hold, request.user_id, plan->amount.nanos(),
-                  Micros(now + std::chrono::duration_cast<std::chrono::microseconds>(hold_ttl_)));
-    t.exec_params("DELETE FROM budget_holds WHERE user_id = $1 AND expires_at <= " + SqlFromMicros(2),
-                  request.user_id, Micros(now));
+    t.exec_params(
+        "INSERT INTO budget_holds (hold_id, user_id, amount_nanos, expires_at) VALUES ($1, $2, "
+        "$3, " +
+            SqlFromMicros(4) + ")",
+        hold, request.user_id, plan->amount.nanos(),
+        Micros(now + std::chrono::duration_cast<std::chrono::microseconds>(hold_ttl_)));
+    t.exec_params(
+        "DELETE FROM budget_holds WHERE user_id = $1 AND expires_at <= " + SqlFromMicros(2),
+        request.user_id, Micros(now));
     t.commit();
     a.hold_id = hold;
     a.held = plan->amount;
@@ -49,7 +56,8 @@ Admission PgGate::Reserve(const ReserveRequest& request) {
 void PgGate::Settle(int64_t, const std::string& hold_id, Money cost) {
   pool_.Run([&](pqxx::connection& c) {
     pqxx::work t(c);
-    t.exec_params("UPDATE budget_holds SET amount_nanos = $2, expires_at = " + SqlFromMicros(3) + " WHERE hold_id = $1",
+    t.exec_params("UPDATE budget_holds SET amount_nanos = $2, expires_at = " + SqlFromMicros(3) +
+                      " WHERE hold_id = $1",
                   hold_id, cost.nanos(), Micros(clock_.Now() + std::chrono::minutes(2)));
     t.commit();
   });
@@ -96,7 +104,8 @@ bool FallbackGate::ForgetCountersOfFallbackUsers() {
   bool all = true;
   for (int64_t user : users) {
     auto budget = settings_.Get(user);
-    if (!budget.ok() || !redis_.Command({"DEL", RedisGate::SpendKey(user, budget->window.start)}).ok()) {
+    if (!budget.ok() ||
+        !redis_.Command({"DEL", RedisGate::SpendKey(user, budget->window.start)}).ok()) {
       all = false;
       std::lock_guard lock(mu_);
       served_by_fallback_.insert(user);  // try again on the next request

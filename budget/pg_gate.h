@@ -37,7 +37,8 @@ class PgGate final : public Gate {
 class FallbackGate final : public Gate {
  public:
   // `fallback` may be null: Redis down means refusing with Unavailable (fail closed).
-  FallbackGate(RedisGate& primary, Gate* fallback, Redis& redis, SettingsCache& settings, const Clock& clock)
+  FallbackGate(RedisGate& primary, Gate* fallback, Redis& redis, SettingsCache& settings,
+               const Clock& clock)
       : primary_(primary), fallback_(fallback), redis_(redis), settings_(settings), clock_(clock) {}
   Admission Reserve(const ReserveRequest& request) override;
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;

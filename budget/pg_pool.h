@@ -51,7 +51,8 @@ inline std::string SqlTime(const std::string& column) {
   return "(extract(epoch from " + column + ") * 1000000)::bigint";
 }
 inline std::string SqlFromMicros(int param) {
-  return "(timestamptz 'epoch' + $" + std::to_string(param) + "::bigint * interval '1 microsecond')";
+  return "(timestamptz 'epoch' + $" + std::to_string(param) +
+         "::bigint * interval '1 microsecond')";
 }
 inline int64_t Micros(Timestamp t) { return t.time_since_epoch().count(); }
 inline Timestamp FromMicros(int64_t m) { return Timestamp(std::chrono::microseconds(m)); }

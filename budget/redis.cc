@@ -8,14 +8,21 @@ namespace {
 RedisReply Convert(const redisReply* r) {
   RedisReply out;
   switch (r->type) {
-    case REDIS_REPLY_INTEGER: out = RedisReply::Integer(r->integer); break;
-    case REDIS_REPLY_STRING: out = RedisReply::String(std::string(r->str, r->len)); break;
-    case REDIS_REPLY_STATUS: out = RedisReply::StatusReply(std::string(r->str, r->len)); break;
+    case REDIS_REPLY_INTEGER:
+      out = RedisReply::Integer(r->integer);
+      break;
+    case REDIS_REPLY_STRING:
+      out = RedisReply::String(std::string(r->str, r->len));
+      break;
+    case REDIS_REPLY_STATUS:
+      out = RedisReply::StatusReply(std::string(r->str, r->len));
+      break;
     case REDIS_REPLY_ARRAY:
       out.type = RedisReply::Type::kArray;
       for (size_t i = 0; i < r->elements; ++i) out.elements.push_back(Convert(r->element[i]));
       break;
-    default: break;  // nil
+    default:
+      break;  // nil
   }
   return out;
 }
@@ -26,7 +33,8 @@ Result<RedisAddress> ParseRedisUrl(const std::string& url) {
   const std::string scheme = "redis://";
   if (url.rfind(scheme, 0) != 0) return Status::Invalid("redis url must start with redis://");
   std::string rest = url.substr(scheme.size());
-  if (rest.find('@') != std::string::npos) return Status::Invalid("redis url: credentials are not supported");
+  if (rest.find('@') != std::string::npos)
+    return Status::Invalid("redis url: credentials are not supported");
   RedisAddress a;
   if (auto slash = rest.find('/'); slash != std::string::npos) {
     std::string db = rest.substr(slash + 1);
@@ -39,7 +47,8 @@ Result<RedisAddress> ParseRedisUrl(const std::string& url) {
   }
   if (auto colon = rest.rfind(':'); colon != std::string::npos) {
     std::string port = rest.substr(colon + 1);
-    if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5)
+    if (port.empty() || port.find_first_not_of("0123456789") != std::string::npos ||
+        port.size() > 5)
       return Status::Invalid("redis url: port must be a number");
     a.port = std::stoi(port);
     rest = rest.substr(0, colon);

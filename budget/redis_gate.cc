@@ -70,12 +70,15 @@ const std::string& StateSha() {
 
 constexpr int64_t kUnlimited = (int64_t{1} << 53) - 1;
 
-int64_t NowMs(Timestamp t) { return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count(); }
+int64_t NowMs(Timestamp t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
 
 }  // namespace
 
-RedisGate::RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, const Clock& clock, Metrics& metrics,
-                     std::chrono::seconds hold_ttl, std::optional<GlobalCap> global_cap, AlertSink* alerts)
+RedisGate::RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, const Clock& clock,
+                     Metrics& metrics, std::chrono::seconds hold_ttl,
+                     std::optional<GlobalCap> global_cap, AlertSink* alerts)
     : redis_(redis),
       settings_(settings),
       ledger_(ledger),
@@ -86,7 +89,9 @@ RedisGate::RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, cons
       alerts_(alerts) {}
 
 namespace {
-std::string Tag(int64_t user_id) { return user_id == 0 ? "tg:{global}" : "tg:{u:" + std::to_string(user_id) + "}"; }
+std::string Tag(int64_t user_id) {
+  return user_id == 0 ? "tg:{global}" : "tg:{u:" + std::to_string(user_id) + "}";
+}
 }  // namespace
 
 std::string RedisGate::SpendKey(int64_t user_id, Timestamp window_start) {
@@ -100,7 +105,8 @@ Window RedisGate::GlobalWindow() const {
 }
 
 Result<RedisReply> RedisGate::Eval(const std::string& script, const std::string& sha,
-                                   const std::vector<std::string>& keys, const std::vector<std::string>& args) {
+                                   const std::vector<std::string>& keys,
+                                   const std::vector<std::string>& args) {
   std::vector<std::string> argv = {"EVALSHA", sha, std::to_string(keys.size())};
   argv.insert(argv.end(), keys.begin(), keys.end());
   argv.insert(argv.end(), args.begin(), args.end());
@@ -117,21 +123,25 @@ Result<RedisReply> RedisGate::Eval(const std::string& script, const std::string&
 Status RedisGate::RebuildCounter(int64_t user_id, const Window& w) {
   auto spent = ledger_.SpendSince(user_id, w.start);
   if (!spent.ok()) return spent.status();
-  auto ttl = std::chrono::duration_cast<std::chrono::seconds>(w.end - clock_.Now()) + std::chrono::hours(24);
-  auto r = redis_.Command({"SET", SpendKey(user_id, w.start), std::to_string(spent->nanos()), "NX", "EX",
-                           std::to_string(std::max<int64_t>(ttl.count(), 60))});
+  auto ttl = std::chrono::duration_cast<std::chrono::seconds>(w.end - clock_.Now()) +
+             std::chrono::hours(24);
+  auto r = redis_.Command({"SET", SpendKey(user_id, w.start), std::to_string(spent->nanos()), "NX",
+                           "EX", std::to_string(std::max<int64_t>(ttl.count(), 60))});
   return r.ok() ? Status::Ok() : r.status();
 }
 
-Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t user_id, const Window& w, Money amount, Money limit,
+Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t user_id, const Window& w,
+                                                      Money amount, Money limit,
                                                       const std::string& hold) {
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto r = Eval(kReserveScript, ReserveSha(), {SpendKey(user_id, w.start), HoldsKey(user_id)},
-                  {std::to_string(amount.nanos()), std::to_string(limit.nanos()), hold,
-                   std::to_string(NowMs(clock_.Now())),
-                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count())});
+    auto r = Eval(
+        kReserveScript, ReserveSha(), {SpendKey(user_id, w.start), HoldsKey(user_id)},
+        {std::to_string(amount.nanos()), std::to_string(limit.nanos()), hold,
+         std::to_string(NowMs(clock_.Now())),
+         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count())});
     if (!r.ok()) return r.status();
-    if (r->type != RedisReply::Type::kArray || r->elements.size() != 3) return Status::Internal("reserve: bad reply");
+    if (r->type != RedisReply::Type::kArray || r->elements.size() != 3)
+      return Status::Internal("reserve: bad reply");
     ScriptResult out{r->elements[0].integer, Money::FromNanos(r->elements[1].integer),
                      Money::FromNanos(r->elements[2].integer)};
     if (out.status != -1) return out;
@@ -151,7 +161,8 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
   std::optional<Window> gw;
   if (global_cap_) gw = GlobalWindow();
   std::string hold = std::to_string(w.start.time_since_epoch().count()) + "/" +
-                     (gw ? std::to_string(gw->start.time_since_epoch().count()) : "-") + "/" + request.request_id;
+                     (gw ? std::to_string(gw->start.time_since_epoch().count()) : "-") + "/" +
+                     request.request_id;
 
   auto first = PlanReservation(request, Money::FromNanos(kUnlimited));
   Money amount = first ? first->amount : Money();
@@ -162,8 +173,8 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
     auto g = RunReserve(0, *gw, amount, global_cap_->limit, hold);
     if (!g.ok() || g->status != 1) {
       a.refusal = g.ok() ? Refusal::kGlobalCap : Refusal::kUnavailable;
-      a.message = g.ok() ? "global cap $" + global_cap_->limit.ToUsdString() + ", spent $" + g->spend.ToUsdString() +
-                               ", resets at " + FormatRfc3339(gw->end)
+      a.message = g.ok() ? "global cap $" + global_cap_->limit.ToUsdString() + ", spent $" +
+                               g->spend.ToUsdString() + ", resets at " + FormatRfc3339(gw->end)
                          : g.status().message();
       return a;
     }
@@ -213,12 +224,14 @@ void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) 
     if (budget.ok() && budget->window.start == user_window) {
       const BudgetSettings& s = budget->settings;
       Money spend = Money::FromNanos(spent->integer);
-      alerts_->Raise({user_id, LevelOf(spend, s.limit, s.yellow, s.orange, s.red), user_window, spend, s.limit});
+      alerts_->Raise({user_id, LevelOf(spend, s.limit, s.yellow, s.orange, s.red), user_window,
+                      spend, s.limit});
     }
   }
   if (global_window != "-") {
     Timestamp gw{std::chrono::microseconds(std::stoll(global_window))};
-    Eval(kSettleScript, SettleSha(), {SpendKey(0, gw), HoldsKey(0)}, {hold_id, std::to_string(cost.nanos())});
+    Eval(kSettleScript, SettleSha(), {SpendKey(0, gw), HoldsKey(0)},
+         {hold_id, std::to_string(cost.nanos())});
   }
 }
 
@@ -231,7 +244,8 @@ Result<SpendState> RedisGate::State(int64_t user_id) {
                   {std::to_string(NowMs(clock_.Now()))});
     if (!r.ok()) return r.status();
     if (r->elements.size() == 2 && r->elements[0].integer >= 0) {
-      return SpendState{Money::FromNanos(r->elements[0].integer), Money::FromNanos(r->elements[1].integer), w};
+      return SpendState{Money::FromNanos(r->elements[0].integer),
+                        Money::FromNanos(r->elements[1].integer), w};
     }
     if (Status s = RebuildCounter(user_id, w); !s.ok()) return s;
   }

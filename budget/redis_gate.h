@@ -30,9 +30,9 @@ struct SpendState {
 
 class RedisGate final : public Gate {
  public:
-  RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, const Clock& clock, Metrics& metrics,
-            std::chrono::seconds hold_ttl, std::optional<GlobalCap> global_cap = std::nullopt,
-            AlertSink* alerts = nullptr);
+  RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, const Clock& clock,
+            Metrics& metrics, std::chrono::seconds hold_ttl,
+            std::optional<GlobalCap> global_cap = std::nullopt, AlertSink* alerts = nullptr);
 
   Admission Reserve(const ReserveRequest& request) override;
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
@@ -48,10 +48,12 @@ class RedisGate final : public Gate {
     int64_t status = 0;  // 1 reserved, 0 refused, -1 counter missing
     Money spend, held;
   };
-  Result<ScriptResult> RunReserve(int64_t user_id, const Window& w, Money amount, Money limit, const std::string& hold);
+  Result<ScriptResult> RunReserve(int64_t user_id, const Window& w, Money amount, Money limit,
+                                  const std::string& hold);
   Status RebuildCounter(int64_t user_id, const Window& w);
   Window GlobalWindow() const;
-  Result<RedisReply> Eval(const std::string& script, const std::string& sha, const std::vector<std::string>& keys,
+  Result<RedisReply> Eval(const std::string& script, const std::string& sha,
+                          const std::vector<std::string>& keys,
                           const std::vector<std::string>& args);
 
   Redis& redis_;

@@ -8,15 +8,19 @@ Result<UserBudget> SettingsCache::Get(int64_t user_id) {
       [&]() -> Result<UserBudget> {
         auto settings = directory_.GetSettings(user_id);
         if (!settings.ok()) return settings.status();
-        return UserBudget{*settings, CurrentWindow(settings->period, settings->custom_period_days, settings->timezone,
-                                                   settings->period_anchor, clock_.Now())};
+        return UserBudget{*settings,
+                          CurrentWindow(settings->period, settings->custom_period_days,
+                                        settings->timezone, settings->period_anchor, clock_.Now())};
       },
-      [](const UserBudget& b, Timestamp now) { return now < b.window.end; });  // a rollover reloads at once
+      [](const UserBudget& b, Timestamp now) {
+        return now < b.window.end;
+      });  // a rollover reloads at once
 }
 
 void SettingsCache::Invalidate(int64_t user_id) { cache_.Erase(user_id); }
 
-std::optional<UserBudget> BudgetForAdmission(SettingsCache& settings, int64_t user_id, Admission* a) {
+std::optional<UserBudget> BudgetForAdmission(SettingsCache& settings, int64_t user_id,
+                                             Admission* a) {
   auto budget = settings.Get(user_id);
   if (!budget.ok()) {
     a->refusal = Refusal::kUnavailable;

@@ -19,7 +19,8 @@ struct UserBudget {
 
 class SettingsCache {
  public:
-  SettingsCache(Directory& directory, const Clock& clock, std::chrono::milliseconds ttl = std::chrono::seconds(1))
+  SettingsCache(Directory& directory, const Clock& clock,
+                std::chrono::milliseconds ttl = std::chrono::seconds(1))
       : directory_(directory), clock_(clock), cache_(clock, ttl) {}
 
   Result<UserBudget> Get(int64_t user_id);
@@ -33,6 +34,7 @@ class SettingsCache {
 
 // The start of every gate's decision: the user's budget, with the admission's limit
 // and reset time filled in; nullopt (and `a` refused as Unavailable) when unreadable.
-std::optional<UserBudget> BudgetForAdmission(SettingsCache& settings, int64_t user_id, Admission* a);
+std::optional<UserBudget> BudgetForAdmission(SettingsCache& settings, int64_t user_id,
+                                             Admission* a);
 
 }  // namespace tollgate

@@ -20,7 +20,8 @@ template <typename Key, typename Value>
 class TtlCache {
  public:
   TtlCache(const Clock& clock, std::chrono::milliseconds ttl,
-           std::chrono::milliseconds max_stale = std::chrono::minutes(10), size_t max_entries = 200000)
+           std::chrono::milliseconds max_stale = std::chrono::minutes(10),
+           size_t max_entries = 200000)
       : clock_(clock), ttl_(ttl), max_stale_(max_stale), max_entries_(max_entries) {}
 
   // `fresh(value, now)` may veto a cached value early (e.g. a window that ended).

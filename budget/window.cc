@@ -51,7 +51,8 @@ Timestamp LocalMidnight(const std::string& timezone, sys_days d) {
   return time_point_cast<microseconds>(sys_seconds{seconds{t}});
 }
 
-Window CurrentWindow(Period period, int custom_days, const std::string& timezone, Timestamp anchor, Timestamp now) {
+Window CurrentWindow(Period period, int custom_days, const std::string& timezone, Timestamp anchor,
+                     Timestamp now) {
   Window w;
   if (period == Period::kCustom) {
     microseconds length = days{std::max(custom_days, 1)};

@@ -15,7 +15,8 @@ struct Window {
   Timestamp end;    // next reset (exclusive)
 };
 
-Window CurrentWindow(Period period, int custom_days, const std::string& timezone, Timestamp anchor, Timestamp now);
+Window CurrentWindow(Period period, int custom_days, const std::string& timezone, Timestamp anchor,
+                     Timestamp now);
 
 // The UTC instant of local midnight starting the civil date `day` in `timezone`
 // (the first instant of that date when a DST jump skips midnight).

@@ -14,7 +14,8 @@ namespace tollgate {
 class Args {
  public:
   // `valued` take a value, `switches` do not. "--help" is always accepted.
-  static Result<Args> Parse(const std::vector<std::string>& argv, const std::set<std::string>& valued,
+  static Result<Args> Parse(const std::vector<std::string>& argv,
+                            const std::set<std::string>& valued,
                             const std::set<std::string>& switches);
 
   bool Has(const std::string& name) const { return values_.count(name) > 0; }

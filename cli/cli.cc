@@ -12,8 +12,8 @@
 #include "admin/side_server.h"
 #include "budget/migrations.h"
 #include "budget/pg_directory.h"
-#include "budget/redis.h"
 #include "budget/pg_gate.h"
+#include "budget/redis.h"
 #include "budget/redis_gate.h"
 #include "cli/args.h"
 #include "config/pricing.h"
@@ -96,26 +96,33 @@ int Serve(Context& ctx, const Args&) {
   PgAlerts alerts(pool, ctx.clock, metrics, AlertOptions{c.alert_webhook_url, c.alert_max_attempts},
                   HttpWebhookPoster());
   alerts.Start();
-  RedisGate gate(redis, settings, ledger, ctx.clock, metrics, std::chrono::seconds(c.hold_ttl_seconds), global_cap,
-                 &alerts);
+  RedisGate gate(redis, settings, ledger, ctx.clock, metrics,
+                 std::chrono::seconds(c.hold_ttl_seconds), global_cap, &alerts);
   PgGate pg_gate(pool, settings, ctx.clock, std::chrono::seconds(c.hold_ttl_seconds));
-  FallbackGate fallback_gate(gate, c.redis_down_use_postgres ? &pg_gate : nullptr, redis, settings, ctx.clock);
-  ProxyService proxy_service(ProxyDependencies{c, *pricing, authenticator, fallback_gate, ledger, metrics, ctx.clock});
+  FallbackGate fallback_gate(gate, c.redis_down_use_postgres ? &pg_gate : nullptr, redis, settings,
+                             ctx.clock);
+  ProxyService proxy_service(
+      ProxyDependencies{c, *pricing, authenticator, fallback_gate, ledger, metrics, ctx.clock});
 
-  SideDependencies side_deps{
-      c, metrics,
-      [&pool] { return pool.Run([](pqxx::connection& conn) { pqxx::nontransaction(conn).exec("SELECT 1"); }); },
-      [&redis] {
-        auto r = redis.Command({"PING"});
-        return r.ok() ? Status::Ok() : r.status();
-      }};
+  SideDependencies side_deps{c, metrics,
+                             [&pool] {
+                               return pool.Run([](pqxx::connection& conn) {
+                                 pqxx::nontransaction(conn).exec("SELECT 1");
+                               });
+                             },
+                             [&redis] {
+                               auto r = redis.Command({"PING"});
+                               return r.ok() ? Status::Ok() : r.status();
+                             }};
   RunningServer side(BuildSideServer(side_deps));
   RunningServer proxy(proxy_service.BuildServer());
 
   auto side_addr = ParseHostPort(c.admin_listen);
   auto proxy_addr = ParseHostPort(c.listen);
-  if (side.Start(side_addr->host, side_addr->port) < 0) return ctx.Fail("cannot listen on " + c.admin_listen);
-  if (proxy.Start(proxy_addr->host, proxy_addr->port) < 0) return ctx.Fail("cannot listen on " + c.listen);
+  if (side.Start(side_addr->host, side_addr->port) < 0)
+    return ctx.Fail("cannot listen on " + c.admin_listen);
+  if (proxy.Start(proxy_addr->host, proxy_addr->port) < 0)
+    return ctx.Fail("cannot listen on " + c.listen);
   ctx.out << "tollgate: proxy on " << proxy_addr->host << ":" << proxy.port() << ", side port on "
           << side_addr->host << ":" << side.port() << std::endl;
 
@@ -136,7 +143,8 @@ int MigrateCommand(Context& ctx, const Args&) {
   PgPool pool(ctx.config.database_url, 1);
   int applied = 0;
   if (Status s = Migrate(pool, &applied); !s.ok()) return ctx.Fail("migrate: " + s.message());
-  ctx.out << "applied " << applied << " migration(s); schema version " << LatestSchemaVersion() << "\n";
+  ctx.out << "applied " << applied << " migration(s); schema version " << LatestSchemaVersion()
+          << "\n";
   return 0;
 }
 
@@ -156,7 +164,8 @@ int UserCreate(Context& ctx, const Args& a) {
   }
   if (auto limit = a.Get("limit")) {
     u.limit = Money::ParseUsd(*limit);
-    if (!u.limit || *u.limit < Money()) return ctx.Fail("--limit must be a USD amount such as 30 or 12.5");
+    if (!u.limit || *u.limit < Money())
+      return ctx.Fail("--limit must be a USD amount such as 30 or 12.5");
   }
   if (auto period = a.Get("period")) {
     u.period = ParsePeriod(*period);
@@ -164,7 +173,8 @@ int UserCreate(Context& ctx, const Args& a) {
   }
   auto user = ctx.Dir().CreateUser(u, ctx.config.DefaultsFor(u.role), ctx.clock.Now());
   if (!user.ok()) {
-    if (user.status().code() == Status::Code::kConflict) return ctx.Fail("a user with that name or external id already exists");
+    if (user.status().code() == Status::Code::kConflict)
+      return ctx.Fail("a user with that name or external id already exists");
     return ctx.Fail(user.status().message());
   }
   ctx.out << user->id << "\n";
@@ -174,12 +184,13 @@ int UserCreate(Context& ctx, const Args& a) {
 int UserList(Context& ctx, const Args&) {
   auto users = ctx.Dir().ListUsers();
   if (!users.ok()) return ctx.Fail(users.status().message());
-  ctx.out << std::left << std::setw(8) << "ID" << std::setw(24) << "NAME" << std::setw(7) << "ROLE" << std::setw(10)
-          << "STATUS" << std::setw(28) << "EMAIL" << "EXTERNAL_ID\n";
+  ctx.out << std::left << std::setw(8) << "ID" << std::setw(24) << "NAME" << std::setw(7) << "ROLE"
+          << std::setw(10) << "STATUS" << std::setw(28) << "EMAIL"
+          << "EXTERNAL_ID\n";
   for (const User& u : *users) {
-    ctx.out << std::left << std::setw(8) << u.id << std::setw(24) << u.name << std::setw(7) << RoleName(u.role)
-            << std::setw(10) << (u.disabled ? "disabled" : "active") << std::setw(28) << u.email << u.external_id
-            << "\n";
+    ctx.out << std::left << std::setw(8) << u.id << std::setw(24) << u.name << std::setw(7)
+            << RoleName(u.role) << std::setw(10) << (u.disabled ? "disabled" : "active")
+            << std::setw(28) << u.email << u.external_id << "\n";
   }
   return 0;
 }
@@ -193,16 +204,18 @@ int KeyCreate(Context& ctx, const Args& a) {
   std::optional<Timestamp> expires;
   if (auto e = a.Get("expires")) {
     Timestamp t;
-    if (!ParseRfc3339(*e, &t)) return ctx.Fail("--expires must be a date (YYYY-MM-DD) or RFC 3339 time");
+    if (!ParseRfc3339(*e, &t))
+      return ctx.Fail("--expires must be a date (YYYY-MM-DD) or RFC 3339 time");
     if (t <= ctx.clock.Now()) return ctx.Fail("--expires must be in the future");
     expires = t;
   }
   auto user = ctx.Dir().FindUser(who);
   if (!user.ok()) return ctx.Fail(user.status().message());
-  auto key = ctx.Dir().CreateKey(user->id, a.Get("name").value_or(""), a.Has("act-as-user"), expires, ctx.clock.Now());
+  auto key = ctx.Dir().CreateKey(user->id, a.Get("name").value_or(""), a.Has("act-as-user"),
+                                 expires, ctx.clock.Now());
   if (!key.ok()) return ctx.Fail(key.status().message());
-  ctx.out << "key id " << key->key.id << " for user " << user->name << " (prefix " << key->key.prefix << ")"
-          << (key->key.act_as_user ? ", act_as_user" : "")
+  ctx.out << "key id " << key->key.id << " for user " << user->name << " (prefix "
+          << key->key.prefix << ")" << (key->key.act_as_user ? ", act_as_user" : "")
           << (expires ? ", expires " + FormatRfc3339(*expires) : std::string()) << "\n";
   ctx.out << "the secret is shown once; store it now:\n" << key->secret << "\n";
   return 0;
@@ -211,7 +224,8 @@ int KeyCreate(Context& ctx, const Args& a) {
 int KeyRevoke(Context& ctx, const Args& a) {
   std::string target = a.Get("key").value_or(a.positional().empty() ? "" : a.positional()[0]);
   if (target.empty()) return ctx.Fail("--key ID_OR_PREFIX is required");
-  if (Status s = ctx.Dir().RevokeKey(target, ctx.clock.Now()); !s.ok()) return ctx.Fail(s.message());
+  if (Status s = ctx.Dir().RevokeKey(target, ctx.clock.Now()); !s.ok())
+    return ctx.Fail(s.message());
   ctx.out << "revoked " << target << "\n";
   return 0;
 }
@@ -226,12 +240,13 @@ int KeyList(Context& ctx, const Args& a) {
   auto keys = ctx.Dir().ListKeys(user_id);
   if (!keys.ok()) return ctx.Fail(keys.status().message());
   Timestamp now = ctx.clock.Now();
-  ctx.out << std::left << std::setw(8) << "ID" << std::setw(8) << "USER" << std::setw(14) << "PREFIX" << std::setw(9)
-          << "STATUS" << std::setw(12) << "ACT_AS_USER" << "EXPIRES\n";
+  ctx.out << std::left << std::setw(8) << "ID" << std::setw(8) << "USER" << std::setw(14)
+          << "PREFIX" << std::setw(9) << "STATUS" << std::setw(12) << "ACT_AS_USER"
+          << "EXPIRES\n";
   for (const ApiKey& k : *keys) {
     std::string status = k.revoked_at ? "revoked" : (k.UsableAt(now) ? "active" : "expired");
-    ctx.out << std::left << std::setw(8) << k.id << std::setw(8) << k.user_id << std::setw(14) << k.prefix
-            << std::setw(9) << status << std::setw(12) << (k.act_as_user ? "yes" : "no")
+    ctx.out << std::left << std::setw(8) << k.id << std::setw(8) << k.user_id << std::setw(14)
+            << k.prefix << std::setw(9) << status << std::setw(12) << (k.act_as_user ? "yes" : "no")
             << (k.expires_at ? FormatRfc3339(*k.expires_at) : "-") << "\n";
   }
   return 0;
@@ -243,14 +258,17 @@ void PrintSettings(std::ostream& out, const User& u, const BudgetSettings& s) {
   out << "user:           " << u.name << " (id " << u.id << ", " << RoleName(u.role) << ")\n"
       << "limit:          $" << s.limit.ToUsdString() << "\n"
       << "period:         " << PeriodName(s.period)
-      << (s.period == Period::kCustom ? " (" + std::to_string(s.custom_period_days) + " days)" : "") << "\n"
+      << (s.period == Period::kCustom ? " (" + std::to_string(s.custom_period_days) + " days)" : "")
+      << "\n"
       << "timezone:       " << s.timezone << "\n"
       << "enforcement:    " << EnforcementName(s.enforcement) << "\n"
-      << "thresholds:     yellow " << s.yellow << "%, orange " << s.orange << "%, red " << s.red << "%\n"
+      << "thresholds:     yellow " << s.yellow << "%, orange " << s.orange << "%, red " << s.red
+      << "%\n"
       << "last reset:     " << FormatRfc3339(s.period_anchor) << "\n"
-      << "permissions:    budget_visible=" << s.budget_visible << " can_modify_limit=" << s.can_modify_limit
-      << " can_reset=" << s.can_reset
-      << (s.max_self_limit ? " max_self_limit=$" + s.max_self_limit->ToUsdString() : std::string()) << "\n";
+      << "permissions:    budget_visible=" << s.budget_visible
+      << " can_modify_limit=" << s.can_modify_limit << " can_reset=" << s.can_reset
+      << (s.max_self_limit ? " max_self_limit=$" + s.max_self_limit->ToUsdString() : std::string())
+      << "\n";
 }
 
 int BudgetShow(Context& ctx, const Args& a) {
@@ -286,7 +304,8 @@ int BudgetSet(Context& ctx, const Args& a) {
   }
   if (auto v = a.Get("custom-days")) {
     int days = std::atoi(v->c_str());
-    if (days < 1 || days > 366 || std::to_string(days) != *v) return ctx.Fail("--custom-days must be 1..366");
+    if (days < 1 || days > 366 || std::to_string(days) != *v)
+      return ctx.Fail("--custom-days must be 1..366");
     s.custom_period_days = days;
   }
   if (auto v = a.Get("enforcement")) {
@@ -313,7 +332,8 @@ int BudgetReset(Context& ctx, const Args& a) {
   if (!missing.empty()) return ctx.Fail(missing);
   auto user = ctx.Dir().FindUser(who);
   if (!user.ok()) return ctx.Fail(user.status().message());
-  auto r = ctx.Dir().ResetWindow(user->id, "cli", a.Get("reason").value_or(""), Money(), ctx.clock.Now());
+  auto r = ctx.Dir().ResetWindow(user->id, "cli", a.Get("reason").value_or(""), Money(),
+                                 ctx.clock.Now());
   if (!r.ok()) return ctx.Fail(r.status().message());
   ctx.out << "budget of " << user->name << " reset at " << FormatRfc3339(r->reset_at) << "\n";
   return 0;
@@ -325,52 +345,98 @@ int PricingList(Context& ctx, const Args&) {
   auto table = PricingTable::Load(ctx.config.pricing_file);
   if (!table.ok()) return ctx.Fail(table.status().message());
   ctx.out << "USD per million tokens\n"
-          << std::left << std::setw(10) << "PROVIDER" << std::setw(28) << "MODEL" << std::setw(22) << "FROM"
-          << std::setw(10) << "INPUT" << std::setw(10) << "OUTPUT" << std::setw(10) << "CACHE_RD" << std::setw(10)
-          << "CACHE_W5M" << std::setw(10) << "CACHE_W1H" << "WINDOWS\n";
+          << std::left << std::setw(10) << "PROVIDER" << std::setw(28) << "MODEL" << std::setw(22)
+          << "FROM" << std::setw(10) << "INPUT" << std::setw(10) << "OUTPUT" << std::setw(10)
+          << "CACHE_RD" << std::setw(10) << "CACHE_W5M" << std::setw(10) << "CACHE_W1H"
+          << "WINDOWS\n";
   for (const PriceEntry& e : table->entries()) {
     std::string windows;
     for (const PriceWindow& w : e.windows) {
-      windows += (windows.empty() ? "" : ", ") + w.name + " " + w.rates.input.ToUsdPerMillionString() + "/" +
+      windows += (windows.empty() ? "" : ", ") + w.name + " " +
+                 w.rates.input.ToUsdPerMillionString() + "/" +
                  w.rates.output.ToUsdPerMillionString();
     }
     ctx.out << std::left << std::setw(10) << e.provider << std::setw(28) << e.model << std::setw(22)
-            << e.effective_from_text << std::setw(10) << e.rates.input.ToUsdPerMillionString() << std::setw(10)
-            << e.rates.output.ToUsdPerMillionString() << std::setw(10) << e.rates.cache_read.ToUsdPerMillionString()
-            << std::setw(10) << e.rates.cache_write_5m.ToUsdPerMillionString() << std::setw(10)
+            << e.effective_from_text << std::setw(10) << e.rates.input.ToUsdPerMillionString()
+            << std::setw(10) << e.rates.output.ToUsdPerMillionString() << std::setw(10)
+            << e.rates.cache_read.ToUsdPerMillionString() << std::setw(10)
+            << e.rates.cache_write_5m.ToUsdPerMillionString() << std::setw(10)
             << e.rates.cache_write_1h.ToUsdPerMillionString() << windows << "\n";
   }
-  for (const auto& [alias, model] : table->aliases()) ctx.out << "alias " << alias << " -> " << model << "\n";
+  for (const auto& [alias, model] : table->aliases())
+    ctx.out << "alias " << alias << " -> " << model << "\n";
   return 0;
 }
 
 const std::vector<Command>& Commands() {
   static const std::vector<Command> kCommands = {
-      {"", "serve", "tollgate serve\n  Serves the proxy (TOLLGATE_LISTEN) and the side port (TOLLGATE_ADMIN_LISTEN).", {}, {},
+      {"",
+       "serve",
+       "tollgate serve\n  Serves the proxy (TOLLGATE_LISTEN) and the side port "
+       "(TOLLGATE_ADMIN_LISTEN).",
+       {},
+       {},
        Serve},
-      {"", "migrate", "tollgate migrate\n  Applies pending database migrations (safe to run again).", {}, {},
+      {"",
+       "migrate",
+       "tollgate migrate\n  Applies pending database migrations (safe to run again).",
+       {},
+       {},
        MigrateCommand},
-      {"user", "create",
-       "tollgate user create --name NAME [--email E] [--external-id ID] [--role user|admin] [--limit USD]"
-       " [--period daily|weekly|monthly|custom]\n  Creates a user with the role's default budget; prints the new id.",
-       {"name", "email", "external-id", "role", "limit", "period"}, {}, UserCreate},
+      {"user",
+       "create",
+       "tollgate user create --name NAME [--email E] [--external-id ID] [--role user|admin] "
+       "[--limit USD]"
+       " [--period daily|weekly|monthly|custom]\n  Creates a user with the role's default budget; "
+       "prints the new id.",
+       {"name", "email", "external-id", "role", "limit", "period"},
+       {},
+       UserCreate},
       {"user", "list", "tollgate user list\n  Lists users.", {}, {}, UserList},
-      {"key", "create",
+      {"key",
+       "create",
        "tollgate key create --user NAME_OR_ID [--name LABEL] [--act-as-user] [--expires DATE]\n"
        "  Creates a key; the secret is printed once, on the last line.",
-       {"user", "name", "expires"}, {"act-as-user"}, KeyCreate},
-      {"key", "revoke", "tollgate key revoke --key ID_OR_PREFIX\n  Revokes a key at once.", {"key"}, {}, KeyRevoke},
-      {"key", "list", "tollgate key list [--user NAME_OR_ID]\n  Lists keys (prefixes only, never secrets).", {"user"},
-       {}, KeyList},
-      {"budget", "show", "tollgate budget show --user NAME_OR_ID\n  Shows a user's budget settings.", {"user"}, {},
+       {"user", "name", "expires"},
+       {"act-as-user"},
+       KeyCreate},
+      {"key",
+       "revoke",
+       "tollgate key revoke --key ID_OR_PREFIX\n  Revokes a key at once.",
+       {"key"},
+       {},
+       KeyRevoke},
+      {"key",
+       "list",
+       "tollgate key list [--user NAME_OR_ID]\n  Lists keys (prefixes only, never secrets).",
+       {"user"},
+       {},
+       KeyList},
+      {"budget",
+       "show",
+       "tollgate budget show --user NAME_OR_ID\n  Shows a user's budget settings.",
+       {"user"},
+       {},
        BudgetShow},
-      {"budget", "set",
+      {"budget",
+       "set",
        "tollgate budget set --user NAME_OR_ID [--limit USD] [--period P] [--custom-days N]"
        " [--enforcement hard|soft|off] [--timezone TZ]\n  Changes a user's budget settings.",
-       {"user", "limit", "period", "custom-days", "enforcement", "timezone"}, {}, BudgetSet},
-      {"budget", "reset", "tollgate budget reset --user NAME_OR_ID [--reason TEXT]\n  Starts a new budget window now.",
-       {"user", "reason"}, {}, BudgetReset},
-      {"pricing", "list", "tollgate pricing list\n  Prints the pricing table in force.", {}, {}, PricingList},
+       {"user", "limit", "period", "custom-days", "enforcement", "timezone"},
+       {},
+       BudgetSet},
+      {"budget",
+       "reset",
+       "tollgate budget reset --user NAME_OR_ID [--reason TEXT]\n  Starts a new budget window now.",
+       {"user", "reason"},
+       {},
+       BudgetReset},
+      {"pricing",
+       "list",
+       "tollgate pricing list\n  Prints the pricing table in force.",
+       {},
+       {},
+       PricingList},
   };
   return kCommands;
 }
@@ -385,7 +451,8 @@ void PrintOverview(std::ostream& out) {
 }
 
 std::string DefaultConfigPath(const Environment& env) {
-  if (auto it = env.find("TOLLGATE_CONFIG"); it != env.end() && !it->second.empty()) return it->second;
+  if (auto it = env.find("TOLLGATE_CONFIG"); it != env.end() && !it->second.empty())
+    return it->second;
   std::error_code ec;
   for (const char* candidate : {"config/tollgate.json", "/etc/tollgate/tollgate.json"}) {
     if (std::filesystem::is_regular_file(candidate, ec)) return candidate;
@@ -395,7 +462,8 @@ std::string DefaultConfigPath(const Environment& env) {
 
 }  // namespace
 
-int RunCli(const std::vector<std::string>& argv_in, const Environment& env, std::ostream& out, std::ostream& err) {
+int RunCli(const std::vector<std::string>& argv_in, const Environment& env, std::ostream& out,
+           std::ostream& err) {
   std::vector<std::string> argv = argv_in;
   std::string config_path = DefaultConfigPath(env);
   if (argv.size() >= 2 && argv[0] == "--config") {
@@ -426,8 +494,8 @@ int RunCli(const std::vector<std::string>& argv_in, const Environment& env, std:
       }
       return argv.size() == 1 ? 2 : 0;
     }
-    err << "tollgate: unknown command \"" << argv[0] << (argv.size() > 1 && known_group ? " " + argv[1] : "")
-        << "\" (try tollgate --help)\n";
+    err << "tollgate: unknown command \"" << argv[0]
+        << (argv.size() > 1 && known_group ? " " + argv[1] : "") << "\" (try tollgate --help)\n";
     return 2;
   }
   auto args = Args::Parse({argv.begin() + static_cast<long>(consumed), argv.end()}, command->valued,

@@ -11,6 +11,7 @@ namespace tollgate {
 
 // Runs one command line; returns the process exit code. Output goes to `out`,
 // one-line error reasons to `err`.
-int RunCli(const std::vector<std::string>& argv, const Environment& env, std::ostream& out, std::ostream& err);
+int RunCli(const std::vector<std::string>& argv, const Environment& env, std::ostream& out,
+           std::ostream& err);
 
 }  // namespace tollgate

@@ -22,7 +22,8 @@ const std::map<std::string, std::string> kDefaultUpstreams = {
 };
 
 // Small typed readers: each names the field when the value has the wrong type.
-Status ReadString(const json& j, const std::string& key, const std::string& field, std::string* out) {
+Status ReadString(const json& j, const std::string& key, const std::string& field,
+                  std::string* out) {
   if (!j.contains(key)) return Status::Ok();
   if (!j[key].is_string()) return FieldError(field, "must be a string");
   *out = j[key].get<std::string>();
@@ -43,7 +44,8 @@ Status ReadInt(const json& j, const std::string& key, const std::string& field, 
   if (!j[key].is_number_integer()) return FieldError(field, "must be an integer");
   long long v = j[key].get<long long>();
   if (v < lo || v > hi) {
-    return FieldError(field, "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    return FieldError(field,
+                      "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
   }
   *out = static_cast<Int>(v);
   return Status::Ok();
@@ -54,8 +56,10 @@ Status ReadMoney(const json& j, const std::string& key, const std::string& field
                  std::optional<Money>* out) {
   if (!j.contains(key) || j[key].is_null()) return Status::Ok();
   std::optional<std::string> text;
-  if (j[key].is_string()) text = j[key].get<std::string>();
-  else if (j[key].is_number()) text = DecimalText(j[key].get<double>());
+  if (j[key].is_string())
+    text = j[key].get<std::string>();
+  else if (j[key].is_number())
+    text = DecimalText(j[key].get<double>());
   auto money = text ? Money::ParseUsd(*text) : std::nullopt;
   if (!money) return FieldError(field, "must be a USD amount with at most 9 decimals");
   if (*money < Money()) return FieldError(field, "must not be negative");
@@ -64,16 +68,17 @@ Status ReadMoney(const json& j, const std::string& key, const std::string& field
 }
 
 Status ReadDefaults(const json& j, const std::string& where, BudgetDefaults* d) {
-  if (Status s = CheckKeys(j, where,
-                           {"limit_usd", "period", "custom_period_days", "enforcement", "timezone",
-                            "thresholds", "budget_visible", "can_modify_limit", "max_self_limit_usd",
-                            "can_reset"});
+  if (Status s = CheckKeys(
+          j, where,
+          {"limit_usd", "period", "custom_period_days", "enforcement", "timezone", "thresholds",
+           "budget_visible", "can_modify_limit", "max_self_limit_usd", "can_reset"});
       !s.ok())
     return s;
   std::optional<Money> limit;
   if (Status s = ReadMoney(j, "limit_usd", where + ".limit_usd", &limit); !s.ok()) return s;
   if (limit) d->limit = *limit;
-  if (Status s = ReadMoney(j, "max_self_limit_usd", where + ".max_self_limit_usd", &d->max_self_limit);
+  if (Status s =
+          ReadMoney(j, "max_self_limit_usd", where + ".max_self_limit_usd", &d->max_self_limit);
       !s.ok())
     return s;
   std::string text;
@@ -106,7 +111,8 @@ Status ReadDefaults(const json& j, const std::string& where, BudgetDefaults* d) 
       return FieldError(tw, "must be strictly increasing: yellow < orange < red");
     }
   }
-  if (Status s = ReadBool(j, "budget_visible", where + ".budget_visible", &d->budget_visible); !s.ok())
+  if (Status s = ReadBool(j, "budget_visible", where + ".budget_visible", &d->budget_visible);
+      !s.ok())
     return s;
   if (Status s = ReadBool(j, "can_modify_limit", where + ".can_modify_limit", &d->can_modify_limit);
       !s.ok())
@@ -133,16 +139,20 @@ bool IsBaseUrl(const std::string& url) {
 Status ReadFile(const json& root, Config* c) {
   if (Status s = CheckKeys(root, "",
                            {"listen", "admin_listen", "database_url", "redis_url", "pricing_file",
-                            "migrate_on_start", "ledger_spool_dir", "server", "upstreams", "gate", "defaults",
-                            "global_cap", "alerts"});
+                            "migrate_on_start", "ledger_spool_dir", "server", "upstreams", "gate",
+                            "defaults", "global_cap", "alerts"});
       !s.ok())
     return s;
-  for (auto [key, target] : {std::pair{"listen", &c->listen}, {"admin_listen", &c->admin_listen},
-                             {"database_url", &c->database_url}, {"redis_url", &c->redis_url},
-                             {"pricing_file", &c->pricing_file}, {"ledger_spool_dir", &c->ledger_spool_dir}}) {
+  for (auto [key, target] : {std::pair{"listen", &c->listen},
+                             {"admin_listen", &c->admin_listen},
+                             {"database_url", &c->database_url},
+                             {"redis_url", &c->redis_url},
+                             {"pricing_file", &c->pricing_file},
+                             {"ledger_spool_dir", &c->ledger_spool_dir}}) {
     if (Status s = ReadString(root, key, key, target); !s.ok()) return s;
   }
-  if (Status s = ReadBool(root, "migrate_on_start", "migrate_on_start", &c->migrate_on_start); !s.ok())
+  if (Status s = ReadBool(root, "migrate_on_start", "migrate_on_start", &c->migrate_on_start);
+      !s.ok())
     return s;
 
   if (root.contains("server")) {
@@ -161,16 +171,19 @@ Status ReadFile(const json& root, Config* c) {
                 &c->upstream_read_timeout_ms),
         ReadInt(j, "db_pool_size", "server.db_pool_size", 1, 1000, &c->db_pool_size),
         ReadInt(j, "redis_pool_size", "server.redis_pool_size", 1, 10000, &c->redis_pool_size)};
-    for (const Status& s : checks) if (!s.ok()) return s;
+    for (const Status& s : checks)
+      if (!s.ok()) return s;
   }
 
   if (root.contains("upstreams")) {
     const json& j = root["upstreams"];
-    if (Status s = CheckKeys(j, "upstreams", {"mistral", "anthropic", "deepseek", "ollama"}); !s.ok())
+    if (Status s = CheckKeys(j, "upstreams", {"mistral", "anthropic", "deepseek", "ollama"});
+        !s.ok())
       return s;
     for (const auto& [name, u] : j.items()) {
       if (Status s = CheckKeys(u, "upstreams." + name, {"url"}); !s.ok()) return s;
-      if (Status s = ReadString(u, "url", "upstreams." + name + ".url", &c->upstreams[name].base_url);
+      if (Status s =
+              ReadString(u, "url", "upstreams." + name + ".url", &c->upstreams[name].base_url);
           !s.ok())
         return s;
     }
@@ -179,21 +192,24 @@ Status ReadFile(const json& root, Config* c) {
   if (root.contains("gate")) {
     const json& j = root["gate"];
     if (Status s = CheckKeys(j, "gate",
-                             {"clamp_max_tokens", "min_output_tokens", "hold_ttl_seconds", "redis_down",
-                              "auto_create_end_users", "fallback_price", "drain_max_concurrent",
-                              "drain_timeout_seconds"});
+                             {"clamp_max_tokens", "min_output_tokens", "hold_ttl_seconds",
+                              "redis_down", "auto_create_end_users", "fallback_price",
+                              "drain_max_concurrent", "drain_timeout_seconds"});
         !s.ok())
       return s;
     Status checks[] = {
         ReadBool(j, "clamp_max_tokens", "gate.clamp_max_tokens", &c->clamp_max_tokens),
-        ReadInt(j, "min_output_tokens", "gate.min_output_tokens", 1, 1000000, &c->min_output_tokens),
+        ReadInt(j, "min_output_tokens", "gate.min_output_tokens", 1, 1000000,
+                &c->min_output_tokens),
         ReadInt(j, "hold_ttl_seconds", "gate.hold_ttl_seconds", 10, 86400, &c->hold_ttl_seconds),
-        ReadBool(j, "auto_create_end_users", "gate.auto_create_end_users", &c->auto_create_end_users),
+        ReadBool(j, "auto_create_end_users", "gate.auto_create_end_users",
+                 &c->auto_create_end_users),
         ReadInt(j, "drain_max_concurrent", "gate.drain_max_concurrent", 0, 100000,
                 &c->drain_max_concurrent),
         ReadInt(j, "drain_timeout_seconds", "gate.drain_timeout_seconds", 1, 3600,
                 &c->drain_timeout_seconds)};
-    for (const Status& s : checks) if (!s.ok()) return s;
+    for (const Status& s : checks)
+      if (!s.ok()) return s;
     std::string mode = "postgres";
     if (Status s = ReadString(j, "redis_down", "gate.redis_down", &mode); !s.ok()) return s;
     if (mode != "postgres" && mode != "fail_closed") {
@@ -204,12 +220,15 @@ Status ReadFile(const json& root, Config* c) {
       const json& f = j["fallback_price"];
       if (Status s = CheckKeys(f, "gate.fallback_price", {"input", "output"}); !s.ok()) return s;
       if (!f.contains("input") || !f.contains("output")) {
-        return FieldError("gate.fallback_price", "needs both input and output (USD per million tokens)");
+        return FieldError("gate.fallback_price",
+                          "needs both input and output (USD per million tokens)");
       }
-      if (Status s = ReadMoney(f, "input", "gate.fallback_price.input", &c->fallback_input_per_million);
+      if (Status s =
+              ReadMoney(f, "input", "gate.fallback_price.input", &c->fallback_input_per_million);
           !s.ok())
         return s;
-      if (Status s = ReadMoney(f, "output", "gate.fallback_price.output", &c->fallback_output_per_million);
+      if (Status s =
+              ReadMoney(f, "output", "gate.fallback_price.output", &c->fallback_output_per_million);
           !s.ok())
         return s;
     }
@@ -222,14 +241,16 @@ Status ReadFile(const json& root, Config* c) {
       if (Status s = ReadDefaults(j["user"], "defaults.user", &c->user_defaults); !s.ok()) return s;
     }
     if (j.contains("admin")) {
-      if (Status s = ReadDefaults(j["admin"], "defaults.admin", &c->admin_defaults); !s.ok()) return s;
+      if (Status s = ReadDefaults(j["admin"], "defaults.admin", &c->admin_defaults); !s.ok())
+        return s;
     }
   }
 
   if (root.contains("global_cap") && !root["global_cap"].is_null()) {
     const json& j = root["global_cap"];
     if (Status s = CheckKeys(j, "global_cap", {"limit_usd", "period"}); !s.ok()) return s;
-    if (Status s = ReadMoney(j, "limit_usd", "global_cap.limit_usd", &c->global_cap); !s.ok()) return s;
+    if (Status s = ReadMoney(j, "limit_usd", "global_cap.limit_usd", &c->global_cap); !s.ok())
+      return s;
     std::string text;
     if (Status s = ReadString(j, "period", "global_cap.period", &text); !s.ok()) return s;
     if (!text.empty()) {
@@ -244,9 +265,11 @@ Status ReadFile(const json& root, Config* c) {
   if (root.contains("alerts")) {
     const json& j = root["alerts"];
     if (Status s = CheckKeys(j, "alerts", {"webhook_url", "max_attempts"}); !s.ok()) return s;
-    if (Status s = ReadString(j, "webhook_url", "alerts.webhook_url", &c->alert_webhook_url); !s.ok())
+    if (Status s = ReadString(j, "webhook_url", "alerts.webhook_url", &c->alert_webhook_url);
+        !s.ok())
       return s;
-    if (Status s = ReadInt(j, "max_attempts", "alerts.max_attempts", 1, 1000, &c->alert_max_attempts);
+    if (Status s =
+            ReadInt(j, "max_attempts", "alerts.max_attempts", 1, 1000, &c->alert_max_attempts);
         !s.ok())
       return s;
   }
@@ -273,26 +296,33 @@ void ApplyEnvironment(const Environment& env, Config* c) {
     if (const std::string* v = get(("TOLLGATE_" + upper + "_URL").c_str())) {
       c->upstreams[provider].base_url = *v;
     }
-    if (const std::string* v = get((upper + "_API_KEY").c_str())) c->upstreams[provider].api_key = *v;
+    if (const std::string* v = get((upper + "_API_KEY").c_str()))
+      c->upstreams[provider].api_key = *v;
   }
-  if (const std::string* v = get("TOLLGATE_MIGRATE_ON_START")) c->migrate_on_start = *v == "1" || *v == "true";
+  if (const std::string* v = get("TOLLGATE_MIGRATE_ON_START"))
+    c->migrate_on_start = *v == "1" || *v == "true";
 }
 
 Status Validate(const Config& c) {
   if (!ParseHostPort(c.listen)) return FieldError("listen", "must be host:port");
   if (!ParseHostPort(c.admin_listen)) return FieldError("admin_listen", "must be host:port");
-  if (c.database_url.rfind("postgresql://", 0) != 0 && c.database_url.rfind("postgres://", 0) != 0) {
+  if (c.database_url.rfind("postgresql://", 0) != 0 &&
+      c.database_url.rfind("postgres://", 0) != 0) {
     return FieldError("database_url", "must start with postgresql://");
   }
-  if (c.redis_url.rfind("redis://", 0) != 0) return FieldError("redis_url", "must start with redis://");
+  if (c.redis_url.rfind("redis://", 0) != 0)
+    return FieldError("redis_url", "must start with redis://");
   for (const auto& [name, u] : c.upstreams) {
     if (!IsBaseUrl(u.base_url)) {
-      return FieldError("upstreams." + name + ".url", "must be scheme://host[:port] with http or https and no path");
+      return FieldError("upstreams." + name + ".url",
+                        "must be scheme://host[:port] with http or https and no path");
     }
   }
-  for (auto [where, d] : {std::pair{"defaults.user", &c.user_defaults}, {"defaults.admin", &c.admin_defaults}}) {
+  for (auto [where, d] :
+       {std::pair{"defaults.user", &c.user_defaults}, {"defaults.admin", &c.admin_defaults}}) {
     if (!IsKnownTimezone(d->timezone)) {
-      return FieldError(std::string(where) + ".timezone", "unknown IANA time zone \"" + d->timezone + "\"");
+      return FieldError(std::string(where) + ".timezone",
+                        "unknown IANA time zone \"" + d->timezone + "\"");
     }
   }
   if (!c.alert_webhook_url.empty() && c.alert_webhook_url.rfind("http://", 0) != 0 &&
@@ -324,18 +354,25 @@ std::optional<Role> ParseRole(const std::string& s) {
 }
 const char* PeriodName(Period p) {
   switch (p) {
-    case Period::kDaily: return "daily";
-    case Period::kWeekly: return "weekly";
-    case Period::kMonthly: return "monthly";
-    case Period::kCustom: return "custom";
+    case Period::kDaily:
+      return "daily";
+    case Period::kWeekly:
+      return "weekly";
+    case Period::kMonthly:
+      return "monthly";
+    case Period::kCustom:
+      return "custom";
   }
   return "monthly";
 }
 const char* EnforcementName(Enforcement e) {
   switch (e) {
-    case Enforcement::kHard: return "hard";
-    case Enforcement::kSoft: return "soft";
-    case Enforcement::kOff: return "off";
+    case Enforcement::kHard:
+      return "hard";
+    case Enforcement::kSoft:
+      return "soft";
+    case Enforcement::kOff:
+      return "off";
   }
   return "hard";
 }
@@ -346,7 +383,8 @@ std::optional<HostPort> ParseHostPort(const std::string& text) {
   if (colon == std::string::npos || colon == 0 || colon + 1 == text.size()) return std::nullopt;
   HostPort hp;
   hp.host = text.substr(0, colon);
-  if (hp.host.front() == '[' && hp.host.back() == ']') hp.host = hp.host.substr(1, hp.host.size() - 2);
+  if (hp.host.front() == '[' && hp.host.back() == ']')
+    hp.host = hp.host.substr(1, hp.host.size() - 2);
   int port = 0;
   for (char ch : text.substr(colon + 1)) {
     if (ch < '0' || ch > '9') return std::nullopt;

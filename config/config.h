@@ -34,13 +34,13 @@ std::optional<HostPort> ParseHostPort(const std::string& text);
 struct BudgetDefaults {
   Money limit = Money::FromNanos(30'000'000'000);  // $30
   Period period = Period::kMonthly;
-  int custom_period_days = 30;                     // used when period is custom
+  int custom_period_days = 30;  // used when period is custom
   Enforcement enforcement = Enforcement::kHard;
   std::string timezone = "UTC";
-  int yellow = 50, orange = 75, red = 90;          // percent, strictly increasing
+  int yellow = 50, orange = 75, red = 90;  // percent, strictly increasing
   bool budget_visible = true;
   bool can_modify_limit = false;
-  std::optional<Money> max_self_limit;             // cap on a self-set limit
+  std::optional<Money> max_self_limit;  // cap on a self-set limit
   bool can_reset = false;
 };
 
@@ -50,46 +50,47 @@ struct Upstream {
 };
 
 struct Config {
-  std::string listen = "0.0.0.0:8080";           // TOLLGATE_LISTEN
-  std::string admin_listen = "127.0.0.1:8081";   // TOLLGATE_ADMIN_LISTEN
-  std::string database_url = "postgresql://tollgate@127.0.0.1:5432/tollgate";  // TOLLGATE_DATABASE_URL
-  std::string redis_url = "redis://127.0.0.1:6379/0";  // TOLLGATE_REDIS_URL
-  std::string admin_token;                       // TOLLGATE_ADMIN_TOKEN; empty = disabled
-  std::string pricing_file;                      // default: pricing.json beside the config file
-  bool migrate_on_start = false;                 // run migrations before serving
-  std::string ledger_spool_dir;                  // TOLLGATE_LEDGER_SPOOL_DIR; empty = rows wait in memory
+  std::string listen = "0.0.0.0:8080";          // TOLLGATE_LISTEN
+  std::string admin_listen = "127.0.0.1:8081";  // TOLLGATE_ADMIN_LISTEN
+  std::string database_url =
+      "postgresql://tollgate@127.0.0.1:5432/tollgate";  // TOLLGATE_DATABASE_URL
+  std::string redis_url = "redis://127.0.0.1:6379/0";   // TOLLGATE_REDIS_URL
+  std::string admin_token;                              // TOLLGATE_ADMIN_TOKEN; empty = disabled
+  std::string pricing_file;       // default: pricing.json beside the config file
+  bool migrate_on_start = false;  // run migrations before serving
+  std::string ledger_spool_dir;   // TOLLGATE_LEDGER_SPOOL_DIR; empty = rows wait in memory
 
   // Keyed by provider: mistral, anthropic, deepseek, ollama.
   std::map<std::string, Upstream> upstreams;
 
   // Server: one worker thread per open connection (cpp-httplib), so the pool bounds
   // the number of concurrent streams.
-  int worker_threads = 2200;                     // server.worker_threads
-  size_t max_body_bytes = 10 * 1024 * 1024;      // server.max_body_bytes (413 above)
-  int upstream_connect_timeout_ms = 5000;        // server.upstream_connect_timeout_ms
-  int upstream_read_timeout_ms = 600000;         // server.upstream_read_timeout_ms (504)
-  int db_pool_size = 8;                          // server.db_pool_size
-  int redis_pool_size = 32;                      // server.redis_pool_size
+  int worker_threads = 2200;                 // server.worker_threads
+  size_t max_body_bytes = 10 * 1024 * 1024;  // server.max_body_bytes (413 above)
+  int upstream_connect_timeout_ms = 5000;    // server.upstream_connect_timeout_ms
+  int upstream_read_timeout_ms = 600000;     // server.upstream_read_timeout_ms (504)
+  int db_pool_size = 8;                      // server.db_pool_size
+  int redis_pool_size = 32;                  // server.redis_pool_size
 
   // The gate.
-  bool clamp_max_tokens = true;                  // gate.clamp_max_tokens
-  int min_output_tokens = 256;                   // gate.min_output_tokens (clamp floor)
-  int hold_ttl_seconds = 900;                    // gate.hold_ttl_seconds
-  bool redis_down_use_postgres = true;           // gate.redis_down: "postgres" | "fail_closed"
-  bool auto_create_end_users = true;             // gate.auto_create_end_users
+  bool clamp_max_tokens = true;                      // gate.clamp_max_tokens
+  int min_output_tokens = 256;                       // gate.min_output_tokens (clamp floor)
+  int hold_ttl_seconds = 900;                        // gate.hold_ttl_seconds
+  bool redis_down_use_postgres = true;               // gate.redis_down: "postgres" | "fail_closed"
+  bool auto_create_end_users = true;                 // gate.auto_create_end_users
   std::optional<Money> fallback_input_per_million;   // gate.fallback_price.input (USD/M)
   std::optional<Money> fallback_output_per_million;  // gate.fallback_price.output
-  int drain_max_concurrent = 64;                 // gate.drain_max_concurrent
-  int drain_timeout_seconds = 120;               // gate.drain_timeout_seconds
+  int drain_max_concurrent = 64;                     // gate.drain_max_concurrent
+  int drain_timeout_seconds = 120;                   // gate.drain_timeout_seconds
 
-  BudgetDefaults user_defaults;                  // defaults.user
-  BudgetDefaults admin_defaults;                 // defaults.admin ($100/month)
+  BudgetDefaults user_defaults;   // defaults.user
+  BudgetDefaults admin_defaults;  // defaults.admin ($100/month)
 
-  std::optional<Money> global_cap;               // global_cap.limit_usd; none = no cap
-  Period global_cap_period = Period::kMonthly;   // global_cap.period
+  std::optional<Money> global_cap;              // global_cap.limit_usd; none = no cap
+  Period global_cap_period = Period::kMonthly;  // global_cap.period
 
-  std::string alert_webhook_url;                 // alerts.webhook_url; empty = store only
-  int alert_max_attempts = 12;                   // alerts.max_attempts
+  std::string alert_webhook_url;  // alerts.webhook_url; empty = store only
+  int alert_max_attempts = 12;    // alerts.max_attempts
 
   const BudgetDefaults& DefaultsFor(Role role) const {
     return role == Role::kAdmin ? admin_defaults : user_defaults;

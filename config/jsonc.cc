@@ -20,7 +20,8 @@ Result<nlohmann::json> ReadJsoncFile(const std::string& path) {
 
 Status CheckKeys(const nlohmann::json& object, const std::string& where,
                  const std::set<std::string>& allowed) {
-  if (!object.is_object()) return FieldError(where.empty() ? "(top level)" : where, "must be an object");
+  if (!object.is_object())
+    return FieldError(where.empty() ? "(top level)" : where, "must be an object");
   for (const auto& [key, value] : object.items()) {
     if (!allowed.count(key)) {
       return FieldError(where.empty() ? key : where + "." + key, "unknown field");

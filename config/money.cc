@@ -45,8 +45,8 @@ std::optional<int64_t> ParseScaledDecimal(std::string_view text, int scale) {
 
 std::string FormatScaled(int64_t value, int scale) {
   bool negative = value < 0;
-  unsigned long long magnitude =
-      negative ? 0ULL - static_cast<unsigned long long>(value) : static_cast<unsigned long long>(value);
+  unsigned long long magnitude = negative ? 0ULL - static_cast<unsigned long long>(value)
+                                          : static_cast<unsigned long long>(value);
   unsigned long long divisor = 1;
   for (int i = 0; i < scale; ++i) divisor *= 10;
   std::string frac = std::to_string(magnitude % divisor);
@@ -80,7 +80,8 @@ std::string TokenRate::ToUsdPerMillionString() const {
 Money CostAccumulator::Total() const {
   __int128 whole = femto_ / 1000000;
   if (femto_ % 1000000 != 0) whole += 1;
-  if (whole > std::numeric_limits<int64_t>::max()) return Money::FromNanos(std::numeric_limits<int64_t>::max());
+  if (whole > std::numeric_limits<int64_t>::max())
+    return Money::FromNanos(std::numeric_limits<int64_t>::max());
   return Money::FromNanos(static_cast<int64_t>(whole));
 }
 

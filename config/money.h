@@ -22,8 +22,14 @@ class Money {
 
   constexpr Money operator+(Money o) const { return Money(nanos_ + o.nanos_); }
   constexpr Money operator-(Money o) const { return Money(nanos_ - o.nanos_); }
-  Money& operator+=(Money o) { nanos_ += o.nanos_; return *this; }
-  Money& operator-=(Money o) { nanos_ -= o.nanos_; return *this; }
+  Money& operator+=(Money o) {
+    nanos_ += o.nanos_;
+    return *this;
+  }
+  Money& operator-=(Money o) {
+    nanos_ -= o.nanos_;
+    return *this;
+  }
   constexpr auto operator<=>(const Money&) const = default;
 
  private:

@@ -15,10 +15,13 @@ Status ReadRate(const json& j, const std::string& key, const std::string& field,
                 std::optional<TokenRate>* out) {
   if (!j.contains(key)) return Status::Ok();
   std::optional<std::string> text;
-  if (j[key].is_string()) text = j[key].get<std::string>();
-  else if (j[key].is_number()) text = DecimalText(j[key].get<double>());
+  if (j[key].is_string())
+    text = j[key].get<std::string>();
+  else if (j[key].is_number())
+    text = DecimalText(j[key].get<double>());
   auto rate = text ? TokenRate::ParseUsdPerMillion(*text) : std::nullopt;
-  if (!rate) return FieldError(field, "must be a non-negative USD-per-million amount (at most 9 decimals)");
+  if (!rate)
+    return FieldError(field, "must be a non-negative USD-per-million amount (at most 9 decimals)");
   *out = rate;
   return Status::Ok();
 }
@@ -41,8 +44,8 @@ Status ReadRates(const json& j, const std::string& where, const Rates* base, Rat
 
 Status ParseClock(const std::string& text, int* minutes) {
   int h = 0, m = 0;
-  if (text.size() != 5 || text[2] != ':' || std::sscanf(text.c_str(), "%2d:%2d", &h, &m) != 2 || h > 24 ||
-      m > 59 || (h == 24 && m != 0))
+  if (text.size() != 5 || text[2] != ':' || std::sscanf(text.c_str(), "%2d:%2d", &h, &m) != 2 ||
+      h > 24 || m > 59 || (h == 24 && m != 0))
     return Status::Invalid("bad time");
   *minutes = h * 60 + m;
   return Status::Ok();
@@ -54,7 +57,8 @@ Status ReadWindow(const json& j, const std::string& where, const Rates& base, Pr
                             "cache_write_5m", "cache_write_1h"});
       !s.ok())
     return s;
-  if (!j.contains("name") || !j["name"].is_string()) return FieldError(where + ".name", "must be a string");
+  if (!j.contains("name") || !j["name"].is_string())
+    return FieldError(where + ".name", "must be a string");
   w->name = j["name"].get<std::string>();
   static const char* kDays[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
   if (!j.contains("weekdays") || !j["weekdays"].is_array()) {
@@ -63,7 +67,8 @@ Status ReadWindow(const json& j, const std::string& where, const Rates& base, Pr
   for (const json& d : j["weekdays"]) {
     auto found = d.is_string() ? std::find(std::begin(kDays), std::end(kDays), d.get<std::string>())
                                : std::end(kDays);
-    if (found == std::end(kDays)) return FieldError(where + ".weekdays", "unknown day (use sun..sat)");
+    if (found == std::end(kDays))
+      return FieldError(where + ".weekdays", "unknown day (use sun..sat)");
     w->weekday_mask |= 1u << (found - std::begin(kDays));
   }
   if (!j.contains("utc") || !j["utc"].is_array() || j["utc"].empty()) {
@@ -74,7 +79,8 @@ Status ReadWindow(const json& j, const std::string& where, const Rates& base, Pr
     int a = 0, b = 0;
     if (text.size() != 11 || text[5] != '-' || !ParseClock(text.substr(0, 5), &a).ok() ||
         !ParseClock(text.substr(6), &b).ok() || a >= b) {
-      return FieldError(where + ".utc", "range \"" + text + "\" must be HH:MM-HH:MM with start < end");
+      return FieldError(where + ".utc",
+                        "range \"" + text + "\" must be HH:MM-HH:MM with start < end");
     }
     w->utc.emplace_back(a, b);
   }
@@ -89,8 +95,10 @@ Status ReadEntry(const json& j, const std::string& where, PriceEntry* e,
                             "default_max_output", "source", "checked", "note"});
       !s.ok())
     return s;
-  for (auto [key, target] : {std::pair{"provider", &e->provider}, {"model", &e->model},
-                             {"effective_from", &e->effective_from_text}, {"source", &e->source},
+  for (auto [key, target] : {std::pair{"provider", &e->provider},
+                             {"model", &e->model},
+                             {"effective_from", &e->effective_from_text},
+                             {"source", &e->source},
                              {"checked", &e->checked}}) {
     if (!j.contains(key) || !j[key].is_string() || j[key].get<std::string>().empty()) {
       return FieldError(where + "." + key, "is required (a non-empty string)");
@@ -106,7 +114,8 @@ Status ReadEntry(const json& j, const std::string& where, PriceEntry* e,
   }
   if (Status s = ReadRates(j, where, nullptr, &e->rates); !s.ok()) return s;
   if (j.contains("default_max_output")) {
-    if (!j["default_max_output"].is_number_integer() || j["default_max_output"].get<int64_t>() < 1) {
+    if (!j["default_max_output"].is_number_integer() ||
+        j["default_max_output"].get<int64_t>() < 1) {
       return FieldError(where + ".default_max_output", "must be a positive integer");
     }
     e->default_max_output = j["default_max_output"].get<int64_t>();
@@ -115,14 +124,16 @@ Status ReadEntry(const json& j, const std::string& where, PriceEntry* e,
     if (!j["windows"].is_array()) return FieldError(where + ".windows", "must be a list");
     for (size_t i = 0; i < j["windows"].size(); ++i) {
       PriceWindow w;
-      if (Status s = ReadWindow(j["windows"][i], where + ".windows[" + std::to_string(i) + "]", e->rates, &w);
+      if (Status s = ReadWindow(j["windows"][i], where + ".windows[" + std::to_string(i) + "]",
+                                e->rates, &w);
           !s.ok())
         return s;
       e->windows.push_back(std::move(w));
     }
   }
   if (j.contains("aliases")) {
-    if (!j["aliases"].is_array()) return FieldError(where + ".aliases", "must be a list of strings");
+    if (!j["aliases"].is_array())
+      return FieldError(where + ".aliases", "must be a list of strings");
     for (const json& a : j["aliases"]) {
       if (!a.is_string()) return FieldError(where + ".aliases", "must be a list of strings");
       aliases->push_back(a.get<std::string>());
@@ -160,7 +171,8 @@ Result<PricingTable> PricingTable::Parse(const std::string& text, const std::str
   } catch (const json::parse_error& e) {
     return Status::Invalid(where + ": not valid JSON: " + e.what());
   }
-  if (Status s = CheckKeys(root, "", {"models", "note"}); !s.ok()) return Status::Invalid(where + ": " + s.message());
+  if (Status s = CheckKeys(root, "", {"models", "note"}); !s.ok())
+    return Status::Invalid(where + ": " + s.message());
   if (!root.contains("models") || !root["models"].is_array()) {
     return Status::Invalid(where + ": models: must be a list");
   }
@@ -175,20 +187,24 @@ Result<PricingTable> PricingTable::Parse(const std::string& text, const std::str
     for (const std::string& a : aliases) {
       auto [it, inserted] = table.aliases_.emplace(e.provider + "/" + a, e.model);
       if (!inserted && it->second != e.model) {
-        return Status::Invalid(where + ": " + field + ".aliases: \"" + a + "\" already names " + it->second);
+        return Status::Invalid(where + ": " + field + ".aliases: \"" + a + "\" already names " +
+                               it->second);
       }
     }
     for (const PriceEntry& other : table.entries_) {
-      if (other.provider == e.provider && other.model == e.model && other.effective_from == e.effective_from) {
-        return Status::Invalid(where + ": " + field + ": duplicate entry for " + e.provider + "/" + e.model +
-                               " at " + e.effective_from_text);
+      if (other.provider == e.provider && other.model == e.model &&
+          other.effective_from == e.effective_from) {
+        return Status::Invalid(where + ": " + field + ": duplicate entry for " + e.provider + "/" +
+                               e.model + " at " + e.effective_from_text);
       }
     }
     table.entries_.push_back(std::move(e));
   }
-  std::sort(table.entries_.begin(), table.entries_.end(), [](const PriceEntry& a, const PriceEntry& b) {
-    return std::tie(a.provider, a.model, a.effective_from) < std::tie(b.provider, b.model, b.effective_from);
-  });
+  std::sort(table.entries_.begin(), table.entries_.end(),
+            [](const PriceEntry& a, const PriceEntry& b) {
+              return std::tie(a.provider, a.model, a.effective_from) <
+                     std::tie(b.provider, b.model, b.effective_from);
+            });
   return table;
 }
 
@@ -205,16 +221,18 @@ Result<PriceQuote> PricingTable::Lookup(const std::string& provider, const std::
     // entries_ is sorted by (provider, model, effective_from): the last entry not after
     // `at` within the model's run is the one in force.
     auto key = std::tie(provider, candidate);
-    auto first = std::lower_bound(entries_.begin(), entries_.end(), key, [](const PriceEntry& e, const auto& k) {
-      return std::tie(e.provider, e.model) < k;
-    });
-    for (auto it = first; it != entries_.end() && it->provider == provider && it->model == candidate; ++it) {
+    auto first = std::lower_bound(
+        entries_.begin(), entries_.end(), key,
+        [](const PriceEntry& e, const auto& k) { return std::tie(e.provider, e.model) < k; });
+    for (auto it = first;
+         it != entries_.end() && it->provider == provider && it->model == candidate; ++it) {
       if (it->effective_from <= at) best = &*it;
     }
     if (best) break;
   }
   if (!best) return Status::NotFound("no price for " + provider + " model \"" + model + "\"");
-  PriceQuote quote{best, best->rates, best->provider + "/" + best->model + "@" + best->effective_from_text};
+  PriceQuote quote{best, best->rates,
+                   best->provider + "/" + best->model + "@" + best->effective_from_text};
   for (const PriceWindow& w : best->windows) {
     if (InWindow(w, at)) {
       quote.rates = w.rates;

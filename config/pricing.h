@@ -31,14 +31,14 @@ struct PriceWindow {
 
 struct PriceEntry {
   std::string provider;
-  std::string model;       // "*" = the provider's price for any model
+  std::string model;  // "*" = the provider's price for any model
   Timestamp effective_from;
   std::string effective_from_text;
-  Rates rates;             // outside every window
+  Rates rates;  // outside every window
   std::vector<PriceWindow> windows;
   int64_t default_max_output = 4096;  // output cap reserved when a request names none
   std::string source;
-  std::string checked;     // date the price was read from the source
+  std::string checked;  // date the price was read from the source
 };
 
 // What a lookup returns: the rates in force and which entry and window gave them.
@@ -54,7 +54,8 @@ class PricingTable {
   static Result<PricingTable> Parse(const std::string& text, const std::string& where);
 
   // The price in force at `at` for `model` (aliases resolved), or NotFound.
-  Result<PriceQuote> Lookup(const std::string& provider, const std::string& model, Timestamp at) const;
+  Result<PriceQuote> Lookup(const std::string& provider, const std::string& model,
+                            Timestamp at) const;
   // The model name an alias stands for (the name itself when it is no alias).
   std::string Canonical(const std::string& provider, const std::string& model) const;
 
@@ -62,8 +63,8 @@ class PricingTable {
   const std::map<std::string, std::string>& aliases() const { return aliases_; }
 
  private:
-  std::vector<PriceEntry> entries_;              // sorted by provider, model, effective_from
-  std::map<std::string, std::string> aliases_;   // "provider/alias" -> model
+  std::vector<PriceEntry> entries_;             // sorted by provider, model, effective_from
+  std::map<std::string, std::string> aliases_;  // "provider/alias" -> model
 };
 
 }  // namespace tollgate

@@ -11,7 +11,9 @@ void TuneServer(httplib::Server& server, const ServerTuning& tuning) {
   server.set_read_timeout(tuning.read_timeout_seconds, 0);
   server.set_payload_max_length(tuning.max_body_bytes);
   int threads = tuning.worker_threads;
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  server.new_task_queue = [threads] {
+    return new httplib::ThreadPool(static_cast<size_t>(threads));
+  };
 }
 
 int BindWithBacklog(httplib::Server& server, const std::string& host, int port, int backlog) {
@@ -21,7 +23,8 @@ int BindWithBacklog(httplib::Server& server, const std::string& host, int port, 
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     *fd = sock;
   });
-  int bound = port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
+  int bound =
+      port == 0 ? server.bind_to_any_port(host) : (server.bind_to_port(host, port) ? port : -1);
   if (bound >= 0 && *fd >= 0) ::listen(*fd, backlog);
   return bound;
 }

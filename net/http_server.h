@@ -11,7 +11,7 @@
 namespace tollgate {
 
 struct ServerTuning {
-  int worker_threads = 64;        // one per open connection
+  int worker_threads = 64;  // one per open connection
   size_t max_body_bytes = 10 * 1024 * 1024;
   int read_timeout_seconds = 60;
   int keep_alive_seconds = 60;

@@ -35,7 +35,8 @@ class Observer final : public StreamObserver {
     } else if (type == "content_block_delta" && j->contains("delta") && (*j)["delta"].is_object()) {
       for (const char* key : {"text", "thinking", "partial_json"}) {
         if ((*j)["delta"].contains(key) && (*j)["delta"][key].is_string())
-          relayed_text_bytes_ += static_cast<int64_t>((*j)["delta"][key].get_ref<const std::string&>().size());
+          relayed_text_bytes_ +=
+              static_cast<int64_t>((*j)["delta"][key].get_ref<const std::string&>().size());
       }
     } else if (type == "message_stop") {
       finished_ = true;
@@ -76,14 +77,16 @@ void MergeUsage(const json& u, Usage* usage) {
 std::optional<Route> Anthropic::Match(std::string_view method, std::string_view path) const {
   if (method == "POST" && path == "v1/messages") return Route{Endpoint::kChat};
   if (method == "POST" && path == "v1/messages/count_tokens") return Route{Endpoint::kCountTokens};
-  if (method == "GET" && (path == "v1/models" || path.substr(0, 10) == "v1/models/")) return Route{Endpoint::kListing};
+  if (method == "GET" && (path == "v1/models" || path.substr(0, 10) == "v1/models/"))
+    return Route{Endpoint::kListing};
   return std::nullopt;
 }
 
 Result<RequestFacts> Anthropic::ReadRequest(const Route& route, const json& body) const {
   RequestFacts f;
   if (!body.is_object()) return Status::Invalid("body: must be a JSON object");
-  if (!body.contains("model") || !body["model"].is_string() || body["model"].get_ref<const std::string&>().empty())
+  if (!body.contains("model") || !body["model"].is_string() ||
+      body["model"].get_ref<const std::string&>().empty())
     return Status::Invalid("model: Field required (a non-empty string)");
   f.model = body["model"].get<std::string>();
   if (!body.contains("messages") || !body["messages"].is_array())
@@ -100,18 +103,20 @@ Result<RequestFacts> Anthropic::ReadRequest(const Route& route, const json& body
   } else {
     f.max_output_tokens = 0;
   }
-  if (body.contains("metadata") && body["metadata"].is_object() && body["metadata"].contains("user_id") &&
-      body["metadata"]["user_id"].is_string())
+  if (body.contains("metadata") && body["metadata"].is_object() &&
+      body["metadata"].contains("user_id") && body["metadata"]["user_id"].is_string())
     f.end_user = body["metadata"]["user_id"].get<std::string>();
   int64_t bytes = PromptTextBytes(body["messages"]);
   for (const char* key : {"system", "tools"}) {
     if (body.contains(key)) bytes += PromptTextBytes(body[key]);
   }
-  f.input_tokens_estimate = EstimateInputTokens(bytes, static_cast<int64_t>(body["messages"].size()));
+  f.input_tokens_estimate =
+      EstimateInputTokens(bytes, static_cast<int64_t>(body["messages"].size()));
   return f;
 }
 
-bool Anthropic::Rewrite(const Route&, const RequestFacts&, std::optional<int64_t> max_output, json* body) const {
+bool Anthropic::Rewrite(const Route&, const RequestFacts&, std::optional<int64_t> max_output,
+                        json* body) const {
   if (max_output) (*body)["max_tokens"] = *max_output;
   return false;
 }
@@ -129,25 +134,45 @@ std::unique_ptr<StreamObserver> Anthropic::ObserveStream(const Route&, bool) con
 std::string Anthropic::ErrorBody(const Route*, ErrorKind kind, const std::string& message) const {
   const char* type = "invalid_request_error";
   switch (kind) {
-    case ErrorKind::kInvalidRequest: type = "invalid_request_error"; break;
-    case ErrorKind::kAuthentication: type = "authentication_error"; break;
-    case ErrorKind::kBudget: type = "billing_error"; break;
-    case ErrorKind::kPermission: type = "permission_error"; break;
-    case ErrorKind::kNotFound: type = "not_found_error"; break;
-    case ErrorKind::kTooLarge: type = "request_too_large"; break;
-    case ErrorKind::kUpstream: type = "api_error"; break;
-    case ErrorKind::kUnavailable: type = "overloaded_error"; break;
-    case ErrorKind::kTimeout: type = "timeout_error"; break;
+    case ErrorKind::kInvalidRequest:
+      type = "invalid_request_error";
+      break;
+    case ErrorKind::kAuthentication:
+      type = "authentication_error";
+      break;
+    case ErrorKind::kBudget:
+      type = "billing_error";
+      break;
+    case ErrorKind::kPermission:
+      type = "permission_error";
+      break;
+    case ErrorKind::kNotFound:
+      type = "not_found_error";
+      break;
+    case ErrorKind::kTooLarge:
+      type = "request_too_large";
+      break;
+    case ErrorKind::kUpstream:
+      type = "api_error";
+      break;
+    case ErrorKind::kUnavailable:
+      type = "overloaded_error";
+      break;
+    case ErrorKind::kTimeout:
+      type = "timeout_error";
+      break;
   }
   return json{{"type", "error"}, {"error", {{"type", type}, {"message", message}}}}.dump();
 }
 
 std::string Anthropic::StreamErrorFrame(const Route&, const std::string& message) const {
-  return "event: error\ndata: " + json{{"type", "error"}, {"error", {{"type", "api_error"}, {"message", message}}}}.dump() +
+  return "event: error\ndata: " +
+         json{{"type", "error"}, {"error", {{"type", "api_error"}, {"message", message}}}}.dump() +
          "\n\n";
 }
 
-std::vector<std::pair<std::string, std::string>> Anthropic::Credentials(const std::string& api_key) const {
+std::vector<std::pair<std::string, std::string>> Anthropic::Credentials(
+    const std::string& api_key) const {
   std::vector<std::pair<std::string, std::string>> h;
   if (!api_key.empty()) h.emplace_back("x-api-key", api_key);
   h.emplace_back("anthropic-version", "2023-06-01");  // kept from the client when it sent one

@@ -15,10 +15,13 @@ class Anthropic final : public Provider {
   bool Rewrite(const Route& route, const RequestFacts& facts, std::optional<int64_t> max_output,
                nlohmann::json* body) const override;
   Usage UsageFromAnswer(const Route& route, const nlohmann::json& answer) const override;
-  std::unique_ptr<StreamObserver> ObserveStream(const Route& route, bool hide_usage_chunk) const override;
-  std::string ErrorBody(const Route* route, ErrorKind kind, const std::string& message) const override;
+  std::unique_ptr<StreamObserver> ObserveStream(const Route& route,
+                                                bool hide_usage_chunk) const override;
+  std::string ErrorBody(const Route* route, ErrorKind kind,
+                        const std::string& message) const override;
   std::string StreamErrorFrame(const Route& route, const std::string& message) const override;
-  std::vector<std::pair<std::string, std::string>> Credentials(const std::string& api_key) const override;
+  std::vector<std::pair<std::string, std::string>> Credentials(
+      const std::string& api_key) const override;
 };
 
 // Reads a usage object (message or message_delta), overwriting only the fields present.

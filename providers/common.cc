@@ -6,15 +6,24 @@ namespace tollgate {
 
 int StatusFor(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::kInvalidRequest: return 400;
-    case ErrorKind::kAuthentication: return 401;
-    case ErrorKind::kBudget: return 402;
-    case ErrorKind::kPermission: return 403;
-    case ErrorKind::kNotFound: return 404;
-    case ErrorKind::kTooLarge: return 413;
-    case ErrorKind::kUpstream: return 502;
-    case ErrorKind::kUnavailable: return 503;
-    case ErrorKind::kTimeout: return 504;
+    case ErrorKind::kInvalidRequest:
+      return 400;
+    case ErrorKind::kAuthentication:
+      return 401;
+    case ErrorKind::kBudget:
+      return 402;
+    case ErrorKind::kPermission:
+      return 403;
+    case ErrorKind::kNotFound:
+      return 404;
+    case ErrorKind::kTooLarge:
+      return 413;
+    case ErrorKind::kUpstream:
+      return 502;
+    case ErrorKind::kUnavailable:
+      return 503;
+    case ErrorKind::kTimeout:
+      return 504;
   }
   return 500;
 }
@@ -32,7 +41,9 @@ int64_t PromptTextBytes(const nlohmann::json& j) {
   } else if (j.is_object()) {
     for (const auto& [key, value] : j.items()) {
       // Everything textual counts except identifiers that never reach the tokenizer.
-      if (key == "role" || key == "type" || key == "id" || key == "tool_call_id" || key == "cache_control") continue;
+      if (key == "role" || key == "type" || key == "id" || key == "tool_call_id" ||
+          key == "cache_control")
+        continue;
       if (key == "image_url" || key == "source" || key == "images") {
         n += 1500 * 4;  // an image is ~1,500 tokens of budget; no pixels are counted
         continue;

@@ -7,7 +7,8 @@ namespace {
 
 // Finds the end of the next SSE block: the first blank line, LF or CRLF.
 size_t BlockEnd(const std::string& s, size_t from, size_t* terminator) {
-  for (size_t i = s.find('\n', from); i != std::string::npos && i + 1 < s.size(); i = s.find('\n', i + 1)) {
+  for (size_t i = s.find('\n', from); i != std::string::npos && i + 1 < s.size();
+       i = s.find('\n', i + 1)) {
     if (s[i + 1] == '\n') {
       *terminator = 2;
       return i;
@@ -26,12 +27,14 @@ SseEvent ParseBlock(std::string raw, size_t body_len) {
   size_t pos = 0;
   while (pos <= body.size()) {
     size_t nl = body.find('\n', pos);
-    std::string_view line = body.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
+    std::string_view line =
+        body.substr(pos, nl == std::string_view::npos ? std::string_view::npos : nl - pos);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (!line.empty() && line[0] != ':') {
       size_t colon = line.find(':');
       std::string_view field = line.substr(0, colon);
-      std::string_view value = colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
+      std::string_view value =
+          colon == std::string_view::npos ? std::string_view() : line.substr(colon + 1);
       if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
       if (field == "event") {
         e.event = value;

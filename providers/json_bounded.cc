@@ -7,7 +7,8 @@ struct TooDeep {};
 
 }  // namespace
 
-std::optional<nlohmann::json> ParseJsonBounded(std::string_view text, std::string* error, int max_depth) {
+std::optional<nlohmann::json> ParseJsonBounded(std::string_view text, std::string* error,
+                                               int max_depth) {
   auto guard = [max_depth](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
     if (depth > max_depth) throw TooDeep{};
     return true;

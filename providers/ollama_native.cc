@@ -38,9 +38,10 @@ class Observer final : public StreamObserver {
       if (j->contains(key) && (*j)[key].is_string())
         relayed_text_bytes_ += static_cast<int64_t>((*j)[key].get_ref<const std::string&>().size());
     }
-    if (j->contains("message") && (*j)["message"].is_object() && (*j)["message"].contains("content") &&
-        (*j)["message"]["content"].is_string())
-      relayed_text_bytes_ += static_cast<int64_t>((*j)["message"]["content"].get_ref<const std::string&>().size());
+    if (j->contains("message") && (*j)["message"].is_object() &&
+        (*j)["message"].contains("content") && (*j)["message"]["content"].is_string())
+      relayed_text_bytes_ +=
+          static_cast<int64_t>((*j)["message"]["content"].get_ref<const std::string&>().size());
     if (j->value("done", false)) {
       usage_ = ReadUsage(*j);
       finished_ = true;
@@ -54,7 +55,8 @@ class Observer final : public StreamObserver {
 Result<RequestFacts> ReadRequest(const Route& route, const json& body) {
   RequestFacts f;
   if (!body.is_object()) return Status::Invalid("body: must be a JSON object");
-  if (!body.contains("model") || !body["model"].is_string() || body["model"].get_ref<const std::string&>().empty())
+  if (!body.contains("model") || !body["model"].is_string() ||
+      body["model"].get_ref<const std::string&>().empty())
     return Status::Invalid("model: is required (a non-empty string)");
   f.model = body["model"].get<std::string>();
   f.stream = route.endpoint == Endpoint::kChat;  // native chat/generate stream unless told not to
@@ -66,8 +68,10 @@ Result<RequestFacts> ReadRequest(const Route& route, const json& body) {
     if (!body["options"].is_object()) return Status::Invalid("options: must be an object");
     const json& o = body["options"];
     if (o.contains("num_predict")) {
-      if (!o["num_predict"].is_number_integer()) return Status::Invalid("options.num_predict: must be an integer");
-      if (o["num_predict"].get<int64_t>() >= 0) f.max_output_tokens = o["num_predict"].get<int64_t>();  // -1 = unbounded
+      if (!o["num_predict"].is_number_integer())
+        return Status::Invalid("options.num_predict: must be an integer");
+      if (o["num_predict"].get<int64_t>() >= 0)
+        f.max_output_tokens = o["num_predict"].get<int64_t>();  // -1 = unbounded
     }
   }
   int64_t messages = 0, bytes = 0;
@@ -101,7 +105,8 @@ Usage ReadUsage(const json& answer) {
 std::unique_ptr<StreamObserver> NewObserver() { return std::make_unique<Observer>(); }
 
 void SetMaxTokens(json* body, int64_t max_output) {
-  if (!body->contains("options") || !(*body)["options"].is_object()) (*body)["options"] = json::object();
+  if (!body->contains("options") || !(*body)["options"].is_object())
+    (*body)["options"] = json::object();
   (*body)["options"]["num_predict"] = max_output;
 }
 

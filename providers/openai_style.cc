@@ -8,7 +8,9 @@ namespace {
 
 using nlohmann::json;
 
-Status Field(const std::string& field, const std::string& rule) { return Status::Invalid(field + ": " + rule); }
+Status Field(const std::string& field, const std::string& rule) {
+  return Status::Invalid(field + ": " + rule);
+}
 
 class Observer final : public StreamObserver {
  public:
@@ -42,15 +44,18 @@ class Observer final : public StreamObserver {
     bool usage_only = false;
     if (chunk->contains("usage") && (*chunk)["usage"].is_object()) {
       usage_ = ReadUsage((*chunk)["usage"]);
-      usage_only = chunk->contains("choices") && (*chunk)["choices"].is_array() && (*chunk)["choices"].empty();
+      usage_only = chunk->contains("choices") && (*chunk)["choices"].is_array() &&
+                   (*chunk)["choices"].empty();
     }
     if (chunk->contains("choices") && (*chunk)["choices"].is_array()) {
       for (const json& choice : (*chunk)["choices"]) {
-        if (!choice.is_object() || !choice.contains("delta") || !choice["delta"].is_object()) continue;
+        if (!choice.is_object() || !choice.contains("delta") || !choice["delta"].is_object())
+          continue;
         for (const char* key : {"content", "reasoning_content"}) {
           const json& delta = choice["delta"];
           if (delta.contains(key) && delta[key].is_string()) {
-            relayed_text_bytes_ += static_cast<int64_t>(delta[key].get_ref<const std::string&>().size());
+            relayed_text_bytes_ +=
+                static_cast<int64_t>(delta[key].get_ref<const std::string&>().size());
           }
         }
       }
@@ -85,15 +90,18 @@ Result<RequestFacts> ReadRequest(const Route& route, const json& body) {
       return Field(key, "must be a non-negative integer");
     f.max_output_tokens = body[key].get<int64_t>();
   }
-  if (body.contains("user") && body["user"].is_string()) f.end_user = body["user"].get<std::string>();
+  if (body.contains("user") && body["user"].is_string())
+    f.end_user = body["user"].get<std::string>();
   if (body.contains("stream_options") && body["stream_options"].is_object()) {
     const json& o = body["stream_options"];
-    f.client_asked_usage = o.contains("include_usage") && o["include_usage"].is_boolean() && o["include_usage"].get<bool>();
+    f.client_asked_usage = o.contains("include_usage") && o["include_usage"].is_boolean() &&
+                           o["include_usage"].get<bool>();
   }
   int64_t messages = 0, bytes = 0;
   if (route.endpoint == Endpoint::kEmbeddings) {
     if (!body.contains("input")) return Field("input", "is required");
-    if (!body["input"].is_string() && !body["input"].is_array()) return Field("input", "must be a string or a list");
+    if (!body["input"].is_string() && !body["input"].is_array())
+      return Field("input", "must be a string or a list");
     bytes = PromptTextBytes(body["input"]);
     f.max_output_tokens = 0;
   } else if (body.contains("messages")) {
@@ -101,7 +109,8 @@ Result<RequestFacts> ReadRequest(const Route& route, const json& body) {
     messages = static_cast<int64_t>(body["messages"].size());
     bytes = PromptTextBytes(body["messages"]);
   } else if (body.contains("prompt")) {  // FIM
-    bytes = PromptTextBytes(body["prompt"]) + (body.contains("suffix") ? PromptTextBytes(body["suffix"]) : 0);
+    bytes = PromptTextBytes(body["prompt"]) +
+            (body.contains("suffix") ? PromptTextBytes(body["suffix"]) : 0);
   } else {
     return Field("messages", "is required");
   }
@@ -135,18 +144,45 @@ std::string ErrorBody(ErrorKind kind, const std::string& message) {
   const char* type = "invalid_request_error";
   const char* code = nullptr;
   switch (kind) {
-    case ErrorKind::kInvalidRequest: type = "invalid_request_error"; break;
-    case ErrorKind::kAuthentication: type = "authentication_error"; code = "invalid_api_key"; break;
-    case ErrorKind::kBudget: type = "insufficient_quota"; code = "budget_exceeded"; break;
-    case ErrorKind::kPermission: type = "permission_error"; break;
-    case ErrorKind::kNotFound: type = "not_found_error"; break;
-    case ErrorKind::kTooLarge: type = "invalid_request_error"; code = "request_too_large"; break;
-    case ErrorKind::kUpstream: type = "api_error"; code = "upstream_unreachable"; break;
-    case ErrorKind::kUnavailable: type = "api_error"; code = "service_unavailable"; break;
-    case ErrorKind::kTimeout: type = "timeout_error"; code = "upstream_timeout"; break;
+    case ErrorKind::kInvalidRequest:
+      type = "invalid_request_error";
+      break;
+    case ErrorKind::kAuthentication:
+      type = "authentication_error";
+      code = "invalid_api_key";
+      break;
+    case ErrorKind::kBudget:
+      type = "insufficient_quota";
+      code = "budget_exceeded";
+      break;
+    case ErrorKind::kPermission:
+      type = "permission_error";
+      break;
+    case ErrorKind::kNotFound:
+      type = "not_found_error";
+      break;
+    case ErrorKind::kTooLarge:
+      type = "invalid_request_error";
+      code = "request_too_large";
+      break;
+    case ErrorKind::kUpstream:
+      type = "api_error";
+      code = "upstream_unreachable";
+      break;
+    case ErrorKind::kUnavailable:
+      type = "api_error";
+      code = "service_unavailable";
+      break;
+    case ErrorKind::kTimeout:
+      type = "timeout_error";
+      code = "upstream_timeout";
+      break;
   }
-  return json{{"error", {{"message", message}, {"type", type}, {"param", nullptr},
-                         {"code", code ? json(code) : json(nullptr)}}}}
+  return json{{"error",
+               {{"message", message},
+                {"type", type},
+                {"param", nullptr},
+                {"code", code ? json(code) : json(nullptr)}}}}
       .dump();
 }
 

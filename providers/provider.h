@@ -36,13 +36,13 @@ struct RequestFacts {
 };
 
 struct Usage {
-  int64_t input_tokens = 0;           // uncached input
-  int64_t output_tokens = 0;          // reasoning included
+  int64_t input_tokens = 0;   // uncached input
+  int64_t output_tokens = 0;  // reasoning included
   int64_t cache_read_tokens = 0;
   int64_t cache_write_5m_tokens = 0;  // Anthropic; also "cache write" elsewhere
   int64_t cache_write_1h_tokens = 0;
-  int64_t reasoning_tokens = 0;       // informational: already inside output_tokens
-  bool reported = false;              // the provider sent usage
+  int64_t reasoning_tokens = 0;  // informational: already inside output_tokens
+  bool reported = false;         // the provider sent usage
 };
 
 enum class ErrorKind {
@@ -67,7 +67,7 @@ class StreamObserver {
   // Whatever is still buffered (an unterminated last frame).
   virtual std::string Flush() = 0;
   const Usage& usage() const { return usage_; }
-  bool finished() const { return finished_; }            // the terminal frame was seen
+  bool finished() const { return finished_; }              // the terminal frame was seen
   bool upstream_error() const { return upstream_error_; }  // an in-stream error frame
   int64_t relayed_text_bytes() const { return relayed_text_bytes_; }
 
@@ -86,21 +86,25 @@ class Provider {
   // The route for a native path (the part after "/<provider>/", e.g. "v1/messages").
   virtual std::optional<Route> Match(std::string_view method, std::string_view path) const = 0;
   // Reads what the gate needs; a bad body gives Invalid with a message naming the field.
-  virtual Result<RequestFacts> ReadRequest(const Route& route, const nlohmann::json& body) const = 0;
+  virtual Result<RequestFacts> ReadRequest(const Route& route,
+                                           const nlohmann::json& body) const = 0;
   // Prepares the body for the upstream: provider quirks, and an output cap when the
   // gate clamps. Returns true when it injected include_usage (hide that chunk).
-  virtual bool Rewrite(const Route& route, const RequestFacts& facts, std::optional<int64_t> max_output,
-                       nlohmann::json* body) const = 0;
+  virtual bool Rewrite(const Route& route, const RequestFacts& facts,
+                       std::optional<int64_t> max_output, nlohmann::json* body) const = 0;
   virtual Usage UsageFromAnswer(const Route& route, const nlohmann::json& answer) const = 0;
-  virtual std::unique_ptr<StreamObserver> ObserveStream(const Route& route, bool hide_usage_chunk) const = 0;
+  virtual std::unique_ptr<StreamObserver> ObserveStream(const Route& route,
+                                                        bool hide_usage_chunk) const = 0;
 
   // The provider's own error body for a refusal or failure tollgate originates.
-  virtual std::string ErrorBody(const Route* route, ErrorKind kind, const std::string& message) const = 0;
+  virtual std::string ErrorBody(const Route* route, ErrorKind kind,
+                                const std::string& message) const = 0;
   // The in-stream error form, for failures after the status line was sent.
   virtual std::string StreamErrorFrame(const Route& route, const std::string& message) const = 0;
   // Headers for the upstream (name, value): the credential, and defaults the proxy
   // adds only when the client did not send that header itself.
-  virtual std::vector<std::pair<std::string, std::string>> Credentials(const std::string& api_key) const = 0;
+  virtual std::vector<std::pair<std::string, std::string>> Credentials(
+      const std::string& api_key) const = 0;
 };
 
 // mistral, anthropic, deepseek, ollama; nullptr for anything else.

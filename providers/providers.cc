@@ -13,7 +13,9 @@ using nlohmann::json;
 bool Is(std::string_view method, std::string_view path, const char* m, const char* p) {
   return method == m && path == p;
 }
-bool StartsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
 
 // Shared by the three OpenAI-shaped surfaces.
 class OpenAIShaped : public Provider {
@@ -22,9 +24,11 @@ class OpenAIShaped : public Provider {
     return openai_style::ReadRequest(route, body);
   }
   Usage UsageFromAnswer(const Route&, const json& answer) const override {
-    return answer.is_object() && answer.contains("usage") ? openai_style::ReadUsage(answer["usage"]) : Usage{};
+    return answer.is_object() && answer.contains("usage") ? openai_style::ReadUsage(answer["usage"])
+                                                          : Usage{};
   }
-  std::unique_ptr<StreamObserver> ObserveStream(const Route&, bool hide_usage_chunk) const override {
+  std::unique_ptr<StreamObserver> ObserveStream(const Route&,
+                                                bool hide_usage_chunk) const override {
     return openai_style::NewObserver(hide_usage_chunk);
   }
   std::string ErrorBody(const Route*, ErrorKind kind, const std::string& message) const override {
@@ -33,7 +37,8 @@ class OpenAIShaped : public Provider {
   std::string StreamErrorFrame(const Route&, const std::string& message) const override {
     return openai_style::StreamErrorFrame(message);
   }
-  std::vector<std::pair<std::string, std::string>> Credentials(const std::string& key) const override {
+  std::vector<std::pair<std::string, std::string>> Credentials(
+      const std::string& key) const override {
     if (key.empty()) return {};
     return {{"Authorization", "Bearer " + key}};
   }
@@ -51,13 +56,16 @@ class Mistral final : public OpenAIShaped {
  public:
   std::string_view name() const override { return "mistral"; }
   std::optional<Route> Match(std::string_view method, std::string_view path) const override {
-    if (Is(method, path, "POST", "v1/chat/completions") || Is(method, path, "POST", "v1/fim/completions"))
+    if (Is(method, path, "POST", "v1/chat/completions") ||
+        Is(method, path, "POST", "v1/fim/completions"))
       return Route{Endpoint::kChat, true};
     if (Is(method, path, "POST", "v1/embeddings")) return Route{Endpoint::kEmbeddings, true};
-    if (method == "GET" && (path == "v1/models" || StartsWith(path, "v1/models/"))) return Route{Endpoint::kListing, true};
+    if (method == "GET" && (path == "v1/models" || StartsWith(path, "v1/models/")))
+      return Route{Endpoint::kListing, true};
     return std::nullopt;
   }
-  bool Rewrite(const Route&, const RequestFacts&, std::optional<int64_t> max_output, json* body) const override {
+  bool Rewrite(const Route&, const RequestFacts&, std::optional<int64_t> max_output,
+               json* body) const override {
     body->erase("stream_options");  // Mistral answers 422 to it and sends usage anyway
     if (max_output) openai_style::SetMaxTokens(body, *max_output);
     return false;
@@ -79,13 +87,16 @@ class DeepSeek final : public OpenAIShaped {
  public:
   std::string_view name() const override { return "deepseek"; }
   std::optional<Route> Match(std::string_view method, std::string_view path) const override {
-    if (Is(method, path, "POST", "chat/completions") || Is(method, path, "POST", "v1/chat/completions") ||
+    if (Is(method, path, "POST", "chat/completions") ||
+        Is(method, path, "POST", "v1/chat/completions") ||
         Is(method, path, "POST", "beta/completions"))
       return Route{Endpoint::kChat, true};
-    if (method == "GET" && (path == "models" || path == "v1/models")) return Route{Endpoint::kListing, true};
+    if (method == "GET" && (path == "models" || path == "v1/models"))
+      return Route{Endpoint::kListing, true};
     return std::nullopt;
   }
-  bool Rewrite(const Route&, const RequestFacts& f, std::optional<int64_t> max_output, json* body) const override {
+  bool Rewrite(const Route&, const RequestFacts& f, std::optional<int64_t> max_output,
+               json* body) const override {
     if (max_output) openai_style::SetMaxTokens(body, *max_output);
     return RequestUsage(f, body);
   }
@@ -101,13 +112,16 @@ class Ollama final : public OpenAIShaped {
     if (Is(method, path, "GET", "api/tags")) return Route{Endpoint::kListing, false};
     if (Is(method, path, "POST", "v1/chat/completions")) return Route{Endpoint::kChat, true};
     if (Is(method, path, "POST", "v1/embeddings")) return Route{Endpoint::kEmbeddings, true};
-    if (method == "GET" && (path == "v1/models" || StartsWith(path, "v1/models/"))) return Route{Endpoint::kListing, true};
+    if (method == "GET" && (path == "v1/models" || StartsWith(path, "v1/models/")))
+      return Route{Endpoint::kListing, true};
     return std::nullopt;
   }
   Result<RequestFacts> ReadRequest(const Route& route, const json& body) const override {
-    return route.openai_style ? OpenAIShaped::ReadRequest(route, body) : ollama_native::ReadRequest(route, body);
+    return route.openai_style ? OpenAIShaped::ReadRequest(route, body)
+                              : ollama_native::ReadRequest(route, body);
   }
-  bool Rewrite(const Route& route, const RequestFacts& f, std::optional<int64_t> max_output, json* body) const override {
+  bool Rewrite(const Route& route, const RequestFacts& f, std::optional<int64_t> max_output,
+               json* body) const override {
     if (!route.openai_style) {
       if (max_output) ollama_native::SetMaxTokens(body, *max_output);
       return false;
@@ -116,12 +130,15 @@ class Ollama final : public OpenAIShaped {
     return RequestUsage(f, body);
   }
   Usage UsageFromAnswer(const Route& route, const json& answer) const override {
-    return route.openai_style ? OpenAIShaped::UsageFromAnswer(route, answer) : ollama_native::ReadUsage(answer);
+    return route.openai_style ? OpenAIShaped::UsageFromAnswer(route, answer)
+                              : ollama_native::ReadUsage(answer);
   }
   std::unique_ptr<StreamObserver> ObserveStream(const Route& route, bool hide) const override {
-    return route.openai_style ? OpenAIShaped::ObserveStream(route, hide) : ollama_native::NewObserver();
+    return route.openai_style ? OpenAIShaped::ObserveStream(route, hide)
+                              : ollama_native::NewObserver();
   }
-  std::string ErrorBody(const Route* route, ErrorKind kind, const std::string& message) const override {
+  std::string ErrorBody(const Route* route, ErrorKind kind,
+                        const std::string& message) const override {
     if (route && route->openai_style) return openai_style::ErrorBody(kind, message);
     return json{{"error", message}}.dump();
   }
@@ -138,7 +155,8 @@ const std::vector<const Provider*>& AllProviders() {
   static const anthropic::Anthropic anthropic_provider;
   static const DeepSeek deepseek;
   static const Ollama ollama;
-  static const std::vector<const Provider*> all = {&mistral, &anthropic_provider, &deepseek, &ollama};
+  static const std::vector<const Provider*> all = {&mistral, &anthropic_provider, &deepseek,
+                                                   &ollama};
   return all;
 }
 

@@ -33,10 +33,24 @@ namespace {
 using nlohmann::json;
 
 bool IsHopByHop(const std::string& name) {
-  static const char* kDrop[] = {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
-                                "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection",
-                                "authorization", "x-api-key", "x-tollgate-user", "accept-encoding",
-                                "remote_addr", "remote_port", "local_addr", "local_port"};
+  static const char* kDrop[] = {"host",
+                                "content-length",
+                                "connection",
+                                "keep-alive",
+                                "transfer-encoding",
+                                "te",
+                                "trailer",
+                                "upgrade",
+                                "proxy-authorization",
+                                "proxy-connection",
+                                "authorization",
+                                "x-api-key",
+                                "x-tollgate-user",
+                                "accept-encoding",
+                                "remote_addr",
+                                "remote_port",
+                                "local_addr",
+                                "local_port"};
   for (const char* d : kDrop) {
     if (strcasecmp(name.c_str(), d) == 0) return true;
   }
@@ -44,8 +58,8 @@ bool IsHopByHop(const std::string& name) {
 }
 
 bool IsResponseHopByHop(const std::string& name) {
-  static const char* kDrop[] = {"content-length", "connection", "keep-alive", "transfer-encoding",
-                                "content-encoding", "content-type"};
+  static const char* kDrop[] = {"content-length",    "connection",       "keep-alive",
+                                "transfer-encoding", "content-encoding", "content-type"};
   for (const char* d : kDrop) {
     if (strcasecmp(name.c_str(), d) == 0) return true;
   }
@@ -91,8 +105,8 @@ struct StreamRelay {
 ProxyService::ProxyService(ProxyDependencies deps) : deps_(deps) {
   for (const auto& [name, upstream] : deps_.config.upstreams) {
     pools_[name] = std::make_unique<UpstreamPool>(
-        upstream.base_url,
-        UpstreamTimeouts{deps_.config.upstream_connect_timeout_ms, deps_.config.upstream_read_timeout_ms});
+        upstream.base_url, UpstreamTimeouts{deps_.config.upstream_connect_timeout_ms,
+                                            deps_.config.upstream_read_timeout_ms});
   }
 }
 
@@ -109,7 +123,9 @@ std::unique_ptr<httplib::Server> ProxyService::BuildServer() {
                        .keep_alive_seconds = 60});
   for (const Provider* p : AllProviders()) {
     std::string pattern = "/" + std::string(p->name()) + "/(.*)";
-    auto handler = [this, p](const httplib::Request& req, httplib::Response& res) { Handle(*p, req, res); };
+    auto handler = [this, p](const httplib::Request& req, httplib::Response& res) {
+      Handle(*p, req, res);
+    };
     server->Get(pattern, handler);
     server->Post(pattern, handler);
   }
@@ -122,32 +138,38 @@ std::unique_ptr<httplib::Server> ProxyService::BuildServer() {
     std::string path = req.path.substr(1);
     const Provider* p = FindProvider(path.substr(0, path.find('/')));
     ErrorKind kind = res.status == 413 ? ErrorKind::kTooLarge : ErrorKind::kNotFound;
-    std::string message = res.status == 413
-                              ? "request body is larger than " + std::to_string(deps_.config.max_body_bytes) + " bytes"
-                              : "unknown path " + req.path + ": use /mistral, /anthropic, /deepseek or /ollama";
-    std::optional<Route> route = p ? p->Match(req.method, path.substr(path.find('/') + 1)) : std::nullopt;
-    std::string body = p ? p->ErrorBody(route ? &*route : nullptr, kind, message)
-                         : json{{"error", {{"message", message}, {"type", "not_found_error"}}}}.dump();
+    std::string message =
+        res.status == 413
+            ? "request body is larger than " + std::to_string(deps_.config.max_body_bytes) +
+                  " bytes"
+            : "unknown path " + req.path + ": use /mistral, /anthropic, /deepseek or /ollama";
+    std::optional<Route> route =
+        p ? p->Match(req.method, path.substr(path.find('/') + 1)) : std::nullopt;
+    std::string body =
+        p ? p->ErrorBody(route ? &*route : nullptr, kind, message)
+          : json{{"error", {{"message", message}, {"type", "not_found_error"}}}}.dump();
     res.set_content(body, "application/json");
   });
   return server;
 }
 
-void ProxyService::Refuse(const Provider& provider, const std::optional<Route>& route, ErrorKind kind,
-                          const std::string& message, httplib::Response& res) {
+void ProxyService::Refuse(const Provider& provider, const std::optional<Route>& route,
+                          ErrorKind kind, const std::string& message, httplib::Response& res) {
   res.status = StatusFor(kind);
   res.set_header("x-should-retry", "false");
   res.set_content(provider.ErrorBody(route ? &*route : nullptr, kind, message), "application/json");
 }
 
-httplib::Headers ProxyService::UpstreamHeaders(const Provider& provider, const httplib::Request& req) const {
+httplib::Headers ProxyService::UpstreamHeaders(const Provider& provider,
+                                               const httplib::Request& req) const {
   httplib::Headers h;
   for (const auto& [name, value] : req.headers) {
     if (!IsHopByHop(name)) h.emplace(name, value);
   }
   const Upstream& up = deps_.config.upstreams.at(std::string(provider.name()));
   for (const auto& [name, value] : provider.Credentials(up.api_key)) {
-    bool is_credential = strcasecmp(name.c_str(), "authorization") == 0 || strcasecmp(name.c_str(), "x-api-key") == 0;
+    bool is_credential = strcasecmp(name.c_str(), "authorization") == 0 ||
+                         strcasecmp(name.c_str(), "x-api-key") == 0;
     if (is_credential || h.find(name) == h.end()) {
       h.erase(name);
       h.emplace(name, value);
@@ -156,7 +178,8 @@ httplib::Headers ProxyService::UpstreamHeaders(const Provider& provider, const h
   return h;
 }
 
-void ProxyService::Handle(const Provider& provider, const httplib::Request& req, httplib::Response& res) {
+void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
+                          httplib::Response& res) {
   deps_.metrics.Inc(Counter::kProxyRequests);
   auto x = std::make_shared<Exchange>();
   x->provider = &provider;
@@ -169,7 +192,8 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
     Refuse(provider, route, kind, message, res);
   };
   if (!route) {
-    return refuse(ErrorKind::kNotFound, "unknown path " + req.path + " for " + std::string(provider.name()),
+    return refuse(ErrorKind::kNotFound,
+                  "unknown path " + req.path + " for " + std::string(provider.name()),
                   Counter::kProxyRefusedBadRequest);
   }
   x->route = *route;
@@ -185,10 +209,12 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   auto identity = deps_.authenticator.Authenticate(key);
   if (!identity.ok()) {
     if (identity.status().code() == Status::Code::kUnavailable) {
-      return refuse(ErrorKind::kUnavailable, "tollgate cannot reach its database; try again shortly",
+      return refuse(ErrorKind::kUnavailable,
+                    "tollgate cannot reach its database; try again shortly",
                     Counter::kPostgresErrors);
     }
-    return refuse(ErrorKind::kAuthentication, identity.status().message(), Counter::kProxyRefusedAuth);
+    return refuse(ErrorKind::kAuthentication, identity.status().message(),
+                  Counter::kProxyRefusedAuth);
   }
   x->identity = *identity;
   x->user_id = identity->user.id;
@@ -198,17 +224,22 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   if (route->endpoint != Endpoint::kListing) {
     std::string error;
     auto parsed = ParseJsonBounded(req.body, &error);
-    if (!parsed) return refuse(ErrorKind::kInvalidRequest, "request body is " + error, Counter::kProxyRefusedBadRequest);
+    if (!parsed)
+      return refuse(ErrorKind::kInvalidRequest, "request body is " + error,
+                    Counter::kProxyRefusedBadRequest);
     body = std::move(*parsed);
     auto facts = provider.ReadRequest(*route, body);
-    if (!facts.ok()) return refuse(ErrorKind::kInvalidRequest, facts.status().message(), Counter::kProxyRefusedBadRequest);
+    if (!facts.ok())
+      return refuse(ErrorKind::kInvalidRequest, facts.status().message(),
+                    Counter::kProxyRefusedBadRequest);
     x->facts = std::move(*facts);
   }
 
   // 3. On whose budget.
   std::string named = req.get_header_value("X-Tollgate-User");
   if (!named.empty() && !identity->key.act_as_user) {
-    return refuse(ErrorKind::kPermission, "this key may not name other users (it lacks act_as_user)",
+    return refuse(ErrorKind::kPermission,
+                  "this key may not name other users (it lacks act_as_user)",
                   Counter::kProxyRefusedAuth);
   }
   if (identity->key.act_as_user) {
@@ -217,12 +248,14 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
       auto end_user = deps_.authenticator.ResolveEndUser(who, deps_.config.auto_create_end_users,
                                                          deps_.config.user_defaults);
       if (!end_user.ok()) {
-        return refuse(end_user.status().code() == Status::Code::kUnavailable ? ErrorKind::kUnavailable
-                                                                              : ErrorKind::kPermission,
-                      "end user \"" + who + "\": " + end_user.status().message(), Counter::kProxyRefusedAuth);
+        return refuse(
+            end_user.status().code() == Status::Code::kUnavailable ? ErrorKind::kUnavailable
+                                                                   : ErrorKind::kPermission,
+            "end user \"" + who + "\": " + end_user.status().message(), Counter::kProxyRefusedAuth);
       }
       if (end_user->disabled) {
-        return refuse(ErrorKind::kPermission, "end user \"" + who + "\" is disabled", Counter::kProxyRefusedAuth);
+        return refuse(ErrorKind::kPermission, "end user \"" + who + "\" is disabled",
+                      Counter::kProxyRefusedAuth);
       }
       x->user_id = end_user->id;
     }
@@ -236,14 +269,18 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
       x->rates = quote->rates;
       x->price_id = quote->id;
       default_cap = quote->entry->default_max_output;
-    } else if (deps_.config.fallback_input_per_million && deps_.config.fallback_output_per_million) {
-      x->rates.input = TokenRate::FromNanosPerMillion(deps_.config.fallback_input_per_million->nanos());
-      x->rates.output = TokenRate::FromNanosPerMillion(deps_.config.fallback_output_per_million->nanos());
+    } else if (deps_.config.fallback_input_per_million &&
+               deps_.config.fallback_output_per_million) {
+      x->rates.input =
+          TokenRate::FromNanosPerMillion(deps_.config.fallback_input_per_million->nanos());
+      x->rates.output =
+          TokenRate::FromNanosPerMillion(deps_.config.fallback_output_per_million->nanos());
       x->rates.cache_read = x->rates.cache_write_5m = x->rates.cache_write_1h = x->rates.input;
       x->price_id = "fallback";
     } else {
       return refuse(ErrorKind::kInvalidRequest,
-                    "model \"" + x->facts.model + "\" has no price configured for " + std::string(provider.name()) +
+                    "model \"" + x->facts.model + "\" has no price configured for " +
+                        std::string(provider.name()) +
                         "; ask an admin to add it to the pricing table",
                     Counter::kProxyRefusedBadRequest);
     }
@@ -255,14 +292,15 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   x->request_id = "tgr_" + RandomHex(12);
   CostAccumulator input_cost;
   input_cost.Add(x->facts.input_tokens_estimate, x->rates.input);
-  ReserveRequest reserve{.user_id = x->user_id,
-                         .request_id = x->request_id,
-                         .input_cost = input_cost.Total(),
-                         .output_rate = x->rates.output,
-                         .max_output_tokens = x->facts.max_output_tokens,
-                         .default_output_cap = default_cap,
-                         .clamp = deps_.config.clamp_max_tokens && route->endpoint == Endpoint::kChat,
-                         .min_output_tokens = deps_.config.min_output_tokens};
+  ReserveRequest reserve{
+      .user_id = x->user_id,
+      .request_id = x->request_id,
+      .input_cost = input_cost.Total(),
+      .output_rate = x->rates.output,
+      .max_output_tokens = x->facts.max_output_tokens,
+      .default_output_cap = default_cap,
+      .clamp = deps_.config.clamp_max_tokens && route->endpoint == Endpoint::kChat,
+      .min_output_tokens = deps_.config.min_output_tokens};
   x->admission = deps_.gate.Reserve(reserve);
   if (!x->admission.allowed()) {
     const Admission& a = x->admission;
@@ -275,8 +313,9 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
                       Counter::kRedisErrors);
       default:
         return refuse(ErrorKind::kBudget,
-                      "budget exhausted: limit $" + a.limit.ToUsdString() + ", spent $" + a.spend.ToUsdString() +
-                          ResetText(a) + (a.message.empty() ? "" : " (" + a.message + ")"),
+                      "budget exhausted: limit $" + a.limit.ToUsdString() + ", spent $" +
+                          a.spend.ToUsdString() + ResetText(a) +
+                          (a.message.empty() ? "" : " (" + a.message + ")"),
                       Counter::kProxyRefusedBudget);
     }
   }
@@ -285,10 +324,12 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   // 6. Forward.
   res.set_header("x-tollgate-request-id", x->request_id);
   if (x->admission.clamped_max_tokens) {
-    res.set_header("x-tollgate-max-tokens-clamped", std::to_string(*x->admission.clamped_max_tokens));
+    res.set_header("x-tollgate-max-tokens-clamped",
+                   std::to_string(*x->admission.clamped_max_tokens));
   }
   if (route->endpoint != Endpoint::kListing) {
-    x->hide_usage_chunk = provider.Rewrite(*route, x->facts, x->admission.clamped_max_tokens, &body);
+    x->hide_usage_chunk =
+        provider.Rewrite(*route, x->facts, x->admission.clamped_max_tokens, &body);
     x->body = body.dump();
   }
   x->headers = UpstreamHeaders(provider, req);
@@ -299,19 +340,21 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   }
 }
 
-void ProxyService::ForwardBuffered(Exchange& x, const httplib::Request& req, httplib::Response& res) {
+void ProxyService::ForwardBuffered(Exchange& x, const httplib::Request& req,
+                                   httplib::Response& res) {
   UpstreamPool& pool = *pools_.at(std::string(x.provider->name()));
   auto client = pool.Acquire();
-  httplib::Result result = req.method == "GET"
-                               ? client->Get(x.upstream_path.c_str(), x.headers)
-                               : client->Post(x.upstream_path.c_str(), x.headers, x.body, "application/json");
+  httplib::Result result = req.method == "GET" ? client->Get(x.upstream_path.c_str(), x.headers)
+                                               : client->Post(x.upstream_path.c_str(), x.headers,
+                                                              x.body, "application/json");
   pool.Release(std::move(client));
   if (!result) {
     deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
     bool timeout = result.error() == httplib::Error::Read;
     ErrorKind kind = timeout ? ErrorKind::kTimeout : ErrorKind::kUpstream;
     Refuse(*x.provider, x.route, kind,
-           std::string(x.provider->name()) + " upstream " + (timeout ? "timed out" : "is unreachable") + " (" +
+           std::string(x.provider->name()) + " upstream " +
+               (timeout ? "timed out" : "is unreachable") + " (" +
                httplib::to_string(result.error()) + ")",
            res);
     return Finish(x, res.status, Usage{}, false);
@@ -319,18 +362,21 @@ void ProxyService::ForwardBuffered(Exchange& x, const httplib::Request& req, htt
   Usage usage;
   if (result->status >= 200 && result->status < 300) {
     std::string error;
-    if (auto answer = ParseJsonBounded(result->body, &error)) usage = x.provider->UsageFromAnswer(x.route, *answer);
+    if (auto answer = ParseJsonBounded(result->body, &error))
+      usage = x.provider->UsageFromAnswer(x.route, *answer);
   }
   res.status = result->status;
   for (const auto& [name, value] : result->headers) {
     if (!IsResponseHopByHop(name)) res.set_header(name, value);
   }
-  res.set_content(result->body, result->has_header("Content-Type") ? result->get_header_value("Content-Type")
-                                                                   : std::string("application/json"));
+  res.set_content(result->body, result->has_header("Content-Type")
+                                    ? result->get_header_value("Content-Type")
+                                    : std::string("application/json"));
   Finish(x, result->status, usage, false);
 }
 
-void ProxyService::ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::Request&, httplib::Response& res) {
+void ProxyService::ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::Request&,
+                                    httplib::Response& res) {
   auto relay = std::make_shared<StreamRelay>();
   relay->observer = x->provider->ObserveStream(x->route, x->hide_usage_chunk);
   {
@@ -367,14 +413,17 @@ void ProxyService::ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::
       lock.unlock();
       std::string out = relay->observer->Feed(std::string_view(data, n));
       lock.lock();
-      relay->cv.wait(lock, [&] { return relay->queued_bytes < StreamRelay::kMaxQueuedBytes || relay->client_gone; });
+      relay->cv.wait(lock, [&] {
+        return relay->queued_bytes < StreamRelay::kMaxQueuedBytes || relay->client_gone;
+      });
       if (relay->client_gone) {
         // Keep reading to the final usage, within the drain budget; otherwise stop and
         // bill an estimate.
         if (!relay->draining) {
           if (!TryStartDrain()) return false;
           relay->draining = true;
-          drain_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(deps_.config.drain_timeout_seconds);
+          drain_deadline = std::chrono::steady_clock::now() +
+                           std::chrono::seconds(deps_.config.drain_timeout_seconds);
         }
         return std::chrono::steady_clock::now() < drain_deadline;
       }
@@ -413,9 +462,11 @@ void ProxyService::ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::
       // the exact input side when it came, the text relayed for the output.
       Usage estimate = o.usage();
       if (estimate.input_tokens + estimate.cache_read_tokens + estimate.cache_write_5m_tokens +
-              estimate.cache_write_1h_tokens == 0)
+              estimate.cache_write_1h_tokens ==
+          0)
         estimate.input_tokens = x->facts.input_tokens_estimate;
-      estimate.output_tokens = std::max(estimate.output_tokens, TokensOfText(o.relayed_text_bytes()));
+      estimate.output_tokens =
+          std::max(estimate.output_tokens, TokensOfText(o.relayed_text_bytes()));
       Finish(*x, relay->status, estimate, true);
     }
     {
@@ -432,7 +483,8 @@ void ProxyService::ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::
     bool timeout = relay->error == httplib::Error::Read;
     lock.unlock();
     Refuse(*x->provider, x->route, timeout ? ErrorKind::kTimeout : ErrorKind::kUpstream,
-           std::string(x->provider->name()) + " upstream " + (timeout ? "timed out" : "is unreachable") + " (" +
+           std::string(x->provider->name()) + " upstream " +
+               (timeout ? "timed out" : "is unreachable") + " (" +
                httplib::to_string(relay->error) + ")",
            res);
     return;
@@ -441,8 +493,9 @@ void ProxyService::ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::
   for (const auto& [name, value] : relay->headers) {
     if (!IsResponseHopByHop(name)) res.set_header(name, value);
   }
-  std::string content_type = relay->headers.count("Content-Type") ? relay->headers.find("Content-Type")->second
-                                                                  : "text/event-stream";
+  std::string content_type = relay->headers.count("Content-Type")
+                                 ? relay->headers.find("Content-Type")->second
+                                 : "text/event-stream";
   if (relay->status < 200 || relay->status >= 300) {
     relay->cv.wait(lock, [&] { return relay->upstream_done; });
     res.set_content(relay->error_body, content_type);
@@ -523,7 +576,8 @@ void ProxyService::Finish(Exchange& x, int status, Usage usage, bool estimated) 
   r.streamed = x.facts.stream;
   r.estimated = estimated;
   r.latency_ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - x.t0).count();
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - x.t0)
+          .count();
   deps_.ledger.Append(std::move(r));
 }
 

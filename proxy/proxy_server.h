@@ -47,9 +47,10 @@ class ProxyService {
  private:
   void Handle(const Provider& provider, const httplib::Request& req, httplib::Response& res);
   void ForwardBuffered(Exchange& x, const httplib::Request& req, httplib::Response& res);
-  void ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::Request& req, httplib::Response& res);
-  void Refuse(const Provider& provider, const std::optional<Route>& route, ErrorKind kind, const std::string& message,
-              httplib::Response& res);
+  void ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::Request& req,
+                        httplib::Response& res);
+  void Refuse(const Provider& provider, const std::optional<Route>& route, ErrorKind kind,
+              const std::string& message, httplib::Response& res);
   // Settles the hold and appends the ledger row: exactly once per forwarded request.
   void Finish(Exchange& x, int status, Usage usage, bool estimated);
   httplib::Headers UpstreamHeaders(const Provider& provider, const httplib::Request& req) const;

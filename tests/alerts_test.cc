@@ -1,8 +1,9 @@
+#include "budget/alerts.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "budget/alerts.h"
 #include "budget/migrations.h"
 #include "budget/pg_directory.h"
 #include "tests/test_env.h"
@@ -38,11 +39,12 @@ class Alerts : public ::testing::Test {
     user_ = dir.CreateUser({.name = "u"}, BudgetDefaults{}, clock_.Now())->id;
   }
   std::unique_ptr<PgAlerts> Make() {
-    return std::make_unique<PgAlerts>(*pool_, clock_, metrics_, AlertOptions{"http://hooks.example/alerts", 12},
-                                      [this](const std::string& url, const std::string& json) {
-                                        posts_.emplace_back(url, json);
-                                        return webhook_up_ ? std::string() : std::string("webhook answered 503");
-                                      });
+    return std::make_unique<PgAlerts>(
+        *pool_, clock_, metrics_, AlertOptions{"http://hooks.example/alerts", 12},
+        [this](const std::string& url, const std::string& json) {
+          posts_.emplace_back(url, json);
+          return webhook_up_ ? std::string() : std::string("webhook answered 503");
+        });
   }
   AlertEvent Event(AlertLevel level) {
     return {user_, level, testing::At("2026-11-01T00:00:00Z"), Money::FromNanos(27'000'000'000),
@@ -50,7 +52,9 @@ class Alerts : public ::testing::Test {
   }
   int Count(const std::string& where) {
     pqxx::connection c(url_);
-    return pqxx::nontransaction(c).exec1("SELECT count(*) FROM alert_events WHERE " + where)[0].as<int>();
+    return pqxx::nontransaction(c)
+        .exec1("SELECT count(*) FROM alert_events WHERE " + where)[0]
+        .as<int>();
   }
   std::string url_;
   std::unique_ptr<PgPool> pool_;

@@ -19,7 +19,8 @@ class Cli : public ::testing::Test {
     config_ = testing::SourceDir() + "/config/tollgate.json";
   }
   testing::CommandResult Tg(const std::string& args) {
-    return testing::Run("TOLLGATE_CONFIG='" + config_ + "' TOLLGATE_DATABASE_URL='" + db_ + "' '" + binary_ + "' " + args);
+    return testing::Run("TOLLGATE_CONFIG='" + config_ + "' TOLLGATE_DATABASE_URL='" + db_ + "' '" +
+                        binary_ + "' " + args);
   }
   static std::string LastLine(const std::string& out) {
     std::string s = out;
@@ -38,7 +39,8 @@ TEST_F(Cli, UserAndKeyRoundTrip) {
   EXPECT_EQ(again.exit_code, 0);
   EXPECT_EQ(again.output.rfind("applied 0 migration(s)", 0), 0u) << again.output;
 
-  auto created = Tg("user create --name alice --email alice@example.com --external-id app-7 --limit 12.5");
+  auto created =
+      Tg("user create --name alice --email alice@example.com --external-id app-7 --limit 12.5");
   ASSERT_EQ(created.exit_code, 0) << created.output;
   std::string id = LastLine(created.output);
   EXPECT_EQ(id.find_first_not_of("0123456789"), std::string::npos) << id;
@@ -52,7 +54,8 @@ TEST_F(Cli, UserAndKeyRoundTrip) {
   auto show = Tg("budget show --user alice");
   ASSERT_EQ(show.exit_code, 0) << show.output;
   EXPECT_NE(show.output.find("$12.500000000"), std::string::npos) << show.output;
-  EXPECT_NE(Tg("budget show --user root").output.find("$100.000000000"), std::string::npos);  // admin default
+  EXPECT_NE(Tg("budget show --user root").output.find("$100.000000000"),
+            std::string::npos);  // admin default
 
   auto key = Tg("key create --user app-7 --act-as-user --expires 2099-01-01");
   ASSERT_EQ(key.exit_code, 0) << key.output;
@@ -61,8 +64,10 @@ TEST_F(Cli, UserAndKeyRoundTrip) {
 
   pqxx::connection c(db_);
   pqxx::nontransaction w(c);
-  EXPECT_EQ(w.exec_params1("SELECT count(*) FROM api_keys WHERE key_hash = $1 AND act_as_user", HashKey(secret))[0]
-                .as<int>(), 1);
+  EXPECT_EQ(w.exec_params1("SELECT count(*) FROM api_keys WHERE key_hash = $1 AND act_as_user",
+                           HashKey(secret))[0]
+                .as<int>(),
+            1);
 
   auto keys = Tg("key list --user alice");
   EXPECT_NE(keys.output.find(secret.substr(0, 12)), std::string::npos);
@@ -76,7 +81,9 @@ TEST_F(Cli, UserAndKeyRoundTrip) {
 TEST_F(Cli, BudgetSetAndReset) {
   ASSERT_EQ(Tg("migrate").exit_code, 0);
   ASSERT_EQ(Tg("user create --name bob").exit_code, 0);
-  auto set = Tg("budget set --user bob --limit 7 --period weekly --enforcement soft --timezone Europe/Berlin");
+  auto set =
+      Tg("budget set --user bob --limit 7 --period weekly --enforcement soft --timezone "
+         "Europe/Berlin");
   ASSERT_EQ(set.exit_code, 0) << set.output;
   auto show = Tg("budget show --user bob").output;
   EXPECT_NE(show.find("$7.000000000"), std::string::npos) << show;
@@ -92,10 +99,11 @@ TEST_F(Cli, BudgetSetAndReset) {
 
 TEST_F(Cli, ErrorsExitNonZeroWithOneLine) {
   ASSERT_EQ(Tg("migrate").exit_code, 0);
-  for (const char* args : {"user create", "user create --name x --limit abc", "user create --name x --role god",
-                           "budget set --user nobody --limit 1", "budget set --user x --timezone Nowhere/City",
-                           "key create --user nobody", "frobnicate", "user create --name x --bogus 1",
-                           "key revoke --key tg-unknown"}) {
+  for (const char* args :
+       {"user create", "user create --name x --limit abc", "user create --name x --role god",
+        "budget set --user nobody --limit 1", "budget set --user x --timezone Nowhere/City",
+        "key create --user nobody", "frobnicate", "user create --name x --bogus 1",
+        "key revoke --key tg-unknown"}) {
     auto r = Tg(args);
     EXPECT_NE(r.exit_code, 0) << args;
     std::string out = r.output;
@@ -108,8 +116,9 @@ TEST_F(Cli, ErrorsExitNonZeroWithOneLine) {
 }
 
 TEST_F(Cli, EverySubcommandHasHelp) {
-  for (const char* cmd : {"serve", "migrate", "user create", "user list", "key create", "key revoke", "key list",
-                          "budget show", "budget set", "budget reset", "pricing list"}) {
+  for (const char* cmd :
+       {"serve", "migrate", "user create", "user list", "key create", "key revoke", "key list",
+        "budget show", "budget set", "budget reset", "pricing list"}) {
     auto r = Tg(std::string(cmd) + " --help");
     EXPECT_EQ(r.exit_code, 0) << cmd;
     EXPECT_NE(r.output.find(std::string("tollgate ") + cmd), std::string::npos) << r.output;
@@ -121,7 +130,8 @@ TEST_F(Cli, PricingListShowsTheShippedTable) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("deepseek-flash"), std::string::npos);
   EXPECT_NE(r.output.find("peak 0.3/1.2"), std::string::npos);
-  EXPECT_NE(r.output.find("alias mistral/mistral-large-latest -> mistral-large-2512"), std::string::npos);
+  EXPECT_NE(r.output.find("alias mistral/mistral-large-latest -> mistral-large-2512"),
+            std::string::npos);
 }
 
 TEST_F(Cli, InvalidConfigurationNamesTheField) {

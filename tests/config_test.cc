@@ -1,8 +1,9 @@
+#include "config/config.h"
+
 #include <gtest/gtest.h>
 
 #include <fstream>
 
-#include "config/config.h"
 #include "tests/test_env.h"
 
 namespace tollgate {
@@ -39,7 +40,8 @@ TEST(Config, ShippedFileLoadsAndPointsAtShippedPricing) {
 }
 
 TEST(Config, EnvironmentOverridesTheFile) {
-  std::string path = WriteTemp(R"({"listen": "127.0.0.1:1000", "upstreams": {"mistral": {"url": "http://a:1"}}})");
+  std::string path =
+      WriteTemp(R"({"listen": "127.0.0.1:1000", "upstreams": {"mistral": {"url": "http://a:1"}}})");
   auto c = LoadConfig(path, {{"TOLLGATE_LISTEN", "127.0.0.1:2000"},
                              {"TOLLGATE_MISTRAL_URL", "http://127.0.0.1:9090"},
                              {"ANTHROPIC_API_KEY", "sk-ant-secret"},
@@ -104,23 +106,28 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{R"({"listen": 8080})", "listen: must be a string"},
         BadCase{R"({"database_url": "mysql://x"})", "database_url"},
         BadCase{R"({"redis_url": "http://x"})", "redis_url"},
-        BadCase{R"({"upstreams": {"mistral": {"url": "https://api.mistral.ai/v1"}}})", "upstreams.mistral.url"},
-        BadCase{R"({"upstreams": {"openai": {"url": "https://x"}}})", "upstreams.openai: unknown field"},
+        BadCase{R"({"upstreams": {"mistral": {"url": "https://api.mistral.ai/v1"}}})",
+                "upstreams.mistral.url"},
+        BadCase{R"({"upstreams": {"openai": {"url": "https://x"}}})",
+                "upstreams.openai: unknown field"},
         BadCase{R"({"server": {"worker_threads": 0}})", "server.worker_threads"},
         BadCase{R"({"gate": {"redis_down": "maybe"}})", "gate.redis_down"},
         BadCase{R"({"gate": {"fallback_price": {"input": "1"}}})", "gate.fallback_price"},
         BadCase{R"({"defaults": {"user": {"limit_usd": "thirty"}}})", "defaults.user.limit_usd"},
         BadCase{R"({"defaults": {"user": {"limit_usd": "-1"}}})", "defaults.user.limit_usd"},
         BadCase{R"({"defaults": {"user": {"period": "yearly"}}})", "defaults.user.period"},
-        BadCase{R"({"defaults": {"admin": {"timezone": "Mars/Olympus"}}})", "defaults.admin.timezone"},
-        BadCase{R"({"defaults": {"user": {"thresholds": {"yellow": 80, "orange": 70, "red": 90}}}})",
-                "defaults.user.thresholds"},
-        BadCase{R"({"defaults": {"user": {"thresholds": {"red": 101}}}})", "defaults.user.thresholds.red"},
-        BadCase{R"({"defaults": {"user": {"custom_period_days": 400}}})", "defaults.user.custom_period_days"},
+        BadCase{R"({"defaults": {"admin": {"timezone": "Mars/Olympus"}}})",
+                "defaults.admin.timezone"},
+        BadCase{
+            R"({"defaults": {"user": {"thresholds": {"yellow": 80, "orange": 70, "red": 90}}}})",
+            "defaults.user.thresholds"},
+        BadCase{R"({"defaults": {"user": {"thresholds": {"red": 101}}}})",
+                "defaults.user.thresholds.red"},
+        BadCase{R"({"defaults": {"user": {"custom_period_days": 400}}})",
+                "defaults.user.custom_period_days"},
         BadCase{R"({"global_cap": {"limit_usd": "10", "period": "custom"}})", "global_cap.period"},
         BadCase{R"({"alerts": {"webhook_url": "ftp://x"}})", "alerts.webhook_url"},
-        BadCase{R"({"listen": )", "not valid JSON"},
-        BadCase{R"([1, 2])", "must be an object"}));
+        BadCase{R"({"listen": )", "not valid JSON"}, BadCase{R"([1, 2])", "must be an object"}));
 
 TEST(Config, MissingFileIsAnError) {
   auto c = LoadConfig("/nonexistent/tollgate.json", {});

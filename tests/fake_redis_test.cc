@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "budget/fake_redis.h"
+
+#include <gtest/gtest.h>
 
 namespace tollgate {
 namespace {

@@ -37,7 +37,8 @@ class GateFallback : public ::testing::Test {
     ASSERT_TRUE(address.ok());
     address->db = 5;
     real_redis_ = std::make_unique<HiredisPool>(*address, 16, 2000);
-    real_redis_->Command({"DEL", RedisGate::SpendKey(user_, clock_.Now()), RedisGate::HoldsKey(user_)});
+    real_redis_->Command(
+        {"DEL", RedisGate::SpendKey(user_, clock_.Now()), RedisGate::HoldsKey(user_)});
     redis_ = std::make_unique<FaultyRedis>(*real_redis_);
     settings_ = std::make_unique<SettingsCache>(*directory_, clock_, 0ms);
     ledger_ = std::make_unique<PgLedger>(*pool_, metrics_);
@@ -45,8 +46,11 @@ class GateFallback : public ::testing::Test {
     pg_gate_ = std::make_unique<PgGate>(*pool_, *settings_, clock_, 60s);
   }
   ReserveRequest Request(std::string id) {
-    return ReserveRequest{.user_id = user_, .request_id = std::move(id), .input_cost = Money::FromNanos(1000),
-                          .output_rate = TokenRate::FromNanosPerMillion(1'000'000'000), .max_output_tokens = 99};
+    return ReserveRequest{.user_id = user_,
+                          .request_id = std::move(id),
+                          .input_cost = Money::FromNanos(1000),
+                          .output_rate = TokenRate::FromNanosPerMillion(1'000'000'000),
+                          .max_output_tokens = 99};
   }
   void Record(const std::string& id, Money cost) {
     UsageRecord r;
@@ -118,8 +122,8 @@ TEST_F(GateFallback, SpendDuringTheOutageCountsWhenRedisReturns) {
   redis_->set_down(false);
   clock_.Advance(1100ms);
   Admission after = gate.Reserve(Request("r2"));
-  ASSERT_TRUE(after.allowed()) << "refusal " << static_cast<int>(after.refusal) << " " << after.message
-                               << " spend " << after.spend.nanos();
+  ASSERT_TRUE(after.allowed()) << "refusal " << static_cast<int>(after.refusal) << " "
+                               << after.message << " spend " << after.spend.nanos();
   EXPECT_EQ(after.hold_id.find("pg/"), std::string::npos) << "served by Redis again";
   EXPECT_EQ(after.spend.nanos(), 600'000) << "the counter was rebuilt from the ledger";
   int more = 0;

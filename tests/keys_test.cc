@@ -1,8 +1,8 @@
+#include "budget/keys.h"
+
 #include <gtest/gtest.h>
 
 #include <set>
-
-#include "budget/keys.h"
 
 namespace tollgate {
 namespace {

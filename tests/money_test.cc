@@ -1,6 +1,6 @@
-#include <gtest/gtest.h>
-
 #include "config/money.h"
+
+#include <gtest/gtest.h>
 
 namespace tollgate {
 namespace {
@@ -14,8 +14,8 @@ TEST(Money, ParsesDecimalUsdExactly) {
 }
 
 TEST(Money, RejectsWhatIsNotAnExactAmount) {
-  for (const char* bad : {"", "-", ".5", "5.", "1e3", "0.0000000001", "abc", "1.2.3", "9223372036.854775808",
-                          " 1", "1,5"}) {
+  for (const char* bad : {"", "-", ".5", "5.", "1e3", "0.0000000001", "abc", "1.2.3",
+                          "9223372036.854775808", " 1", "1,5"}) {
     EXPECT_FALSE(Money::ParseUsd(bad).has_value()) << bad;
   }
 }
@@ -71,7 +71,8 @@ TEST(CostAccumulator, RoundsTheTotalUpOnceToAWholeNano) {
 
 TEST(CostAccumulator, DoesNotOverflowOnHugeCounts) {
   CostAccumulator big;
-  big.Add(4'000'000'000'000, *TokenRate::ParseUsdPerMillion("1000"));  // 4e12 tokens x $1000/M = $4e9
+  big.Add(4'000'000'000'000,
+          *TokenRate::ParseUsdPerMillion("1000"));  // 4e12 tokens x $1000/M = $4e9
   EXPECT_EQ(big.Total().nanos(), 4'000'000'000'000'000'000);
 }
 

@@ -1,11 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "budget/keys.h"
 #include "budget/ledger.h"
-
-#include <filesystem>
 #include "budget/migrations.h"
 #include "budget/pg_directory.h"
 #include "tests/test_env.h"
@@ -40,9 +39,12 @@ TEST_F(PostgresIntegration, MigrationsApplyOnceAndAgainDoNothing) {
   EXPECT_EQ(applied, 0);
   pqxx::connection c(url_);
   pqxx::nontransaction w(c);
-  for (const char* table : {"users", "api_keys", "budget_settings", "usage_ledger", "budget_reset_log",
-                            "pricing_overrides", "alert_events", "settings_audit"}) {
-    EXPECT_EQ(w.exec_params1("SELECT count(*) FROM information_schema.tables WHERE table_name = $1", table)[0].as<int>(),
+  for (const char* table :
+       {"users", "api_keys", "budget_settings", "usage_ledger", "budget_reset_log",
+        "pricing_overrides", "alert_events", "settings_audit"}) {
+    EXPECT_EQ(w.exec_params1("SELECT count(*) FROM information_schema.tables WHERE table_name = $1",
+                             table)[0]
+                  .as<int>(),
               1)
         << table;
   }
@@ -69,9 +71,11 @@ TEST_F(PostgresIntegration, LedgerRequestIdIsUniqueAndCostsAreBigint) {
   auto insert = [&](int64_t cost) {
     return pool_->Run([&](pqxx::connection& c) {
       pqxx::work w(c);
-      w.exec_params("INSERT INTO usage_ledger (request_id, user_id, provider, model, started_at, cost_nanos, status)"
-                    " VALUES ('r1', $1, 'mistral', 'm', now(), $2, 200)",
-                    u->id, cost);
+      w.exec_params(
+          "INSERT INTO usage_ledger (request_id, user_id, provider, model, started_at, cost_nanos, "
+          "status)"
+          " VALUES ('r1', $1, 'mistral', 'm', now(), $2, 200)",
+          u->id, cost);
       w.commit();
     });
   };
@@ -84,9 +88,11 @@ TEST_F(PostgresIntegration, DirectoryRoundTrip) {
   PgDirectory dir(*pool_);
   BudgetDefaults defaults;
   defaults.limit = Money::FromNanos(30'000'000'000);
-  auto alice = dir.CreateUser({.name = "alice", .email = "a@x", .external_id = "ext-1"}, defaults, now_);
+  auto alice =
+      dir.CreateUser({.name = "alice", .email = "a@x", .external_id = "ext-1"}, defaults, now_);
   ASSERT_TRUE(alice.ok()) << alice.status().message();
-  EXPECT_EQ(dir.CreateUser({.name = "alice"}, defaults, now_).status().code(), Status::Code::kConflict);
+  EXPECT_EQ(dir.CreateUser({.name = "alice"}, defaults, now_).status().code(),
+            Status::Code::kConflict);
 
   EXPECT_EQ(dir.FindUser("alice")->id, alice->id);
   EXPECT_EQ(dir.FindUser(std::to_string(alice->id))->name, "alice");
@@ -111,8 +117,11 @@ TEST_F(PostgresIntegration, DirectoryRoundTrip) {
     // The secret itself is nowhere in the database.
     pqxx::connection c(url_);
     pqxx::nontransaction w(c);
-    EXPECT_EQ(w.exec_params1("SELECT count(*) FROM api_keys WHERE key_hash = $1 OR prefix = $1 OR name = $1",
-                             key->secret)[0].as<int>(), 0);
+    EXPECT_EQ(w.exec_params1(
+                   "SELECT count(*) FROM api_keys WHERE key_hash = $1 OR prefix = $1 OR name = $1",
+                   key->secret)[0]
+                  .as<int>(),
+              0);
   }
   ASSERT_TRUE(dir.RevokeKey(key->key.prefix, now_).ok());
   EXPECT_FALSE(dir.FindKeyByHash(HashKey(key->secret))->UsableAt(now_));
@@ -126,7 +135,8 @@ TEST_F(PostgresIntegration, DirectoryRoundTrip) {
   EXPECT_EQ(put->version, settings->version + 1);
   EXPECT_EQ(dir.GetSettings(alice->id)->enforcement, Enforcement::kSoft);
 
-  auto reset = dir.ResetWindow(alice->id, "admin:test", "new quarter", Money::FromNanos(42), now_ + 60s);
+  auto reset =
+      dir.ResetWindow(alice->id, "admin:test", "new quarter", Money::FromNanos(42), now_ + 60s);
   ASSERT_TRUE(reset.ok()) << reset.status().message();
   EXPECT_EQ(dir.GetSettings(alice->id)->period_anchor, now_ + 60s);
   auto log = dir.ResetLog(alice->id, 10);
@@ -136,8 +146,11 @@ TEST_F(PostgresIntegration, DirectoryRoundTrip) {
 
   pqxx::connection c(url_);
   pqxx::nontransaction w(c);
-  EXPECT_EQ(w.exec_params1("SELECT count(*) FROM settings_audit WHERE user_id = $1 AND actor = 'admin:test'",
-                           alice->id)[0].as<int>(), 1);
+  EXPECT_EQ(w.exec_params1(
+                 "SELECT count(*) FROM settings_audit WHERE user_id = $1 AND actor = 'admin:test'",
+                 alice->id)[0]
+                .as<int>(),
+            1);
 }
 
 TEST_F(PostgresIntegration, BadSettingsAreRefusedByTheSchemaToo) {
@@ -173,15 +186,18 @@ TEST_F(PostgresIntegration, LedgerRowsSpooledDuringAnOutageAreWrittenLater) {
       ledger.Append(r);
     }
     ledger.Flush();  // durable in the spool, not in Postgres
-  }  // the process "dies" here with Postgres still down
-  size_t files = std::distance(std::filesystem::directory_iterator(spool), std::filesystem::directory_iterator());
+  }                  // the process "dies" here with Postgres still down
+  size_t files = std::distance(std::filesystem::directory_iterator(spool),
+                               std::filesystem::directory_iterator());
   EXPECT_EQ(files, 1u);
   PgLedger recovered(*pool_, metrics, spool);  // replays what it finds
   auto rows = [&] {
     pqxx::connection c(url_);
-    return pqxx::nontransaction(c).exec1("SELECT count(*), coalesce(sum(cost_nanos), 0) FROM usage_ledger");
+    return pqxx::nontransaction(c).exec1(
+        "SELECT count(*), coalesce(sum(cost_nanos), 0) FROM usage_ledger");
   };
-  for (int i = 0; i < 200 && rows()[0].as<int>() < 3; ++i) std::this_thread::sleep_for(50ms);  // bounded wait
+  for (int i = 0; i < 200 && rows()[0].as<int>() < 3; ++i)
+    std::this_thread::sleep_for(50ms);  // bounded wait
   EXPECT_EQ(rows()[0].as<int>(), 3);
   EXPECT_EQ(rows()[1].as<int64_t>(), 1000 + 1001 + 1002);
   EXPECT_TRUE(std::filesystem::is_empty(spool)) << "the replayed spool file is removed";

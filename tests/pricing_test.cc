@@ -1,6 +1,7 @@
+#include "config/pricing.h"
+
 #include <gtest/gtest.h>
 
-#include "config/pricing.h"
 #include "tests/test_env.h"
 
 namespace tollgate {
@@ -33,7 +34,8 @@ TEST_F(ShippedPricing, EveryEntryHasSourceAndDate) {
 
 TEST_F(ShippedPricing, CoversEveryProviderAndResolvesAliases) {
   EXPECT_EQ(table_.Canonical("mistral", "mistral-large-latest"), "mistral-large-2512");
-  EXPECT_EQ(RatesOf("mistral", "mistral-large-latest", "2026-11-28").output.nanos_per_million(), 1'500'000'000);
+  EXPECT_EQ(RatesOf("mistral", "mistral-large-latest", "2026-11-28").output.nanos_per_million(),
+            1'500'000'000);
   Rates haiku = RatesOf("anthropic", "claude-haiku-4-5-20251001", "2026-11-28");
   EXPECT_EQ(haiku.input.nanos_per_million(), 1'000'000'000);
   EXPECT_EQ(haiku.cache_write_5m.nanos_per_million(), 1'250'000'000);
@@ -53,22 +55,27 @@ TEST_F(ShippedPricing, DeepSeekPeakAndOffPeak) {
   EXPECT_EQ(off->id, "deepseek/deepseek-flash@2026-11-15");
   auto weekend = table_.Lookup("deepseek", "deepseek-flash", At("2026-11-21T02:00:00Z"));
   EXPECT_EQ(weekend->rates.output.nanos_per_million(), 600'000'000);
-  auto edge = table_.Lookup("deepseek", "deepseek-flash", At("2026-11-16T04:00:00Z"));  // end is exclusive
+  auto edge =
+      table_.Lookup("deepseek", "deepseek-flash", At("2026-11-16T04:00:00Z"));  // end is exclusive
   EXPECT_EQ(edge->rates.output.nanos_per_million(), 600'000'000);
 }
 
 TEST_F(ShippedPricing, EffectiveDatesSwitchPrices) {
-  EXPECT_EQ(RatesOf("deepseek", "deepseek-chat", "2025-09-05T15:59:59Z").output.nanos_per_million(), 1'100'000'000);
-  EXPECT_EQ(RatesOf("deepseek", "deepseek-chat", "2025-09-05T16:00:00Z").output.nanos_per_million(), 1'680'000'000);
+  EXPECT_EQ(RatesOf("deepseek", "deepseek-chat", "2025-09-05T15:59:59Z").output.nanos_per_million(),
+            1'100'000'000);
+  EXPECT_EQ(RatesOf("deepseek", "deepseek-chat", "2025-09-05T16:00:00Z").output.nanos_per_million(),
+            1'680'000'000);
   // The 2025 night discount: 16:30-00:30 UTC.
-  EXPECT_EQ(RatesOf("deepseek", "deepseek-chat", "2025-03-01T17:00:00Z").output.nanos_per_million(), 550'000'000);
+  EXPECT_EQ(RatesOf("deepseek", "deepseek-chat", "2025-03-01T17:00:00Z").output.nanos_per_million(),
+            550'000'000);
 }
 
 TEST_F(ShippedPricing, UnknownModelIsNotFound) {
   auto q = table_.Lookup("anthropic", "claude-imaginary", At("2026-11-28"));
   ASSERT_FALSE(q.ok());
   EXPECT_EQ(q.status().code(), Status::Code::kNotFound);
-  EXPECT_FALSE(table_.Lookup("mistral", "mistral-large-2512", At("2020-01-01")).ok());  // before it existed
+  EXPECT_FALSE(
+      table_.Lookup("mistral", "mistral-large-2512", At("2020-01-01")).ok());  // before it existed
 }
 
 TEST_F(ShippedPricing, CostOfAnAnthropicAnswerByHand) {
@@ -91,24 +98,33 @@ class BadPricing : public ::testing::TestWithParam<BadTable> {};
 TEST_P(BadPricing, NamesTheField) {
   auto t = PricingTable::Parse(GetParam().text, "pricing.json");
   ASSERT_FALSE(t.ok());
-  EXPECT_NE(t.status().message().find(GetParam().needle), std::string::npos) << t.status().message();
+  EXPECT_NE(t.status().message().find(GetParam().needle), std::string::npos)
+      << t.status().message();
 }
 
-#define ENTRY(extra) \
-  R"({"models":[{"provider":"mistral","model":"m","effective_from":"2026-01-01","source":"s","checked":"2026-01-01")" extra "}]}"
+#define ENTRY(extra)                                                                                                        \
+  R"({"models":[{"provider":"mistral","model":"m","effective_from":"2026-01-01","source":"s","checked":"2026-01-01")" extra \
+  "}]}"
 INSTANTIATE_TEST_SUITE_P(
     Tables, BadPricing,
-    ::testing::Values(BadTable{ENTRY(R"(,"output":"1")"), "models[0]: needs input and output"},
-                      BadTable{ENTRY(R"(,"input":"x","output":"1")"), "models[0].input"},
-                      BadTable{ENTRY(R"(,"input":"-1","output":"1")"), "models[0].input"},
-                      BadTable{ENTRY(R"(,"input":"1","output":"1","colour":"red")"), "models[0].colour: unknown field"},
-                      BadTable{R"({"models":[{"provider":"openai","model":"m","effective_from":"2026-01-01","input":"1","output":"1","source":"s","checked":"c"}]})",
-                               "models[0].provider"},
-                      BadTable{ENTRY(R"(,"input":"1","output":"1","windows":[{"name":"p","weekdays":["mon"],"utc":["10:00-09:00"]}])"),
-                               "models[0].windows[0].utc"},
-                      BadTable{ENTRY(R"(,"input":"1","output":"1","windows":[{"name":"p","weekdays":["funday"],"utc":["01:00-02:00"]}])"),
-                               "models[0].windows[0].weekdays"},
-                      BadTable{R"({"models": 3})", "models: must be a list"}));
+    ::testing::Values(
+        BadTable{ENTRY(R"(,"output":"1")"), "models[0]: needs input and output"},
+        BadTable{ENTRY(R"(,"input":"x","output":"1")"), "models[0].input"},
+        BadTable{ENTRY(R"(,"input":"-1","output":"1")"), "models[0].input"},
+        BadTable{ENTRY(R"(,"input":"1","output":"1","colour":"red")"),
+                 "models[0].colour: unknown field"},
+        BadTable{
+            R"({"models":[{"provider":"openai","model":"m","effective_from":"2026-01-01","input":"1","output":"1","source":"s","checked":"c"}]})",
+            "models[0].provider"},
+        BadTable{
+            ENTRY(
+                R"(,"input":"1","output":"1","windows":[{"name":"p","weekdays":["mon"],"utc":["10:00-09:00"]}])"),
+            "models[0].windows[0].utc"},
+        BadTable{
+            ENTRY(
+                R"(,"input":"1","output":"1","windows":[{"name":"p","weekdays":["funday"],"utc":["01:00-02:00"]}])"),
+            "models[0].windows[0].weekdays"},
+        BadTable{R"({"models": 3})", "models: must be a list"}));
 #undef ENTRY
 
 TEST(Pricing, DefaultsCacheRatesToInput) {

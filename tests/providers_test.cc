@@ -61,12 +61,16 @@ TEST(OpenAIStyleStream, ErrorFrameEndsTheStream) {
 
 TEST(AnthropicStream, UsageIsCumulativeNeverSummed) {
   std::string stream =
-      "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,"
+      "event: message_start\ndata: "
+      "{\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":25,"
       "\"cache_creation_input_tokens\":10,\"cache_read_input_tokens\":5,\"output_tokens\":1}}}\n\n"
       "event: ping\ndata: {\"type\":\"ping\"}\n\n"
-      "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n"
+      "event: content_block_delta\ndata: "
+      "{\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}"
+      "\n\n"
       "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\n\n"
-      "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n"
+      "event: message_delta\ndata: "
+      "{\"type\":\"message_delta\",\"usage\":{\"output_tokens\":15}}\n\n"
       "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
   anthropic::Anthropic a;
   auto o = a.ObserveStream(Route{Endpoint::kChat}, false);
@@ -87,7 +91,8 @@ TEST(AnthropicUsage, SplitsCacheWritesWhenTheAnswerDoes) {
                         &u);
   EXPECT_EQ(u.cache_write_5m_tokens, 10);
   EXPECT_EQ(u.cache_write_1h_tokens, 20);
-  anthropic::MergeUsage(json::parse(R"({"output_tokens":30,"cache_creation_input_tokens":30})"), &u);
+  anthropic::MergeUsage(json::parse(R"({"output_tokens":30,"cache_creation_input_tokens":30})"),
+                        &u);
   EXPECT_EQ(u.cache_write_1h_tokens, 20) << "a cumulative repeat of the same total keeps the split";
   EXPECT_EQ(u.output_tokens, 30);
 }
@@ -96,7 +101,8 @@ TEST(Providers, RequestFactsAndEstimates) {
   const Provider* ds = FindProvider("deepseek");
   auto route = ds->Match("POST", "chat/completions");
   ASSERT_TRUE(route);
-  auto f = ds->ReadRequest(*route, json::parse(R"({"model":"deepseek-flash","max_tokens":50,"user":"u-1",
+  auto f =
+      ds->ReadRequest(*route, json::parse(R"({"model":"deepseek-flash","max_tokens":50,"user":"u-1",
       "stream":true,"stream_options":{"include_usage":true},
       "messages":[{"role":"user","content":"0123456789012345678901234567890123"}]})"));
   ASSERT_TRUE(f.ok());
@@ -109,7 +115,8 @@ TEST(Providers, RequestFactsAndEstimates) {
 
   const Provider* ol = FindProvider("ollama");
   auto native = ol->Match("POST", "api/generate");
-  auto g = ol->ReadRequest(*native, json::parse(R"({"model":"llama3.2","prompt":"hi","options":{"num_predict":-1}})"));
+  auto g = ol->ReadRequest(
+      *native, json::parse(R"({"model":"llama3.2","prompt":"hi","options":{"num_predict":-1}})"));
   ASSERT_TRUE(g.ok());
   EXPECT_TRUE(g->stream) << "Ollama's native endpoints stream by default";
   EXPECT_FALSE(g->max_output_tokens.has_value()) << "num_predict -1 means unbounded";
@@ -120,7 +127,8 @@ TEST(Providers, RequestFactsAndEstimates) {
 TEST(Providers, RewritesFollowEachProvidersQuirks) {
   const Provider* m = FindProvider("mistral");
   auto route = *m->Match("POST", "v1/chat/completions");
-  json body = json::parse(R"({"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[]})");
+  json body = json::parse(
+      R"({"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[]})");
   RequestFacts f = *m->ReadRequest(route, body);
   EXPECT_FALSE(m->Rewrite(route, f, 300, &body));
   EXPECT_FALSE(body.contains("stream_options"));
@@ -140,14 +148,21 @@ TEST(Providers, RewritesFollowEachProvidersQuirks) {
 }
 
 TEST(Providers, NativeErrorEnvelopes) {
-  EXPECT_EQ(json::parse(FindProvider("anthropic")->ErrorBody(nullptr, ErrorKind::kBudget, "m"))["error"]["type"],
-            "billing_error");
-  json ds = json::parse(FindProvider("deepseek")->ErrorBody(nullptr, ErrorKind::kAuthentication, "m"));
+  EXPECT_EQ(
+      json::parse(
+          FindProvider("anthropic")->ErrorBody(nullptr, ErrorKind::kBudget, "m"))["error"]["type"],
+      "billing_error");
+  json ds =
+      json::parse(FindProvider("deepseek")->ErrorBody(nullptr, ErrorKind::kAuthentication, "m"));
   EXPECT_EQ(ds["error"]["type"], "authentication_error");
   EXPECT_TRUE(ds["error"].contains("param"));
   Route native{Endpoint::kChat, false}, v1{Endpoint::kChat, true};
-  EXPECT_EQ(json::parse(FindProvider("ollama")->ErrorBody(&native, ErrorKind::kBudget, "m"))["error"], "m");
-  EXPECT_EQ(json::parse(FindProvider("ollama")->ErrorBody(&v1, ErrorKind::kBudget, "m"))["error"]["message"], "m");
+  EXPECT_EQ(
+      json::parse(FindProvider("ollama")->ErrorBody(&native, ErrorKind::kBudget, "m"))["error"],
+      "m");
+  EXPECT_EQ(json::parse(FindProvider("ollama")->ErrorBody(&v1, ErrorKind::kBudget,
+                                                          "m"))["error"]["message"],
+            "m");
   EXPECT_EQ(StatusFor(ErrorKind::kBudget), 402);
   EXPECT_EQ(StatusFor(ErrorKind::kTimeout), 504);
 }

@@ -26,13 +26,15 @@ class ProxyFixture : public ::testing::Test {
   void TearDown() override { Stop(); }
 
   void Start(Money limit, std::function<void(Config&)> tweak = nullptr) {
-    sim_ = std::make_unique<RunningServer>(sim::SimServer({.default_output_tokens = 16, .worker_threads = 64}).Release());
+    sim_ = std::make_unique<RunningServer>(
+        sim::SimServer({.default_output_tokens = 16, .worker_threads = 64}).Release());
     ASSERT_GT(sim_->Start("127.0.0.1", 0), 0);
     auto loaded = LoadConfig(SourceDir() + "/config/tollgate.json", {});
     ASSERT_TRUE(loaded.ok()) << loaded.status().message();
     config_ = *loaded;
     config_.worker_threads = 64;
-    for (auto& [name, u] : config_.upstreams) u.base_url = "http://127.0.0.1:" + std::to_string(sim_->port());
+    for (auto& [name, u] : config_.upstreams)
+      u.base_url = "http://127.0.0.1:" + std::to_string(sim_->port());
     config_.upstreams["anthropic"].api_key = "sk-ant-UPSTREAM-SECRET";
     config_.upstreams["mistral"].api_key = "mistral-UPSTREAM-SECRET";
     config_.upstreams["deepseek"].api_key = "sk-ds-UPSTREAM-SECRET";
@@ -42,12 +44,14 @@ class ProxyFixture : public ::testing::Test {
     ASSERT_TRUE(pricing.ok());
     pricing_ = std::make_unique<PricingTable>(std::move(*pricing));
     auto user = directory_.FindUser("alice");
-    if (!user.ok()) user = directory_.CreateUser({.name = "alice"}, config_.user_defaults, clock_.Now());
+    if (!user.ok())
+      user = directory_.CreateUser({.name = "alice"}, config_.user_defaults, clock_.Now());
     ASSERT_TRUE(user.ok());
     user_ = *user;
     auto key = directory_.CreateKey(user_.id, "k", false, std::nullopt, clock_.Now());
     key_ = key->secret;
-    authenticator_ = std::make_unique<Authenticator>(directory_, clock_, std::chrono::milliseconds(0));
+    authenticator_ =
+        std::make_unique<Authenticator>(directory_, clock_, std::chrono::milliseconds(0));
     gate_ = std::make_unique<FakeGate>(limit);
     service_ = std::make_unique<ProxyService>(
         ProxyDependencies{config_, *pricing_, *authenticator_, *gate_, ledger_, metrics_, clock_});
@@ -75,7 +79,8 @@ class ProxyFixture : public ::testing::Test {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
     while (std::chrono::steady_clock::now() < deadline) {
       auto rows = ledger_.rows();
-      if (!rows.empty() && rows.size() >= expected_rows && service_->streams_in_flight() == 0) return rows.back();
+      if (!rows.empty() && rows.size() >= expected_rows && service_->streams_in_flight() == 0)
+        return rows.back();
       std::this_thread::yield();
     }
     ADD_FAILURE() << "no ledger row";
@@ -102,7 +107,9 @@ class ProxyFixture : public ::testing::Test {
 
 // "hello world!" is 12 characters: the sim counts ceil(12 / 4) = 3 input tokens.
 inline json Chat(const std::string& model, bool stream) {
-  return {{"model", model}, {"stream", stream}, {"messages", {{{"role", "user"}, {"content", "hello world!"}}}}};
+  return {{"model", model},
+          {"stream", stream},
+          {"messages", {{{"role", "user"}, {"content", "hello world!"}}}}};
 }
 
 }  // namespace tollgate::testing

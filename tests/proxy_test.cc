@@ -12,7 +12,8 @@ class Proxy : public ProxyFixture {};
 TEST_F(Proxy, AnthropicMessagesNonStreaming) {
   json body = Chat("claude-haiku-4-5", false);
   body["max_tokens"] = 10;
-  httplib::Headers h = {{"x-sim-cache-read", "100"}, {"x-sim-cache-write", "20"}, {"x-sim-cache-write-1h", "7"}};
+  httplib::Headers h = {
+      {"x-sim-cache-read", "100"}, {"x-sim-cache-write", "20"}, {"x-sim-cache-write-1h", "7"}};
   h.emplace("x-api-key", key_);
   auto r = client_->Post("/anthropic/v1/messages", h, body.dump(), "application/json");
   ASSERT_TRUE(r);
@@ -62,10 +63,12 @@ TEST_F(Proxy, AnthropicStreamTakesTheLastCumulativeUsage) {
 }
 
 TEST_F(Proxy, DeepSeekStreamHidesTheUsageChunkItAskedFor) {
-  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", true), {{"x-sim-keepalive", "2"}});
+  auto r =
+      Post("/deepseek/chat/completions", Chat("deepseek-flash", true), {{"x-sim-keepalive", "2"}});
   ASSERT_EQ(r->status, 200);
   EXPECT_EQ(r->body.rfind(": keep-alive", 0), 0u);  // comments relayed untouched
-  for (const json& c : SseData(r->body)) EXPECT_FALSE(c["choices"].empty()) << "usage chunk leaked: " << c;
+  for (const json& c : SseData(r->body))
+    EXPECT_FALSE(c["choices"].empty()) << "usage chunk leaked: " << c;
   EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos);
   json saw = SimSaw();
   EXPECT_TRUE(json::parse(saw["body"].get<std::string>())["stream_options"]["include_usage"]);
@@ -90,7 +93,8 @@ TEST_F(Proxy, DeepSeekStreamShowsTheUsageChunkWhenTheClientAsked) {
 TEST_F(Proxy, DeepSeekPeakHoursCostDouble) {
   clock_.Set(Timestamp(std::chrono::microseconds(kOffPeakMicros)) - 10h);  // Monday 02:00 UTC
   json body = Chat("deepseek-flash", false);
-  auto r = Post("/deepseek/chat/completions", body, {{"x-sim-cache-read", "2"}, {"x-sim-reasoning", "5"}});
+  auto r = Post("/deepseek/chat/completions", body,
+                {{"x-sim-cache-read", "2"}, {"x-sim-reasoning", "5"}});
   ASSERT_EQ(r->status, 200) << r->body;
   UsageRecord row = LastRow();
   EXPECT_EQ(row.price_id, "deepseek/deepseek-flash@2026-11-15#peak");
@@ -128,7 +132,8 @@ TEST_F(Proxy, MistralEmbeddingsAndModels) {
 }
 
 TEST_F(Proxy, OllamaNativeNdjsonStream) {
-  json body = {{"model", "llama3.2"}, {"messages", {{{"role", "user"}, {"content", "hello world!"}}}}};
+  json body = {{"model", "llama3.2"},
+               {"messages", {{{"role", "user"}, {"content", "hello world!"}}}}};
   auto r = Post("/ollama/api/chat", body);  // streams by default
   ASSERT_EQ(r->status, 200);
   EXPECT_EQ(r->get_header_value("Content-Type"), "application/x-ndjson");
@@ -154,8 +159,8 @@ TEST_F(Proxy, OllamaOpenAILayerAndTags) {
 TEST_F(Proxy, UpstreamErrorsPassThroughUnchanged) {
   json body = Chat("claude-haiku-4-5", false);
   body["max_tokens"] = 5;
-  auto r = client_->Post("/anthropic/v1/messages", {{"x-api-key", key_}, {"x-sim-error", "429"}}, body.dump(),
-                         "application/json");
+  auto r = client_->Post("/anthropic/v1/messages", {{"x-api-key", key_}, {"x-sim-error", "429"}},
+                         body.dump(), "application/json");
   ASSERT_EQ(r->status, 429);
   EXPECT_EQ(r->get_header_value("retry-after"), "1");
   EXPECT_EQ(json::parse(r->body)["error"]["type"], "rate_limit_error");
@@ -164,7 +169,8 @@ TEST_F(Proxy, UpstreamErrorsPassThroughUnchanged) {
   EXPECT_EQ(row.cost.nanos(), 0);
   EXPECT_EQ(gate_->open_holds(), 0u);
 
-  auto s = Post("/deepseek/chat/completions", Chat("deepseek-flash", true), {{"x-sim-error", "500"}});
+  auto s =
+      Post("/deepseek/chat/completions", Chat("deepseek-flash", true), {{"x-sim-error", "500"}});
   EXPECT_EQ(s->status, 500);
   EXPECT_EQ(LastRow(2).status, 500);
 }
@@ -172,10 +178,12 @@ TEST_F(Proxy, UpstreamErrorsPassThroughUnchanged) {
 TEST_F(Proxy, UpstreamDownIs502InTheNativeShape) {
   Stop();
   ledger_.Clear();
-  Start(Money::FromNanos(1'000'000'000), [](Config& c) { c.upstreams["deepseek"].base_url = "http://127.0.0.1:1"; });
+  Start(Money::FromNanos(1'000'000'000),
+        [](Config& c) { c.upstreams["deepseek"].base_url = "http://127.0.0.1:1"; });
   auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));
   ASSERT_EQ(r->status, 502);
-  EXPECT_TRUE(json::parse(r->body)["error"]["message"].get<std::string>().find("unreachable") != std::string::npos);
+  EXPECT_TRUE(json::parse(r->body)["error"]["message"].get<std::string>().find("unreachable") !=
+              std::string::npos);
   auto s = Post("/deepseek/chat/completions", Chat("deepseek-flash", true));
   ASSERT_EQ(s->status, 502);
   EXPECT_EQ(LastRow(2).cost.nanos(), 0);
@@ -183,7 +191,8 @@ TEST_F(Proxy, UpstreamDownIs502InTheNativeShape) {
 }
 
 TEST_F(Proxy, UpstreamCutMidStreamBillsAnEstimate) {
-  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", true), {{"x-sim-cut-after", "4"}});
+  auto r =
+      Post("/deepseek/chat/completions", Chat("deepseek-flash", true), {{"x-sim-cut-after", "4"}});
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   EXPECT_EQ(r->body.find("[DONE]"), std::string::npos);
@@ -201,14 +210,17 @@ TEST_F(Proxy, ClientDisconnectStillBillsTheFullAnswer) {
   body["max_tokens"] = 40;
   httplib::Client c("127.0.0.1", proxy_->port());
   int chunks = 0;
-  httplib::Headers h = {{"x-api-key", key_}, {"x-sim-output-tokens", "40"}, {"x-sim-token-delay-ms", "5"}};
+  httplib::Headers h = {
+      {"x-api-key", key_}, {"x-sim-output-tokens", "40"}, {"x-sim-token-delay-ms", "5"}};
   httplib::Request req;
   req.method = "POST";
   req.path = "/anthropic/v1/messages";
   req.headers = h;
   req.body = body.dump();
   req.set_header("Content-Type", "application/json");
-  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 3; };  // hang up
+  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+    return ++chunks < 3;
+  };  // hang up
   c.send(req);
   UsageRecord row = LastRow();
   EXPECT_FALSE(row.estimated) << "the drain should have reached the final usage";
@@ -227,7 +239,8 @@ TEST_F(Proxy, ClientDisconnectWithoutDrainBillsAnEstimate) {
   httplib::Request req;
   req.method = "POST";
   req.path = "/anthropic/v1/messages";
-  req.headers = {{"x-api-key", key_}, {"x-sim-output-tokens", "200"}, {"x-sim-token-delay-ms", "5"}};
+  req.headers = {
+      {"x-api-key", key_}, {"x-sim-output-tokens", "200"}, {"x-sim-token-delay-ms", "5"}};
   req.body = body.dump();
   req.set_header("Content-Type", "application/json");
   req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 3; };
@@ -250,10 +263,22 @@ TEST_F(Proxy, BadInputGetsNativeErrors) {
   std::vector<Case> cases = {
       {"/deepseek/chat/completions", "{not json", {}, 400, "not valid JSON"},
       {"/deepseek/chat/completions", R"({"messages":[]})", {}, 400, "model"},
-      {"/deepseek/chat/completions", R"({"model":"deepseek-flash","messages":[],"stream":"yes"})", {}, 400, "stream"},
-      {"/deepseek/chat/completions", R"({"model":"deepseek-flash","messages":[],"max_tokens":"9"})", {}, 400, "max_tokens"},
+      {"/deepseek/chat/completions",
+       R"({"model":"deepseek-flash","messages":[],"stream":"yes"})",
+       {},
+       400,
+       "stream"},
+      {"/deepseek/chat/completions",
+       R"({"model":"deepseek-flash","messages":[],"max_tokens":"9"})",
+       {},
+       400,
+       "max_tokens"},
       {"/deepseek/chat/completions", R"({"model":"gpt-9","messages":[]})", {}, 400, "no price"},
-      {"/anthropic/v1/messages", R"({"model":"claude-haiku-4-5","messages":[]})", {}, 400, "max_tokens"},
+      {"/anthropic/v1/messages",
+       R"({"model":"claude-haiku-4-5","messages":[]})",
+       {},
+       400,
+       "max_tokens"},
       {"/deepseek/chat/completions", deep, {}, 400, "nested deeper"},
       {"/deepseek/nothing/here", "{}", {}, 404, "unknown path"},
       {"/openai/v1/chat/completions", "{}", {}, 404, "unknown path"},
@@ -269,15 +294,18 @@ TEST_F(Proxy, BadInputGetsNativeErrors) {
   }
   auto a = client_->Post("/anthropic/v1/messages", {{"x-api-key", key_}}, "[]", "application/json");
   EXPECT_EQ(json::parse(a->body)["type"], "error");
-  auto o = client_->Post("/ollama/api/chat", {{"Authorization", "Bearer " + key_}}, "{}", "application/json");
+  auto o = client_->Post("/ollama/api/chat", {{"Authorization", "Bearer " + key_}}, "{}",
+                         "application/json");
   EXPECT_TRUE(json::parse(o->body)["error"].is_string());
   EXPECT_TRUE(ledger_.rows().empty()) << "refused requests are never forwarded";
 }
 
 TEST_F(Proxy, KeysAreCheckedAndNeverEchoed) {
-  auto none = client_->Post("/deepseek/chat/completions", Chat("deepseek-flash", false).dump(), "application/json");
+  auto none = client_->Post("/deepseek/chat/completions", Chat("deepseek-flash", false).dump(),
+                            "application/json");
   EXPECT_EQ(none->status, 401);
-  auto bad = Post("/deepseek/chat/completions", Chat("deepseek-flash", false), {}, "tg-" + std::string(43, 'x'));
+  auto bad = Post("/deepseek/chat/completions", Chat("deepseek-flash", false), {},
+                  "tg-" + std::string(43, 'x'));
   EXPECT_EQ(bad->status, 401);
   EXPECT_EQ(json::parse(bad->body)["error"]["type"], "authentication_error");
   ASSERT_TRUE(directory_.RevokeKey(key_.substr(0, 12), clock_.Now()).ok());
@@ -291,7 +319,9 @@ TEST_F(Proxy, KeysAreCheckedAndNeverEchoed) {
   EXPECT_NE(e->body.find("expired"), std::string::npos);
   ASSERT_TRUE(directory_.SetUserDisabled(user_.id, true).ok());
   auto k = directory_.CreateKey(user_.id, "new", false, std::nullopt, clock_.Now());
-  EXPECT_EQ(Post("/deepseek/chat/completions", Chat("deepseek-flash", false), {}, k->secret)->status, 401);
+  EXPECT_EQ(
+      Post("/deepseek/chat/completions", Chat("deepseek-flash", false), {}, k->secret)->status,
+      401);
   EXPECT_EQ(metrics_.Get(Counter::kProxyRefusedAuth), 5u);
 }
 
@@ -301,7 +331,8 @@ TEST_F(Proxy, BudgetRefusalIsFinal402InEachEnvelope) {
   Start(Money::FromNanos(10));  // one nano-dollar short of anything
   json claude = Chat("claude-haiku-4-5", false);
   claude["max_tokens"] = 5;
-  auto a = client_->Post("/anthropic/v1/messages", {{"x-api-key", key_}}, claude.dump(), "application/json");
+  auto a = client_->Post("/anthropic/v1/messages", {{"x-api-key", key_}}, claude.dump(),
+                         "application/json");
   EXPECT_EQ(a->status, 402);
   EXPECT_EQ(a->get_header_value("x-should-retry"), "false");
   EXPECT_EQ(json::parse(a->body)["error"]["type"], "billing_error");
@@ -333,12 +364,13 @@ TEST_F(Proxy, ClampsAnUnsetMaxTokensToWhatTheBudgetAffords) {
 }
 
 TEST_F(Proxy, ActAsUserNeedsTheCapability) {
-  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false), {{"X-Tollgate-User", "bob"}});
+  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false),
+                {{"X-Tollgate-User", "bob"}});
   EXPECT_EQ(r->status, 403);
   EXPECT_NE(r->body.find("act_as_user"), std::string::npos);
   auto service = directory_.CreateKey(user_.id, "svc", true, std::nullopt, clock_.Now());
-  auto ok = Post("/deepseek/chat/completions", Chat("deepseek-flash", false), {{"X-Tollgate-User", "bob"}},
-                 service->secret);
+  auto ok = Post("/deepseek/chat/completions", Chat("deepseek-flash", false),
+                 {{"X-Tollgate-User", "bob"}}, service->secret);
   ASSERT_EQ(ok->status, 200) << ok->body;
   auto bob = directory_.FindUser("bob");
   ASSERT_TRUE(bob.ok()) << "the end user is created on first sight";

@@ -1,9 +1,10 @@
+#include "budget/redis_gate.h"
+
 #include <gtest/gtest.h>
 
 #include <thread>
 
 #include "budget/fake_directory.h"
-#include "budget/redis_gate.h"
 #include "tests/test_env.h"
 
 namespace tollgate {
@@ -26,11 +27,15 @@ class RedisGateTest : public ::testing::Test {
     gate_ = std::make_unique<RedisGate>(*redis_, *settings_, ledger_, clock_, metrics_, 60s);
   }
   ReserveRequest Request(int64_t max_output, std::string id) {
-    return ReserveRequest{.user_id = user_, .request_id = std::move(id), .input_cost = Money::FromNanos(1000),
-                          .output_rate = TokenRate::FromNanosPerMillion(1'000'000'000),  // 1,000 nanos per token
-                          .max_output_tokens = max_output};
+    return ReserveRequest{
+        .user_id = user_,
+        .request_id = std::move(id),
+        .input_cost = Money::FromNanos(1000),
+        .output_rate = TokenRate::FromNanosPerMillion(1'000'000'000),  // 1,000 nanos per token
+        .max_output_tokens = max_output};
   }
-  ManualClock clock_{Timestamp(std::chrono::microseconds(1'794'830'400'000'000)) + std::chrono::hours(24 * 365 * 3)};
+  ManualClock clock_{Timestamp(std::chrono::microseconds(1'794'830'400'000'000)) +
+                     std::chrono::hours(24 * 365 * 3)};
   // Test processes share one Redis: a random id space per test keeps their keys apart.
   FakeDirectory directory_{static_cast<int64_t>(std::stoull(RandomHex(6), nullptr, 16)) + 1000};
   FakeLedger ledger_;
@@ -67,7 +72,9 @@ TEST_F(RedisGateTest, ConcurrentReservationsNeverPassTheLimit) {
   for (int t = 0; t < 32; ++t) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 10; ++i) {
-        if (gate_->Reserve(Request(99, "c" + std::to_string(t) + "_" + std::to_string(i))).allowed()) ++allowed;
+        if (gate_->Reserve(Request(99, "c" + std::to_string(t) + "_" + std::to_string(i)))
+                .allowed())
+          ++allowed;
       }
     });
   }
@@ -76,7 +83,8 @@ TEST_F(RedisGateTest, ConcurrentReservationsNeverPassTheLimit) {
 }
 
 TEST_F(RedisGateTest, HoldsOfACrashedInstanceExpire) {
-  for (int i = 0; i < 10; ++i) ASSERT_TRUE(gate_->Reserve(Request(99, "h" + std::to_string(i))).allowed());
+  for (int i = 0; i < 10; ++i)
+    ASSERT_TRUE(gate_->Reserve(Request(99, "h" + std::to_string(i))).allowed());
   EXPECT_FALSE(gate_->Reserve(Request(99, "h10")).allowed());
   clock_.Advance(61s);  // nobody settled: the holds lapse
   EXPECT_TRUE(gate_->Reserve(Request(99, "h11")).allowed());
@@ -108,7 +116,8 @@ struct RecordingAlerts : AlertSink {
 
 TEST_F(RedisGateTest, SettlingPastAThresholdRaisesAnAlert) {
   RecordingAlerts alerts;
-  RedisGate gate(*redis_, *settings_, ledger_, clock_, metrics_, std::chrono::seconds(60), std::nullopt, &alerts);
+  RedisGate gate(*redis_, *settings_, ledger_, clock_, metrics_, std::chrono::seconds(60),
+                 std::nullopt, &alerts);
   Admission a = gate.Reserve(Request(99, "al1"));
   gate.Settle(user_, a.hold_id, Money::FromNanos(400'000));  // 40 % of 1,000,000: GREEN
   Admission b = gate.Reserve(Request(99, "al2"));
@@ -131,7 +140,8 @@ TEST_F(RedisGateTest, SoftAndOffEnforcementAllowPastTheLimitAndStillCount) {
       gate_->Settle(user_, a.hold_id, Money::FromNanos(100'000));
     }
   }
-  EXPECT_EQ(gate_->State(user_)->spend.nanos(), 40 * 100'000) << "spend past the limit is still recorded";
+  EXPECT_EQ(gate_->State(user_)->spend.nanos(), 40 * 100'000)
+      << "spend past the limit is still recorded";
   BudgetSettings s = *directory_.GetSettings(user_);
   s.enforcement = Enforcement::kHard;
   directory_.PutSettings(s, "t");
@@ -179,8 +189,11 @@ TEST(RedisGateGlobalCap, StopsEveryoneAndReleasesItsHoldWhenAUserIsRefused) {
   RedisGate gate(redis, settings, ledger, clock, metrics, std::chrono::seconds(60),
                  GlobalCap{Money::FromNanos(300'000), Period::kDaily});
   auto request = [](int64_t user, std::string id) {
-    return ReserveRequest{.user_id = user, .request_id = std::move(id), .input_cost = Money::FromNanos(1000),
-                          .output_rate = TokenRate::FromNanosPerMillion(1'000'000'000), .max_output_tokens = 99};
+    return ReserveRequest{.user_id = user,
+                          .request_id = std::move(id),
+                          .input_cost = Money::FromNanos(1000),
+                          .output_rate = TokenRate::FromNanosPerMillion(1'000'000'000),
+                          .max_output_tokens = 99};
   };
   // The poor user is refused by their own budget: the global hold is given back.
   EXPECT_EQ(gate.Reserve(request(c, "c1")).refusal, Refusal::kBudget);

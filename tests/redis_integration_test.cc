@@ -35,7 +35,8 @@ TEST_F(RedisIntegration, PoolIsSafeUnderManyThreads) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 32; ++t) {
     threads.emplace_back([&] {
-      for (int i = 0; i < 100; ++i) ASSERT_TRUE(redis_->Command({"INCRBY", prefix_ + "n", "1"}).ok());
+      for (int i = 0; i < 100; ++i)
+        ASSERT_TRUE(redis_->Command({"INCRBY", prefix_ + "n", "1"}).ok());
     });
   }
   for (auto& t : threads) t.join();
@@ -53,8 +54,8 @@ TEST_F(RedisIntegration, ErrorReplyIsAValueNotAnException) {
 }
 
 TEST_F(RedisIntegration, ArraysAndEval) {
-  auto r = redis_->Command({"EVAL", "return {1, 'two', redis.call('INCRBY', KEYS[1], ARGV[1])}", "1",
-                            prefix_ + "e", "7"});
+  auto r = redis_->Command({"EVAL", "return {1, 'two', redis.call('INCRBY', KEYS[1], ARGV[1])}",
+                            "1", prefix_ + "e", "7"});
   ASSERT_TRUE(r.ok()) << r.status().message();
   ASSERT_EQ(r->type, RedisReply::Type::kArray);
   ASSERT_EQ(r->elements.size(), 3u);

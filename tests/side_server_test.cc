@@ -1,8 +1,8 @@
+#include "admin/side_server.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
-
-#include "admin/side_server.h"
 
 namespace tollgate {
 namespace {
@@ -48,7 +48,8 @@ TEST_F(SideServer, ReadyzReportsEachDependency) {
 TEST_F(SideServer, MetricsExportCounters) {
   metrics_.Inc(Counter::kProxyRefusedBudget, 3);
   auto r = client_->Get("/metrics");
-  EXPECT_NE(r->body.find("tollgate_refusals_total{reason=\"budget\"} 3"), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("tollgate_refusals_total{reason=\"budget\"} 3"), std::string::npos)
+      << r->body;
   EXPECT_NE(r->body.find("# TYPE tollgate_proxy_requests_total counter"), std::string::npos);
 }
 

@@ -26,7 +26,9 @@ class Sim : public ::testing::Test {
   }
   // "hello world!" is 12 characters: ceil(12 / 4) = 3 input tokens.
   json Chat(const std::string& model, bool stream) {
-    return {{"model", model}, {"stream", stream}, {"messages", {{{"role", "user"}, {"content", "hello world!"}}}}};
+    return {{"model", model},
+            {"stream", stream},
+            {"messages", {{{"role", "user"}, {"content", "hello world!"}}}}};
   }
   std::unique_ptr<RunningServer> running_;
   std::unique_ptr<httplib::Client> client_;
@@ -79,7 +81,8 @@ TEST_F(Sim, DeepSeekUsageOnlyWithIncludeUsageAndKeepAlives) {
   for (const json& c : SseData(plain->body)) EXPECT_TRUE(c["usage"].is_null());
 
   body["stream_options"] = {{"include_usage", true}};
-  auto with = Post("/v1/chat/completions", body, {{"x-sim-cache-read", "2"}, {"x-sim-reasoning", "4"}});
+  auto with =
+      Post("/v1/chat/completions", body, {{"x-sim-cache-read", "2"}, {"x-sim-reasoning", "4"}});
   auto chunks = SseData(with->body);
   const json& last = chunks.back();
   EXPECT_TRUE(last["choices"].empty());
@@ -107,7 +110,8 @@ TEST_F(Sim, MistralRejectsStreamOptionsAndAlwaysSendsUsage) {
 }
 
 TEST_F(Sim, OllamaNativeStreamsNdjsonByDefault) {
-  json body = {{"model", "llama3.2"}, {"messages", {{{"role", "user"}, {"content", "hello world!"}}}}};
+  json body = {{"model", "llama3.2"},
+               {"messages", {{{"role", "user"}, {"content", "hello world!"}}}}};
   auto r = Post("/api/chat", body);
   ASSERT_EQ(r->status, 200);
   EXPECT_EQ(r->get_header_value("Content-Type"), "application/x-ndjson");
@@ -136,12 +140,14 @@ TEST_F(Sim, InjectedErrorsUseEachNativeEnvelope) {
   EXPECT_EQ(a->status, 429);
   EXPECT_EQ(a->get_header_value("retry-after"), "1");
   EXPECT_EQ(json::parse(a->body)["error"]["type"], "rate_limit_error");
-  auto m = Post("/v1/chat/completions", Chat("mistral-large-latest", false), {{"x-sim-error", "500"}});
+  auto m =
+      Post("/v1/chat/completions", Chat("mistral-large-latest", false), {{"x-sim-error", "500"}});
   EXPECT_EQ(json::parse(m->body)["object"], "error");
   auto d = Post("/chat/completions", Chat("deepseek-chat", false), {{"x-sim-error", "503"}});
   EXPECT_EQ(d->status, 503);
   EXPECT_TRUE(json::parse(d->body)["error"].contains("message"));
-  auto o = Post("/api/generate", {{"model", "llama3.2"}, {"prompt", "x"}}, {{"x-sim-error", "404"}});
+  auto o =
+      Post("/api/generate", {{"model", "llama3.2"}, {"prompt", "x"}}, {{"x-sim-error", "404"}});
   EXPECT_TRUE(json::parse(o->body)["error"].is_string());
 }
 

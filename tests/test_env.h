@@ -7,10 +7,9 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <string>
-
-#include <nlohmann/json.hpp>
 #include <vector>
 
 #include "budget/keys.h"

@@ -1,9 +1,9 @@
+#include "budget/ttl_cache.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <thread>
-
-#include "budget/ttl_cache.h"
 
 namespace tollgate {
 namespace {
@@ -47,7 +47,8 @@ TEST(TtlCache, ExpiresAfterTtlAndNeverCachesFailures) {
   auto failing = [&]() -> Result<int> { return Status::Unavailable("down"); };
   EXPECT_FALSE(cache.Get(2, failing).ok());
   EXPECT_EQ(cache.Get(2, load).value(), 3);
-  EXPECT_EQ(cache.Get(1, load, [](const int&, Timestamp) { return false; }).value(), 4);  // vetoed as stale
+  EXPECT_EQ(cache.Get(1, load, [](const int&, Timestamp) { return false; }).value(),
+            4);  // vetoed as stale
 }
 
 TEST(TtlCache, ServesTheLastGoodValueWhileTheSourceIsUnavailable) {

@@ -1,8 +1,8 @@
+#include "budget/window.h"
+
 #include <gtest/gtest.h>
 
 #include "tests/test_env.h"
-
-#include "budget/window.h"
 
 namespace tollgate {
 namespace {
@@ -35,15 +35,18 @@ TEST(Window, WeeklyStartsMondayLocal) {
 
 TEST(Window, DaylightSavingChangesInParis) {
   // 2026-03-29: clocks go 02:00 -> 03:00, a 23-hour day. Midnight is +01:00 before, +02:00 after.
-  Window spring = CurrentWindow(Period::kDaily, 0, "Europe/Paris", kLongAgo, At("2026-03-29T12:00:00Z"));
+  Window spring =
+      CurrentWindow(Period::kDaily, 0, "Europe/Paris", kLongAgo, At("2026-03-29T12:00:00Z"));
   EXPECT_EQ(FormatRfc3339(spring.start), "2026-03-28T23:00:00Z");
   EXPECT_EQ(FormatRfc3339(spring.end), "2026-03-29T22:00:00Z");
   EXPECT_EQ(spring.end - spring.start, std::chrono::hours(23));
   // 2026-10-25: a 25-hour day.
-  Window autumn = CurrentWindow(Period::kDaily, 0, "Europe/Paris", kLongAgo, At("2026-10-25T12:00:00Z"));
+  Window autumn =
+      CurrentWindow(Period::kDaily, 0, "Europe/Paris", kLongAgo, At("2026-10-25T12:00:00Z"));
   EXPECT_EQ(autumn.end - autumn.start, std::chrono::hours(25));
   // Monthly in New York across the November change: starts at EDT midnight, ends at EST midnight.
-  Window ny = CurrentWindow(Period::kMonthly, 0, "America/New_York", kLongAgo, At("2026-11-15T12:00:00Z"));
+  Window ny =
+      CurrentWindow(Period::kMonthly, 0, "America/New_York", kLongAgo, At("2026-11-15T12:00:00Z"));
   EXPECT_EQ(FormatRfc3339(ny.start), "2026-11-01T04:00:00Z");
   EXPECT_EQ(FormatRfc3339(ny.end), "2026-12-01T05:00:00Z");
 }
@@ -61,7 +64,8 @@ TEST(Window, ResetMidWindowMovesTheStartButNotTheRollover) {
   EXPECT_EQ(w.start, reset);
   EXPECT_EQ(FormatRfc3339(w.end), "2026-12-01T00:00:00Z");
   Window next = CurrentWindow(Period::kMonthly, 0, "UTC", reset, At("2026-12-02T00:00:00Z"));
-  EXPECT_EQ(FormatRfc3339(next.start), "2026-12-01T00:00:00Z") << "rollover starts a fresh window by itself";
+  EXPECT_EQ(FormatRfc3339(next.start), "2026-12-01T00:00:00Z")
+      << "rollover starts a fresh window by itself";
 }
 
 }  // namespace

@@ -7,8 +7,10 @@
 
 namespace {
 void Usage() {
-  std::cerr << "usage: tollgate-sim [--listen HOST:PORT] [--output-tokens N] [--token-delay-ms N] [--threads N]\n"
-               "Serves simulated Mistral, Anthropic, DeepSeek and Ollama APIs (default 127.0.0.1:9090).\n";
+  std::cerr << "usage: tollgate-sim [--listen HOST:PORT] [--output-tokens N] [--token-delay-ms N] "
+               "[--threads N]\n"
+               "Serves simulated Mistral, Anthropic, DeepSeek and Ollama APIs (default "
+               "127.0.0.1:9090).\n";
 }
 }  // namespace
 

@@ -55,12 +55,15 @@ int64_t Ceil4(size_t chars) { return std::max<int64_t>(1, static_cast<int64_t>((
 
 std::string Word(int64_t i) { return i == 0 ? "Hello" : " w" + std::to_string(i); }
 
-std::string Now() { return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
-                                              std::chrono::system_clock::now().time_since_epoch())
-                                              .count()); }
+std::string Now() {
+  return std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count());
+}
 
 bool IsMistralModel(const std::string& m) {
-  for (const char* p : {"mistral", "codestral", "ministral", "pixtral", "magistral", "devstral", "open-mistral"}) {
+  for (const char* p :
+       {"mistral", "codestral", "ministral", "pixtral", "magistral", "devstral", "open-mistral"}) {
     if (m.rfind(p, 0) == 0) return true;
   }
   return false;
@@ -69,19 +72,30 @@ bool IsMistralModel(const std::string& m) {
 json ErrorBody(Flavor f, int status, const std::string& message) {
   switch (f) {
     case Flavor::kMistral:
-      return {{"object", "error"}, {"message", message}, {"type", status == 429 ? "rate_limited" : "invalid_request_error"},
-              {"param", nullptr}, {"code", nullptr}};
+      return {{"object", "error"},
+              {"message", message},
+              {"type", status == 429 ? "rate_limited" : "invalid_request_error"},
+              {"param", nullptr},
+              {"code", nullptr}};
     case Flavor::kAnthropic: {
-      std::string type = status == 429 ? "rate_limit_error" : status == 529 ? "overloaded_error"
-                         : status >= 500 ? "api_error" : status == 401 ? "authentication_error"
-                         : status == 404 ? "not_found_error" : "invalid_request_error";
-      return {{"type", "error"}, {"error", {{"type", type}, {"message", message}}}, {"request_id", "req_sim"}};
+      std::string type = status == 429   ? "rate_limit_error"
+                         : status == 529 ? "overloaded_error"
+                         : status >= 500 ? "api_error"
+                         : status == 401 ? "authentication_error"
+                         : status == 404 ? "not_found_error"
+                                         : "invalid_request_error";
+      return {{"type", "error"},
+              {"error", {{"type", type}, {"message", message}}},
+              {"request_id", "req_sim"}};
     }
     case Flavor::kOllamaNative:
       return {{"error", message}};
     default:
-      return {{"error", {{"message", message}, {"type", status >= 500 ? "api_error" : "invalid_request_error"},
-                         {"param", nullptr}, {"code", nullptr}}}};
+      return {{"error",
+               {{"message", message},
+                {"type", status >= 500 ? "api_error" : "invalid_request_error"},
+                {"param", nullptr},
+                {"code", nullptr}}}};
   }
 }
 
@@ -109,7 +123,9 @@ json AnthropicUsage(const Plan& p, int64_t output) {
   return {{"input_tokens", p.input_tokens},
           {"cache_creation_input_tokens", p.cache_write + p.cache_write_1h},
           {"cache_read_input_tokens", p.cache_read},
-          {"cache_creation", {{"ephemeral_5m_input_tokens", p.cache_write}, {"ephemeral_1h_input_tokens", p.cache_write_1h}}},
+          {"cache_creation",
+           {{"ephemeral_5m_input_tokens", p.cache_write},
+            {"ephemeral_1h_input_tokens", p.cache_write_1h}}},
           {"output_tokens", output},
           {"service_tier", "standard"}};
 }
@@ -157,8 +173,14 @@ class StreamWriter {
     return std::string("event: ") + name + "\ndata: " + j.dump() + "\n\n";
   }
   json Chunk(json delta, json finish) const {
-    json c = {{"id", p_.id}, {"object", "chat.completion.chunk"}, {"created", std::stoll(Now())}, {"model", p_.model},
-              {"choices", json::array({{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", std::move(finish)}}})}};
+    json c = {
+        {"id", p_.id},
+        {"object", "chat.completion.chunk"},
+        {"created", std::stoll(Now())},
+        {"model", p_.model},
+        {"choices",
+         json::array(
+             {{{"index", 0}, {"delta", std::move(delta)}, {"finish_reason", std::move(finish)}}})}};
     if (p_.flavor == Flavor::kDeepSeek) c["usage"] = nullptr;
     return c;
   }
@@ -166,29 +188,43 @@ class StreamWriter {
   std::string Opening() const {
     switch (p_.flavor) {
       case Flavor::kAnthropic: {
-        json msg = {{"id", p_.id}, {"type", "message"}, {"role", "assistant"}, {"model", p_.model},
-                    {"content", json::array()}, {"stop_reason", nullptr}, {"stop_sequence", nullptr},
+        json msg = {{"id", p_.id},
+                    {"type", "message"},
+                    {"role", "assistant"},
+                    {"model", p_.model},
+                    {"content", json::array()},
+                    {"stop_reason", nullptr},
+                    {"stop_sequence", nullptr},
                     {"usage", AnthropicUsage(p_, 1)}};
         return Event("message_start", {{"type", "message_start"}, {"message", msg}}) +
-               Event("content_block_start", {{"type", "content_block_start"}, {"index", 0},
+               Event("content_block_start", {{"type", "content_block_start"},
+                                             {"index", 0},
                                              {"content_block", {{"type", "text"}, {"text", ""}}}}) +
                Event("ping", {{"type", "ping"}});
       }
-      case Flavor::kOllamaNative: return "";
-      default: return Sse(Chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
+      case Flavor::kOllamaNative:
+        return "";
+      default:
+        return Sse(Chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
     }
   }
 
   std::string Token(int64_t i) const {
     switch (p_.flavor) {
       case Flavor::kAnthropic:
-        return Event("content_block_delta", {{"type", "content_block_delta"}, {"index", 0},
-                                             {"delta", {{"type", "text_delta"}, {"text", Word(i)}}}});
+        return Event("content_block_delta",
+                     {{"type", "content_block_delta"},
+                      {"index", 0},
+                      {"delta", {{"type", "text_delta"}, {"text", Word(i)}}}});
       case Flavor::kOllamaNative:
-        return json{{"model", p_.model}, {"created_at", "2026-01-01T00:00:00Z"},
-                    {"message", {{"role", "assistant"}, {"content", Word(i)}}}, {"done", false}}
-                   .dump() + "\n";
-      default: return Sse(Chunk({{"content", Word(i)}}, nullptr));
+        return json{{"model", p_.model},
+                    {"created_at", "2026-01-01T00:00:00Z"},
+                    {"message", {{"role", "assistant"}, {"content", Word(i)}}},
+                    {"done", false}}
+                   .dump() +
+               "\n";
+      default:
+        return Sse(Chunk({{"content", Word(i)}}, nullptr));
     }
   }
 
@@ -196,20 +232,30 @@ class StreamWriter {
     switch (p_.flavor) {
       case Flavor::kAnthropic:
         return {Event("content_block_stop", {{"type", "content_block_stop"}, {"index", 0}}),
-               // message_delta usage is cumulative: the full output count, input side repeated.
-               Event("message_delta", {{"type", "message_delta"},
-                                       {"delta", {{"stop_reason", "end_turn"}, {"stop_sequence", nullptr}}},
-                                       {"usage", {{"output_tokens", p_.output_tokens},
-                                                  {"input_tokens", p_.input_tokens},
-                                                  {"cache_read_input_tokens", p_.cache_read},
-                                                  {"cache_creation_input_tokens", p_.cache_write + p_.cache_write_1h}}}}),
+                // message_delta usage is cumulative: the full output count, input side repeated.
+                Event("message_delta",
+                      {{"type", "message_delta"},
+                       {"delta", {{"stop_reason", "end_turn"}, {"stop_sequence", nullptr}}},
+                       {"usage",
+                        {{"output_tokens", p_.output_tokens},
+                         {"input_tokens", p_.input_tokens},
+                         {"cache_read_input_tokens", p_.cache_read},
+                         {"cache_creation_input_tokens", p_.cache_write + p_.cache_write_1h}}}}),
                 Event("message_stop", {{"type", "message_stop"}})};
       case Flavor::kOllamaNative:
-        return {json{{"model", p_.model}, {"created_at", "2026-01-01T00:00:00Z"},
-                     {"message", {{"role", "assistant"}, {"content", ""}}}, {"done", true}, {"done_reason", "stop"},
-                     {"total_duration", 1000}, {"load_duration", 10}, {"prompt_eval_count", p_.input_tokens},
-                     {"prompt_eval_duration", 100}, {"eval_count", p_.output_tokens}, {"eval_duration", 500}}
-                    .dump() + "\n"};
+        return {json{{"model", p_.model},
+                     {"created_at", "2026-01-01T00:00:00Z"},
+                     {"message", {{"role", "assistant"}, {"content", ""}}},
+                     {"done", true},
+                     {"done_reason", "stop"},
+                     {"total_duration", 1000},
+                     {"load_duration", 10},
+                     {"prompt_eval_count", p_.input_tokens},
+                     {"prompt_eval_duration", 100},
+                     {"eval_count", p_.output_tokens},
+                     {"eval_duration", 500}}
+                    .dump() +
+                "\n"};
       case Flavor::kMistral: {
         // Mistral always puts usage on the finish chunk.
         json last = Chunk(json::object(), "stop");
@@ -219,8 +265,12 @@ class StreamWriter {
       default: {
         std::vector<std::string> out = {Sse(Chunk(json::object(), "stop"))};
         if (p_.include_usage) {
-          json u = {{"id", p_.id}, {"object", "chat.completion.chunk"}, {"created", std::stoll(Now())},
-                    {"model", p_.model}, {"choices", json::array()}, {"usage", OpenAIUsage(p_)}};
+          json u = {{"id", p_.id},
+                    {"object", "chat.completion.chunk"},
+                    {"created", std::stoll(Now())},
+                    {"model", p_.model},
+                    {"choices", json::array()},
+                    {"usage", OpenAIUsage(p_)}};
           out.push_back(Sse(u));
         }
         out.push_back("data: [DONE]\n\n");
@@ -232,12 +282,17 @@ class StreamWriter {
   std::string InStreamError() const {
     switch (p_.flavor) {
       case Flavor::kAnthropic:
-        return Event("error", {{"type", "error"}, {"error", {{"type", "overloaded_error"}, {"message", "Overloaded"}}}});
+        return Event("error",
+                     {{"type", "error"},
+                      {"error", {{"type", "overloaded_error"}, {"message", "Overloaded"}}}});
       case Flavor::kOllamaNative:
         return json{{"error", "an error was encountered while running the model"}}.dump() + "\n";
       default:
-        return Sse({{"error", {{"message", "simulated stream error"}, {"type", "api_error"}, {"param", nullptr},
-                               {"code", nullptr}}}});
+        return Sse({{"error",
+                     {{"message", "simulated stream error"},
+                      {"type", "api_error"},
+                      {"param", nullptr},
+                      {"code", nullptr}}}});
     }
   }
 
@@ -247,38 +302,60 @@ class StreamWriter {
 json NonStreamBody(const Plan& p, const std::string& path) {
   switch (p.flavor) {
     case Flavor::kAnthropic:
-      return {{"id", p.id}, {"type", "message"}, {"role", "assistant"}, {"model", p.model},
+      return {{"id", p.id},
+              {"type", "message"},
+              {"role", "assistant"},
+              {"model", p.model},
               {"content", json::array({{{"type", "text"}, {"text", FullText(p)}}})},
-              {"stop_reason", "end_turn"}, {"stop_sequence", nullptr}, {"usage", AnthropicUsage(p, p.output_tokens)}};
+              {"stop_reason", "end_turn"},
+              {"stop_sequence", nullptr},
+              {"usage", AnthropicUsage(p, p.output_tokens)}};
     case Flavor::kOllamaNative: {
-      json j = {{"model", p.model}, {"created_at", "2026-01-01T00:00:00Z"}, {"done", true}, {"done_reason", "stop"},
-                {"total_duration", 1000}, {"load_duration", 10}, {"prompt_eval_count", p.input_tokens},
-                {"prompt_eval_duration", 100}, {"eval_count", p.output_tokens}, {"eval_duration", 500}};
-      if (path == "/api/generate") j["response"] = FullText(p);
-      else j["message"] = {{"role", "assistant"}, {"content", FullText(p)}};
+      json j = {{"model", p.model},
+                {"created_at", "2026-01-01T00:00:00Z"},
+                {"done", true},
+                {"done_reason", "stop"},
+                {"total_duration", 1000},
+                {"load_duration", 10},
+                {"prompt_eval_count", p.input_tokens},
+                {"prompt_eval_duration", 100},
+                {"eval_count", p.output_tokens},
+                {"eval_duration", 500}};
+      if (path == "/api/generate")
+        j["response"] = FullText(p);
+      else
+        j["message"] = {{"role", "assistant"}, {"content", FullText(p)}};
       return j;
     }
     default: {
       json message = {{"role", "assistant"}, {"content", FullText(p)}};
-      return {{"id", p.id}, {"object", "chat.completion"}, {"created", std::stoll(Now())}, {"model", p.model},
-              {"choices", json::array({{{"index", 0}, {"message", message}, {"finish_reason", "stop"}}})},
+      return {{"id", p.id},
+              {"object", "chat.completion"},
+              {"created", std::stoll(Now())},
+              {"model", p.model},
+              {"choices",
+               json::array({{{"index", 0}, {"message", message}, {"finish_reason", "stop"}}})},
               {"usage", OpenAIUsage(p)}};
     }
   }
 }
 
-const char* StreamType(Flavor f) { return f == Flavor::kOllamaNative ? "application/x-ndjson" : "text/event-stream"; }
+const char* StreamType(Flavor f) {
+  return f == Flavor::kOllamaNative ? "application/x-ndjson" : "text/event-stream";
+}
 
 }  // namespace
 
 SimServer::SimServer(SimOptions options) : server_(std::make_unique<httplib::Server>()) {
-  TuneServer(*server_, {.worker_threads = options.worker_threads, .max_body_bytes = 64 * 1024 * 1024});
+  TuneServer(*server_,
+             {.worker_threads = options.worker_threads, .max_body_bytes = 64 * 1024 * 1024});
   auto log = std::make_shared<RequestLog>(options.remembered_requests);
   auto counter = std::make_shared<std::atomic<long>>(0);
   auto next_id = [counter] { return std::to_string(++*counter); };
 
   auto completion = [log, next_id, options](Flavor fixed, bool by_model) {
-    return [log, fixed, by_model, next_id, options](const httplib::Request& req, httplib::Response& res) {
+    return [log, fixed, by_model, next_id, options](const httplib::Request& req,
+                                                    httplib::Response& res) {
       log->Remember(req);
       Flavor flavor = fixed;
       json body;
@@ -293,8 +370,9 @@ SimServer::SimServer(SimOptions options) : server_(std::make_unique<httplib::Ser
       Plan p;
       p.model = body["model"].get<std::string>();
       if (by_model) {
-        flavor = IsMistralModel(p.model) ? Flavor::kMistral
-                 : p.model.rfind("deepseek", 0) == 0 ? Flavor::kDeepSeek : Flavor::kOllamaOpenAI;
+        flavor = IsMistralModel(p.model)             ? Flavor::kMistral
+                 : p.model.rfind("deepseek", 0) == 0 ? Flavor::kDeepSeek
+                                                     : Flavor::kOllamaOpenAI;
       }
       p.flavor = flavor;
       if (req.has_header("x-sim-error")) {
@@ -304,18 +382,24 @@ SimServer::SimServer(SimOptions options) : server_(std::make_unique<httplib::Ser
       if (flavor == Flavor::kMistral && body.contains("stream_options")) {
         // What Mistral really answers (PROVIDERS.md 2.3).
         res.status = 422;
-        json detail = {{"detail", json::array({{{"type", "extra_forbidden"},
-                                                {"loc", {"body", "stream_options", "include_usage"}},
-                                                {"msg", "Extra inputs are not permitted"}}})}};
-        res.set_content(json{{"object", "error"}, {"message", detail}, {"type", "invalid_request_error"},
-                             {"param", nullptr}, {"code", nullptr}}.dump(),
+        json detail = {
+            {"detail", json::array({{{"type", "extra_forbidden"},
+                                     {"loc", {"body", "stream_options", "include_usage"}},
+                                     {"msg", "Extra inputs are not permitted"}}})}};
+        res.set_content(json{{"object", "error"},
+                             {"message", detail},
+                             {"type", "invalid_request_error"},
+                             {"param", nullptr},
+                             {"code", nullptr}}
+                            .dump(),
                         "application/json");
         return;
       }
       if (flavor == Flavor::kAnthropic && !body.contains("max_tokens")) {
         return SendError(res, flavor, 400, "max_tokens: Field required");
       }
-      p.stream = flavor == Flavor::kOllamaNative ? body.value("stream", true) : body.value("stream", false);
+      p.stream = flavor == Flavor::kOllamaNative ? body.value("stream", true)
+                                                 : body.value("stream", false);
       p.include_usage = body.contains("stream_options") && body["stream_options"].is_object() &&
                         body["stream_options"].value("include_usage", false);
       p.input_tokens = Ceil4(TextChars(body));
@@ -324,8 +408,10 @@ SimServer::SimServer(SimOptions options) : server_(std::make_unique<httplib::Ser
       for (const char* key : {"max_tokens", "max_completion_tokens"}) {
         if (body.contains(key) && body[key].is_number_integer()) cap = body[key].get<int64_t>();
       }
-      if (body.contains("options") && body["options"].is_object() && body["options"].contains("num_predict") &&
-          body["options"]["num_predict"].is_number_integer() && body["options"]["num_predict"].get<int64_t>() >= 0)
+      if (body.contains("options") && body["options"].is_object() &&
+          body["options"].contains("num_predict") &&
+          body["options"]["num_predict"].is_number_integer() &&
+          body["options"]["num_predict"].get<int64_t>() >= 0)
         cap = body["options"]["num_predict"].get<int64_t>();
       p.output_tokens = cap >= 0 ? std::min(wanted, cap) : wanted;
       p.cache_read = HeaderInt(req, "x-sim-cache-read", 0);
@@ -339,8 +425,10 @@ SimServer::SimServer(SimOptions options) : server_(std::make_unique<httplib::Ser
       p.id = (flavor == Flavor::kAnthropic ? "msg_sim" : "cmpl-sim") + next_id();
 
       if (flavor == Flavor::kAnthropic) res.set_header("request-id", "req_sim" + p.id);
-      if (flavor == Flavor::kMistral) res.set_header("x-ratelimitbysize-remaining-minute", "499000");
-      if (flavor == Flavor::kAnthropic) res.set_header("anthropic-ratelimit-requests-remaining", "999");
+      if (flavor == Flavor::kMistral)
+        res.set_header("x-ratelimitbysize-remaining-minute", "499000");
+      if (flavor == Flavor::kAnthropic)
+        res.set_header("anthropic-ratelimit-requests-remaining", "999");
       if (!p.stream) {
         if (p.keepalives > 0) {
           // DeepSeek sends blank lines ahead of a slow non-streamed answer.
@@ -352,9 +440,9 @@ SimServer::SimServer(SimOptions options) : server_(std::make_unique<httplib::Ser
         return;
       }
       auto writer = std::make_shared<StreamWriter>(p);
-      res.set_chunked_content_provider(StreamType(flavor), [writer](size_t, httplib::DataSink& sink) {
-        return writer->Run(sink);
-      });
+      res.set_chunked_content_provider(
+          StreamType(flavor),
+          [writer](size_t, httplib::DataSink& sink) { return writer->Run(sink); });
     };
   };
 
@@ -367,7 +455,8 @@ SimServer::SimServer(SimOptions options) : server_(std::make_unique<httplib::Ser
       } catch (...) {
         return SendError(res, flavor, 400, "body is not valid JSON");
       }
-      if (!body.is_object() || !body.contains("model")) return SendError(res, flavor, 400, "model is required");
+      if (!body.is_object() || !body.contains("model"))
+        return SendError(res, flavor, 400, "model is required");
       if (req.has_header("x-sim-error")) {
         int status = static_cast<int>(HeaderInt(req, "x-sim-error", 500));
         return SendError(res, flavor, status, "simulated error " + std::to_string(status));
@@ -375,30 +464,39 @@ SimServer::SimServer(SimOptions options) : server_(std::make_unique<httplib::Ser
       int64_t tokens = Ceil4(TextChars(body));
       json vector = json::array({0.1, 0.2, 0.3});
       if (flavor == Flavor::kOllamaNative) {
-        res.set_content(json{{"model", body["model"]}, {"embeddings", json::array({vector})},
-                             {"prompt_eval_count", tokens}, {"total_duration", 1000}}.dump(),
-                        "application/json");
-      } else {
-        res.set_content(json{{"id", "emb-sim"}, {"object", "list"}, {"model", body["model"]},
-                             {"data", json::array({{{"object", "embedding"}, {"embedding", vector}, {"index", 0}}})},
-                             {"usage", {{"prompt_tokens", tokens}, {"total_tokens", tokens}, {"completion_tokens", 0}}}}
+        res.set_content(json{{"model", body["model"]},
+                             {"embeddings", json::array({vector})},
+                             {"prompt_eval_count", tokens},
+                             {"total_duration", 1000}}
                             .dump(),
                         "application/json");
+      } else {
+        res.set_content(
+            json{{"id", "emb-sim"},
+                 {"object", "list"},
+                 {"model", body["model"]},
+                 {"data",
+                  json::array({{{"object", "embedding"}, {"embedding", vector}, {"index", 0}}})},
+                 {"usage",
+                  {{"prompt_tokens", tokens}, {"total_tokens", tokens}, {"completion_tokens", 0}}}}
+                .dump(),
+            "application/json");
       }
     };
   };
 
   server_->Post("/v1/messages", completion(Flavor::kAnthropic, false));
-  server_->Post("/v1/messages/count_tokens", [log](const httplib::Request& req, httplib::Response& res) {
-    log->Remember(req);
-    json body;
-    try {
-      body = json::parse(req.body);
-    } catch (...) {
-      return SendError(res, Flavor::kAnthropic, 400, "body is not valid JSON");
-    }
-    res.set_content(json{{"input_tokens", Ceil4(TextChars(body))}}.dump(), "application/json");
-  });
+  server_->Post(
+      "/v1/messages/count_tokens", [log](const httplib::Request& req, httplib::Response& res) {
+        log->Remember(req);
+        json body;
+        try {
+          body = json::parse(req.body);
+        } catch (...) {
+          return SendError(res, Flavor::kAnthropic, 400, "body is not valid JSON");
+        }
+        res.set_content(json{{"input_tokens", Ceil4(TextChars(body))}}.dump(), "application/json");
+      });
   server_->Post("/v1/chat/completions", completion(Flavor::kOllamaOpenAI, true));
   server_->Post("/chat/completions", completion(Flavor::kDeepSeek, false));
   server_->Post("/v1/fim/completions", completion(Flavor::kMistral, false));
@@ -408,17 +506,21 @@ SimServer::SimServer(SimOptions options) : server_(std::make_unique<httplib::Ser
   server_->Post("/api/embed", embeddings(Flavor::kOllamaNative));
   server_->Get("/api/tags", [log](const httplib::Request& req, httplib::Response& res) {
     log->Remember(req);
-    res.set_content(json{{"models", json::array({{{"name", "llama3.2:latest"}, {"model", "llama3.2:latest"},
-                                                  {"size", 2019393189}}})}}.dump(),
+    res.set_content(json{{"models", json::array({{{"name", "llama3.2:latest"},
+                                                  {"model", "llama3.2:latest"},
+                                                  {"size", 2019393189}}})}}
+                        .dump(),
                     "application/json");
   });
   auto models = [log](const httplib::Request& req, httplib::Response& res) {
     log->Remember(req);
     json data = json::array();
-    for (const char* id : {"mistral-small-latest", "claude-sonnet-4-5", "deepseek-chat", "llama3.2"}) {
+    for (const char* id :
+         {"mistral-small-latest", "claude-sonnet-4-5", "deepseek-chat", "llama3.2"}) {
       data.push_back({{"id", id}, {"object", "model"}, {"type", "model"}, {"owned_by", "sim"}});
     }
-    res.set_content(json{{"object", "list"}, {"data", data}, {"has_more", false}}.dump(), "application/json");
+    res.set_content(json{{"object", "list"}, {"data", data}, {"has_more", false}}.dump(),
+                    "application/json");
   };
   server_->Get("/v1/models", models);
   server_->Get("/models", models);
@@ -439,13 +541,15 @@ void RequestLog::Clear() {
 void RequestLog::Remember(const httplib::Request& req) {
   json headers = json::object();
   for (const auto& [name, value] : req.headers) {
-    if (name.rfind("x-sim-", 0) == 0 || name == "Authorization" || name == "authorization" || name == "x-api-key" ||
-        name == "anthropic-version" || name == "X-Tollgate-User" || name == "x-tollgate-user") {
+    if (name.rfind("x-sim-", 0) == 0 || name == "Authorization" || name == "authorization" ||
+        name == "x-api-key" || name == "anthropic-version" || name == "X-Tollgate-User" ||
+        name == "x-tollgate-user") {
       headers[name] = value;
     }
   }
   std::lock_guard lock(mu_);
-  recent_.push_back({{"method", req.method}, {"path", req.path}, {"headers", headers}, {"body", req.body}});
+  recent_.push_back(
+      {{"method", req.method}, {"path", req.path}, {"headers", headers}, {"body", req.body}});
   while (recent_.size() > capacity_) recent_.pop_front();
 }
 

@@ -30,7 +30,7 @@ namespace tollgate::sim {
 
 struct SimOptions {
   int default_output_tokens = 16;
-  int token_delay_ms = 0;      // per output token, when streaming
+  int token_delay_ms = 0;  // per output token, when streaming
   int worker_threads = 256;
   size_t remembered_requests = 64;
 };
