@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "admin/user_api.h"
+
 namespace tollgate {
 
 void SendSideError(httplib::Response& res, int status, const std::string& code,
@@ -38,6 +40,8 @@ std::unique_ptr<httplib::Server> BuildSideServer(const SideDependencies& deps) {
   server->Get("/metrics", [&deps](const httplib::Request&, httplib::Response& res) {
     res.set_content(deps.metrics.RenderPrometheus(), "text/plain; version=0.0.4");
   });
+
+  if (deps.user_api) RegisterUserApi(*server, *deps.user_api);
 
   server->set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty()) {

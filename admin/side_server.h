@@ -11,11 +11,14 @@
 
 namespace tollgate {
 
+struct UserApiDependencies;
+
 struct SideDependencies {
   const Config& config;
   Metrics& metrics;
   std::function<Status()> check_postgres;  // readiness probes
   std::function<Status()> check_redis;
+  const UserApiDependencies* user_api = nullptr;  // the budget REST API, when given
 };
 
 // Builds the side-port server with every route registered.

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "admin/side_server.h"
+#include "admin/user_api.h"
 #include "budget/migrations.h"
 #include "budget/pg_directory.h"
 #include "budget/pg_gate.h"
@@ -114,6 +115,9 @@ int Serve(Context& ctx, const Args&) {
                                auto r = redis.Command({"PING"});
                                return r.ok() ? Status::Ok() : r.status();
                              }};
+  UserApiDependencies user_api{authenticator, settings,
+                               [&gate](int64_t user) { return gate.State(user); }, ctx.clock};
+  side_deps.user_api = &user_api;
   RunningServer side(BuildSideServer(side_deps));
   RunningServer proxy(proxy_service.BuildServer());
 

@@ -32,11 +32,15 @@ done
 total=$(psql "$TG_DB" -qAt -c "SELECT coalesce(sum(cost_nanos), 0) FROM usage_ledger")
 dup=$(psql "$TG_DB" -qAt -c "SELECT count(*) - count(DISTINCT request_id) FROM usage_ledger")
 
-echo "200: $ok, 402: $refused (final: $final, native: $native), other: $other; ledger rows: $rows, total: $total nanos of 6000000"
+status_spend=$(curl -s "$TG_SIDE/api/v1/budget/status" -H "Authorization: Bearer $key" |
+  node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).spend_nanos))')
+
+echo "200: $ok, 402: $refused (final: $final, native: $native), other: $other; ledger rows: $rows, total: $total nanos of 6000000, status spend: $status_spend"
 check '[ "$other" -eq 0 ]' "every answer is a 200 or a 402"
 check '[ "$ok" -gt 0 ] && [ "$refused" -gt 0 ]' "the budget admits some and refuses the rest"
 check '[ "$rows" -eq "$ok" ]' "every 200 has exactly one ledger row"
 check '[ "$dup" -eq 0 ]' "request ids are unique"
 check '[ "$total" -le 6000000 ]' "the ledger total never passes the limit"
+check '[ "$status_spend" = "$total" ]' "the live counter (budget status) equals the ledger total"
 check '[ "$final" -eq "$refused" ] && [ "$native" -eq "$refused" ]' "refusals are final 402s in the native envelope"
 verdict
