@@ -15,12 +15,6 @@ void PutMoney(json& j, const std::string& name, Money m) {
   j[name + "_nanos"] = m.nanos();
 }
 
-std::string PresentedKey(const httplib::Request& req) {
-  std::string auth = req.get_header_value("Authorization");
-  if (auth.size() > 7 && strncasecmp(auth.c_str(), "Bearer ", 7) == 0) return auth.substr(7);
-  return req.get_header_value("x-api-key");
-}
-
 }  // namespace
 
 json StatusJson(int64_t user_id, const BudgetSettings& s, const SpendState& state, Timestamp now) {
@@ -58,7 +52,8 @@ json StatusJson(int64_t user_id, const BudgetSettings& s, const SpendState& stat
 
 void RegisterUserApi(httplib::Server& server, const UserApiDependencies& deps) {
   server.Get("/api/v1/budget/status", [&deps](const httplib::Request& req, httplib::Response& res) {
-    std::string key = PresentedKey(req);
+    std::string key =
+        PresentedKey(req.get_header_value("Authorization"), req.get_header_value("x-api-key"));
     if (key.empty()) {
       return SendSideError(res, 401, "unauthenticated",
                            "send your tollgate key as Authorization: Bearer tg-...");

@@ -1,8 +1,16 @@
 #include "budget/authenticator.h"
 
+#include <strings.h>
+
 #include "budget/keys.h"
 
 namespace tollgate {
+
+std::string PresentedKey(const std::string& authorization, const std::string& x_api_key) {
+  if (authorization.size() > 7 && strncasecmp(authorization.c_str(), "Bearer ", 7) == 0)
+    return authorization.substr(7);
+  return x_api_key;
+}
 
 Result<Identity> Authenticator::Authenticate(const std::string& secret) {
   if (!LooksLikeTollgateKey(secret)) return Status::NotFound("invalid tollgate key");

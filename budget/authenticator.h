@@ -10,6 +10,10 @@
 
 namespace tollgate {
 
+// The key a caller presents, as each SDK sends it: "Authorization: Bearer tg-..." or
+// Anthropic's "x-api-key: tg-...". Empty when neither is there.
+std::string PresentedKey(const std::string& authorization, const std::string& x_api_key);
+
 struct Identity {
   ApiKey key;
   User user;  // the key's owner

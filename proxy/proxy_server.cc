@@ -66,12 +66,6 @@ bool IsResponseHopByHop(const std::string& name) {
   return false;
 }
 
-std::string PresentedKey(const httplib::Request& req) {
-  std::string auth = req.get_header_value("Authorization");
-  if (auth.size() > 7 && strncasecmp(auth.c_str(), "Bearer ", 7) == 0) return auth.substr(7);
-  return req.get_header_value("x-api-key");
-}
-
 // Output tokens of text already relayed, when the provider's own count never came.
 int64_t TokensOfText(int64_t bytes) { return (bytes + 3) / 4; }
 
@@ -200,7 +194,8 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   x->upstream_path = "/" + path;
 
   // 1. Who is calling.
-  std::string key = PresentedKey(req);
+  std::string key =
+      PresentedKey(req.get_header_value("Authorization"), req.get_header_value("x-api-key"));
   if (key.empty()) {
     return refuse(ErrorKind::kAuthentication,
                   "missing tollgate key: send Authorization: Bearer tg-... or x-api-key: tg-...",
