@@ -150,7 +150,9 @@ std::unique_ptr<httplib::Server> ProxyService::BuildServer() {
 void ProxyService::Refuse(const Provider& provider, const std::optional<Route>& route,
                           ErrorKind kind, const std::string& message, httplib::Response& res) {
   res.status = StatusFor(kind);
-  res.set_header("x-should-retry", "false");
+  // A refusal of tollgate's own is final; an upstream that failed or timed out may be
+  // retried by the SDK as it would retry the provider itself.
+  if (res.status < 500) res.set_header("x-should-retry", "false");
   res.set_content(provider.ErrorBody(route ? &*route : nullptr, kind, message), "application/json");
 }
 
@@ -465,10 +467,11 @@ void ProxyService::ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::
       Finish(*x, relay->status, estimate, true);
     }
     {
+      // Notify under the lock: once the count reads 0 the destructor may return.
       std::lock_guard lock(streams_mu_);
       --streams_in_flight_;
+      streams_done_.notify_all();
     }
-    streams_done_.notify_all();
   }).detach();
 
   // Wait for the upstream's status line (or its failure).

@@ -182,6 +182,7 @@ TEST_F(Proxy, UpstreamDownIs502InTheNativeShape) {
         [](Config& c) { c.upstreams["deepseek"].base_url = "http://127.0.0.1:1"; });
   auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));
   ASSERT_EQ(r->status, 502);
+  EXPECT_FALSE(r->has_header("x-should-retry")) << "an upstream failure stays retryable";
   EXPECT_TRUE(json::parse(r->body)["error"]["message"].get<std::string>().find("unreachable") !=
               std::string::npos);
   auto s = Post("/deepseek/chat/completions", Chat("deepseek-flash", true));

@@ -154,11 +154,24 @@ TEST_F(Sim, InjectedErrorsUseEachNativeEnvelope) {
 TEST_F(Sim, CutStreamEndsWithoutTerminator) {
   json body = Chat("mistral-small-latest", true);
   httplib::Headers headers = {{"x-sim-cut-after", "2"}};
-  auto r = client_->Post("/v1/chat/completions", headers, body.dump(), "application/json");
-  // The chunked body is incomplete: the client reports an error or a body without [DONE].
-  if (r) {
-    EXPECT_EQ(r->body.find("[DONE]"), std::string::npos);
-  }
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/chat/completions";
+  req.headers = headers;
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  std::string received;
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    received.append(data, n);
+    return true;
+  };
+  auto r = client_->send(req);
+  EXPECT_FALSE(r) << "an abrupt close is a read error, not a complete answer";
+  EXPECT_NE(received.find("\"Hello\""), std::string::npos) << received;
+  EXPECT_NE(received.find("\" w1\""), std::string::npos)
+      << "two content chunks arrive before the cut";
+  EXPECT_EQ(received.find(" w2"), std::string::npos);
+  EXPECT_EQ(received.find("[DONE]"), std::string::npos);
 }
 
 TEST_F(Sim, RemembersWhatReachedIt) {
