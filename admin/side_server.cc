@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "admin/admin_api.h"
 #include "admin/user_api.h"
 
 namespace tollgate {
@@ -41,7 +42,10 @@ std::unique_ptr<httplib::Server> BuildSideServer(const SideDependencies& deps) {
     res.set_content(deps.metrics.RenderPrometheus(), "text/plain; version=0.0.4");
   });
 
-  if (deps.user_api) RegisterUserApi(*server, *deps.user_api);
+  if (deps.budget_api) {
+    RegisterUserApi(*server, *deps.budget_api);
+    RegisterAdminApi(*server, *deps.budget_api);
+  }
 
   server->set_error_handler([](const httplib::Request&, httplib::Response& res) {
     if (res.body.empty()) {

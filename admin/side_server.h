@@ -1,5 +1,5 @@
-// The side port: health, readiness and metrics (the budget REST API and the pages
-// are added on top of this server).
+// The side port: health, readiness, metrics, the budget REST API (user and admin)
+// and the pages.
 #pragma once
 
 #include <functional>
@@ -11,14 +11,14 @@
 
 namespace tollgate {
 
-struct UserApiDependencies;
+struct BudgetApiDependencies;
 
 struct SideDependencies {
   const Config& config;
   Metrics& metrics;
   std::function<Status()> check_postgres;  // readiness probes
   std::function<Status()> check_redis;
-  const UserApiDependencies* user_api = nullptr;  // the budget REST API, when given
+  const BudgetApiDependencies* budget_api = nullptr;  // the budget REST API, when given
 };
 
 // Builds the side-port server with every route registered.

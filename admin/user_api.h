@@ -1,28 +1,21 @@
 // The user half of the budget REST API on the side port, authenticated with the
-// user's own tollgate key. A user only ever sees their own data.
+// user's own tollgate key. A user only ever sees and changes their own budget.
 #pragma once
 
-#include <functional>
-
-#include "budget/authenticator.h"
-#include "budget/redis_gate.h"
-#include "budget/settings_cache.h"
-#include "net/http_server.h"
+#include "admin/api_support.h"
 
 namespace tollgate {
 
-struct UserApiDependencies {
-  Authenticator& authenticator;
-  SettingsCache& settings;
-  std::function<Result<SpendState>(int64_t user_id)> spend_state;  // spend and holds now
-  const Clock& clock;
-};
+// GET /api/v1/budget/status, GET|PUT /api/v1/budget/settings, POST /api/v1/budget/reset,
+// GET /api/v1/budget/usage/breakdown, GET /api/v1/budget/usage/history.
+void RegisterUserApi(httplib::Server& server, const BudgetApiDependencies& deps);
 
-// GET /api/v1/budget/status
-void RegisterUserApi(httplib::Server& server, const UserApiDependencies& deps);
-
-// The status document (exposed for tests): every amount as *_usd and *_nanos.
+// The status document: every amount as *_usd and *_nanos.
 nlohmann::json StatusJson(int64_t user_id, const BudgetSettings& s, const SpendState& state,
                           Timestamp now);
+// One ledger row as the history shows it.
+nlohmann::json HistoryJson(const LedgerRow& row);
+// Spend and tokens by provider and model, with the totals.
+nlohmann::json BreakdownJson(const std::vector<UsageGroup>& groups, Timestamp from, Timestamp to);
 
 }  // namespace tollgate

@@ -34,6 +34,11 @@ AlertLevel LevelOf(Money spend, Money limit, int yellow, int orange, int red) {
   return AlertLevel::kGreen;
 }
 
+int64_t SpendBasisPoints(Money spend, Money limit) {
+  if (limit <= Money()) return spend > Money() ? 10000 : 0;
+  return static_cast<int64_t>(static_cast<__int128>(spend.nanos()) * 10000 / limit.nanos());
+}
+
 WebhookPoster HttpWebhookPoster() {
   return [](const std::string& url, const std::string& json) -> std::string {
     auto scheme_end = url.find("://");

@@ -21,6 +21,9 @@ const char* AlertLevelName(AlertLevel level);
 // spend / limit against the thresholds (percent); EXCEEDED at 100 % or more. A limit
 // of 0 is EXCEEDED as soon as anything is spent.
 AlertLevel LevelOf(Money spend, Money limit, int yellow, int orange, int red);
+// spend / limit in hundredths of a percent, rounded down (10000 = 100 %); a limit of 0
+// is 100 % as soon as anything is spent.
+int64_t SpendBasisPoints(Money spend, Money limit);
 
 struct AlertEvent {
   int64_t user_id = 0;

@@ -69,6 +69,20 @@ struct CreatedKey {
   std::string secret;  // shown once
 };
 
+// A user with their settings, as the admin list reads them.
+struct UserWithSettings {
+  User user;
+  BudgetSettings settings;
+};
+
+// Which users an admin list wants. `search` matches name, email or external id
+// (case-insensitive substring; it is data, never SQL).
+struct UserQuery {
+  std::string search;
+  std::optional<Role> role;
+  bool include_disabled = true;
+};
+
 struct ResetRecord {
   int64_t id = 0;
   int64_t user_id = 0;
@@ -88,6 +102,8 @@ class Directory {
   // By numeric id, by name, or by external id, in that order.
   virtual Result<User> FindUser(const std::string& name_or_id) = 0;
   virtual Result<std::vector<User>> ListUsers() = 0;
+  // Users matching `q` with their settings, by id.
+  virtual Result<std::vector<UserWithSettings>> SearchUsers(const UserQuery& q) = 0;
   virtual Status SetUserDisabled(int64_t user_id, bool disabled) = 0;
 
   virtual Result<CreatedKey> CreateKey(int64_t user_id, const std::string& name, bool act_as_user,
@@ -100,8 +116,15 @@ class Directory {
   virtual Result<std::vector<ApiKey>> ListKeys(std::optional<int64_t> user_id) = 0;
 
   virtual Result<BudgetSettings> GetSettings(int64_t user_id) = 0;
-  // Writes the settings (version bumped) and records who changed what.
-  virtual Result<BudgetSettings> PutSettings(const BudgetSettings& s, const std::string& actor) = 0;
+  // Writes the settings (version bumped) and records who changed what; several users'
+  // settings are written all together or not at all.
+  virtual Result<std::vector<BudgetSettings>> PutSettingsMany(
+      const std::vector<BudgetSettings>& all, const std::string& actor) = 0;
+  Result<BudgetSettings> PutSettings(const BudgetSettings& s, const std::string& actor) {
+    auto r = PutSettingsMany({s}, actor);
+    if (!r.ok()) return r.status();
+    return r->front();
+  }
   // Starts a new window at `now` and writes the reset log, atomically.
   virtual Result<ResetRecord> ResetWindow(int64_t user_id, const std::string& actor,
                                           const std::string& reason, Money spend_before,

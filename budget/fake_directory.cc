@@ -1,5 +1,7 @@
 #include "budget/fake_directory.h"
 
+#include <cctype>
+
 #include "budget/keys.h"
 
 namespace tollgate {
@@ -39,6 +41,25 @@ Result<std::vector<User>> FakeDirectory::ListUsers() {
   if (down_) return Down();
   std::vector<User> out;
   for (const auto& [id, u] : users_) out.push_back(u);
+  return out;
+}
+
+Result<std::vector<UserWithSettings>> FakeDirectory::SearchUsers(const UserQuery& q) {
+  std::lock_guard lock(mu_);
+  if (down_) return Down();
+  auto lower = [](std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  std::string needle = lower(q.search);
+  std::vector<UserWithSettings> out;
+  for (const auto& [id, u] : users_) {
+    bool text = needle.empty() || lower(u.name).find(needle) != std::string::npos ||
+                lower(u.email).find(needle) != std::string::npos ||
+                lower(u.external_id).find(needle) != std::string::npos;
+    if (!text || (q.role && u.role != *q.role) || (!q.include_disabled && u.disabled)) continue;
+    out.push_back({u, settings_.at(id)});
+  }
   return out;
 }
 
@@ -104,17 +125,24 @@ Result<BudgetSettings> FakeDirectory::GetSettings(int64_t user_id) {
   return it->second;
 }
 
-Result<BudgetSettings> FakeDirectory::PutSettings(const BudgetSettings& s, const std::string&) {
+Result<std::vector<BudgetSettings>> FakeDirectory::PutSettingsMany(
+    const std::vector<BudgetSettings>& all, const std::string&) {
   std::lock_guard lock(mu_);
   if (down_) return Down();
-  auto it = settings_.find(s.user_id);
-  if (it == settings_.end())
-    return Status::NotFound("no budget settings for user " + std::to_string(s.user_id));
-  BudgetSettings next = s;
-  next.period_anchor = it->second.period_anchor;
-  next.version = it->second.version + 1;
-  it->second = next;
-  return next;
+  for (const BudgetSettings& s : all) {
+    if (!settings_.count(s.user_id))
+      return Status::NotFound("no budget settings for user " + std::to_string(s.user_id));
+  }
+  std::vector<BudgetSettings> out;
+  for (const BudgetSettings& s : all) {
+    BudgetSettings& current = settings_[s.user_id];
+    BudgetSettings next = s;
+    next.period_anchor = current.period_anchor;
+    next.version = current.version + 1;
+    current = next;
+    out.push_back(next);
+  }
+  return out;
 }
 
 Result<ResetRecord> FakeDirectory::ResetWindow(int64_t user_id, const std::string& actor,

@@ -15,6 +15,7 @@ class FakeDirectory final : public Directory {
   Result<User> CreateUser(const NewUser& u, const BudgetDefaults& defaults, Timestamp now) override;
   Result<User> FindUser(const std::string& name_or_id) override;
   Result<std::vector<User>> ListUsers() override;
+  Result<std::vector<UserWithSettings>> SearchUsers(const UserQuery& q) override;
   Status SetUserDisabled(int64_t user_id, bool disabled) override;
   Result<CreatedKey> CreateKey(int64_t user_id, const std::string& name, bool act_as_user,
                                std::optional<Timestamp> expires_at, Timestamp now) override;
@@ -22,7 +23,8 @@ class FakeDirectory final : public Directory {
   Status RevokeKey(const std::string& id_or_prefix, Timestamp now) override;
   Result<std::vector<ApiKey>> ListKeys(std::optional<int64_t> user_id) override;
   Result<BudgetSettings> GetSettings(int64_t user_id) override;
-  Result<BudgetSettings> PutSettings(const BudgetSettings& s, const std::string& actor) override;
+  Result<std::vector<BudgetSettings>> PutSettingsMany(const std::vector<BudgetSettings>& all,
+                                                      const std::string& actor) override;
   Result<ResetRecord> ResetWindow(int64_t user_id, const std::string& actor,
                                   const std::string& reason, Money spend_before,
                                   Timestamp now) override;

@@ -43,23 +43,24 @@ const std::string kSettingsColumns =
     ", timezone, enforcement, yellow_pct, orange_pct, red_pct, budget_visible, can_modify_limit, "
     "max_self_limit_nanos, can_reset, version";
 
-BudgetSettings ReadSettings(const pqxx::row& r) {
+BudgetSettings ReadSettings(const pqxx::row& row, int first = 0) {
+  auto r = [&row, first](int i) { return row[first + i]; };
   BudgetSettings s;
-  s.user_id = r[0].as<int64_t>();
-  s.limit = Money::FromNanos(r[1].as<int64_t>());
-  s.period = ParsePeriod(r[2].as<std::string>()).value_or(Period::kMonthly);
-  s.custom_period_days = r[3].as<int>();
-  s.period_anchor = FromMicros(r[4].as<int64_t>());
-  s.timezone = r[5].as<std::string>();
-  s.enforcement = ParseEnforcement(r[6].as<std::string>()).value_or(Enforcement::kHard);
-  s.yellow = r[7].as<int>();
-  s.orange = r[8].as<int>();
-  s.red = r[9].as<int>();
-  s.budget_visible = r[10].as<bool>();
-  s.can_modify_limit = r[11].as<bool>();
-  if (!r[12].is_null()) s.max_self_limit = Money::FromNanos(r[12].as<int64_t>());
-  s.can_reset = r[13].as<bool>();
-  s.version = r[14].as<int64_t>();
+  s.user_id = r(0).as<int64_t>();
+  s.limit = Money::FromNanos(r(1).as<int64_t>());
+  s.period = ParsePeriod(r(2).as<std::string>()).value_or(Period::kMonthly);
+  s.custom_period_days = r(3).as<int>();
+  s.period_anchor = FromMicros(r(4).as<int64_t>());
+  s.timezone = r(5).as<std::string>();
+  s.enforcement = ParseEnforcement(r(6).as<std::string>()).value_or(Enforcement::kHard);
+  s.yellow = r(7).as<int>();
+  s.orange = r(8).as<int>();
+  s.red = r(9).as<int>();
+  s.budget_visible = r(10).as<bool>();
+  s.can_modify_limit = r(11).as<bool>();
+  if (!r(12).is_null()) s.max_self_limit = Money::FromNanos(r(12).as<int64_t>());
+  s.can_reset = r(13).as<bool>();
+  s.version = r(14).as<int64_t>();
   return s;
 }
 
@@ -143,6 +144,37 @@ Result<std::vector<User>> PgDirectory::ListUsers() {
     std::vector<User> out;
     for (const auto& row : w.exec("SELECT " + kUserColumns + " FROM users ORDER BY id"))
       out.push_back(ReadUser(row));
+    return out;
+  });
+}
+
+Result<std::vector<UserWithSettings>> PgDirectory::SearchUsers(const UserQuery& q) {
+  // The search text is a bound parameter; LIKE's own wildcards in it are escaped so
+  // "%" or "_" match themselves.
+  std::string pattern = "%";
+  for (char ch : q.search) {
+    if (ch == '%' || ch == '_' || ch == '\\') pattern += '\\';
+    pattern += ch;
+  }
+  pattern += "%";
+  std::string role = q.role ? RoleName(*q.role) : "";
+  return pool_.Get<std::vector<UserWithSettings>>([&](pqxx::connection& c) {
+    pqxx::read_transaction w(c);
+    pqxx::result r = w.exec_params("SELECT " + kUserColumns + ", " + kSettingsColumns +
+                                       " FROM users JOIN budget_settings ON user_id = id"
+                                       " WHERE ($1 = '%%' OR name ILIKE $1 OR email ILIKE $1"
+                                       "        OR coalesce(external_id, '') ILIKE $1)"
+                                       "   AND ($2 = '' OR role = $2) AND ($3 OR NOT disabled)"
+                                       " ORDER BY id",
+                                   pattern, role, q.include_disabled);
+    std::vector<UserWithSettings> out;
+    out.reserve(r.size());
+    for (const auto& row : r) {
+      UserWithSettings us;
+      us.user = ReadUser(row);
+      us.settings = ReadSettings(row, 7);
+      out.push_back(std::move(us));
+    }
     return out;
   });
 }
@@ -243,35 +275,44 @@ Result<BudgetSettings> PgDirectory::GetSettings(int64_t user_id) {
   return *found;
 }
 
-Result<BudgetSettings> PgDirectory::PutSettings(const BudgetSettings& s, const std::string& actor) {
-  std::optional<BudgetSettings> updated;
+Result<std::vector<BudgetSettings>> PgDirectory::PutSettingsMany(
+    const std::vector<BudgetSettings>& all, const std::string& actor) {
+  std::vector<BudgetSettings> updated;
+  std::optional<int64_t> missing;
   Status st = pool_.Run([&](pqxx::connection& c) {
+    updated.clear();
     pqxx::work w(c);
-    auto before = w.exec_params(
-        "SELECT " + kSettingsColumns + " FROM budget_settings WHERE user_id = $1 FOR UPDATE",
-        s.user_id);
-    if (before.empty()) return;
-    std::string max_self = s.max_self_limit ? std::to_string(s.max_self_limit->nanos()) : "";
-    updated = ReadSettings(w.exec_params1(
-        "UPDATE budget_settings SET limit_nanos = $2, period = $3, custom_period_days = $4, "
-        "timezone = $5,"
-        " enforcement = $6, yellow_pct = $7, orange_pct = $8, red_pct = $9, budget_visible = $10,"
-        " can_modify_limit = $11, max_self_limit_nanos = $12::bigint, can_reset = $13, version = "
-        "version + 1,"
-        " updated_at = now(), updated_by = $14 WHERE user_id = $1 RETURNING " +
-            kSettingsColumns,
-        s.user_id, s.limit.nanos(), PeriodName(s.period), s.custom_period_days, s.timezone,
-        EnforcementName(s.enforcement), s.yellow, s.orange, s.red, s.budget_visible,
-        s.can_modify_limit, s.max_self_limit ? max_self.c_str() : nullptr, s.can_reset, actor));
-    nlohmann::json change = {{"before", SettingsJson(ReadSettings(before[0]))},
-                             {"after", SettingsJson(*updated)}};
-    w.exec_params("INSERT INTO settings_audit (user_id, actor, change) VALUES ($1, $2, $3::jsonb)",
-                  s.user_id, actor, change.dump());
+    for (const BudgetSettings& s : all) {
+      auto before = w.exec_params(
+          "SELECT " + kSettingsColumns + " FROM budget_settings WHERE user_id = $1 FOR UPDATE",
+          s.user_id);
+      if (before.empty()) {
+        missing = s.user_id;
+        return;  // the transaction is rolled back: nothing is half-written
+      }
+      std::string max_self = s.max_self_limit ? std::to_string(s.max_self_limit->nanos()) : "";
+      updated.push_back(ReadSettings(w.exec_params1(
+          "UPDATE budget_settings SET limit_nanos = $2, period = $3, custom_period_days = $4, "
+          "timezone = $5,"
+          " enforcement = $6, yellow_pct = $7, orange_pct = $8, red_pct = $9, budget_visible = "
+          "$10, can_modify_limit = $11, max_self_limit_nanos = $12::bigint, can_reset = $13,"
+          " version = version + 1, updated_at = now(), updated_by = $14 WHERE user_id = $1"
+          " RETURNING " +
+              kSettingsColumns,
+          s.user_id, s.limit.nanos(), PeriodName(s.period), s.custom_period_days, s.timezone,
+          EnforcementName(s.enforcement), s.yellow, s.orange, s.red, s.budget_visible,
+          s.can_modify_limit, s.max_self_limit ? max_self.c_str() : nullptr, s.can_reset, actor)));
+      nlohmann::json change = {{"before", SettingsJson(ReadSettings(before[0]))},
+                               {"after", SettingsJson(updated.back())}};
+      w.exec_params(
+          "INSERT INTO settings_audit (user_id, actor, change) VALUES ($1, $2, $3::jsonb)",
+          s.user_id, actor, change.dump());
+    }
     w.commit();
   });
   if (!st.ok()) return st;
-  if (!updated) return Status::NotFound("no budget settings for user " + std::to_string(s.user_id));
-  return *updated;
+  if (missing) return Status::NotFound("no budget settings for user " + std::to_string(*missing));
+  return updated;
 }
 
 Result<ResetRecord> PgDirectory::ResetWindow(int64_t user_id, const std::string& actor,

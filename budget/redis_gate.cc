@@ -238,7 +238,10 @@ void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) 
 Result<SpendState> RedisGate::State(int64_t user_id) {
   auto budget = settings_.Get(user_id);
   if (!budget.ok()) return budget.status();
-  const Window& w = budget->window;
+  return State(user_id, budget->window);
+}
+
+Result<SpendState> RedisGate::State(int64_t user_id, const Window& w) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto r = Eval(kStateScript, StateSha(), {SpendKey(user_id, w.start), HoldsKey(user_id)},
                   {std::to_string(NowMs(clock_.Now()))});

@@ -38,6 +38,8 @@ class RedisGate final : public Gate {
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
   // Spend and holds in the user's current window (rebuilt from the ledger if missing).
   Result<SpendState> State(int64_t user_id);
+  // The same in a given window (the admin list computes windows from its own read).
+  Result<SpendState> State(int64_t user_id, const Window& window);
 
   // user_id 0 names the global counter.
   static std::string SpendKey(int64_t user_id, Timestamp window_start);

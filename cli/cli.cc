@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <charconv>
 #include <csignal>
 #include <filesystem>
 #include <iomanip>
@@ -9,13 +10,16 @@
 #include <memory>
 #include <sstream>
 
+#include "admin/api_support.h"
+#include "admin/settings_json.h"
 #include "admin/side_server.h"
-#include "admin/user_api.h"
 #include "budget/migrations.h"
 #include "budget/pg_directory.h"
 #include "budget/pg_gate.h"
+#include "budget/price_overrides.h"
 #include "budget/redis.h"
 #include "budget/redis_gate.h"
+#include "budget/usage_queries.h"
 #include "cli/args.h"
 #include "config/pricing.h"
 #include "proxy/proxy_server.h"
@@ -115,9 +119,23 @@ int Serve(Context& ctx, const Args&) {
                                auto r = redis.Command({"PING"});
                                return r.ok() ? Status::Ok() : r.status();
                              }};
-  UserApiDependencies user_api{authenticator, settings,
-                               [&gate](int64_t user) { return gate.State(user); }, ctx.clock};
-  side_deps.user_api = &user_api;
+  PgUsageQueries usage(pool);
+  PriceOverrides price_overrides(pool, *pricing);
+  if (Status s = price_overrides.Refresh(); !s.ok())
+    ctx.err << "tollgate: price overrides not loaded yet: " << s.message() << std::endl;
+  price_overrides.Start(std::chrono::seconds(5));
+  BudgetApiDependencies budget_api{
+      .config = c,
+      .clock = ctx.clock,
+      .directory = directory,
+      .authenticator = authenticator,
+      .settings = settings,
+      .spend_state = [&gate](int64_t user,
+                             const Window& window) { return gate.State(user, window); },
+      .usage = &usage,
+      .pricing = &*pricing,
+      .price_overrides = &price_overrides};
+  side_deps.budget_api = &budget_api;
   RunningServer side(BuildSideServer(side_deps));
   RunningServer proxy(proxy_service.BuildServer());
 
@@ -295,34 +313,30 @@ int BudgetSet(Context& ctx, const Args& a) {
   if (!user.ok()) return ctx.Fail(user.status().message());
   auto current = ctx.Dir().GetSettings(user->id);
   if (!current.ok()) return ctx.Fail(current.status().message());
+  // The same rules as the side port's settings API; only the names are the flags'.
+  nlohmann::json change = nlohmann::json::object();
+  const std::pair<const char*, const char*> flags[] = {{"limit", "limit_usd"},
+                                                       {"period", "period"},
+                                                       {"custom-days", "custom_period_days"},
+                                                       {"enforcement", "enforcement"},
+                                                       {"timezone", "timezone"}};
+  for (auto [flag, field] : flags) {
+    auto v = a.Get(flag);
+    if (!v) continue;
+    int days = 0;
+    auto [end, ec] = std::from_chars(v->data(), v->data() + v->size(), days);
+    bool whole = ec == std::errc() && end == v->data() + v->size();
+    change[field] =
+        std::string(flag) == "custom-days" && whole ? nlohmann::json(days) : nlohmann::json(*v);
+  }
   BudgetSettings s = *current;
-  if (auto v = a.Get("limit")) {
-    auto m = Money::ParseUsd(*v);
-    if (!m || *m < Money()) return ctx.Fail("--limit must be a USD amount such as 30 or 12.5");
-    s.limit = *m;
-  }
-  if (auto v = a.Get("period")) {
-    auto p = ParsePeriod(*v);
-    if (!p) return ctx.Fail("--period must be daily, weekly, monthly or custom");
-    s.period = *p;
-  }
-  if (auto v = a.Get("custom-days")) {
-    int days = std::atoi(v->c_str());
-    if (days < 1 || days > 366 || std::to_string(days) != *v)
-      return ctx.Fail("--custom-days must be 1..366");
-    s.custom_period_days = days;
-  }
-  if (auto v = a.Get("enforcement")) {
-    auto e = ParseEnforcement(*v);
-    if (!e) return ctx.Fail("--enforcement must be hard, soft or off");
-    s.enforcement = *e;
-  }
-  if (auto v = a.Get("timezone")) {
-    std::error_code ec;
-    if (*v != "UTC" && (v->find("..") != std::string::npos ||
-                        !std::filesystem::is_regular_file("/usr/share/zoneinfo/" + *v, ec)))
-      return ctx.Fail("--timezone: unknown IANA time zone \"" + *v + "\"");
-    s.timezone = *v;
+  if (Status st = ApplySettingsChange(change, Editor::kAdmin, &s); !st.ok()) {
+    std::string message = st.message();
+    for (auto [flag, field] : flags) {
+      if (message.starts_with(std::string(field) + ":"))
+        message = "--" + std::string(flag) + message.substr(std::string(field).size());
+    }
+    return ctx.Fail(message);
   }
   auto updated = ctx.Dir().PutSettings(s, "cli");
   if (!updated.ok()) return ctx.Fail(updated.status().message());

@@ -120,13 +120,6 @@ Status ReadDefaults(const json& j, const std::string& where, BudgetDefaults* d) 
   return ReadBool(j, "can_reset", where + ".can_reset", &d->can_reset);
 }
 
-bool IsKnownTimezone(const std::string& name) {
-  if (name == "UTC") return true;
-  if (name.empty() || name[0] == '/' || name.find("..") != std::string::npos) return false;
-  std::error_code ec;
-  return std::filesystem::is_regular_file("/usr/share/zoneinfo/" + name, ec);
-}
-
 bool IsBaseUrl(const std::string& url) {
   auto scheme_end = url.find("://");
   if (scheme_end == std::string::npos) return false;
@@ -333,6 +326,17 @@ Status Validate(const Config& c) {
 }
 
 }  // namespace
+
+bool IsKnownTimezone(const std::string& name) {
+  if (name == "UTC") return true;
+  // Zone names start with a capital letter and have no dots; that keeps out the
+  // zoneinfo directory's other files (zone.tab, tzdata.zi) and any path tricks.
+  if (name.empty() || name.size() > 64 || name[0] < 'A' || name[0] > 'Z' ||
+      name.find('.') != std::string::npos)
+    return false;
+  std::error_code ec;
+  return std::filesystem::is_regular_file("/usr/share/zoneinfo/" + name, ec);
+}
 
 std::optional<Period> ParsePeriod(const std::string& s) {
   if (s == "daily") return Period::kDaily;

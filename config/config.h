@@ -23,6 +23,9 @@ const char* PeriodName(Period p);
 const char* EnforcementName(Enforcement e);
 const char* RoleName(Role r);
 
+// An IANA time zone name this machine knows ("UTC", "Europe/Paris").
+bool IsKnownTimezone(const std::string& name);
+
 struct HostPort {
   std::string host;
   int port = 0;

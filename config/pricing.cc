@@ -228,11 +228,14 @@ Result<PriceQuote> PricingTable::Lookup(const std::string& provider, const std::
          it != entries_.end() && it->provider == provider && it->model == candidate; ++it) {
       if (it->effective_from <= at) best = &*it;
     }
+    const PriceEntry* o = BestOverride(provider, candidate, at);
+    if (o && (!best || o->effective_from >= best->effective_from)) best = o;
     if (best) break;
   }
   if (!best) return Status::NotFound("no price for " + provider + " model \"" + model + "\"");
   PriceQuote quote{best, best->rates,
-                   best->provider + "/" + best->model + "@" + best->effective_from_text};
+                   best->provider + "/" + best->model + "@" + best->effective_from_text +
+                       (best->override ? "#override" : "")};
   for (const PriceWindow& w : best->windows) {
     if (InWindow(w, at)) {
       quote.rates = w.rates;
@@ -241,6 +244,40 @@ Result<PriceQuote> PricingTable::Lookup(const std::string& provider, const std::
     }
   }
   return quote;
+}
+
+const PriceEntry* PricingTable::BestOverride(const std::string& provider, const std::string& model,
+                                             Timestamp at) const {
+  if (overrides_->count.load(std::memory_order_acquire) == 0) return nullptr;
+  std::shared_lock lock(overrides_->mu);
+  const PriceEntry* best = nullptr;
+  for (const PriceEntry& e : overrides_->entries) {
+    if (e.provider == provider && e.model == model && e.effective_from <= at &&
+        (!best || e.effective_from >= best->effective_from)) {
+      best = &e;
+    }
+  }
+  return best;
+}
+
+void PricingTable::AddOverride(PriceEntry e) const {
+  e.override = true;
+  e.model = Canonical(e.provider, e.model);
+  if (e.default_max_output == PriceEntry().default_max_output) {
+    // Keep the shipped entry's output cap for the model, if there is one.
+    for (const PriceEntry& shipped : entries_) {
+      if (shipped.provider == e.provider && shipped.model == e.model)
+        e.default_max_output = shipped.default_max_output;
+    }
+  }
+  std::unique_lock lock(overrides_->mu);
+  overrides_->entries.push_back(std::move(e));
+  overrides_->count.store(overrides_->entries.size(), std::memory_order_release);
+}
+
+std::vector<PriceEntry> PricingTable::Overrides() const {
+  std::shared_lock lock(overrides_->mu);
+  return {overrides_->entries.begin(), overrides_->entries.end()};
 }
 
 }  // namespace tollgate

@@ -2,7 +2,12 @@
 // loaded from config/pricing.json into exact integer rates.
 #pragma once
 
+#include <atomic>
+#include <deque>
 #include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <vector>
 
@@ -38,7 +43,8 @@ struct PriceEntry {
   std::vector<PriceWindow> windows;
   int64_t default_max_output = 4096;  // output cap reserved when a request names none
   std::string source;
-  std::string checked;  // date the price was read from the source
+  std::string checked;    // date the price was read from the source
+  bool override = false;  // set by an admin at run time, not shipped in pricing.json
 };
 
 // What a lookup returns: the rates in force and which entry and window gave them.
@@ -59,12 +65,30 @@ class PricingTable {
   // The model name an alias stands for (the name itself when it is no alias).
   std::string Canonical(const std::string& provider, const std::string& model) const;
 
+  // Adds an admin's price for (provider, model) from its effective_from on; it wins
+  // over a shipped entry with the same or an earlier date, and replaces an earlier
+  // override with the same date. Safe while other threads look prices up.
+  void AddOverride(PriceEntry e) const;
+  std::vector<PriceEntry> Overrides() const;
+
   const std::vector<PriceEntry>& entries() const { return entries_; }
   const std::map<std::string, std::string>& aliases() const { return aliases_; }
 
  private:
+  // Overrides live as long as the table and are never removed, so a PriceQuote's
+  // entry pointer stays valid.
+  struct OverrideList {
+    mutable std::shared_mutex mu;
+    std::deque<PriceEntry> entries;  // in the order added; later ones win ties
+    std::atomic<size_t> count{0};    // lets lookups skip the lock while there are none
+  };
+
+  const PriceEntry* BestOverride(const std::string& provider, const std::string& model,
+                                 Timestamp at) const;
+
   std::vector<PriceEntry> entries_;             // sorted by provider, model, effective_from
   std::map<std::string, std::string> aliases_;  // "provider/alias" -> model
+  std::shared_ptr<OverrideList> overrides_ = std::make_shared<OverrideList>();
 };
 
 }  // namespace tollgate

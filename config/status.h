@@ -11,13 +11,14 @@ namespace tollgate {
 
 class Status {
  public:
-  enum class Code { kOk, kInvalid, kNotFound, kConflict, kUnavailable, kInternal };
+  enum class Code { kOk, kInvalid, kNotFound, kConflict, kForbidden, kUnavailable, kInternal };
 
   Status() = default;
   static Status Ok() { return Status(); }
   static Status Invalid(std::string m) { return Status(Code::kInvalid, std::move(m)); }
   static Status NotFound(std::string m) { return Status(Code::kNotFound, std::move(m)); }
   static Status Conflict(std::string m) { return Status(Code::kConflict, std::move(m)); }
+  static Status Forbidden(std::string m) { return Status(Code::kForbidden, std::move(m)); }
   static Status Unavailable(std::string m) { return Status(Code::kUnavailable, std::move(m)); }
   static Status Internal(std::string m) { return Status(Code::kInternal, std::move(m)); }
 

@@ -18,20 +18,11 @@ using namespace std::chrono_literals;
 class GateFallback : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string url = testing::FreshDatabase();
-    ASSERT_FALSE(url.empty());
-    pool_ = std::make_unique<PgPool>(url, 8);
-    int applied = 0;
-    ASSERT_TRUE(Migrate(*pool_, &applied).ok());
+    pool_ = testing::FreshMigratedPool(8);
+    ASSERT_TRUE(pool_);
     directory_ = std::make_unique<PgDirectory>(*pool_);
     BudgetDefaults d;
     d.limit = Money::FromNanos(1'000'000);
-    // Ids of a fresh database start at 1 in every test process; tests run in parallel
-    // against one Redis, so each starts its ids somewhere else (above 2^31 on purpose).
-    pool_->Run([](pqxx::connection& c) {
-      pqxx::nontransaction(c).exec("ALTER SEQUENCE users_id_seq RESTART WITH " +
-                                   std::to_string(std::stoll(RandomHex(5), nullptr, 16) + 1000));
-    });
     user_ = directory_->CreateUser({.name = "f"}, d, clock_.Now())->id;
     auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
     ASSERT_TRUE(address.ok());

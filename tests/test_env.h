@@ -7,12 +7,15 @@
 #include <array>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <string>
 #include <vector>
 
 #include "budget/keys.h"
+#include "budget/migrations.h"
+#include "budget/pg_pool.h"
 #include "config/clock.h"
 
 namespace tollgate::testing {
@@ -38,6 +41,24 @@ inline std::string FreshDatabase() {
   pqxx::connection c(admin_url);
   pqxx::nontransaction(c).exec("CREATE DATABASE " + name);
   return admin_url.substr(0, admin_url.rfind('/') + 1) + name;
+}
+
+// A fresh database with the schema applied. Ids of a fresh database start at 1 in
+// every test process, and tests run in parallel against one Redis, so user ids start
+// at a random point instead (above 2^20) to keep their Redis keys apart.
+inline std::unique_ptr<PgPool> FreshMigratedPool(int connections) {
+  std::string url = FreshDatabase();
+  if (url.empty()) return nullptr;
+  auto pool = std::make_unique<PgPool>(url, connections);
+  int applied = 0;
+  EXPECT_TRUE(Migrate(*pool, &applied).ok());
+  EXPECT_TRUE(pool->Run([](pqxx::connection& c) {
+                    pqxx::nontransaction(c).exec(
+                        "ALTER SEQUENCE users_id_seq RESTART WITH " +
+                        std::to_string(std::stoll(RandomHex(5), nullptr, 16) + 1000));
+                  })
+                  .ok());
+  return pool;
 }
 
 struct CommandResult {

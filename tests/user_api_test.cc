@@ -20,13 +20,15 @@ class UserApi : public ::testing::Test {
     // Created before the month so the window is the calendar month, 2026-11-01 to 12-01.
     user_ = directory_.CreateUser({.name = "alice"}, d, testing::At("2026-10-15T00:00:00Z"))->id;
     key_ = directory_.CreateKey(user_, "k", false, std::nullopt, clock_.Now())->secret;
-    deps_ = std::make_unique<UserApiDependencies>(
-        UserApiDependencies{authenticator_, settings_,
-                            [this](int64_t user) -> Result<SpendState> {
-                              auto b = settings_.Get(user);
-                              return SpendState{spend_, held_, b->window};
-                            },
-                            clock_});
+    deps_ = std::make_unique<BudgetApiDependencies>(BudgetApiDependencies{
+        .config = config_,
+        .clock = clock_,
+        .directory = directory_,
+        .authenticator = authenticator_,
+        .settings = settings_,
+        .spend_state = [this](int64_t, const Window& w) -> Result<SpendState> {
+          return SpendState{spend_, held_, w};
+        }});
     side_deps_ = std::make_unique<SideDependencies>(SideDependencies{
         config_, metrics_, [] { return Status::Ok(); }, [] { return Status::Ok(); }, deps_.get()});
     running_ = std::make_unique<RunningServer>(BuildSideServer(*side_deps_));
@@ -44,7 +46,7 @@ class UserApi : public ::testing::Test {
   Authenticator authenticator_{directory_, clock_, std::chrono::milliseconds(0)};
   SettingsCache settings_{directory_, clock_, std::chrono::milliseconds(0)};
   Money spend_ = Money::FromNanos(12'340'000'000), held_ = Money::FromNanos(1'000'000'000);
-  std::unique_ptr<UserApiDependencies> deps_;
+  std::unique_ptr<BudgetApiDependencies> deps_;
   std::unique_ptr<SideDependencies> side_deps_;
   std::unique_ptr<RunningServer> running_;
   std::unique_ptr<httplib::Client> client_;
