@@ -32,9 +32,11 @@ PgLedger::~PgLedger() {
 }
 
 void PgLedger::Append(UsageRecord record) {
+  record.appended = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(mu_);
     queue_.push_back(std::move(record));
+    metrics_.Set(Gauge::kLedgerQueueDepth, static_cast<int64_t>(queue_.size() + in_flight_));
   }
   wake_.notify_one();
 }
@@ -72,8 +74,15 @@ void PgLedger::Run() {
     Status s = WriteBatch(batch);
     lock.lock();
     in_flight_ = 0;
+    metrics_.Set(Gauge::kLedgerQueueDepth, static_cast<int64_t>(queue_.size()));
     if (s.ok()) {
       metrics_.Inc(Counter::kLedgerRowsWritten, batch.size());
+      auto now = std::chrono::steady_clock::now();
+      for (const UsageRecord& r : batch) {
+        metrics_.Observe(
+            Histogram::kSettleLag,
+            std::chrono::duration_cast<std::chrono::milliseconds>(now - r.appended).count());
+      }
       backoff = std::chrono::milliseconds(50);
       if (queue_.empty()) drained_.notify_all();
       continue;

@@ -30,6 +30,7 @@ struct UsageRecord {
   bool streamed = false;
   bool estimated = false;
   int64_t latency_ms = 0;
+  std::chrono::steady_clock::time_point appended;  // set by Append; not stored
 };
 
 class Ledger {

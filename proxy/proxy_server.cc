@@ -307,7 +307,7 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
                       Counter::kProxyRefusedGlobalCap);
       case Refusal::kUnavailable:
         return refuse(ErrorKind::kUnavailable, "the budget gate is unavailable: " + a.message,
-                      Counter::kRedisErrors);
+                      Counter::kProxyRefusedUnavailable);
       default:
         return refuse(ErrorKind::kBudget,
                       "budget exhausted: limit $" + a.limit.ToUsdString() + ", spent $" +
@@ -576,6 +576,7 @@ void ProxyService::Finish(Exchange& x, int status, Usage usage, bool estimated) 
   r.latency_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - x.t0)
           .count();
+  deps_.metrics.Observe(Histogram::kUpstreamLatency, r.latency_ms, r.provider);
   deps_.ledger.Append(std::move(r));
 }
 

@@ -161,6 +161,7 @@ class BudgetApi : public ::testing::Test {
 
 TEST_F(BudgetApi, StatusShowsLiveSpendFromTheGate) {
   Spend(alice_, "mistral", "mistral-small-latest", 250'000'000);
+  EXPECT_EQ(metrics_.Count(Histogram::kSettleLag), 1u) << "the ledger row's lag is measured";
   auto a = Call("GET", "/api/v1/budget/status", alice_key_);
   ASSERT_EQ(a.status, 200) << a.raw;
   EXPECT_EQ(a.body["user_id"], alice_);

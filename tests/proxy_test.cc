@@ -37,6 +37,8 @@ TEST_F(Proxy, AnthropicMessagesNonStreaming) {
   EXPECT_FALSE(row.estimated);
   EXPECT_EQ(gate_->spend(user_.id).nanos(), row.cost.nanos());
   EXPECT_EQ(gate_->open_holds(), 0u);
+  EXPECT_EQ(metrics_.Count(Histogram::kUpstreamLatency, "anthropic"), 1u);
+  EXPECT_EQ(metrics_.Count(Histogram::kUpstreamLatency, "mistral"), 0u);
 
   json saw = SimSaw();
   EXPECT_EQ(saw["headers"]["x-api-key"], "sk-ant-UPSTREAM-SECRET");

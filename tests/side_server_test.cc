@@ -53,6 +53,29 @@ TEST_F(SideServer, MetricsExportCounters) {
   EXPECT_NE(r->body.find("# TYPE tollgate_proxy_requests_total counter"), std::string::npos);
 }
 
+TEST_F(SideServer, MetricsExportGaugesAndHistograms) {
+  metrics_.Set(Gauge::kLedgerQueueDepth, 17);
+  metrics_.Observe(Histogram::kUpstreamLatency, 40, "anthropic");     // le 0.05
+  metrics_.Observe(Histogram::kUpstreamLatency, 2500, "anthropic");   // le 2.5
+  metrics_.Observe(Histogram::kUpstreamLatency, 99999, "anthropic");  // only +Inf
+  metrics_.Observe(Histogram::kSettleLag, 3);
+  std::string body = client_->Get("/metrics")->body;
+  for (const char* line :
+       {"tollgate_ledger_queue_depth 17\n",
+        "tollgate_upstream_latency_seconds_bucket{provider=\"anthropic\",le=\"0.025\"} 0\n",
+        "tollgate_upstream_latency_seconds_bucket{provider=\"anthropic\",le=\"0.05\"} 1\n",
+        "tollgate_upstream_latency_seconds_bucket{provider=\"anthropic\",le=\"2.5\"} 2\n",
+        "tollgate_upstream_latency_seconds_bucket{provider=\"anthropic\",le=\"60\"} 2\n",
+        "tollgate_upstream_latency_seconds_bucket{provider=\"anthropic\",le=\"+Inf\"} 3\n",
+        "tollgate_upstream_latency_seconds_sum{provider=\"anthropic\"} 102.539\n",
+        "tollgate_upstream_latency_seconds_count{provider=\"mistral\"} 0\n",
+        "tollgate_settle_lag_seconds_bucket{le=\"0.005\"} 1\n",
+        "tollgate_settle_lag_seconds_count 1\n",
+        "# TYPE tollgate_settle_lag_seconds histogram\n"}) {
+    EXPECT_NE(body.find(line), std::string::npos) << line << body;
+  }
+}
+
 TEST_F(SideServer, UnknownPathUsesTheOneErrorShape) {
   auto r = client_->Get("/nope");
   EXPECT_EQ(r->status, 404);
