@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "admin/admin_api.h"
+#include "admin/pages.h"
 #include "admin/user_api.h"
 
 namespace tollgate {
@@ -42,6 +43,7 @@ std::unique_ptr<httplib::Server> BuildSideServer(const SideDependencies& deps) {
     res.set_content(deps.metrics.RenderPrometheus(), "text/plain; version=0.0.4");
   });
 
+  RegisterPages(*server);
   if (deps.budget_api) {
     RegisterUserApi(*server, *deps.budget_api);
     RegisterAdminApi(*server, *deps.budget_api);
