@@ -47,6 +47,14 @@ class Gate {
   virtual void Settle(int64_t user_id, const std::string& hold_id, Money cost) = 0;
 };
 
+// No gate: every request is admitted and nothing is held (gate.enabled = false). The
+// benchmark uses it to show what the real gate costs.
+class OpenGate final : public Gate {
+ public:
+  Admission Reserve(const ReserveRequest&) override { return Admission(); }
+  void Settle(int64_t, const std::string&, Money) override {}
+};
+
 // Reservations computed the same way RedisGate's script does, in memory, for unit tests.
 class FakeGate final : public Gate {
  public:

@@ -106,8 +106,12 @@ int Serve(Context& ctx, const Args&) {
   PgGate pg_gate(pool, settings, ctx.clock, std::chrono::seconds(c.hold_ttl_seconds));
   FallbackGate fallback_gate(gate, c.redis_down_use_postgres ? &pg_gate : nullptr, redis, settings,
                              ctx.clock);
+  OpenGate open_gate;
+  Gate& proxy_gate = c.gate_enabled ? static_cast<Gate&>(fallback_gate) : open_gate;
+  if (!c.gate_enabled)
+    ctx.err << "tollgate: gate.enabled is false: no budget is enforced" << std::endl;
   ProxyService proxy_service(
-      ProxyDependencies{c, *pricing, authenticator, fallback_gate, ledger, metrics, ctx.clock});
+      ProxyDependencies{c, *pricing, authenticator, proxy_gate, ledger, metrics, ctx.clock});
 
   SideDependencies side_deps{c, metrics,
                              [&pool] {

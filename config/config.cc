@@ -185,12 +185,13 @@ Status ReadFile(const json& root, Config* c) {
   if (root.contains("gate")) {
     const json& j = root["gate"];
     if (Status s = CheckKeys(j, "gate",
-                             {"clamp_max_tokens", "min_output_tokens", "hold_ttl_seconds",
-                              "redis_down", "auto_create_end_users", "fallback_price",
-                              "drain_max_concurrent", "drain_timeout_seconds"});
+                             {"enabled", "clamp_max_tokens", "min_output_tokens",
+                              "hold_ttl_seconds", "redis_down", "auto_create_end_users",
+                              "fallback_price", "drain_max_concurrent", "drain_timeout_seconds"});
         !s.ok())
       return s;
     Status checks[] = {
+        ReadBool(j, "enabled", "gate.enabled", &c->gate_enabled),
         ReadBool(j, "clamp_max_tokens", "gate.clamp_max_tokens", &c->clamp_max_tokens),
         ReadInt(j, "min_output_tokens", "gate.min_output_tokens", 1, 1000000,
                 &c->min_output_tokens),

@@ -76,6 +76,7 @@ struct Config {
   int redis_pool_size = 32;                  // server.redis_pool_size
 
   // The gate.
+  bool gate_enabled = true;  // gate.enabled: false = no budget checks at all (usage still recorded)
   bool clamp_max_tokens = true;                      // gate.clamp_max_tokens
   int min_output_tokens = 256;                       // gate.min_output_tokens (clamp floor)
   int hold_ttl_seconds = 900;                        // gate.hold_ttl_seconds

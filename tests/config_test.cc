@@ -66,13 +66,15 @@ TEST(Config, CommentsAreAllowed) {
 
 TEST(Config, ReadsGateDefaultsAndGlobalCap) {
   std::string path = WriteTemp(R"({
-    "gate": {"redis_down": "fail_closed", "fallback_price": {"input": 1, "output": "3.5"}},
+    "gate": {"enabled": false, "redis_down": "fail_closed",
+             "fallback_price": {"input": 1, "output": "3.5"}},
     "defaults": {"user": {"limit_usd": 12.25, "period": "custom", "custom_period_days": 14,
                           "timezone": "Europe/Paris", "thresholds": {"yellow": 10, "orange": 20, "red": 30}}},
     "global_cap": {"limit_usd": "1000", "period": "daily"}})");
   auto c = LoadConfig(path, {});
   ASSERT_TRUE(c.ok()) << c.status().message();
   EXPECT_FALSE(c->redis_down_use_postgres);
+  EXPECT_FALSE(c->gate_enabled);
   EXPECT_EQ(c->fallback_input_per_million->nanos(), 1'000'000'000);
   EXPECT_EQ(c->fallback_output_per_million->nanos(), 3'500'000'000);
   EXPECT_EQ(c->user_defaults.limit.nanos(), 12'250'000'000);
@@ -112,6 +114,7 @@ INSTANTIATE_TEST_SUITE_P(
                 "upstreams.openai: unknown field"},
         BadCase{R"({"server": {"worker_threads": 0}})", "server.worker_threads"},
         BadCase{R"({"gate": {"redis_down": "maybe"}})", "gate.redis_down"},
+        BadCase{R"({"gate": {"enabled": "no"}})", "gate.enabled"},
         BadCase{R"({"gate": {"fallback_price": {"input": "1"}}})", "gate.fallback_price"},
         BadCase{R"({"defaults": {"user": {"limit_usd": "thirty"}}})", "defaults.user.limit_usd"},
         BadCase{R"({"defaults": {"user": {"limit_usd": "-1"}}})", "defaults.user.limit_usd"},
