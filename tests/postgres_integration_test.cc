@@ -83,6 +83,65 @@ TEST_F(PostgresIntegration, LedgerRequestIdIsUniqueAndCostsAreBigint) {
   EXPECT_EQ(insert(1).code(), Status::Code::kConflict);
 }
 
+TEST_F(PostgresIntegration, LedgerBatchKeepsEveryFieldWhateverTheText) {
+  MigrateOrFail();
+  PgDirectory dir(*pool_);
+  int64_t user = dir.CreateUser({.name = "batch"}, BudgetDefaults{}, now_)->id;
+  Metrics metrics;
+  PgLedger ledger(*pool_, metrics);
+  const std::vector<std::string> models = {
+      "plain", "quote\"d", "back\\slash",      "{brace},comma",
+      "NULL",  "",         "caf\u00e9 \u2603", std::string("nul\0byte", 8)};
+  for (size_t i = 0; i < models.size(); ++i) {
+    UsageRecord r;
+    r.request_id = "odd-" + std::to_string(i);
+    r.user_id = user;
+    r.provider = "mistral";
+    r.model = models[i];
+    r.price_id = "p\"" + std::to_string(i);
+    r.started_at = now_ + std::chrono::microseconds(i);
+    r.usage = {.input_tokens = 10 + static_cast<int64_t>(i),
+               .output_tokens = 20,
+               .cache_read_tokens = 3,
+               .cache_write_5m_tokens = 4,
+               .cache_write_1h_tokens = 5,
+               .reasoning_tokens = 6};
+    r.cost = Money::FromNanos(9'000'000'000'000'000'000 + static_cast<int64_t>(i));
+    r.status = 200;
+    r.streamed = i % 2 == 1;
+    r.estimated = i % 3 == 0;
+    r.latency_ms = 7;
+    ledger.Append(r);
+  }
+  ledger.Append([&] {  // a duplicate request id in the same batch is written once
+    UsageRecord r;
+    r.request_id = "odd-0";
+    r.user_id = user;
+    r.started_at = now_;
+    return r;
+  }());
+  ledger.Flush();
+  pqxx::connection c(url_);
+  auto rows = pqxx::nontransaction(c).exec(
+      "SELECT model, price_id, input_tokens, cache_write_1h_tokens, cost_nanos, streamed,"
+      " estimated, (extract(epoch from started_at) * 1000000)::bigint, key_id IS NULL"
+      " FROM usage_ledger ORDER BY request_id");
+  ASSERT_EQ(rows.size(), models.size());
+  for (size_t i = 0; i < models.size(); ++i) {
+    std::string expected = models[i];
+    std::erase(expected, '\0');  // Postgres text has no NUL; it is dropped
+    EXPECT_EQ(rows[i][0].as<std::string>(), expected) << i;
+    EXPECT_EQ(rows[i][1].as<std::string>(), "p\"" + std::to_string(i));
+    EXPECT_EQ(rows[i][2].as<int64_t>(), 10 + static_cast<int64_t>(i));
+    EXPECT_EQ(rows[i][3].as<int64_t>(), 5);
+    EXPECT_EQ(rows[i][4].as<int64_t>(), 9'000'000'000'000'000'000 + static_cast<int64_t>(i));
+    EXPECT_EQ(rows[i][5].as<bool>(), i % 2 == 1);
+    EXPECT_EQ(rows[i][6].as<bool>(), i % 3 == 0);
+    EXPECT_EQ(rows[i][7].as<int64_t>(), Micros(now_) + static_cast<int64_t>(i));
+    EXPECT_TRUE(rows[i][8].as<bool>()) << "key id 0 is stored as NULL";
+  }
+}
+
 TEST_F(PostgresIntegration, DirectoryRoundTrip) {
   MigrateOrFail();
   PgDirectory dir(*pool_);
