@@ -34,12 +34,16 @@ PgLedger::~PgLedger() {
 
 void PgLedger::Append(UsageRecord record) {
   record.appended = std::chrono::steady_clock::now();
+  bool was_empty;
   {
     std::lock_guard lock(mu_);
+    was_empty = queue_.empty();
     queue_.push_back(std::move(record));
     metrics_.Set(Gauge::kLedgerQueueDepth, static_cast<int64_t>(queue_.size() + in_flight_));
   }
-  wake_.notify_one();
+  // Only the first row of a batch wakes the writer; it takes whatever has queued up
+  // by then, so a busy proxy wakes it once per batch, not once per request.
+  if (was_empty) wake_.notify_one();
 }
 
 void PgLedger::Flush() {
