@@ -142,8 +142,8 @@
     try {
       await TG.api('PUT', A + '/configure', { user_id: target.user.id, settings });
       $('configure-dialog').close();
+      await loadAll();  // clears old notices first, so the confirmation stays
       TG.notice('Saved the budget of ' + target.user.name + '.');
-      await loadAll();
     } catch (err) {
       if (err.status === 401) { $('configure-dialog').close(); return TG.rejectKey(err.message); }
       TG.showError(f, err);
@@ -163,8 +163,8 @@
     try {
       await TG.api('POST', A + '/reset/' + target.user.id, { reason: $('r-reason').value });
       $('reset-dialog').close();
+      await loadAll();  // clears old notices first, so the confirmation stays
       TG.notice('Reset the budget of ' + target.user.name + '.');
-      await loadAll();
     } catch (err) {
       TG.showError(e.target, err);
     }

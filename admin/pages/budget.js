@@ -150,8 +150,8 @@
       const reason = $('reset-reason').value.trim();
       await TG.api('POST', '/api/v1/budget/reset', reason ? { reason } : {});
       pages = [0]; page = 0;
+      await refresh();  // clears old notices first, so the confirmation stays
       TG.notice('Your budget was reset. A new period starts now.');
-      await refresh();
     } catch (err) {
       TG.notice(err.message, true);
     }

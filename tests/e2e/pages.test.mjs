@@ -157,6 +157,7 @@ test('an admin finds a user, configures them, resets with a reason and sees the 
   await page.fill('#c-max', '5');
   await page.click('#configure-save');
   await page.waitForSelector('#configure-dialog', { state: 'hidden' });
+  await page.waitForFunction(() => /Saved the budget of alice/.test(document.getElementById('notice').textContent));
   await page.waitForFunction(() => /\$2\.00/.test(document.querySelector('#users tbody').textContent));
 
   await page.click('button[aria-label="Reset alice"]');
