@@ -727,8 +727,14 @@ TEST_F(BudgetApi, CsvExportOf100kRowsStreamsInBoundedMemory) {
   EXPECT_GT(bytes, 10'000'000u);
   // Text a spreadsheet would run is defused and quoted.
   EXPECT_NE(odd_line.find(R"("'=HYPERLINK(""x""),""quoted""")"), std::string::npos) << odd_line;
-  // The whole export is over 10 MB; memory grew by far less than that.
+  // The whole export is over 10 MB; memory grew by far less than that. (Not under
+  // AddressSanitizer: it keeps freed memory in quarantine, so RSS says nothing there.)
+#if !defined(__SANITIZE_ADDRESS__)
   EXPECT_LT(peak - baseline, 6 * 1024) << "RSS grew by " << (peak - baseline) << " kB";
+#else
+  (void)peak;
+  (void)baseline;
+#endif
 }
 
 }  // namespace
