@@ -27,10 +27,8 @@ class BudgetApi : public ::testing::Test {
     pool_ = testing::FreshMigratedPool(8);
     ASSERT_TRUE(pool_);
     directory_ = std::make_unique<PgDirectory>(*pool_);
-    auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
-    ASSERT_TRUE(address.ok());
-    address->db = kRedisDb;
-    redis_ = std::make_unique<HiredisPool>(*address, 8, 2000);
+    redis_ = testing::TestRedis(kRedisDb, 8);
+    ASSERT_TRUE(redis_);
     authenticator_ = std::make_unique<Authenticator>(*directory_, clock_, 0ms);
     settings_ = std::make_unique<SettingsCache>(*directory_, clock_, 0ms);
     ledger_ = std::make_unique<PgLedger>(*pool_, metrics_);

@@ -24,10 +24,8 @@ class GateFallback : public ::testing::Test {
     BudgetDefaults d;
     d.limit = Money::FromNanos(1'000'000);
     user_ = directory_->CreateUser({.name = "f"}, d, clock_.Now())->id;
-    auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
-    ASSERT_TRUE(address.ok());
-    address->db = 5;
-    real_redis_ = std::make_unique<HiredisPool>(*address, 16, 2000);
+    real_redis_ = testing::TestRedis(5, 16);
+    ASSERT_TRUE(real_redis_);
     real_redis_->Command(
         {"DEL", RedisGate::SpendKey(user_, clock_.Now()), RedisGate::HoldsKey(user_)});
     redis_ = std::make_unique<FaultyRedis>(*real_redis_);

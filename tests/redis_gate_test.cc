@@ -16,9 +16,8 @@ using namespace std::chrono_literals;
 class RedisGateTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
-    ASSERT_TRUE(address.ok());
-    redis_ = std::make_unique<HiredisPool>(*address, 64, 2000);
+    redis_ = testing::TestRedis(0, 64);
+    ASSERT_TRUE(redis_);
     BudgetDefaults d;
     d.limit = Money::FromNanos(1'000'000);
     auto u = directory_.CreateUser({.name = "u"}, d, clock_.Now());
@@ -169,10 +168,10 @@ namespace tollgate {
 namespace {
 
 TEST(RedisGateGlobalCap, StopsEveryoneAndReleasesItsHoldWhenAUserIsRefused) {
-  auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
-  ASSERT_TRUE(address.ok());
-  address->db = 3;  // the {global} keys are shared: this test has a database of its own
-  HiredisPool redis(*address, 8, 2000);
+  // The {global} keys are shared: this test has a database of its own.
+  auto redis_pool = testing::TestRedis(3, 8);
+  ASSERT_TRUE(redis_pool);
+  HiredisPool& redis = *redis_pool;
   redis.Command({"FLUSHDB"});
   ManualClock clock(Timestamp(std::chrono::microseconds(1'794'830'400'000'000)));
   FakeDirectory dir;

@@ -12,9 +12,8 @@ namespace {
 class RedisIntegration : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
-    ASSERT_TRUE(address.ok());
-    redis_ = std::make_unique<HiredisPool>(*address, 8, 2000);
+    redis_ = testing::TestRedis(0, 8);
+    ASSERT_TRUE(redis_);
     prefix_ = "test:" + RandomHex(4) + ":";
   }
   std::unique_ptr<HiredisPool> redis_;

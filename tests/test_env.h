@@ -16,6 +16,7 @@
 #include "budget/keys.h"
 #include "budget/migrations.h"
 #include "budget/pg_pool.h"
+#include "budget/redis.h"
 #include "config/clock.h"
 
 namespace tollgate::testing {
@@ -59,6 +60,16 @@ inline std::unique_ptr<PgPool> FreshMigratedPool(int connections) {
                   })
                   .ok());
   return pool;
+}
+
+// A pool on the Redis that scripts/test started, in database `db` (tests that need
+// keys nobody else touches take a database of their own); null if it is not set.
+inline std::unique_ptr<HiredisPool> TestRedis(int db, int connections) {
+  auto address = ParseRedisUrl(RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
+  EXPECT_TRUE(address.ok());
+  if (!address.ok()) return nullptr;
+  address->db = db;
+  return std::make_unique<HiredisPool>(*address, connections, 2000);
 }
 
 struct CommandResult {
