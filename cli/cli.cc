@@ -141,15 +141,15 @@ int Serve(Context& ctx, const Args&) {
       .price_overrides = &price_overrides};
   side_deps.budget_api = &budget_api;
   RunningServer side(BuildSideServer(side_deps));
-  RunningServer proxy(proxy_service.BuildServer());
+  std::unique_ptr<EventServer> proxy = proxy_service.BuildServer();
 
   auto side_addr = ParseHostPort(c.admin_listen);
   auto proxy_addr = ParseHostPort(c.listen);
   if (side.Start(side_addr->host, side_addr->port) < 0)
     return ctx.Fail("cannot listen on " + c.admin_listen);
-  if (proxy.Start(proxy_addr->host, proxy_addr->port) < 0)
+  if (proxy->Start(proxy_addr->host, proxy_addr->port) < 0)
     return ctx.Fail("cannot listen on " + c.listen);
-  ctx.out << "tollgate: proxy on " << proxy_addr->host << ":" << proxy.port() << ", side port on "
+  ctx.out << "tollgate: proxy on " << proxy_addr->host << ":" << proxy->port() << ", side port on "
           << side_addr->host << ":" << side.port() << std::endl;
 
   std::signal(SIGINT, [](int) { g_stop = 1; });
@@ -157,7 +157,7 @@ int Serve(Context& ctx, const Args&) {
   std::signal(SIGPIPE, SIG_IGN);
   while (!g_stop) pause();
   ctx.out << "tollgate: shutting down" << std::endl;
-  proxy.Stop();
+  proxy->Stop();
   side.Stop();
   ledger.Flush();
   return 0;

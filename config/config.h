@@ -66,8 +66,8 @@ struct Config {
   // Keyed by provider: mistral, anthropic, deepseek, ollama.
   std::map<std::string, Upstream> upstreams;
 
-  // Server: one worker thread per open connection (cpp-httplib), so the pool bounds
-  // the number of concurrent streams.
+  // Server: a worker thread per request in progress (an open stream holds one; an idle
+  // keep-alive connection holds none), so the pool bounds the concurrent streams.
   int worker_threads = 2200;                 // server.worker_threads
   size_t max_body_bytes = 10 * 1024 * 1024;  // server.max_body_bytes (413 above)
   int upstream_connect_timeout_ms = 5000;    // server.upstream_connect_timeout_ms

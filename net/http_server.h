@@ -1,5 +1,5 @@
-// cpp-httplib servers tuned for a proxy (see SPEC "Known pitfalls"): TCP_NODELAY,
-// long keep-alive, and a worker pool as large as the connections we promise to hold.
+// Server tuning shared by the event-driven server (proxy port, sim) and the cpp-httplib
+// server of the side port: TCP_NODELAY, long keep-alive, a bounded worker pool.
 #pragma once
 
 #include <httplib.h>
@@ -11,7 +11,7 @@
 namespace tollgate {
 
 struct ServerTuning {
-  int worker_threads = 64;  // one per open connection
+  int worker_threads = 64;  // cpp-httplib: one per open connection; EventServer: per request
   size_t max_body_bytes = 10 * 1024 * 1024;
   int read_timeout_seconds = 60;
   int keep_alive_seconds = 60;

@@ -73,27 +73,6 @@ std::string ResetText(const Admission& a) {
   return a.next_reset == Timestamp() ? "" : ", resets at " + FormatRfc3339(a.next_reset);
 }
 
-// The hand-off between the thread reading the upstream and the worker writing to
-// the client: bounded, so a slow client slows the upstream read instead of growing
-// memory.
-struct StreamRelay {
-  static constexpr size_t kMaxQueuedBytes = 1 << 20;
-
-  std::mutex mu;
-  std::condition_variable cv;
-  bool headers_ready = false;
-  int status = 0;
-  httplib::Headers headers;
-  std::string error_body;  // a non-2xx answer, collected whole
-  std::deque<std::string> chunks;
-  size_t queued_bytes = 0;
-  bool upstream_done = false;
-  httplib::Error error = httplib::Error::Success;
-  bool client_gone = false;
-  bool draining = false;
-  std::unique_ptr<StreamObserver> observer;
-};
-
 }  // namespace
 
 ProxyService::ProxyService(ProxyDependencies deps) : deps_(deps) {
@@ -109,39 +88,43 @@ ProxyService::~ProxyService() {
   streams_done_.wait(lock, [&] { return streams_in_flight_.load() == 0; });
 }
 
-std::unique_ptr<httplib::Server> ProxyService::BuildServer() {
-  auto server = std::make_unique<httplib::Server>();
-  TuneServer(*server, {.worker_threads = deps_.config.worker_threads,
-                       .max_body_bytes = deps_.config.max_body_bytes,
-                       .read_timeout_seconds = 60,
-                       .keep_alive_seconds = 60});
+std::unique_ptr<EventServer> ProxyService::BuildServer() {
+  auto server =
+      std::make_unique<EventServer>(ServerTuning{.worker_threads = deps_.config.worker_threads,
+                                                 .max_body_bytes = deps_.config.max_body_bytes,
+                                                 .read_timeout_seconds = 60,
+                                                 .keep_alive_seconds = 60});
   for (const Provider* p : AllProviders()) {
     std::string pattern = "/" + std::string(p->name()) + "/(.*)";
-    auto handler = [this, p](const httplib::Request& req, httplib::Response& res) {
-      Handle(*p, req, res);
-    };
-    server->Get(pattern, handler);
-    server->Post(pattern, handler);
+    auto handler = [this, p](const httplib::Request& req, httplib::Response& res,
+                             ResponseWriter& writer) { Handle(*p, req, res, writer); };
+    server->Streaming("GET", pattern, handler);
+    server->Streaming("POST", pattern, handler);
   }
-  // Errors httplib raises itself (413 body too large, 404 unknown prefix) in the
-  // provider's shape when the path names one.
-  server->set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
+  // Errors the server raises itself (unknown prefix, a body over the limit, a request it
+  // cannot read) in the provider's shape when the path names one.
+  server->set_error_renderer([this](const httplib::Request& req, int status,
+                                    const std::string& message, httplib::Response& res) {
     deps_.metrics.Inc(Counter::kProxyRequests);
     deps_.metrics.Inc(Counter::kProxyRefusedBadRequest);
-    std::string path = req.path.substr(1);
-    const Provider* p = FindProvider(path.substr(0, path.find('/')));
-    ErrorKind kind = res.status == 413 ? ErrorKind::kTooLarge : ErrorKind::kNotFound;
-    std::string message =
-        res.status == 413
-            ? "request body is larger than " + std::to_string(deps_.config.max_body_bytes) +
-                  " bytes"
-            : "unknown path " + req.path + ": use /mistral, /anthropic, /deepseek or /ollama";
-    std::optional<Route> route =
-        p ? p->Match(req.method, path.substr(path.find('/') + 1)) : std::nullopt;
+    std::string path = req.path.empty() ? "" : req.path.substr(1);
+    size_t slash = path.find('/');
+    const Provider* p = FindProvider(path.substr(0, slash));
+    ErrorKind kind = status == 413   ? ErrorKind::kTooLarge
+                     : status == 404 ? ErrorKind::kNotFound
+                                     : ErrorKind::kInvalidRequest;
+    std::string text = status == 404 ? "unknown path " + req.path +
+                                           ": use /mistral, /anthropic, /deepseek or /ollama"
+                                     : message;
+    std::optional<Route> route = p && slash != std::string::npos
+                                     ? p->Match(req.method, path.substr(slash + 1))
+                                     : std::nullopt;
     std::string body =
-        p ? p->ErrorBody(route ? &*route : nullptr, kind, message)
-          : json{{"error", {{"message", message}, {"type", "not_found_error"}}}}.dump();
+        p ? p->ErrorBody(route ? &*route : nullptr, kind, text)
+          : json{{"error",
+                  {{"message", text},
+                   {"type", status == 404 ? "not_found_error" : "invalid_request_error"}}}}
+                .dump();
     res.set_content(body, "application/json");
   });
   return server;
@@ -175,9 +158,9 @@ httplib::Headers ProxyService::UpstreamHeaders(const Provider& provider,
 }
 
 void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
-                          httplib::Response& res) {
+                          httplib::Response& res, ResponseWriter& writer) {
   deps_.metrics.Inc(Counter::kProxyRequests);
-  auto x = std::make_shared<Exchange>();
+  auto x = std::make_unique<Exchange>();
   x->provider = &provider;
   x->t0 = std::chrono::steady_clock::now();
   x->started = deps_.clock.Now();
@@ -193,7 +176,9 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
                   Counter::kProxyRefusedBadRequest);
   }
   x->route = *route;
-  x->upstream_path = "/" + path;
+  // The query goes along as sent (models lists page with ?limit=, ?after_id=).
+  size_t query = req.target.find('?');
+  x->upstream_path = "/" + path + (query == std::string::npos ? "" : req.target.substr(query));
 
   // 1. Who is calling.
   std::string key =
@@ -331,7 +316,7 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   }
   x->headers = UpstreamHeaders(provider, req);
   if (x->facts.stream) {
-    ForwardStreaming(x, req, res);
+    ForwardStreaming(*x, res, writer);
   } else {
     ForwardBuffered(*x, req, res);
   }
@@ -372,176 +357,116 @@ void ProxyService::ForwardBuffered(Exchange& x, const httplib::Request& req,
   Finish(x, result->status, usage, false);
 }
 
-void ProxyService::ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::Request&,
-                                    httplib::Response& res) {
-  auto relay = std::make_shared<StreamRelay>();
-  relay->observer = x->provider->ObserveStream(x->route, x->hide_usage_chunk);
-  {
-    std::lock_guard lock(streams_mu_);
-    ++streams_in_flight_;
-  }
-  UpstreamPool* pool = pools_.at(std::string(x->provider->name())).get();
+void ProxyService::ForwardStreaming(Exchange& x, httplib::Response& res, ResponseWriter& writer) {
+  std::unique_ptr<StreamObserver> observer = x.provider->ObserveStream(x.route, x.hide_usage_chunk);
+  streams_in_flight_.fetch_add(1);
+  UpstreamPool& pool = *pools_.at(std::string(x.provider->name()));
+  auto client = pool.Acquire();
 
-  // The upstream reader: runs apart from the worker so that the client gets the
-  // upstream's real status line, and goes on draining if the client hangs up.
-  std::thread([this, x, relay, pool] {
-    auto client = pool->Acquire();
-    httplib::Request up;
-    up.method = "POST";
-    up.path = x->upstream_path;
-    up.headers = x->headers;
-    up.body = x->body;
-    up.set_header("Content-Type", "application/json");
-    auto drain_deadline = std::chrono::steady_clock::time_point::max();
-    up.response_handler = [relay](const httplib::Response& r) {
-      std::lock_guard lock(relay->mu);
-      relay->status = r.status;
-      relay->headers = r.headers;
-      relay->headers_ready = true;
-      relay->cv.notify_all();
-      return true;
-    };
-    up.content_receiver = [&, relay](const char* data, size_t n, uint64_t, uint64_t) {
-      std::unique_lock lock(relay->mu);
-      if (relay->status < 200 || relay->status >= 300) {
-        if (relay->error_body.size() < (1 << 20)) relay->error_body.append(data, n);
-        return true;
+  // Read from the upstream and write to the client on this one thread: the client gets
+  // the upstream's real status line at once and each chunk as it comes, a slow client
+  // slows the upstream read (socket buffers bound the memory), and a client that hangs
+  // up leaves the read going on to the final usage, within the drain budget.
+  int status = 0;
+  httplib::Headers upstream_headers;
+  std::string error_body;  // a non-2xx answer, collected whole
+  bool client_gone = false;
+  bool draining = false;
+  auto drain_deadline = std::chrono::steady_clock::time_point::max();
+  auto is_success = [&] { return status >= 200 && status < 300; };
+  httplib::Request up;
+  up.method = "POST";
+  up.path = x.upstream_path;
+  up.headers = x.headers;
+  up.body = x.body;
+  up.set_header("Content-Type", "application/json");
+  up.response_handler = [&](const httplib::Response& r) {
+    status = r.status;
+    upstream_headers = r.headers;
+    if (is_success()) {
+      httplib::Headers out = res.headers;  // tollgate's own: request id, clamped max tokens
+      for (const auto& [name, value] : r.headers) {
+        if (!IsResponseHopByHop(name)) out.emplace(name, value);
       }
-      lock.unlock();
-      std::string out = relay->observer->Feed(std::string_view(data, n));
-      lock.lock();
-      relay->cv.wait(lock, [&] {
-        return relay->queued_bytes < StreamRelay::kMaxQueuedBytes || relay->client_gone;
-      });
-      if (relay->client_gone) {
-        // Keep reading to the final usage, within the drain budget; otherwise stop and
-        // bill an estimate.
-        if (!relay->draining) {
-          if (!TryStartDrain()) return false;
-          relay->draining = true;
-          drain_deadline = std::chrono::steady_clock::now() +
-                           std::chrono::seconds(deps_.config.drain_timeout_seconds);
-        }
-        return std::chrono::steady_clock::now() < drain_deadline;
-      }
-      if (!out.empty()) {
-        relay->queued_bytes += out.size();
-        relay->chunks.push_back(std::move(out));
-        relay->cv.notify_all();
-      }
-      return true;
-    };
-    httplib::Result result = client->send(up);
-    pool->Release(std::move(client));
-    bool drained;
-    {
-      std::lock_guard lock(relay->mu);
-      relay->error = result.error();
-      std::string rest = relay->observer->Flush();
-      if (!rest.empty() && !relay->client_gone) relay->chunks.push_back(std::move(rest));
-      relay->upstream_done = true;
-      drained = relay->draining;
-      relay->cv.notify_all();
+      out.emplace("Content-Type", r.has_header("Content-Type") ? r.get_header_value("Content-Type")
+                                                               : std::string("text/event-stream"));
+      client_gone = !writer.Begin(status, out);
     }
-    if (drained) EndDrain();
+    return true;
+  };
+  up.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    if (!is_success()) {
+      if (error_body.size() < (1 << 20)) error_body.append(data, n);
+      return true;
+    }
+    std::string out = observer->Feed(std::string_view(data, n));
+    if (!client_gone && !out.empty()) client_gone = !writer.Write(out);
+    if (!client_gone) return true;
+    if (!draining) {
+      if (!TryStartDrain()) return false;
+      draining = true;
+      drain_deadline = std::chrono::steady_clock::now() +
+                       std::chrono::seconds(deps_.config.drain_timeout_seconds);
+    }
+    return std::chrono::steady_clock::now() < drain_deadline;
+  };
+  httplib::Result result = client->send(up);
+  pool.Release(std::move(client));
+  if (draining) EndDrain();
 
-    // Settle once the upstream is done, whatever happened to the client.
-    const StreamObserver& o = *relay->observer;
-    if (!relay->headers_ready) {
-      deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
-      Finish(*x, result.error() == httplib::Error::Read ? 504 : 502, Usage{}, false);
-    } else if (relay->status < 200 || relay->status >= 300) {
-      Finish(*x, relay->status, Usage{}, false);
-    } else if (o.finished() && o.usage().reported) {
-      Finish(*x, relay->status, o.usage(), false);
+  if (status == 0) {
+    deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
+    bool timeout = result.error() == httplib::Error::Read;
+    Refuse(*x.provider, x.route, timeout ? ErrorKind::kTimeout : ErrorKind::kUpstream,
+           std::string(x.provider->name()) + " upstream " +
+               (timeout ? "timed out" : "is unreachable") + " (" +
+               httplib::to_string(result.error()) + ")",
+           res);
+    Finish(x, res.status, Usage{}, false);
+  } else if (!is_success()) {
+    res.status = status;
+    for (const auto& [name, value] : upstream_headers) {
+      if (!IsResponseHopByHop(name)) res.set_header(name, value);
+    }
+    auto type = upstream_headers.find("Content-Type");
+    res.set_content(error_body, type != upstream_headers.end() ? type->second : "application/json");
+    Finish(x, status, Usage{}, false);
+  } else {
+    std::string rest = observer->Flush();
+    if (!client_gone && !rest.empty()) client_gone = !writer.Write(rest);
+    if (!client_gone) {
+      if (observer->finished()) {
+        writer.End();
+      } else if (x.provider->name() == "mistral") {
+        // The upstream broke off. Mistral has no in-stream error form documented, so
+        // its stream just ends without [DONE]; the others say so in their own form.
+        writer.Abort();
+      } else {
+        writer.Write(x.provider->StreamErrorFrame(x.route, "upstream stream ended early"));
+        writer.End();
+      }
+    }
+    if (observer->finished() && observer->usage().reported) {
+      Finish(x, status, observer->usage(), false);
     } else {
       // Cut short (client gone without a drain, or upstream cut): bill what we know —
       // the exact input side when it came, the text relayed for the output.
-      Usage estimate = o.usage();
+      Usage estimate = observer->usage();
       if (estimate.input_tokens + estimate.cache_read_tokens + estimate.cache_write_5m_tokens +
               estimate.cache_write_1h_tokens ==
           0)
-        estimate.input_tokens = x->facts.input_tokens_estimate;
+        estimate.input_tokens = x.facts.input_tokens_estimate;
       estimate.output_tokens =
-          std::max(estimate.output_tokens, TokensOfText(o.relayed_text_bytes()));
-      Finish(*x, relay->status, estimate, true);
+          std::max(estimate.output_tokens, TokensOfText(observer->relayed_text_bytes()));
+      Finish(x, status, estimate, true);
     }
-    {
-      // Notify under the lock: once the count reads 0 the destructor may return.
-      std::lock_guard lock(streams_mu_);
-      --streams_in_flight_;
-      streams_done_.notify_all();
-    }
-  }).detach();
-
-  // Wait for the upstream's status line (or its failure).
-  std::unique_lock lock(relay->mu);
-  relay->cv.wait(lock, [&] { return relay->headers_ready || relay->upstream_done; });
-  if (!relay->headers_ready) {
-    bool timeout = relay->error == httplib::Error::Read;
-    lock.unlock();
-    Refuse(*x->provider, x->route, timeout ? ErrorKind::kTimeout : ErrorKind::kUpstream,
-           std::string(x->provider->name()) + " upstream " +
-               (timeout ? "timed out" : "is unreachable") + " (" +
-               httplib::to_string(relay->error) + ")",
-           res);
-    return;
   }
-  res.status = relay->status;
-  for (const auto& [name, value] : relay->headers) {
-    if (!IsResponseHopByHop(name)) res.set_header(name, value);
+  {
+    // Notify under the lock: once the count reads 0 the destructor may return.
+    std::lock_guard lock(streams_mu_);
+    --streams_in_flight_;
+    streams_done_.notify_all();
   }
-  std::string content_type = relay->headers.count("Content-Type")
-                                 ? relay->headers.find("Content-Type")->second
-                                 : "text/event-stream";
-  if (relay->status < 200 || relay->status >= 300) {
-    relay->cv.wait(lock, [&] { return relay->upstream_done; });
-    res.set_content(relay->error_body, content_type);
-    return;
-  }
-  // cpp-httplib 0.11 polls every idle keep-alive connection about 100 times a second;
-  // thousands of finished streams left open would eat the CPU. A stream is long, so a
-  // client reconnecting for its next request costs nothing by comparison.
-  res.set_header("Connection", "close");
-  const Provider* provider = x->provider;
-  Route route = x->route;
-  res.set_chunked_content_provider(
-      content_type,
-      [relay, provider, route](size_t, httplib::DataSink& sink) {
-        std::unique_lock l(relay->mu);
-        relay->cv.wait(l, [&] { return !relay->chunks.empty() || relay->upstream_done; });
-        while (!relay->chunks.empty()) {
-          std::string chunk = std::move(relay->chunks.front());
-          relay->chunks.pop_front();
-          relay->queued_bytes -= std::min(relay->queued_bytes, chunk.size());
-          relay->cv.notify_all();
-          l.unlock();
-          bool ok = sink.write(chunk.data(), chunk.size());
-          l.lock();
-          if (!ok) {
-            relay->client_gone = true;
-            relay->cv.notify_all();
-            return false;
-          }
-        }
-        if (relay->upstream_done && relay->chunks.empty()) {
-          if (!relay->observer->finished()) {
-            // The upstream broke off: say so in the provider's in-stream form. Mistral
-            // has none documented, so its stream just ends without [DONE].
-            if (provider->name() == "mistral") return false;
-            std::string frame = provider->StreamErrorFrame(route, "upstream stream ended early");
-            sink.write(frame.data(), frame.size());
-          }
-          sink.done();
-        }
-        return true;
-      },
-      [relay](bool success) {
-        if (success) return;
-        std::lock_guard l(relay->mu);
-        relay->client_gone = true;
-        relay->cv.notify_all();
-      });
 }
 
 bool ProxyService::TryStartDrain() {

@@ -13,7 +13,7 @@
 #include "budget/ledger.h"
 #include "config/config.h"
 #include "config/pricing.h"
-#include "net/http_server.h"
+#include "net/event_server.h"
 #include "net/metrics.h"
 #include "providers/provider.h"
 #include "proxy/upstream_pool.h"
@@ -41,14 +41,14 @@ class ProxyService {
   ProxyService& operator=(const ProxyService&) = delete;
 
   // A server whose handlers use this service; stop it before destroying the service.
-  std::unique_ptr<httplib::Server> BuildServer();
+  std::unique_ptr<EventServer> BuildServer();
   int streams_in_flight() const { return streams_in_flight_.load(); }
 
  private:
-  void Handle(const Provider& provider, const httplib::Request& req, httplib::Response& res);
+  void Handle(const Provider& provider, const httplib::Request& req, httplib::Response& res,
+              ResponseWriter& writer);
   void ForwardBuffered(Exchange& x, const httplib::Request& req, httplib::Response& res);
-  void ForwardStreaming(std::shared_ptr<Exchange> x, const httplib::Request& req,
-                        httplib::Response& res);
+  void ForwardStreaming(Exchange& x, httplib::Response& res, ResponseWriter& writer);
   void Refuse(const Provider& provider, const std::optional<Route>& route, ErrorKind kind,
               const std::string& message, httplib::Response& res);
   // Settles the hold and appends the ledger row: exactly once per forwarded request.

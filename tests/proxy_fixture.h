@@ -26,8 +26,7 @@ class ProxyFixture : public ::testing::Test {
   void TearDown() override { Stop(); }
 
   void Start(Money limit, std::function<void(Config&)> tweak = nullptr) {
-    sim_ = std::make_unique<RunningServer>(
-        sim::SimServer({.default_output_tokens = 16, .worker_threads = 64}).Release());
+    sim_ = sim::SimServer({.default_output_tokens = 16, .worker_threads = 64}).Release();
     ASSERT_GT(sim_->Start("127.0.0.1", 0), 0);
     auto loaded = LoadConfig(SourceDir() + "/config/tollgate.json", {});
     ASSERT_TRUE(loaded.ok()) << loaded.status().message();
@@ -55,7 +54,7 @@ class ProxyFixture : public ::testing::Test {
     gate_ = std::make_unique<FakeGate>(limit);
     service_ = std::make_unique<ProxyService>(
         ProxyDependencies{config_, *pricing_, *authenticator_, *gate_, ledger_, metrics_, clock_});
-    proxy_ = std::make_unique<RunningServer>(service_->BuildServer());
+    proxy_ = service_->BuildServer();
     ASSERT_GT(proxy_->Start("127.0.0.1", 0), 0);
     client_ = std::make_unique<httplib::Client>("127.0.0.1", proxy_->port());
     client_->set_read_timeout(20, 0);
@@ -99,9 +98,9 @@ class ProxyFixture : public ::testing::Test {
   std::string key_;
   std::unique_ptr<Authenticator> authenticator_;
   std::unique_ptr<FakeGate> gate_;
-  std::unique_ptr<RunningServer> sim_;
+  std::unique_ptr<EventServer> sim_;
   std::unique_ptr<ProxyService> service_;
-  std::unique_ptr<RunningServer> proxy_;
+  std::unique_ptr<EventServer> proxy_;
   std::unique_ptr<httplib::Client> client_, sim_client_;
 };
 

@@ -1,3 +1,8 @@
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include "tests/proxy_fixture.h"
 
 namespace tollgate::testing {
@@ -131,6 +136,42 @@ TEST_F(Proxy, MistralEmbeddingsAndModels) {
   ASSERT_EQ(m->status, 200);
   EXPECT_FALSE(json::parse(m->body)["data"].empty());
   EXPECT_EQ(LastRow(2).cost.nanos(), 0);
+  // Paging parameters of a models list reach the provider as sent.
+  auto paged =
+      client_->Get("/anthropic/v1/models?limit=5&after_id=claude%2Dx", {{"x-api-key", key_}});
+  ASSERT_EQ(paged->status, 200);
+  EXPECT_EQ(SimSaw()["target"], "/v1/models?limit=5&after_id=claude%2Dx");
+}
+
+TEST_F(Proxy, RequestsTheServerCannotReadGetTheProvidersShape) {
+  auto raw = [&](const std::string& wire) {
+    // Sent by hand: no HTTP client writes these.
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(proxy_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_GT(send(fd, wire.data(), wire.size(), MSG_NOSIGNAL), 0);
+    std::string reply;
+    char buf[4096];
+    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) reply.append(buf, size_t(n));
+    close(fd);
+    return reply;
+  };
+  std::string smuggle = raw("POST /anthropic/v1/messages HTTP/1.1\r\nx-api-key: " + key_ +
+                            "\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+  ASSERT_EQ(smuggle.rfind("HTTP/1.1 400", 0), 0u) << smuggle;
+  json body = json::parse(smuggle.substr(smuggle.find("\r\n\r\n") + 4));
+  EXPECT_EQ(body["type"], "error");
+  EXPECT_EQ(body["error"]["type"], "invalid_request_error");
+  EXPECT_NE(body["error"]["message"].get<std::string>().find("Transfer-Encoding"),
+            std::string::npos);
+  std::string garbage = raw("NOT HTTP\r\n\r\n");
+  ASSERT_EQ(garbage.rfind("HTTP/1.1 400", 0), 0u) << garbage;
+  EXPECT_EQ(json::parse(garbage.substr(garbage.find("\r\n\r\n") + 4))["error"]["type"],
+            "invalid_request_error");
+  EXPECT_TRUE(ledger_.rows().empty());
 }
 
 TEST_F(Proxy, OllamaNativeNdjsonStream) {

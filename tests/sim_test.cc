@@ -16,7 +16,7 @@ class Sim : public ::testing::Test {
  protected:
   void SetUp() override {
     SimServer sim({.default_output_tokens = 5, .worker_threads = 8});
-    running_ = std::make_unique<RunningServer>(sim.Release());
+    running_ = sim.Release();
     ASSERT_GT(running_->Start("127.0.0.1", 0), 0);
     client_ = std::make_unique<httplib::Client>("127.0.0.1", running_->port());
     client_->set_read_timeout(10, 0);
@@ -30,7 +30,7 @@ class Sim : public ::testing::Test {
             {"stream", stream},
             {"messages", {{{"role", "user"}, {"content", "hello world!"}}}}};
   }
-  std::unique_ptr<RunningServer> running_;
+  std::unique_ptr<EventServer> running_;
   std::unique_ptr<httplib::Client> client_;
 };
 

@@ -1,3 +1,5 @@
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -53,12 +55,11 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
   tollgate::sim::SimServer sim(options);
   auto& server = sim.server();
-  int bound = tollgate::BindWithBacklog(server, host, port);  // port 0: any free port
+  int bound = server.Start(host, port);  // port 0: any free port
   if (bound < 0) {
     std::cerr << "tollgate-sim: cannot listen on " << host << ":" << port << "\n";
     return 1;
   }
   std::cout << "tollgate-sim listening on " << host << ":" << bound << std::endl;
-  server.listen_after_bind();
-  return 0;
+  for (;;) pause();  // serves until a signal ends the process
 }

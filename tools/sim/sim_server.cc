@@ -346,9 +346,9 @@ const char* StreamType(Flavor f) {
 
 }  // namespace
 
-SimServer::SimServer(SimOptions options) : server_(std::make_unique<httplib::Server>()) {
-  TuneServer(*server_,
-             {.worker_threads = options.worker_threads, .max_body_bytes = 64 * 1024 * 1024});
+SimServer::SimServer(SimOptions options)
+    : server_(std::make_unique<EventServer>(ServerTuning{.worker_threads = options.worker_threads,
+                                                         .max_body_bytes = 64 * 1024 * 1024})) {
   auto log = std::make_shared<RequestLog>(options.remembered_requests);
   auto counter = std::make_shared<std::atomic<long>>(0);
   auto next_id = [counter] { return std::to_string(++*counter); };
@@ -548,8 +548,11 @@ void RequestLog::Remember(const httplib::Request& req) {
     }
   }
   std::lock_guard lock(mu_);
-  recent_.push_back(
-      {{"method", req.method}, {"path", req.path}, {"headers", headers}, {"body", req.body}});
+  recent_.push_back({{"method", req.method},
+                     {"path", req.path},
+                     {"target", req.target},
+                     {"headers", headers},
+                     {"body", req.body}});
   while (recent_.size() > capacity_) recent_.pop_front();
 }
 

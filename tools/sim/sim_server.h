@@ -24,7 +24,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "net/http_server.h"
+#include "net/event_server.h"
 
 namespace tollgate::sim {
 
@@ -54,11 +54,11 @@ class RequestLog {
 class SimServer {
  public:
   explicit SimServer(SimOptions options);
-  httplib::Server& server() { return *server_; }
-  std::unique_ptr<httplib::Server> Release() { return std::move(server_); }
+  EventServer& server() { return *server_; }
+  std::unique_ptr<EventServer> Release() { return std::move(server_); }
 
  private:
-  std::unique_ptr<httplib::Server> server_;
+  std::unique_ptr<EventServer> server_;
 };
 
 }  // namespace tollgate::sim

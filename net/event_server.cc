@@ -1,0 +1,547 @@
+#include "net/event_server.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+
+namespace tollgate {
+
+struct EventServer::Connection {
+  Connection(int socket, ParserLimits limits) : fd(socket), parser(limits) {}
+  const int fd;
+  std::string remote_addr;
+  int remote_port = 0;
+  std::string in;  // bytes read and not yet parsed into a request
+  RequestParser parser;
+  bool continue_sent = false;
+  bool peer_closed = false;
+  bool busy = false;  // with a worker (guarded by mu_)
+  std::chrono::steady_clock::time_point last_active;
+};
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+constexpr int kWriteTimeoutMs = 60'000;
+
+const char* Reason(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 402:
+      return "Payment Required";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 409:
+      return "Conflict";
+    case 413:
+      return "Payload Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 422:
+      return "Unprocessable Entity";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 501:
+      return "Not Implemented";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    case 505:
+      return "HTTP Version Not Supported";
+    case 529:
+      return "Overloaded";
+    default:
+      return "";
+  }
+}
+
+// Framing headers are the server's to write, whatever the handler set.
+bool IsFramingHeader(const std::string& name) {
+  return strcasecmp(name.c_str(), "Content-Length") == 0 ||
+         strcasecmp(name.c_str(), "Transfer-Encoding") == 0 ||
+         strcasecmp(name.c_str(), "Connection") == 0;
+}
+
+// The status line and the handler's headers; the framing lines and the blank line
+// are the caller's.
+std::string StatusAndHeaders(int status, const httplib::Headers& headers, bool keep_alive) {
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) + "\r\n";
+  for (const auto& [name, value] : headers) {
+    if (!IsFramingHeader(name)) out += name + ": " + value + "\r\n";
+  }
+  if (!keep_alive) out += "Connection: close\r\n";
+  return out;
+}
+
+std::string ChunkFrame(std::string_view data) {
+  char line[24];
+  int n = snprintf(line, sizeof(line), "%zx\r\n", data.size());
+  std::string frame(line, static_cast<size_t>(n));
+  frame.append(data);
+  frame += "\r\n";
+  return frame;
+}
+
+bool Send(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+    if (n > 0) {
+      data += n;
+      size -= static_cast<size_t>(n);
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // A client reading slower than we write: wait for room, within reason.
+      pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+      if (poll(&p, 1, kWriteTimeoutMs) == 1 && (p.revents & POLLOUT)) continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+void FillRemote(const sockaddr_storage& addr, std::string* host, int* port) {
+  char text[INET6_ADDRSTRLEN] = "";
+  if (addr.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(addr);
+    inet_ntop(AF_INET, &a.sin_addr, text, sizeof(text));
+    *port = ntohs(a.sin_port);
+  } else if (addr.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(addr);
+    inet_ntop(AF_INET6, &a.sin6_addr, text, sizeof(text));
+    *port = ntohs(a.sin6_port);
+  }
+  *host = text;
+}
+
+}  // namespace
+
+EventServer::EventServer(const ServerTuning& tuning)
+    : tuning_(tuning),
+      limits_{.max_body_bytes = tuning.max_body_bytes},
+      pool_(std::make_unique<WorkerPool>(static_cast<size_t>(tuning.worker_threads))) {}
+
+EventServer::~EventServer() { Stop(); }
+
+namespace {
+EventServer::StreamingHandler Plain(EventServer::Handler handler) {
+  return [handler = std::move(handler)](const httplib::Request& req, httplib::Response& res,
+                                        ResponseWriter&) { handler(req, res); };
+}
+}  // namespace
+
+void EventServer::Get(const std::string& pattern, Handler handler) {
+  Streaming("GET", pattern, Plain(std::move(handler)));
+}
+void EventServer::Post(const std::string& pattern, Handler handler) {
+  Streaming("POST", pattern, Plain(std::move(handler)));
+}
+void EventServer::Put(const std::string& pattern, Handler handler) {
+  Streaming("PUT", pattern, Plain(std::move(handler)));
+}
+void EventServer::Delete(const std::string& pattern, Handler handler) {
+  Streaming("DELETE", pattern, Plain(std::move(handler)));
+}
+void EventServer::Streaming(const std::string& method, const std::string& pattern,
+                            StreamingHandler handler) {
+  routes_.push_back({method, std::regex(pattern), std::move(handler)});
+}
+
+bool ResponseWriter::Begin(int status, const httplib::Headers& headers) {
+  if (started_) return !failed_;
+  started_ = true;
+  std::string out =
+      StatusAndHeaders(status, headers, keep_alive_) + "Transfer-Encoding: chunked\r\n\r\n";
+  failed_ = !Send(fd_, out.data(), out.size());
+  return !failed_;
+}
+
+bool ResponseWriter::Write(std::string_view data) {
+  if (!started_ || ended_ || failed_) return false;
+  if (data.empty()) return true;
+  std::string frame = ChunkFrame(data);
+  failed_ = !Send(fd_, frame.data(), frame.size());
+  return !failed_;
+}
+
+bool ResponseWriter::End() {
+  if (!started_ || ended_ || failed_) return false;
+  ended_ = true;
+  failed_ = !Send(fd_, "0\r\n\r\n", 5);
+  return !failed_;
+}
+
+size_t EventServer::connections() const {
+  std::lock_guard lock(mu_);
+  return connections_.size();
+}
+
+int EventServer::Start(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &found) != 0) return -1;
+  for (addrinfo* a = found; a != nullptr && listen_fd_ < 0; a = a->ai_next) {
+    int fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    // A burst of thousands of connects must queue, not be dropped and retried seconds later.
+    if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 4096) == 0) {
+      listen_fd_ = fd;
+    } else {
+      close(fd);
+    }
+  }
+  freeaddrinfo(found);
+  if (listen_fd_ < 0) return -1;
+  sockaddr_storage bound{};
+  socklen_t len = sizeof(bound);
+  getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&bound), &len);
+  std::string ignored;
+  FillRemote(bound, &ignored, &port_);
+
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  epoll_event listen_event{.events = EPOLLIN, .data = {.ptr = &listen_fd_}};
+  epoll_event wake_event{.events = EPOLLIN, .data = {.ptr = &wake_fd_}};
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &listen_event);
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &wake_event);
+  loop_ = std::thread([this] { Loop(); });
+  return port_;
+}
+
+void EventServer::Stop(std::chrono::milliseconds grace) {
+  if (!loop_.joinable()) return;
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  uint64_t one = 1;
+  if (write(wake_fd_, &one, sizeof(one)) < 0) {
+    // The loop also wakes by itself within a second.
+  }
+  loop_.join();
+  close(listen_fd_);
+  std::vector<Connection*> idle;
+  {
+    std::unique_lock lock(mu_);
+    for (Connection* c : connections_) {
+      if (!c->busy) idle.push_back(c);
+    }
+  }
+  for (Connection* c : idle) Close(c);
+  std::unique_lock lock(mu_);
+  if (!idle_.wait_for(lock, grace, [&] { return busy_ == 0; })) {
+    for (Connection* c : connections_) shutdown(c->fd, SHUT_RDWR);
+  }
+  idle_.wait(lock, [&] { return busy_ == 0; });
+  close(epoll_fd_);
+  close(wake_fd_);
+}
+
+void EventServer::Loop() {
+  epoll_event events[256];
+  Clock::time_point last_sweep = Clock::now();
+  while (!stopping_.load()) {
+    int n = epoll_wait(epoll_fd_, events, 256, 1000);
+    for (int i = 0; i < n; ++i) {
+      void* tag = events[i].data.ptr;
+      if (tag == &listen_fd_) {
+        Accept();
+      } else if (tag == &wake_fd_) {
+        uint64_t count;
+        if (read(wake_fd_, &count, sizeof(count)) < 0) continue;
+      } else {
+        OnReadable(static_cast<Connection*>(tag));
+      }
+    }
+    if (Clock::now() - last_sweep >= std::chrono::seconds(1)) {
+      Sweep();
+      last_sweep = Clock::now();
+    }
+  }
+}
+
+void EventServer::Accept() {
+  for (;;) {
+    sockaddr_storage addr{};
+    socklen_t len = sizeof(addr);
+    int fd =
+        accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // Stop asking until the sweep: the listener would otherwise wake the loop forever.
+        epoll_event none{.events = 0, .data = {.ptr = &listen_fd_}};
+        epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &none);
+        accept_paused_ = true;
+      }
+      return;
+    }
+    int yes = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+    auto* c = new Connection(fd, limits_);
+    FillRemote(addr, &c->remote_addr, &c->remote_port);
+    c->last_active = Clock::now();
+    {
+      std::lock_guard lock(mu_);
+      connections_.insert(c);
+    }
+    Arm(c, EPOLL_CTL_ADD);
+  }
+}
+
+void EventServer::Arm(Connection* c, int op) {
+  epoll_event ev{.events = kReadEvents, .data = {.ptr = c}};
+  epoll_ctl(epoll_fd_, op, c->fd, &ev);
+}
+
+void EventServer::OnReadable(Connection* c) {
+  char buffer[64 * 1024];
+  for (;;) {
+    ssize_t n = recv(c->fd, buffer, sizeof(buffer), 0);
+    if (n > 0) {
+      c->in.append(buffer, static_cast<size_t>(n));
+      if (static_cast<size_t>(n) < sizeof(buffer)) break;
+    } else if (n == 0) {
+      c->peer_closed = true;
+      break;
+    } else if (errno == EINTR) {
+      continue;
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      break;
+    } else {
+      return Close(c);
+    }
+  }
+  c->last_active = Clock::now();
+  RequestParser::State state = c->parser.Parse(c->in);
+  if (state == RequestParser::State::kNeedMore) {
+    if (c->peer_closed) return Close(c);  // hung up before a whole request
+    if (c->parser.head_done() && c->parser.request().expect_continue && !c->continue_sent) {
+      static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      c->continue_sent = true;
+      if (send(c->fd, kContinue, sizeof(kContinue) - 1, MSG_NOSIGNAL) < 0) return Close(c);
+    }
+    return Arm(c, EPOLL_CTL_MOD);
+  }
+  {
+    std::lock_guard lock(mu_);
+    c->busy = true;
+    ++busy_;
+  }
+  pool_->Submit([this, c] { Serve(c); });
+}
+
+void EventServer::Serve(Connection* c) {
+  for (;;) {
+    if (!Answer(*c)) return Close(c);
+    c->parser.Reset();
+    c->continue_sent = false;
+    // A pipelined request may already be here.
+    if (c->parser.Parse(c->in) == RequestParser::State::kNeedMore) return Release(c);
+  }
+}
+
+bool EventServer::Answer(Connection& c) {
+  ParsedRequest& parsed = c.parser.request();
+  httplib::Request req;
+  req.method = std::move(parsed.method);
+  req.target = std::move(parsed.target);
+  req.version = std::move(parsed.version);
+  req.path = req.target.substr(0, req.target.find('?'));
+  req.headers = std::move(parsed.headers);
+  req.body = std::move(parsed.body);
+  req.remote_addr = c.remote_addr;
+  req.remote_port = c.remote_port;
+  httplib::Response res;
+  bool keep_alive = parsed.keep_alive && !c.peer_closed && !stopping_.load();
+
+  ResponseWriter writer(c.fd, keep_alive);
+  int error = c.parser.error_status();
+  if (error != 0) {
+    // What follows an unreadable request cannot be framed: answer and close.
+    keep_alive = false;
+    res.status = error;
+    if (render_error_) render_error_(req, error, c.parser.error_message(), res);
+  } else if (!Route(req, res, writer)) {
+    res.status = 404;
+    if (render_error_) render_error_(req, 404, "no route for " + req.method + " " + req.path, res);
+  }
+  if (writer.started()) return writer.complete() && keep_alive;
+  if (res.status == -1) res.status = 200;
+  if (res.status >= 400 && res.body.empty() && !res.content_provider_) {
+    res.set_content(error != 0 ? c.parser.error_message() : std::string(Reason(res.status)),
+                    "text/plain");
+  }
+  return WriteResponse(c, req, res, keep_alive) && keep_alive;
+}
+
+bool EventServer::Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer) {
+  for (const auto& route : routes_) {
+    if (route.method != req.method || !std::regex_match(req.path, req.matches, route.pattern))
+      continue;
+    try {
+      route.handler(req, res, writer);
+    } catch (const std::exception& e) {
+      // Handlers return errors as values; this is the last line, not the plan.
+      std::cerr << "tollgate: handler for " << req.method << " " << req.path
+                << " threw: " << e.what() << std::endl;
+      writer.Abort();
+      res = httplib::Response();
+      res.status = 500;
+    }
+    return true;
+  }
+  return false;
+}
+
+bool EventServer::WriteResponse(Connection& c, const httplib::Request& req, httplib::Response& res,
+                                bool keep_alive) {
+  const bool has_provider = static_cast<bool>(res.content_provider_);
+  const bool chunked = has_provider && res.is_chunked_content_provider_;
+  const bool until_close = has_provider && !chunked && res.content_length_ == 0;
+  if (until_close || strcasecmp(res.get_header_value("Connection").c_str(), "close") == 0)
+    keep_alive = false;
+
+  std::string out = StatusAndHeaders(res.status, res.headers, keep_alive);
+  if (chunked) {
+    out += "Transfer-Encoding: chunked\r\n";
+  } else if (!until_close) {
+    size_t length = has_provider ? res.content_length_ : res.body.size();
+    out += "Content-Length: " + std::to_string(length) + "\r\n";
+  }
+  out += "\r\n";
+  const bool head_only = req.method == "HEAD";
+  if (!has_provider) {
+    if (!head_only) out += res.body;
+    return Send(c.fd, out.data(), out.size());
+  }
+  if (!Send(c.fd, out.data(), out.size())) return false;
+  if (head_only) return true;
+
+  // Content providers, as cpp-httplib runs them: called until they say done (or, with a
+  // length, until that many bytes went out); false from a provider aborts the answer.
+  bool ok = true;
+  bool done = false;
+  size_t offset = 0;
+  httplib::DataSink sink;
+  sink.write = [&](const char* data, size_t size) {
+    if (!ok) return false;
+    if (size == 0) return true;
+    if (chunked) {
+      std::string frame = ChunkFrame(std::string_view(data, size));
+      ok = Send(c.fd, frame.data(), frame.size());
+    } else {
+      ok = Send(c.fd, data, size);
+    }
+    offset += size;
+    return ok;
+  };
+  sink.done = [&] {
+    if (done) return;
+    done = true;
+    if (chunked && ok) ok = Send(c.fd, "0\r\n\r\n", 5);
+  };
+  sink.is_writable = [&] { return ok; };
+  while (ok && !done && (chunked || until_close || offset < res.content_length_)) {
+    size_t remaining = chunked || until_close ? 0 : res.content_length_ - offset;
+    if (!res.content_provider_(offset, remaining, sink)) ok = false;
+  }
+  res.content_provider_success_ = ok;
+  return ok;
+}
+
+void EventServer::Release(Connection* c) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_.load()) {
+      c->busy = false;
+      --busy_;
+      c->last_active = Clock::now();
+      Arm(c, EPOLL_CTL_MOD);
+      idle_.notify_all();
+      return;
+    }
+  }
+  Close(c);
+}
+
+void EventServer::Close(Connection* c) {
+  {
+    std::lock_guard lock(mu_);
+    connections_.erase(c);
+    if (c->busy) {
+      --busy_;
+      idle_.notify_all();
+    }
+  }
+  close(c->fd);
+  delete c;
+}
+
+void EventServer::Sweep() {
+  Clock::time_point now = Clock::now();
+  std::vector<Connection*> stale;
+  {
+    std::lock_guard lock(mu_);
+    for (Connection* c : connections_) {
+      if (c->busy) continue;
+      bool mid_request = c->parser.started() || !c->in.empty();
+      auto limit = std::chrono::seconds(mid_request ? tuning_.read_timeout_seconds
+                                                    : tuning_.keep_alive_seconds);
+      if (now - c->last_active > limit) stale.push_back(c);
+    }
+  }
+  for (Connection* c : stale) Close(c);
+  if (accept_paused_) {
+    accept_paused_ = false;
+    epoll_event ev{.events = EPOLLIN, .data = {.ptr = &listen_fd_}};
+    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
+  }
+}
+
+}  // namespace tollgate

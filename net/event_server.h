@@ -1,0 +1,140 @@
+// The HTTP/1.1 server of the proxy port and tollgate-sim. One epoll thread reads
+// every connection; a request, once whole, goes to a worker thread that runs the
+// handler and writes the answer; between requests the connection is back with the
+// epoll thread and holds no thread at all.
+//
+// Why not cpp-httplib's server: 0.11 gives each connection a thread for its whole
+// life and polls every idle keep-alive connection about 90 times a second (500 idle
+// connections kept a core busy), which is what broke 2,000 concurrent streams.
+// Handlers keep cpp-httplib's Request and Response (content providers included), so
+// they read the same on either server.
+#pragma once
+
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "net/http_request_parser.h"
+#include "net/http_server.h"
+#include "net/worker_pool.h"
+
+namespace tollgate {
+
+// Lets a handler answer while it works: the status line and headers go out at once,
+// then the body chunk by chunk, written by the handler's own thread (a stream relayed
+// from an upstream needs no second thread and no queue). A handler that never calls
+// Begin() answers through its httplib::Response as usual.
+class ResponseWriter {
+ public:
+  // Each returns false once the client is gone; later calls then do nothing.
+  bool Begin(int status, const httplib::Headers& headers);
+  bool Write(std::string_view data);  // one chunk
+  bool End();                         // the last chunk: the answer is complete
+  // Ends the answer without its last chunk (the client sees a cut stream).
+  void Abort() { failed_ = true; }
+  bool started() const { return started_; }
+  bool complete() const { return ended_ && !failed_; }
+
+ private:
+  friend class EventServer;
+  ResponseWriter(int fd, bool keep_alive) : fd_(fd), keep_alive_(keep_alive) {}
+
+  const int fd_;
+  const bool keep_alive_;
+  bool started_ = false;
+  bool ended_ = false;
+  bool failed_ = false;
+};
+
+class EventServer {
+ public:
+  using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
+  using StreamingHandler =
+      std::function<void(const httplib::Request&, httplib::Response&, ResponseWriter&)>;
+  // Renders an error the server raises itself (no route: 404; a request it cannot
+  // read: 400, 413, 431, 501, 505). `req` holds what was read of the request.
+  using ErrorRenderer = std::function<void(const httplib::Request& req, int status,
+                                           const std::string& message, httplib::Response& res)>;
+
+  explicit EventServer(const ServerTuning& tuning);
+  ~EventServer();
+  EventServer(const EventServer&) = delete;
+  EventServer& operator=(const EventServer&) = delete;
+
+  // Routes, tried in order; `pattern` must match the whole path (query excluded) and
+  // its groups land in req.matches. Register them before Start().
+  void Get(const std::string& pattern, Handler handler);
+  void Post(const std::string& pattern, Handler handler);
+  void Put(const std::string& pattern, Handler handler);
+  void Delete(const std::string& pattern, Handler handler);
+  // A route whose handler may answer through the ResponseWriter.
+  void Streaming(const std::string& method, const std::string& pattern, StreamingHandler handler);
+  void set_error_renderer(ErrorRenderer renderer) { render_error_ = std::move(renderer); }
+
+  // Binds (port 0: any free port), listens and starts serving; the bound port or -1.
+  int Start(const std::string& host, int port);
+  // Stops accepting and closes idle connections; requests in progress may finish
+  // within `grace`, after which their sockets are shut down.
+  void Stop(std::chrono::milliseconds grace = std::chrono::seconds(30));
+  int port() const { return port_; }
+
+  // Open connections, and threads in the worker pool (for tests and metrics).
+  size_t connections() const;
+  size_t worker_threads() const { return pool_->threads(); }
+
+ private:
+  struct Connection;
+  struct Route {
+    std::string method;
+    std::regex pattern;
+    StreamingHandler handler;
+  };
+
+  void Loop();
+  void Accept();
+  void OnReadable(Connection* c);
+  void Serve(Connection* c);
+  // Answers the parsed request (or the parse error); false when the connection must close.
+  bool Answer(Connection& c);
+  bool Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer);
+  bool WriteResponse(Connection& c, const httplib::Request& req, httplib::Response& res,
+                     bool keep_alive);
+  void Arm(Connection* c, int op);
+  void Release(Connection* c);
+  void Close(Connection* c);
+  void Sweep();
+
+  const ServerTuning tuning_;
+  const ParserLimits limits_;
+  std::vector<struct Route> routes_;
+  ErrorRenderer render_error_;
+
+  int listen_fd_ = -1;
+  int epoll_fd_ = -1;
+  int wake_fd_ = -1;
+  int port_ = -1;
+  bool accept_paused_ = false;  // out of file descriptors; retried by the sweep
+  std::thread loop_;
+
+  mutable std::mutex mu_;  // connections_, each connection's busy flag, busy_, stopping_
+  std::condition_variable idle_;
+  std::unordered_set<Connection*> connections_;
+  size_t busy_ = 0;
+  std::atomic<bool> stopping_{false};
+
+  // Last: destroyed first, so no worker outlives the routes it runs.
+  std::unique_ptr<WorkerPool> pool_;
+};
+
+}  // namespace tollgate

@@ -1,0 +1,228 @@
+#include "net/http_request_parser.h"
+
+#include <algorithm>
+#include <cctype>
+#include <string_view>
+
+namespace tollgate {
+namespace {
+
+bool IsTokenChar(char c) {
+  if (c >= '0' && c <= '9') return true;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+bool IsToken(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), IsTokenChar);
+}
+
+// Field values may hold visible characters, spaces, tabs and obs-text; never CR, LF, NUL.
+bool IsFieldValue(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && c != '\t') || u == 0x7f;
+  });
+}
+
+std::string_view TrimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Whether a comma-separated header (Connection, Expect) lists `token`.
+bool ListsToken(const httplib::Headers& headers, const char* name, std::string_view token) {
+  auto [from, to] = headers.equal_range(name);
+  for (auto it = from; it != to; ++it) {
+    std::string value = Lower(it->second);
+    size_t pos = 0;
+    while (pos <= value.size()) {
+      size_t comma = std::min(value.find(',', pos), value.size());
+      if (TrimOws(std::string_view(value).substr(pos, comma - pos)) == token) return true;
+      pos = comma + 1;
+    }
+  }
+  return false;
+}
+
+constexpr size_t kMaxChunkLine = 1024;
+constexpr size_t kCompactAfter = 256 * 1024;
+
+}  // namespace
+
+RequestParser::State RequestParser::Fail(int status, std::string message) {
+  error_status_ = status;
+  error_message_ = std::move(message);
+  return State::kError;
+}
+
+void RequestParser::Reset() {
+  request_ = ParsedRequest{};
+  head_done_ = false;
+  scanned_ = head_bytes_ = content_length_ = chunk_pos_ = chunk_left_ = 0;
+  chunked_ = in_chunk_data_ = in_trailers_ = false;
+  error_status_ = 0;
+  error_message_.clear();
+}
+
+RequestParser::State RequestParser::Parse(std::string& in) {
+  if (error_status_ != 0) return State::kError;
+  if (!head_done_) {
+    State s = ParseHead(in);
+    if (s != State::kDone) return s;
+    in.erase(0, head_bytes_);  // the head lives on in request_
+  }
+  if (chunked_) return ParseChunked(in);
+  if (in.size() < content_length_) return State::kNeedMore;
+  request_.body.assign(in, 0, content_length_);
+  in.erase(0, content_length_);
+  return State::kDone;
+}
+
+RequestParser::State RequestParser::ParseHead(std::string& in) {
+  // Empty lines before a request line are ignored (RFC 9112 section 2.2).
+  if (scanned_ == 0) {
+    size_t skip = 0;
+    while (in.compare(skip, 2, "\r\n") == 0) skip += 2;
+    if (skip > 0) in.erase(0, skip);
+  }
+  size_t end = in.find("\r\n\r\n", scanned_ >= 3 ? scanned_ - 3 : 0);
+  if (end == std::string::npos || end + 4 > limits_.max_head_bytes) {
+    scanned_ = in.size();
+    if (in.size() > limits_.max_head_bytes || end != std::string::npos)
+      return Fail(431, "request headers are larger than " + std::to_string(limits_.max_head_bytes) +
+                           " bytes");
+    return State::kNeedMore;
+  }
+  head_bytes_ = end + 4;
+  std::string_view head(in.data(), end);
+
+  size_t eol = std::min(head.find("\r\n"), head.size());
+  std::string_view line = head.substr(0, eol);
+  size_t sp1 = line.find(' ');
+  size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != std::string_view::npos)
+    return Fail(400, "malformed request line");
+  std::string_view method = line.substr(0, sp1);
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  std::string_view version = line.substr(sp2 + 1);
+  if (!IsToken(method)) return Fail(400, "malformed request method");
+  if (target.empty() || target.front() != '/' ||
+      std::any_of(target.begin(), target.end(),
+                  [](char c) { return static_cast<unsigned char>(c) <= 0x20 || c == 0x7f; }))
+    return Fail(400, "malformed request target");
+  if (version != "HTTP/1.1" && version != "HTTP/1.0") {
+    return version.substr(0, 5) == "HTTP/" ? Fail(505, "only HTTP/1.0 and HTTP/1.1 are served")
+                                           : Fail(400, "malformed request line");
+  }
+  request_.method = method;
+  request_.target = target;
+  request_.version = version;
+
+  size_t pos = eol + 2;
+  size_t count = 0;
+  while (pos < head.size()) {
+    size_t next = std::min(head.find("\r\n", pos), head.size());
+    std::string_view field = head.substr(pos, next - pos);
+    pos = next + 2;
+    if (field.front() == ' ' || field.front() == '\t')
+      return Fail(400, "folded header lines are not accepted");
+    size_t colon = field.find(':');
+    if (colon == std::string_view::npos || !IsToken(field.substr(0, colon)))
+      return Fail(400, "malformed header line");
+    std::string_view value = TrimOws(field.substr(colon + 1));
+    if (!IsFieldValue(value)) return Fail(400, "header value holds control characters");
+    if (++count > limits_.max_headers)
+      return Fail(431, "more than " + std::to_string(limits_.max_headers) + " headers");
+    request_.headers.emplace(std::string(field.substr(0, colon)), std::string(value));
+  }
+
+  const httplib::Headers& h = request_.headers;
+  size_t encodings = h.count("Transfer-Encoding");
+  size_t lengths = h.count("Content-Length");
+  if (encodings > 0) {
+    if (lengths > 0) return Fail(400, "both Content-Length and Transfer-Encoding are present");
+    if (encodings > 1 || Lower(h.find("Transfer-Encoding")->second) != "chunked")
+      return Fail(501, "only Transfer-Encoding: chunked is supported");
+    if (version == "HTTP/1.0") return Fail(400, "chunked bodies need HTTP/1.1");
+    chunked_ = true;
+  } else if (lengths > 0) {
+    auto [from, to] = h.equal_range("Content-Length");
+    const std::string& first = from->second;
+    for (auto it = from; it != to; ++it) {
+      if (it->second != first) return Fail(400, "differing Content-Length headers");
+    }
+    if (first.empty() || first.size() > 18 ||
+        !std::all_of(first.begin(), first.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return Fail(400, "malformed Content-Length");
+    content_length_ = std::stoull(first);
+    if (content_length_ > limits_.max_body_bytes)
+      return Fail(
+          413, "request body is larger than " + std::to_string(limits_.max_body_bytes) + " bytes");
+  }
+  request_.keep_alive = version == "HTTP/1.1" ? !ListsToken(h, "Connection", "close")
+                                              : ListsToken(h, "Connection", "keep-alive");
+  request_.expect_continue = version == "HTTP/1.1" && ListsToken(h, "Expect", "100-continue");
+  head_done_ = true;
+  return State::kDone;
+}
+
+RequestParser::State RequestParser::ParseChunked(std::string& in) {
+  std::string& body = request_.body;
+  for (;;) {
+    if (chunk_pos_ > kCompactAfter) {
+      in.erase(0, chunk_pos_);
+      chunk_pos_ = 0;
+    }
+    if (in_chunk_data_) {
+      size_t take = std::min(in.size() - chunk_pos_, chunk_left_);
+      body.append(in, chunk_pos_, take);
+      chunk_pos_ += take;
+      chunk_left_ -= take;
+      if (chunk_left_ > 0 || in.size() - chunk_pos_ < 2) return State::kNeedMore;
+      if (in.compare(chunk_pos_, 2, "\r\n") != 0) return Fail(400, "malformed chunked body");
+      chunk_pos_ += 2;
+      in_chunk_data_ = false;
+      continue;
+    }
+    size_t eol = in.find("\r\n", chunk_pos_);
+    if (eol == std::string::npos) {
+      if (in.size() - chunk_pos_ > kMaxChunkLine) return Fail(400, "malformed chunked body");
+      return State::kNeedMore;
+    }
+    std::string_view line(in.data() + chunk_pos_, eol - chunk_pos_);
+    chunk_pos_ = eol + 2;
+    if (in_trailers_) {
+      if (line.empty()) {
+        in.erase(0, chunk_pos_);
+        return State::kDone;
+      }
+      if (line.size() > kMaxChunkLine) return Fail(400, "malformed chunked body");
+      continue;  // trailer fields are read and dropped
+    }
+    std::string_view digits = TrimOws(line.substr(0, line.find(';')));
+    if (digits.empty() || digits.size() > 15 ||
+        !std::all_of(digits.begin(), digits.end(),
+                     [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }))
+      return Fail(400, "malformed chunked body");
+    size_t size = std::stoull(std::string(digits), nullptr, 16);
+    if (size == 0) {
+      in_trailers_ = true;
+      continue;
+    }
+    if (body.size() + size > limits_.max_body_bytes)
+      return Fail(
+          413, "request body is larger than " + std::to_string(limits_.max_body_bytes) + " bytes");
+    chunk_left_ = size;
+    in_chunk_data_ = true;
+  }
+}
+
+}  // namespace tollgate

@@ -1,0 +1,72 @@
+// An incremental HTTP/1.1 request parser for the event-driven server: bytes arrive in
+// pieces from a non-blocking socket and are fed here until one request is whole.
+// Strict where leniency lets requests be smuggled (Content-Length together with
+// Transfer-Encoding, differing Content-Lengths, folded headers), bounded everywhere.
+#pragma once
+
+#include <httplib.h>
+
+#include <cstddef>
+#include <string>
+
+namespace tollgate {
+
+struct ParserLimits {
+  size_t max_head_bytes = 64 * 1024;  // request line and headers
+  size_t max_headers = 128;
+  size_t max_body_bytes = 10 * 1024 * 1024;
+};
+
+// What the parser read of one request. Valid once Parse() has returned kDone (and,
+// for the request line and headers, once head_done() is true).
+struct ParsedRequest {
+  std::string method;
+  std::string target;   // as sent: path and query
+  std::string version;  // "HTTP/1.1" or "HTTP/1.0"
+  httplib::Headers headers;
+  std::string body;
+  bool keep_alive = true;
+  bool expect_continue = false;
+};
+
+class RequestParser {
+ public:
+  enum class State { kNeedMore, kDone, kError };
+
+  explicit RequestParser(ParserLimits limits) : limits_(limits) {}
+
+  // Reads from the front of `in`; on kDone the request's bytes have been removed from
+  // `in` (what follows, a pipelined request, stays). Call again as more bytes arrive.
+  State Parse(std::string& in);
+  // Ready for the next request on the same connection.
+  void Reset();
+
+  bool head_done() const { return head_done_; }
+  // True once any byte of a request has been seen (an idle connection has none).
+  bool started() const { return head_done_ || scanned_ > 0; }
+  ParsedRequest& request() { return request_; }
+  // On kError: the status to answer with (400, 413, 431, 501, 505) and why.
+  int error_status() const { return error_status_; }
+  const std::string& error_message() const { return error_message_; }
+
+ private:
+  State Fail(int status, std::string message);
+  State ParseHead(std::string& in);
+  State ParseChunked(std::string& in);
+
+  const ParserLimits limits_;
+  ParsedRequest request_;
+  bool head_done_ = false;
+  size_t scanned_ = 0;  // bytes of `in` already looked at for the end of the head
+  size_t head_bytes_ = 0;
+  bool chunked_ = false;
+  size_t content_length_ = 0;
+  size_t chunk_pos_ = 0;        // chunked: where in `in` decoding continues
+  size_t chunk_left_ = 0;       // chunked: data bytes still to copy from the current chunk
+  bool in_chunk_data_ = false;  // chunked: between a size line and its data's CRLF
+  bool in_trailers_ = false;
+  int error_status_ = 0;
+  std::string error_message_;
+};
+
+}  // namespace tollgate

@@ -1,0 +1,172 @@
+#include "net/http_request_parser.h"
+
+#include <gtest/gtest.h>
+
+namespace tollgate {
+namespace {
+
+using State = RequestParser::State;
+
+ParserLimits Small() { return {.max_head_bytes = 1024, .max_headers = 8, .max_body_bytes = 64}; }
+
+// Feeds `wire` one byte at a time, as the slowest network would.
+State FeedByteByByte(RequestParser& p, const std::string& wire, std::string& in) {
+  State s = State::kNeedMore;
+  for (char c : wire) {
+    in += c;
+    s = p.Parse(in);
+    if (s != State::kNeedMore) break;
+  }
+  return s;
+}
+
+TEST(RequestParser, ReadsALengthFramedRequestArrivingByteByByte) {
+  RequestParser p(Small());
+  std::string in;
+  std::string wire =
+      "POST /mistral/v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Type: "
+      "application/json\r\nContent-Length: 7\r\nX-Empty:\r\n\r\n{\"a\":1}";
+  ASSERT_EQ(FeedByteByByte(p, wire, in), State::kDone);
+  EXPECT_EQ(p.request().method, "POST");
+  EXPECT_EQ(p.request().target, "/mistral/v1/chat/completions?x=1");
+  EXPECT_EQ(p.request().version, "HTTP/1.1");
+  EXPECT_EQ(p.request().body, "{\"a\":1}");
+  EXPECT_EQ(p.request().headers.find("content-type")->second, "application/json");
+  EXPECT_EQ(p.request().headers.find("X-Empty")->second, "");
+  EXPECT_TRUE(p.request().keep_alive);
+  EXPECT_TRUE(in.empty());
+}
+
+TEST(RequestParser, LeavesAPipelinedRequestInTheBuffer) {
+  RequestParser p(Small());
+  std::string in =
+      "GET /a HTTP/1.1\r\n\r\n"
+      "POST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi";
+  ASSERT_EQ(p.Parse(in), State::kDone);
+  EXPECT_EQ(p.request().target, "/a");
+  EXPECT_TRUE(p.request().body.empty());
+  p.Reset();
+  ASSERT_EQ(p.Parse(in), State::kDone);
+  EXPECT_EQ(p.request().target, "/b");
+  EXPECT_EQ(p.request().body, "hi");
+  EXPECT_TRUE(in.empty());
+}
+
+TEST(RequestParser, DecodesAChunkedBodyWithExtensionsAndTrailers) {
+  RequestParser p(Small());
+  std::string in;
+  std::string wire =
+      "POST /x HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"
+      "5;name=value\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"
+      "GET /next HTTP/1.1\r\n\r\n";
+  ASSERT_EQ(FeedByteByByte(p, wire, in), State::kDone);
+  EXPECT_EQ(p.request().body, "hello 0123456789");
+  EXPECT_EQ(in, "");  // fed byte by byte: nothing past the request was given yet
+  RequestParser whole(Small());
+  std::string all = wire;
+  ASSERT_EQ(whole.Parse(all), State::kDone);
+  EXPECT_EQ(whole.request().body, "hello 0123456789");
+  EXPECT_EQ(all, "GET /next HTTP/1.1\r\n\r\n");
+}
+
+TEST(RequestParser, RefusesWhatCouldSmuggleARequest) {
+  struct Case {
+    std::string wire;
+    int status;
+  } cases[] = {
+      {"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nContent-Length: 3 3\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nA : b\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nA: b\x01\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n", 400},
+      {"GET /  HTTP/1.1\r\n\r\n", 400},
+      {"GET http://x/ HTTP/1.1\r\n\r\n", 400},
+      {"G(T / HTTP/1.1\r\n\r\n", 400},
+      {"GET / HTTP/2.0\r\n\r\n", 505},
+      {"hello\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX\r\n", 400},
+  };
+  for (const Case& c : cases) {
+    RequestParser p(Small());
+    std::string in = c.wire;
+    EXPECT_EQ(p.Parse(in), State::kError) << c.wire;
+    EXPECT_EQ(p.error_status(), c.status) << c.wire;
+    EXPECT_FALSE(p.error_message().empty());
+  }
+}
+
+TEST(RequestParser, BoundsTheHeadAndTheBody) {
+  {
+    RequestParser p(Small());  // the length alone is enough: no need to wait for the body
+    std::string in = "POST / HTTP/1.1\r\nContent-Length: 65\r\n\r\n";
+    EXPECT_EQ(p.Parse(in), State::kError);
+    EXPECT_EQ(p.error_status(), 413);
+  }
+  {
+    RequestParser p(Small());
+    std::string in = "POST / HTTP/1.1\r\nContent-Length: 64\r\n\r\n" + std::string(64, 'x');
+    EXPECT_EQ(p.Parse(in), State::kDone);
+  }
+  {
+    RequestParser p(Small());
+    std::string in = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n" +
+                     std::string(64, 'x') + "\r\n1\r\n";
+    EXPECT_EQ(p.Parse(in), State::kError);
+    EXPECT_EQ(p.error_status(), 413);
+  }
+  {
+    RequestParser p(Small());  // a head that never ends is refused once over the bound
+    std::string in = "GET / HTTP/1.1\r\nA: " + std::string(1100, 'a');
+    EXPECT_EQ(p.Parse(in), State::kError);
+    EXPECT_EQ(p.error_status(), 431);
+  }
+  {
+    RequestParser p(Small());
+    std::string in = "GET / HTTP/1.1\r\n";
+    for (int i = 0; i < 9; ++i) in += "H" + std::to_string(i) + ": v\r\n";
+    in += "\r\n";
+    EXPECT_EQ(p.Parse(in), State::kError);
+    EXPECT_EQ(p.error_status(), 431);
+  }
+}
+
+TEST(RequestParser, KnowsWhenTheConnectionStaysOpen) {
+  struct Case {
+    std::string wire;
+    bool keep_alive;
+  } cases[] = {
+      {"GET / HTTP/1.1\r\n\r\n", true},
+      {"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n", false},
+      {"GET / HTTP/1.1\r\nConnection: te, close\r\n\r\n", false},
+      {"GET / HTTP/1.0\r\n\r\n", false},
+      {"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true},
+  };
+  for (const Case& c : cases) {
+    RequestParser p(Small());
+    std::string in = c.wire;
+    ASSERT_EQ(p.Parse(in), State::kDone) << c.wire;
+    EXPECT_EQ(p.request().keep_alive, c.keep_alive) << c.wire;
+  }
+}
+
+TEST(RequestParser, SeesExpectContinueOnceTheHeadIsIn) {
+  RequestParser p(Small());
+  std::string in = "\r\nPOST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
+  EXPECT_FALSE(p.started());
+  EXPECT_EQ(p.Parse(in), State::kNeedMore);
+  EXPECT_TRUE(p.head_done());
+  EXPECT_TRUE(p.request().expect_continue);
+  in += "body";
+  EXPECT_EQ(p.Parse(in), State::kDone);
+  EXPECT_EQ(p.request().body, "body");
+}
+
+}  // namespace
+}  // namespace tollgate
