@@ -8,43 +8,56 @@ namespace tollgate {
 namespace {
 
 // Amounts are nano-dollars; Lua numbers are doubles, exact up to 2^53 nanos
-// (about $9 million), far above any per-user window.
+// (about $9 million), far above any per-user window. Amounts going back to Redis stay
+// strings (a Lua number may print as 1e+17, which INCRBY refuses).
+//
+// KEYS: spend counter, holds hash, held total, expiry index. A reservation costs the
+// same whatever the number of holds in flight: the held total is kept as a counter, and
+// only holds past their expiry (an instance that crashed) are visited, found through the
+// sorted expiry index.
 const char* kReserveScript = R"lua(
 local spend = redis.call('GET', KEYS[1])
 if not spend then return {-1, 0, 0} end
 spend = tonumber(spend)
 local now = tonumber(ARGV[4])
-local held = 0
-local holds = redis.call('HGETALL', KEYS[2])
-for i = 1, #holds, 2 do
-  local sep = string.find(holds[i + 1], ':', 1, true)
-  local amount = tonumber(string.sub(holds[i + 1], 1, sep - 1))
-  local expires = tonumber(string.sub(holds[i + 1], sep + 1))
-  if expires <= now then redis.call('HDEL', KEYS[2], holds[i]) else held = held + amount end
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
+  local v = redis.call('HGET', KEYS[2], id)
+  if v then
+    redis.call('DECRBY', KEYS[3], string.sub(v, 1, string.find(v, ':', 1, true) - 1))
+    redis.call('HDEL', KEYS[2], id)
+  end
+  redis.call('ZREM', KEYS[4], id)
 end
-local amount = tonumber(ARGV[1])
-if spend + held + amount > tonumber(ARGV[2]) then return {0, spend, held} end
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[1] .. ':' .. (now + tonumber(ARGV[5])))
-redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[5]) * 2)
+local held = tonumber(redis.call('GET', KEYS[3]) or '0')
+if spend + held + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return {0, spend, held} end
+local expires = now + tonumber(ARGV[5])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1] .. ':' .. expires)
+redis.call('ZADD', KEYS[4], expires, ARGV[3])
+redis.call('INCRBY', KEYS[3], ARGV[1])
+for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[5]) * 2) end
 return {1, spend, held}
 )lua";
 
 // A missing counter is left missing: the rebuild from the ledger will count this row.
 const char* kSettleScript = R"lua(
-redis.call('HDEL', KEYS[2], ARGV[1])
+local v = redis.call('HGET', KEYS[2], ARGV[1])
+if v then
+  redis.call('DECRBY', KEYS[3], string.sub(v, 1, string.find(v, ':', 1, true) - 1))
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[2]) end
 return -1
 )lua";
 
+// Read-only: holds past their expiry are not counted (the next reservation clears them).
 const char* kStateScript = R"lua(
 local spend = redis.call('GET', KEYS[1])
 if not spend then return {-1, 0} end
-local now = tonumber(ARGV[1])
-local held = 0
-local holds = redis.call('HGETALL', KEYS[2])
-for i = 1, #holds, 2 do
-  local sep = string.find(holds[i + 1], ':', 1, true)
-  if tonumber(string.sub(holds[i + 1], sep + 1)) > now then held = held + tonumber(string.sub(holds[i + 1], 1, sep - 1)) end
+local held = tonumber(redis.call('GET', KEYS[3]) or '0')
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1])) do
+  local v = redis.call('HGET', KEYS[2], id)
+  if v then held = held - tonumber(string.sub(v, 1, string.find(v, ':', 1, true) - 1)) end
 end
 return {tonumber(spend), held}
 )lua";
@@ -98,7 +111,16 @@ std::string RedisGate::SpendKey(int64_t user_id, Timestamp window_start) {
   return Tag(user_id) + ":spend:" + std::to_string(window_start.time_since_epoch().count());
 }
 
-std::string RedisGate::HoldsKey(int64_t user_id) { return Tag(user_id) + ":holds"; }
+std::vector<std::string> RedisGate::HoldKeys(int64_t user_id) {
+  std::string tag = Tag(user_id);
+  return {tag + ":holds", tag + ":held", tag + ":hold-expiry"};
+}
+
+std::vector<std::string> RedisGate::ScriptKeys(int64_t user_id, Timestamp window_start) {
+  std::vector<std::string> keys = HoldKeys(user_id);
+  keys.insert(keys.begin(), SpendKey(user_id, window_start));
+  return keys;
+}
 
 Window RedisGate::GlobalWindow() const {
   return CurrentWindow(global_cap_->period, 1, "UTC", Timestamp(), clock_.Now());
@@ -135,7 +157,7 @@ Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t user_id, const Win
                                                       const std::string& hold) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto r = Eval(
-        kReserveScript, ReserveSha(), {SpendKey(user_id, w.start), HoldsKey(user_id)},
+        kReserveScript, ReserveSha(), ScriptKeys(user_id, w.start),
         {std::to_string(amount.nanos()), std::to_string(limit.nanos()), hold,
          std::to_string(NowMs(clock_.Now())),
          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count())});
@@ -167,7 +189,7 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
   auto first = PlanReservation(request, Money::FromNanos(kUnlimited));
   Money amount = first ? first->amount : Money();
   auto release_global = [&] {
-    if (gw) Eval(kSettleScript, SettleSha(), {SpendKey(0, gw->start), HoldsKey(0)}, {hold, "0"});
+    if (gw) Eval(kSettleScript, SettleSha(), ScriptKeys(0, gw->start), {hold, "0"});
   };
   if (gw) {
     auto g = RunReserve(0, *gw, amount, global_cap_->limit, hold);
@@ -217,7 +239,7 @@ void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) 
   std::string global_window = hold_id.substr(first + 1, second - first - 1);
   // A failed settle leaves the hold to expire; the cost is in the ledger row, which a
   // rebuilt counter includes.
-  auto spent = Eval(kSettleScript, SettleSha(), {SpendKey(user_id, user_window), HoldsKey(user_id)},
+  auto spent = Eval(kSettleScript, SettleSha(), ScriptKeys(user_id, user_window),
                     {hold_id, std::to_string(cost.nanos())});
   if (alerts_ && spent.ok() && spent->integer >= 0 && cost > Money()) {
     auto budget = settings_.Get(user_id);
@@ -230,8 +252,7 @@ void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) 
   }
   if (global_window != "-") {
     Timestamp gw{std::chrono::microseconds(std::stoll(global_window))};
-    Eval(kSettleScript, SettleSha(), {SpendKey(0, gw), HoldsKey(0)},
-         {hold_id, std::to_string(cost.nanos())});
+    Eval(kSettleScript, SettleSha(), ScriptKeys(0, gw), {hold_id, std::to_string(cost.nanos())});
   }
 }
 
@@ -243,7 +264,7 @@ Result<SpendState> RedisGate::State(int64_t user_id) {
 
 Result<SpendState> RedisGate::State(int64_t user_id, const Window& w) {
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto r = Eval(kStateScript, StateSha(), {SpendKey(user_id, w.start), HoldsKey(user_id)},
+    auto r = Eval(kStateScript, StateSha(), ScriptKeys(user_id, w.start),
                   {std::to_string(NowMs(clock_.Now()))});
     if (!r.ok()) return r.status();
     if (r->elements.size() == 2 && r->elements[0].integer >= 0) {

@@ -4,7 +4,10 @@
 // the real cost. Keys carry a per-user hash tag ({u:ID}) so Redis Cluster works:
 //   tg:{u:ID}:spend:<window start, micros>   spend in the window, nano-dollars
 //   tg:{u:ID}:holds                          hold id -> "amount:expires_at_ms"
-// With a global cap, the same pair exists under {global}, reserved first and
+//   tg:{u:ID}:held                           sum of the amounts in :holds
+//   tg:{u:ID}:hold-expiry                    sorted set: hold id by expiry (ms)
+// so a reservation costs the same with 1 or 2,000 requests of the user in flight.
+// With a global cap, the same keys exist under {global}, reserved first and
 // released when the user's own reservation fails.
 #pragma once
 
@@ -43,7 +46,8 @@ class RedisGate final : public Gate {
 
   // user_id 0 names the global counter.
   static std::string SpendKey(int64_t user_id, Timestamp window_start);
-  static std::string HoldsKey(int64_t user_id);
+  // The keys holding a user's holds (see the top of this file).
+  static std::vector<std::string> HoldKeys(int64_t user_id);
 
  private:
   struct ScriptResult {
@@ -53,6 +57,8 @@ class RedisGate final : public Gate {
   Result<ScriptResult> RunReserve(int64_t user_id, const Window& w, Money amount, Money limit,
                                   const std::string& hold);
   Status RebuildCounter(int64_t user_id, const Window& w);
+  // The four keys every script takes: spend counter, then HoldKeys().
+  static std::vector<std::string> ScriptKeys(int64_t user_id, Timestamp window_start);
   Window GlobalWindow() const;
   Result<RedisReply> Eval(const std::string& script, const std::string& sha,
                           const std::vector<std::string>& keys,

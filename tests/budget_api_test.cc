@@ -80,8 +80,10 @@ class BudgetApi : public ::testing::Test {
                                      .limit = Money::ParseUsd(limit_usd)},
                                     BudgetDefaults(), testing::At("2026-10-15T00:00:00Z"));
     EXPECT_TRUE(u.ok()) << u.status().message();
-    redis_->Command({"DEL", RedisGate::SpendKey(u->id, testing::At("2026-11-01T00:00:00Z")),
-                     RedisGate::HoldsKey(u->id)});
+    std::vector<std::string> del = RedisGate::HoldKeys(u->id);
+    del.insert(del.begin(),
+               {"DEL", RedisGate::SpendKey(u->id, testing::At("2026-11-01T00:00:00Z"))});
+    redis_->Command(del);
     return u->id;
   }
   std::string NewKey(int64_t user) {

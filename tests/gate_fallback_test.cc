@@ -26,8 +26,9 @@ class GateFallback : public ::testing::Test {
     user_ = directory_->CreateUser({.name = "f"}, d, clock_.Now())->id;
     real_redis_ = testing::TestRedis(5, 16);
     ASSERT_TRUE(real_redis_);
-    real_redis_->Command(
-        {"DEL", RedisGate::SpendKey(user_, clock_.Now()), RedisGate::HoldsKey(user_)});
+    std::vector<std::string> del = RedisGate::HoldKeys(user_);
+    del.insert(del.begin(), {"DEL", RedisGate::SpendKey(user_, clock_.Now())});
+    real_redis_->Command(del);
     redis_ = std::make_unique<FaultyRedis>(*real_redis_);
     settings_ = std::make_unique<SettingsCache>(*directory_, clock_, 0ms);
     ledger_ = std::make_unique<PgLedger>(*pool_, metrics_);

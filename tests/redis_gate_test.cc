@@ -89,6 +89,34 @@ TEST_F(RedisGateTest, HoldsOfACrashedInstanceExpire) {
   EXPECT_TRUE(gate_->Reserve(Request(99, "h11")).allowed());
 }
 
+TEST_F(RedisGateTest, TheHeldTotalStaysExactThroughSettlesExpiriesAndLateSettles) {
+  // Each reservation holds 100,000 (see above).
+  Admission early = gate_->Reserve(Request(99, "early"));
+  ASSERT_TRUE(early.allowed());
+  clock_.Advance(30s);
+  std::vector<Admission> live;
+  for (int i = 0; i < 3; ++i) live.push_back(gate_->Reserve(Request(99, "l" + std::to_string(i))));
+  EXPECT_EQ(gate_->State(user_)->held.nanos(), 400'000);
+  clock_.Advance(31s);  // "early" lapses, the others do not
+  EXPECT_EQ(gate_->State(user_)->held.nanos(), 300'000) << "a lapsed hold is not counted";
+  Admission next = gate_->Reserve(Request(99, "next"));  // clears the lapsed hold
+  ASSERT_TRUE(next.allowed());
+  auto keys = RedisGate::HoldKeys(user_);
+  EXPECT_EQ(redis_->Command({"HLEN", keys[0]})->integer, 4);
+  EXPECT_EQ(redis_->Command({"GET", keys[1]})->str, "400000");
+  EXPECT_EQ(redis_->Command({"ZCARD", keys[2]})->integer, 4);
+  // Its owner settling late must not take it off the total a second time.
+  gate_->Settle(user_, early.hold_id, Money::FromNanos(5'000));
+  EXPECT_EQ(gate_->State(user_)->held.nanos(), 400'000);
+  for (const Admission& a : live) gate_->Settle(user_, a.hold_id, Money::FromNanos(1'000));
+  gate_->Settle(user_, next.hold_id, Money::FromNanos(1'000));
+  auto state = gate_->State(user_);
+  EXPECT_EQ(state->held.nanos(), 0);
+  EXPECT_EQ(state->spend.nanos(), 5'000 + 4 * 1'000);
+  EXPECT_EQ(redis_->Command({"HLEN", keys[0]})->integer, 0);
+  EXPECT_EQ(redis_->Command({"ZCARD", keys[2]})->integer, 0);
+}
+
 TEST_F(RedisGateTest, ClampsAnUnsetCapAndRebuildsALostCounterFromTheLedger) {
   UsageRecord past;
   past.request_id = "old";
