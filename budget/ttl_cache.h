@@ -1,6 +1,7 @@
 // A small time-bounded cache with single-flight loading: when an entry is missing or
-// older than `ttl`, one caller loads it and concurrent callers for the same key wait
-// for that load instead of stampeding the database. Failed loads are not cached; when
+// older than `ttl`, one caller loads it; concurrent callers for the same key wait for
+// that load when there is no value yet, and get the expired value while it reloads,
+// instead of stampeding the database. Failed loads are not cached; when
 // a reload fails as Unavailable (the database is briefly away), the last good value is
 // served for up to `max_stale` so traffic goes on.
 #pragma once
@@ -31,9 +32,13 @@ class TtlCache {
     while (true) {
       Timestamp now = clock_.Now();
       auto it = entries_.find(key);
-      if (it != entries_.end() && it->second.has_value && now - it->second.loaded_at < ttl_ &&
-          (!fresh || fresh(it->second.value, now)))
-        return it->second.value;
+      if (it != entries_.end() && it->second.has_value &&
+          (!fresh || fresh(it->second.value, now))) {
+        // Fresh, or being reloaded by another caller: an expired value goes on serving
+        // until the reload lands, so the key's traffic never queues behind it.
+        auto age = now - it->second.loaded_at;
+        if (age < ttl_ || (it->second.loading && age < max_stale_)) return it->second.value;
+      }
       if (it == entries_.end() || !it->second.loading) break;
       loaded_.wait(lock);  // someone else is loading this key
     }

@@ -34,6 +34,40 @@ TEST(TtlCache, ConcurrentMissesLoadOnce) {
   EXPECT_EQ(got.load(), 16);
 }
 
+TEST(TtlCache, AnExpiredValueServesWhileOneCallerReloadsIt) {
+  ManualClock clock(Timestamp(100s));
+  TtlCache<int, int> cache(clock, 1000ms);
+  ASSERT_EQ(cache.Get(7, [] { return Result<int>(1); }).value(), 1);
+  clock.Advance(1500ms);
+  std::atomic<bool> loading{false}, release{false};
+  std::thread reloader([&] {
+    auto v = cache.Get(7, [&]() -> Result<int> {
+      loading = true;
+      while (!release) std::this_thread::yield();
+      return 2;
+    });
+    EXPECT_EQ(v.value(), 2);
+  });
+  while (!loading) std::this_thread::yield();
+  // Meanwhile others are answered at once with the old value (they would block here if
+  // they waited for the reload), and none of them loads.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_EQ(
+        cache.Get(7, []() -> Result<int> { return Status::Internal("no second load"); }).value(),
+        1);
+  }
+  release = true;
+  reloader.join();
+  EXPECT_EQ(cache.Get(7, [] { return Result<int>(3); }).value(), 2);
+  // A value vetoed by `fresh` is never served stale.
+  clock.Advance(1500ms);
+  EXPECT_EQ(cache
+                .Get(
+                    7, [] { return Result<int>(4); }, [](const int&, Timestamp) { return false; })
+                .value(),
+            4);
+}
+
 TEST(TtlCache, ExpiresAfterTtlAndNeverCachesFailures) {
   ManualClock clock(Timestamp(100s));
   TtlCache<int, int> cache(clock, 1000ms);
