@@ -12,8 +12,9 @@
 
 namespace tollgate {
 
-PgLedger::PgLedger(PgPool& pool, Metrics& metrics, std::string spool_dir)
-    : pool_(pool), metrics_(metrics), spool_dir_(std::move(spool_dir)) {
+PgLedger::PgLedger(PgPool& pool, Metrics& metrics, std::string spool_dir,
+                   std::chrono::milliseconds linger)
+    : pool_(pool), metrics_(metrics), linger_(linger), spool_dir_(std::move(spool_dir)) {
   if (!spool_dir_.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(spool_dir_, ec);
@@ -34,21 +35,25 @@ PgLedger::~PgLedger() {
 
 void PgLedger::Append(UsageRecord record) {
   record.appended = std::chrono::steady_clock::now();
-  bool was_empty;
+  bool was_empty, full;
   {
     std::lock_guard lock(mu_);
     was_empty = queue_.empty();
     queue_.push_back(std::move(record));
+    full = queue_.size() == kBatchRows;
     metrics_.Set(Gauge::kLedgerQueueDepth, static_cast<int64_t>(queue_.size() + in_flight_));
   }
-  // Only the first row of a batch wakes the writer; it takes whatever has queued up
-  // by then, so a busy proxy wakes it once per batch, not once per request.
-  if (was_empty) wake_.notify_one();
+  // The first row of a batch wakes the writer, and a full batch ends its linger; the
+  // rows in between wake nobody.
+  if (was_empty || full) wake_.notify_one();
 }
 
 void PgLedger::Flush() {
   std::unique_lock lock(mu_);
+  ++flushing_;  // no lingering for more rows while someone waits for these
+  wake_.notify_all();
   drained_.wait(lock, [&] { return queue_.empty() && in_flight_ == 0; });
+  --flushing_;
 }
 
 size_t PgLedger::queued() {
@@ -69,8 +74,10 @@ void PgLedger::Run() {
       spooled_ = !replayed;
     }
     if (queue_.empty()) continue;
+    wake_.wait_for(lock, linger_,
+                   [&] { return stopping_ || flushing_ > 0 || queue_.size() >= kBatchRows; });
     std::vector<UsageRecord> batch;
-    while (!queue_.empty() && batch.size() < 500) {
+    while (!queue_.empty() && batch.size() < kBatchRows) {
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
@@ -82,6 +89,7 @@ void PgLedger::Run() {
     metrics_.Set(Gauge::kLedgerQueueDepth, static_cast<int64_t>(queue_.size()));
     if (s.ok()) {
       metrics_.Inc(Counter::kLedgerRowsWritten, batch.size());
+      metrics_.Inc(Counter::kLedgerBatchesWritten);
       auto now = std::chrono::steady_clock::now();
       for (const UsageRecord& r : batch) {
         metrics_.Observe(
@@ -192,6 +200,7 @@ bool PgLedger::ReplaySpool() {
         return false;
       }
       metrics_.Inc(Counter::kLedgerRowsWritten, batch.size());
+      metrics_.Inc(Counter::kLedgerBatchesWritten);
     }
     std::filesystem::remove(claimed, ec);
   }

@@ -73,14 +73,19 @@ class FakeLedger final : public Ledger {
   std::vector<UsageRecord> rows_;
 };
 
-// Writes rows in batches on its own thread; a duplicate request id is ignored. While
+// Writes rows in batches on its own thread; a duplicate request id is ignored. A batch
+// gathers rows for up to `linger` after its first (or until it holds kBatchRows), so a
+// busy proxy commits a few large batches a second rather than hundreds of tiny ones;
+// spend counters in Redis are settled at once either way. While
 // Postgres is unreachable, a failed batch is appended to a spool file in `spool_dir`
 // (one JSON row per line, fsynced) and replayed when Postgres answers again; spool
 // files left by a crashed process are replayed too (claimed by rename). Without a
 // spool directory the rows wait in memory.
 class PgLedger final : public Ledger {
  public:
-  PgLedger(PgPool& pool, Metrics& metrics, std::string spool_dir = "");
+  static constexpr size_t kBatchRows = 500;
+  PgLedger(PgPool& pool, Metrics& metrics, std::string spool_dir = "",
+           std::chrono::milliseconds linger = std::chrono::milliseconds(20));
   ~PgLedger() override;
   void Append(UsageRecord record) override;
   void Flush() override;
@@ -98,6 +103,8 @@ class PgLedger final : public Ledger {
 
   PgPool& pool_;
   Metrics& metrics_;
+  const std::chrono::milliseconds linger_;
+  int flushing_ = 0;  // guarded by mu_
   const std::string spool_dir_;
   std::string spool_file_;
   bool spooled_ = true;  // look for spool files (left by a crash) at start

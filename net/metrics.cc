@@ -21,6 +21,7 @@ constexpr CounterInfo kInfo[] = {
     {"tollgate_reservations_total", "", "Budget holds taken."},
     {"tollgate_settlements_total", "", "Holds settled with real usage."},
     {"tollgate_ledger_rows_written_total", "", "Usage rows written to Postgres."},
+    {"tollgate_ledger_batches_written_total", "", "Transactions that wrote usage rows."},
     {"tollgate_redis_errors_total", "", "Redis commands that failed."},
     {"tollgate_postgres_errors_total", "", "Postgres operations that failed."},
 };

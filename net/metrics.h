@@ -21,6 +21,7 @@ enum class Counter : int {
   kReservations,             // holds taken
   kSettlements,              // holds settled with real usage
   kLedgerRowsWritten,        // usage rows durably written
+  kLedgerBatchesWritten,     // transactions that wrote them
   kRedisErrors,              // Redis commands that failed
   kPostgresErrors,           // Postgres operations that failed
   kCount

@@ -83,6 +83,39 @@ TEST_F(PostgresIntegration, LedgerRequestIdIsUniqueAndCostsAreBigint) {
   EXPECT_EQ(insert(1).code(), Status::Code::kConflict);
 }
 
+TEST_F(PostgresIntegration, LedgerGathersRowsIntoFullBatches) {
+  MigrateOrFail();
+  PgDirectory dir(*pool_);
+  int64_t user = dir.CreateUser({.name = "gather"}, BudgetDefaults{}, now_)->id;
+  Metrics metrics;
+  // A linger longer than the test: only a full batch, a Flush() or the shutdown ends it.
+  auto ledger = std::make_unique<PgLedger>(*pool_, metrics, "", std::chrono::hours(1));
+  auto row = [&](int i) {
+    UsageRecord r;
+    r.request_id = "gather-" + std::to_string(i);
+    r.user_id = user;
+    r.provider = "mistral";
+    r.model = "m";
+    r.price_id = "p";
+    r.started_at = now_;
+    r.cost = Money::FromNanos(i);
+    return r;
+  };
+  for (size_t i = 0; i < 2 * PgLedger::kBatchRows; ++i) ledger->Append(row(static_cast<int>(i)));
+  ledger->Flush();
+  EXPECT_EQ(metrics.Get(Counter::kLedgerRowsWritten), 2 * PgLedger::kBatchRows);
+  EXPECT_EQ(metrics.Get(Counter::kLedgerBatchesWritten), 2u) << "two full batches, no more";
+  for (int i = 0; i < 3; ++i) ledger->Append(row(5000 + i));
+  ledger->Flush();  // does not wait out the hour
+  EXPECT_EQ(metrics.Get(Counter::kLedgerBatchesWritten), 3u);
+  ledger->Append(row(9000));
+  ledger.reset();  // nor does the shutdown
+  EXPECT_EQ(metrics.Get(Counter::kLedgerRowsWritten), 2 * PgLedger::kBatchRows + 4);
+  auto spent = PgLedger(*pool_, metrics).SpendSince(user, now_ - std::chrono::hours(1));
+  ASSERT_TRUE(spent.ok());
+  EXPECT_EQ(spent->nanos(), 999 * 1000 / 2 + 5000 + 5001 + 5002 + 9000);
+}
+
 TEST_F(PostgresIntegration, LedgerBatchKeepsEveryFieldWhateverTheText) {
   MigrateOrFail();
   PgDirectory dir(*pool_);
