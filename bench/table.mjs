@@ -41,14 +41,24 @@ if (mode === 'rps') {
 } else if (mode === 'streams') {
   const rows = lines.map((l) => JSON.parse(l));
   out.push('', '## Concurrent slow streams (20 tokens, 100 ms apart, DeepSeek format)', '',
-    '| streams | via | completed | errors | TTFB p50 ms | TTFB p99 ms | added p50 ms | added p99 ms | tollgate peak RSS |',
-    '|---:|---|---:|---:|---:|---:|---:|---:|---:|');
+    '| streams | via | completed | errors | TTFB p50 ms | TTFB p99 ms | added p50 ms | added p99 ms | tollgate peak RSS | CPU s tollgate / sim |',
+    '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const t of rows.filter((x) => x.via === 'tollgate')) {
     const d = rows.find((x) => x.via === 'direct' && x.n === t.n);
     for (const x of [d, t].filter(Boolean)) {
       const add = x === t && d ? [(t.r.ttfb_p50_ms - d.r.ttfb_p50_ms).toFixed(1), (t.r.ttfb_p99_ms - d.r.ttfb_p99_ms).toFixed(1)] : ['', ''];
-      out.push(`| ${fmt(x.n)} | ${x.via} | ${fmt(x.r.completed)} | ${fmt(x.r.errors)} | ${x.r.ttfb_p50_ms} | ${x.r.ttfb_p99_ms} | ${add[0]} | ${add[1]} | ${x.rss_kb ? fmt(x.rss_kb / 1024) + ' MB' : ''} |`);
+      const cpu = x.cpu_s !== undefined ? `${x.cpu_s.toFixed(2)} / ${x.sim_cpu_s.toFixed(2)}` : '';
+      out.push(`| ${fmt(x.n)} | ${x.via} | ${fmt(x.r.completed)} | ${fmt(x.r.errors)} | ${x.r.ttfb_p50_ms} | ${x.r.ttfb_p99_ms} | ${add[0]} | ${add[1]} | ${x.rss_kb ? fmt(x.rss_kb / 1024) + ' MB' : ''} | ${cpu} |`);
     }
+  }
+  const t = rows.find((x) => x.via === 'tollgate' && x.n === 2000);
+  const d = rows.find((x) => x.via === 'direct' && x.n === 2000);
+  if (t && d) {
+    const added = t.r.ttfb_p99_ms - d.r.ttfb_p99_ms;
+    out.push('', '| target (2,000 streams) | result |', '|---|---|',
+      `| no errors | ${fmt(t.r.errors)} errors — ${ok(t.r.errors === 0 && t.r.completed === 2000)} |`,
+      `| added TTFB p99 < 2 ms | ${added.toFixed(1)} ms — ${ok(added < 2)} |`,
+      `| tollgate RSS < 300 MB | ${fmt(t.rss_kb / 1024)} MB — ${ok(t.rss_kb < 300 * 1024)} |`);
   }
 } else if (mode === 'scale') {
   const r = {};
