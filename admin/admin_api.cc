@@ -21,7 +21,7 @@ constexpr int kExportPage = 2000;  // ledger rows per export chunk
 
 // Every admin route goes through here: no handler runs for a caller who is not an
 // admin, so a user's key never reads or writes anyone's data on these paths.
-httplib::Server::Handler AdminOnly(const BudgetApiDependencies& deps, Handler h) {
+EventServer::Handler AdminOnly(const BudgetApiDependencies& deps, Handler h) {
   return [&deps, h = std::move(h)](const httplib::Request& req, httplib::Response& res) {
     if (auto caller = AuthenticateAdmin(deps, req, res)) h(req, res, *caller);
   };
@@ -648,7 +648,7 @@ std::string CsvLine(const LedgerRow& row) {
   return line + "\r\n";
 }
 
-void RegisterAdminApi(httplib::Server& server, const BudgetApiDependencies& deps) {
+void RegisterAdminApi(EventServer& server, const BudgetApiDependencies& deps) {
   const std::string p = kPrefix;
   server.Put(p + "/configure",
              AdminOnly(deps, [&deps](const auto& req, auto& res, const Caller& c) {

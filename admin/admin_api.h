@@ -8,7 +8,7 @@
 
 namespace tollgate {
 
-void RegisterAdminApi(httplib::Server& server, const BudgetApiDependencies& deps);
+void RegisterAdminApi(EventServer& server, const BudgetApiDependencies& deps);
 
 // One CSV line (with "\r\n") of a ledger row for the export; text that a spreadsheet
 // would run as a formula is prefixed with an apostrophe.

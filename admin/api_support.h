@@ -11,7 +11,7 @@
 #include "budget/settings_cache.h"
 #include "budget/usage_queries.h"
 #include "config/pricing.h"
-#include "net/http_server.h"
+#include "net/event_server.h"
 
 namespace tollgate {
 

@@ -2,7 +2,7 @@
 
 namespace tollgate {
 
-void RegisterPages(httplib::Server& server) {
+void RegisterPages(EventServer& server) {
   // Browsers ask for it on every page; there is none, and a 404 would be noise.
   server.Get("/favicon.ico",
              [](const httplib::Request&, httplib::Response& res) { res.status = 204; });

@@ -5,7 +5,7 @@
 
 #include <cstddef>
 
-#include "net/http_server.h"
+#include "net/event_server.h"
 
 namespace tollgate {
 
@@ -19,6 +19,6 @@ extern const size_t kPageAssetCount;
 
 // GET for every page and asset, with headers that keep the pages to themselves:
 // a strict Content-Security-Policy (no inline script), no framing, no referrer.
-void RegisterPages(httplib::Server& server);
+void RegisterPages(EventServer& server);
 
 }  // namespace tollgate

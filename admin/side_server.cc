@@ -15,9 +15,9 @@ void SendSideError(httplib::Response& res, int status, const std::string& code,
                   "application/json");
 }
 
-std::unique_ptr<httplib::Server> BuildSideServer(const SideDependencies& deps) {
-  auto server = std::make_unique<httplib::Server>();
-  TuneServer(*server, {.worker_threads = 32, .max_body_bytes = 1024 * 1024});
+std::unique_ptr<EventServer> BuildSideServer(const SideDependencies& deps) {
+  auto server = std::make_unique<EventServer>(
+      ServerTuning{.worker_threads = 32, .max_body_bytes = 1024 * 1024});
 
   server->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
@@ -49,12 +49,11 @@ std::unique_ptr<httplib::Server> BuildSideServer(const SideDependencies& deps) {
     RegisterAdminApi(*server, *deps.budget_api);
   }
 
-  server->set_error_handler([](const httplib::Request&, httplib::Response& res) {
-    if (res.body.empty()) {
-      SendSideError(res, res.status, res.status == 404 ? "not_found" : "error",
-                    res.status == 404 ? "no such endpoint" : "request failed");
-    }
-  });
+  server->set_error_renderer(
+      [](const httplib::Request&, int status, const std::string& message, httplib::Response& res) {
+        if (status == 404) return SendSideError(res, 404, "not_found", "no such endpoint");
+        SendSideError(res, status, status == 413 ? "too_large" : "bad_request", message);
+      });
   return server;
 }
 

@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "config/config.h"
-#include "net/http_server.h"
+#include "net/event_server.h"
 #include "net/metrics.h"
 
 namespace tollgate {
@@ -22,7 +22,7 @@ struct SideDependencies {
 };
 
 // Builds the side-port server with every route registered.
-std::unique_ptr<httplib::Server> BuildSideServer(const SideDependencies& deps);
+std::unique_ptr<EventServer> BuildSideServer(const SideDependencies& deps);
 
 // The one error shape on this port: {"error":{"code","message"}}.
 void SendSideError(httplib::Response& res, int status, const std::string& code,

@@ -134,7 +134,7 @@ json BreakdownJson(const std::vector<UsageGroup>& groups, Timestamp from, Timest
           {"total", TotalsJson(total)}};
 }
 
-void RegisterUserApi(httplib::Server& server, const BudgetApiDependencies& deps) {
+void RegisterUserApi(EventServer& server, const BudgetApiDependencies& deps) {
   server.Get("/api/v1/budget/status", [&deps](const httplib::Request& req, httplib::Response& res) {
     auto me = SignedInUser(deps, req, res);
     if (!me) return;

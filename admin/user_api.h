@@ -8,7 +8,7 @@ namespace tollgate {
 
 // GET /api/v1/budget/status, GET|PUT /api/v1/budget/settings, POST /api/v1/budget/reset,
 // GET /api/v1/budget/usage/breakdown, GET /api/v1/budget/usage/history.
-void RegisterUserApi(httplib::Server& server, const BudgetApiDependencies& deps);
+void RegisterUserApi(EventServer& server, const BudgetApiDependencies& deps);
 
 // The status document: every amount as *_usd and *_nanos.
 nlohmann::json StatusJson(int64_t user_id, const BudgetSettings& s, const SpendState& state,

@@ -140,17 +140,17 @@ int Serve(Context& ctx, const Args&) {
       .pricing = &*pricing,
       .price_overrides = &price_overrides};
   side_deps.budget_api = &budget_api;
-  RunningServer side(BuildSideServer(side_deps));
+  std::unique_ptr<EventServer> side = BuildSideServer(side_deps);
   std::unique_ptr<EventServer> proxy = proxy_service.BuildServer();
 
   auto side_addr = ParseHostPort(c.admin_listen);
   auto proxy_addr = ParseHostPort(c.listen);
-  if (side.Start(side_addr->host, side_addr->port) < 0)
+  if (side->Start(side_addr->host, side_addr->port) < 0)
     return ctx.Fail("cannot listen on " + c.admin_listen);
   if (proxy->Start(proxy_addr->host, proxy_addr->port) < 0)
     return ctx.Fail("cannot listen on " + c.listen);
   ctx.out << "tollgate: proxy on " << proxy_addr->host << ":" << proxy->port() << ", side port on "
-          << side_addr->host << ":" << side.port() << std::endl;
+          << side_addr->host << ":" << side->port() << std::endl;
 
   std::signal(SIGINT, [](int) { g_stop = 1; });
   std::signal(SIGTERM, [](int) { g_stop = 1; });
@@ -158,7 +158,7 @@ int Serve(Context& ctx, const Args&) {
   while (!g_stop) pause();
   ctx.out << "tollgate: shutting down" << std::endl;
   proxy->Stop();
-  side.Stop();
+  side->Stop();
   ledger.Flush();
   return 0;
 }

@@ -1,4 +1,4 @@
-// The HTTP/1.1 server of the proxy port and tollgate-sim. One epoll thread reads
+// The HTTP/1.1 server of the proxy port, the side port and tollgate-sim. One epoll thread reads
 // every connection; a request, once whole, goes to a worker thread that runs the
 // handler and writes the answer; between requests the connection is back with the
 // epoll thread and holds no thread at all.
@@ -26,10 +26,16 @@
 #include <vector>
 
 #include "net/http_request_parser.h"
-#include "net/http_server.h"
 #include "net/worker_pool.h"
 
 namespace tollgate {
+
+struct ServerTuning {
+  int worker_threads = 64;  // requests in progress at once (an open stream holds one)
+  size_t max_body_bytes = 10 * 1024 * 1024;  // larger bodies get 413
+  int read_timeout_seconds = 60;             // a request that stops arriving half-way is closed
+  int keep_alive_seconds = 60;               // an idle connection is closed
+};
 
 // Lets a handler answer while it works: the status line and headers go out at once,
 // then the body chunk by chunk, written by the handler's own thread (a stream relayed

@@ -51,7 +51,7 @@ class BudgetApi : public ::testing::Test {
         .price_overrides = overrides_.get()});
     side_deps_ = std::make_unique<SideDependencies>(SideDependencies{
         config_, metrics_, [] { return Status::Ok(); }, [] { return Status::Ok(); }, deps_.get()});
-    server_ = std::make_unique<RunningServer>(BuildSideServer(*side_deps_));
+    server_ = BuildSideServer(*side_deps_);
     ASSERT_GT(server_->Start("127.0.0.1", 0), 0);
     client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
     client_->set_read_timeout(60, 0);
@@ -151,7 +151,7 @@ class BudgetApi : public ::testing::Test {
   std::unique_ptr<PriceOverrides> overrides_;
   std::unique_ptr<BudgetApiDependencies> deps_;
   std::unique_ptr<SideDependencies> side_deps_;
-  std::unique_ptr<RunningServer> server_;
+  std::unique_ptr<EventServer> server_;
   std::unique_ptr<httplib::Client> client_;
   int64_t alice_ = 0, bob_ = 0, admin_ = 0;
   std::string alice_key_, bob_key_, admin_key_;

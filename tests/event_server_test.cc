@@ -81,6 +81,11 @@ class EventServerTest : public ::testing::Test {
     server_->Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
       res.set_content("got " + req.body + " at " + req.target, "text/plain");
     });
+    server_->Get("/query", [](const httplib::Request& req, httplib::Response& res) {
+      std::string out;
+      for (const auto& [name, value] : req.params) out += "[" + name + "=" + value + "]";
+      res.set_content(out + " path " + req.path, "text/plain");
+    });
     server_->Get("/items/(\\d+)", [](const httplib::Request& req, httplib::Response& res) {
       res.set_content("item " + std::string(req.matches[1]), "text/plain");
     });
@@ -207,6 +212,16 @@ TEST_F(EventServerTest, UnreadableRequestsGetARenderedErrorAndAClosedConnection)
       EXPECT_TRUE(c.ReadsToClose()) << k.wire;
     }
   }
+}
+
+TEST_F(EventServerTest, QueryParametersAreDecodedAndThePathIsNot) {
+  RawClient c(port_);
+  c.Send("GET /query?q=a+b%20c%25&q=%F0%9F%98%80&bad=100%&empty=&flag&&x%3Dy=1 HTTP/1.1\r\n\r\n");
+  std::string reply = c.ReadUntil("path /query");
+  EXPECT_NE(
+      reply.find("[bad=100%][empty=][flag=][q=a b c%][q=\xF0\x9F\x98\x80][x=y=1] path /query"),
+      std::string::npos)
+      << reply;
 }
 
 TEST_F(EventServerTest, ConnectionCloseIsHonoured) {

@@ -14,7 +14,7 @@ class SideServer : public ::testing::Test {
   void SetUp() override {
     SideDependencies deps{config_, metrics_, [this] { return pg_; }, [this] { return redis_; }};
     deps_ = std::make_unique<SideDependencies>(deps);
-    running_ = std::make_unique<RunningServer>(BuildSideServer(*deps_));
+    running_ = BuildSideServer(*deps_);
     ASSERT_GT(running_->Start("127.0.0.1", 0), 0);
     client_ = std::make_unique<httplib::Client>("127.0.0.1", running_->port());
   }
@@ -22,7 +22,7 @@ class SideServer : public ::testing::Test {
   Metrics metrics_;
   Status pg_, redis_;
   std::unique_ptr<SideDependencies> deps_;
-  std::unique_ptr<RunningServer> running_;
+  std::unique_ptr<EventServer> running_;
   std::unique_ptr<httplib::Client> client_;
 };
 

@@ -31,7 +31,7 @@ class UserApi : public ::testing::Test {
         }});
     side_deps_ = std::make_unique<SideDependencies>(SideDependencies{
         config_, metrics_, [] { return Status::Ok(); }, [] { return Status::Ok(); }, deps_.get()});
-    running_ = std::make_unique<RunningServer>(BuildSideServer(*side_deps_));
+    running_ = BuildSideServer(*side_deps_);
     ASSERT_GT(running_->Start("127.0.0.1", 0), 0);
     client_ = std::make_unique<httplib::Client>("127.0.0.1", running_->port());
   }
@@ -48,7 +48,7 @@ class UserApi : public ::testing::Test {
   Money spend_ = Money::FromNanos(12'340'000'000), held_ = Money::FromNanos(1'000'000'000);
   std::unique_ptr<BudgetApiDependencies> deps_;
   std::unique_ptr<SideDependencies> side_deps_;
-  std::unique_ptr<RunningServer> running_;
+  std::unique_ptr<EventServer> running_;
   std::unique_ptr<httplib::Client> client_;
   int64_t user_ = 0;
   std::string key_;
