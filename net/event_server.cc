@@ -141,44 +141,6 @@ bool Send(int fd, const char* data, size_t size) {
   return true;
 }
 
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// application/x-www-form-urlencoded: %XX is a byte, '+' a space; a stray '%' stays.
-std::string DecodeQueryComponent(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '+') {
-      out += ' ';
-    } else if (s[i] == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 &&
-               HexValue(s[i + 2]) >= 0) {
-      out += static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2]));
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-// The query of a request target into name/value pairs, as cpp-httplib's server does.
-void ParseQuery(std::string_view query, httplib::Params* params) {
-  while (!query.empty()) {
-    size_t amp = std::min(query.find('&'), query.size());
-    std::string_view pair = query.substr(0, amp);
-    query.remove_prefix(std::min(amp + 1, query.size()));
-    if (pair.empty()) continue;
-    size_t eq = std::min(pair.find('='), pair.size());
-    params->emplace(DecodeQueryComponent(pair.substr(0, eq)),
-                    DecodeQueryComponent(pair.substr(std::min(eq + 1, pair.size()))));
-  }
-}
-
 void FillRemote(const sockaddr_storage& addr, std::string* host, int* port) {
   char text[INET6_ADDRSTRLEN] = "";
   if (addr.ss_family == AF_INET) {
@@ -433,8 +395,8 @@ bool EventServer::Answer(Connection& c) {
   req.version = std::move(parsed.version);
   size_t query = req.target.find('?');
   req.path = req.target.substr(0, query);
-  if (query != std::string::npos)
-    ParseQuery(std::string_view(req.target).substr(query + 1), &req.params);
+  if (query != std::string::npos)  // form-decoded, as cpp-httplib's own server does
+    httplib::detail::parse_query_text(req.target.substr(query + 1), req.params);
   req.headers = std::move(parsed.headers);
   req.body = std::move(parsed.body);
   req.remote_addr = c.remote_addr;

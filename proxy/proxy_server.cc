@@ -1,8 +1,5 @@
 #include "proxy/proxy_server.h"
 
-#include <deque>
-#include <thread>
-
 #include "budget/cost.h"
 #include "budget/keys.h"
 #include "providers/json_bounded.h"
@@ -83,11 +80,6 @@ ProxyService::ProxyService(ProxyDependencies deps) : deps_(deps) {
   }
 }
 
-ProxyService::~ProxyService() {
-  std::unique_lock lock(streams_mu_);
-  streams_done_.wait(lock, [&] { return streams_in_flight_.load() == 0; });
-}
-
 std::unique_ptr<EventServer> ProxyService::BuildServer() {
   auto server =
       std::make_unique<EventServer>(ServerTuning{.worker_threads = deps_.config.worker_threads,
@@ -160,10 +152,10 @@ httplib::Headers ProxyService::UpstreamHeaders(const Provider& provider,
 void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
                           httplib::Response& res, ResponseWriter& writer) {
   deps_.metrics.Inc(Counter::kProxyRequests);
-  auto x = std::make_unique<Exchange>();
-  x->provider = &provider;
-  x->t0 = std::chrono::steady_clock::now();
-  x->started = deps_.clock.Now();
+  Exchange x;
+  x.provider = &provider;
+  x.t0 = std::chrono::steady_clock::now();
+  x.started = deps_.clock.Now();
   std::string path = req.matches[1];
   auto route = provider.Match(req.method, path);
   auto refuse = [&](ErrorKind kind, const std::string& message, Counter counter) {
@@ -175,10 +167,10 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
                   "unknown path " + req.path + " for " + std::string(provider.name()),
                   Counter::kProxyRefusedBadRequest);
   }
-  x->route = *route;
+  x.route = *route;
   // The query goes along as sent (models lists page with ?limit=, ?after_id=).
   size_t query = req.target.find('?');
-  x->upstream_path = "/" + path + (query == std::string::npos ? "" : req.target.substr(query));
+  x.upstream_path = "/" + path + (query == std::string::npos ? "" : req.target.substr(query));
 
   // 1. Who is calling.
   std::string key =
@@ -198,8 +190,8 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
     return refuse(ErrorKind::kAuthentication, identity.status().message(),
                   Counter::kProxyRefusedAuth);
   }
-  x->identity = *identity;
-  x->user_id = identity->user.id;
+  x.identity = *identity;
+  x.user_id = identity->user.id;
 
   // 2. What is asked.
   json body;
@@ -214,7 +206,7 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
     if (!facts.ok())
       return refuse(ErrorKind::kInvalidRequest, facts.status().message(),
                     Counter::kProxyRefusedBadRequest);
-    x->facts = std::move(*facts);
+    x.facts = std::move(*facts);
   }
 
   // 3. On whose budget.
@@ -225,7 +217,7 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
                   Counter::kProxyRefusedAuth);
   }
   if (identity->key.act_as_user) {
-    std::string who = named.empty() ? x->facts.end_user : named;
+    std::string who = named.empty() ? x.facts.end_user : named;
     if (!who.empty()) {
       auto end_user = deps_.authenticator.ResolveEndUser(who, deps_.config.auto_create_end_users,
                                                          deps_.config.user_defaults);
@@ -239,53 +231,53 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
         return refuse(ErrorKind::kPermission, "end user \"" + who + "\" is disabled",
                       Counter::kProxyRefusedAuth);
       }
-      x->user_id = end_user->id;
+      x.user_id = end_user->id;
     }
   }
 
   // 4. At what price.
   int64_t default_cap = 4096;
   if (route->endpoint == Endpoint::kChat || route->endpoint == Endpoint::kEmbeddings) {
-    auto quote = deps_.pricing.Lookup(std::string(provider.name()), x->facts.model, x->started);
+    auto quote = deps_.pricing.Lookup(std::string(provider.name()), x.facts.model, x.started);
     if (quote.ok()) {
-      x->rates = quote->rates;
-      x->price_id = quote->id;
+      x.rates = quote->rates;
+      x.price_id = quote->id;
       default_cap = quote->entry->default_max_output;
     } else if (deps_.config.fallback_input_per_million &&
                deps_.config.fallback_output_per_million) {
-      x->rates.input =
+      x.rates.input =
           TokenRate::FromNanosPerMillion(deps_.config.fallback_input_per_million->nanos());
-      x->rates.output =
+      x.rates.output =
           TokenRate::FromNanosPerMillion(deps_.config.fallback_output_per_million->nanos());
-      x->rates.cache_read = x->rates.cache_write_5m = x->rates.cache_write_1h = x->rates.input;
-      x->price_id = "fallback";
+      x.rates.cache_read = x.rates.cache_write_5m = x.rates.cache_write_1h = x.rates.input;
+      x.price_id = "fallback";
     } else {
       return refuse(ErrorKind::kInvalidRequest,
-                    "model \"" + x->facts.model + "\" has no price configured for " +
+                    "model \"" + x.facts.model + "\" has no price configured for " +
                         std::string(provider.name()) +
                         "; ask an admin to add it to the pricing table",
                     Counter::kProxyRefusedBadRequest);
     }
   } else {
-    x->price_id = "free";
+    x.price_id = "free";
   }
 
   // 5. May it be spent.
-  x->request_id = "tgr_" + RandomHex(12);
+  x.request_id = "tgr_" + RandomHex(12);
   CostAccumulator input_cost;
-  input_cost.Add(x->facts.input_tokens_estimate, x->rates.input);
+  input_cost.Add(x.facts.input_tokens_estimate, x.rates.input);
   ReserveRequest reserve{
-      .user_id = x->user_id,
-      .request_id = x->request_id,
+      .user_id = x.user_id,
+      .request_id = x.request_id,
       .input_cost = input_cost.Total(),
-      .output_rate = x->rates.output,
-      .max_output_tokens = x->facts.max_output_tokens,
+      .output_rate = x.rates.output,
+      .max_output_tokens = x.facts.max_output_tokens,
       .default_output_cap = default_cap,
       .clamp = deps_.config.clamp_max_tokens && route->endpoint == Endpoint::kChat,
       .min_output_tokens = deps_.config.min_output_tokens};
-  x->admission = deps_.gate.Reserve(reserve);
-  if (!x->admission.allowed()) {
-    const Admission& a = x->admission;
+  x.admission = deps_.gate.Reserve(reserve);
+  if (!x.admission.allowed()) {
+    const Admission& a = x.admission;
     switch (a.refusal) {
       case Refusal::kGlobalCap:
         return refuse(ErrorKind::kBudget, "the global spending cap is reached (" + a.message + ")",
@@ -304,21 +296,20 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   deps_.metrics.Inc(Counter::kReservations);
 
   // 6. Forward.
-  res.set_header("x-tollgate-request-id", x->request_id);
-  if (x->admission.clamped_max_tokens) {
+  res.set_header("x-tollgate-request-id", x.request_id);
+  if (x.admission.clamped_max_tokens) {
     res.set_header("x-tollgate-max-tokens-clamped",
-                   std::to_string(*x->admission.clamped_max_tokens));
+                   std::to_string(*x.admission.clamped_max_tokens));
   }
   if (route->endpoint != Endpoint::kListing) {
-    x->hide_usage_chunk =
-        provider.Rewrite(*route, x->facts, x->admission.clamped_max_tokens, &body);
-    x->body = body.dump();
+    x.hide_usage_chunk = provider.Rewrite(*route, x.facts, x.admission.clamped_max_tokens, &body);
+    x.body = body.dump();
   }
-  x->headers = UpstreamHeaders(provider, req);
-  if (x->facts.stream) {
-    ForwardStreaming(*x, res, writer);
+  x.headers = UpstreamHeaders(provider, req);
+  if (x.facts.stream) {
+    ForwardStreaming(x, res, writer);
   } else {
-    ForwardBuffered(*x, req, res);
+    ForwardBuffered(x, req, res);
   }
 }
 
@@ -461,12 +452,7 @@ void ProxyService::ForwardStreaming(Exchange& x, httplib::Response& res, Respons
       Finish(x, status, estimate, true);
     }
   }
-  {
-    // Notify under the lock: once the count reads 0 the destructor may return.
-    std::lock_guard lock(streams_mu_);
-    --streams_in_flight_;
-    streams_done_.notify_all();
-  }
+  streams_in_flight_.fetch_sub(1);
 }
 
 bool ProxyService::TryStartDrain() {

@@ -3,10 +3,8 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 
 #include "budget/authenticator.h"
 #include "budget/gate.h"
@@ -35,13 +33,13 @@ struct Exchange;
 class ProxyService {
  public:
   explicit ProxyService(ProxyDependencies deps);
-  // Waits for streams still draining, so nothing they touch goes away under them.
-  ~ProxyService();
   ProxyService(const ProxyService&) = delete;
   ProxyService& operator=(const ProxyService&) = delete;
 
-  // A server whose handlers use this service; stop it before destroying the service.
+  // A server whose handlers use this service; stop it before destroying the service
+  // (Stop() waits for the requests in progress, streams and their drains included).
   std::unique_ptr<EventServer> BuildServer();
+  // Streams being relayed or drained (tests wait for 0 before reading the ledger).
   int streams_in_flight() const { return streams_in_flight_.load(); }
 
  private:
@@ -61,8 +59,6 @@ class ProxyService {
   std::map<std::string, std::unique_ptr<UpstreamPool>> pools_;
   std::atomic<int> streams_in_flight_{0};
   std::atomic<int> drains_{0};
-  std::mutex streams_mu_;
-  std::condition_variable streams_done_;
 };
 
 }  // namespace tollgate
