@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <thread>
 
 #include "budget/keys.h"
@@ -88,8 +89,16 @@ TEST_F(PostgresIntegration, LedgerGathersRowsIntoFullBatches) {
   PgDirectory dir(*pool_);
   int64_t user = dir.CreateUser({.name = "gather"}, BudgetDefaults{}, now_)->id;
   Metrics metrics;
-  // A linger longer than the test: only a full batch, a Flush() or the shutdown ends it.
-  auto ledger = std::make_unique<PgLedger>(*pool_, metrics, "", std::chrono::hours(1));
+  // A long linger: only a full batch, a Flush() or the shutdown may end it early. Flush()
+  // and the shutdown are checked to return long before it (they would otherwise take it
+  // whole and still write every row).
+  constexpr auto kLinger = std::chrono::minutes(2);
+  auto ledger = std::make_unique<PgLedger>(*pool_, metrics, "", kLinger);
+  auto quick = [&](const std::function<void()>& step) {
+    auto t0 = std::chrono::steady_clock::now();
+    step();
+    return std::chrono::steady_clock::now() - t0 < kLinger / 2;
+  };
   auto row = [&](int i) {
     UsageRecord r;
     r.request_id = "gather-" + std::to_string(i);
@@ -106,10 +115,10 @@ TEST_F(PostgresIntegration, LedgerGathersRowsIntoFullBatches) {
   EXPECT_EQ(metrics.Get(Counter::kLedgerRowsWritten), 2 * PgLedger::kBatchRows);
   EXPECT_EQ(metrics.Get(Counter::kLedgerBatchesWritten), 2u) << "two full batches, no more";
   for (int i = 0; i < 3; ++i) ledger->Append(row(5000 + i));
-  ledger->Flush();  // does not wait out the hour
+  EXPECT_TRUE(quick([&] { ledger->Flush(); })) << "Flush() waited out the linger";
   EXPECT_EQ(metrics.Get(Counter::kLedgerBatchesWritten), 3u);
   ledger->Append(row(9000));
-  ledger.reset();  // nor does the shutdown
+  EXPECT_TRUE(quick([&] { ledger.reset(); })) << "the shutdown waited out the linger";
   EXPECT_EQ(metrics.Get(Counter::kLedgerRowsWritten), 2 * PgLedger::kBatchRows + 4);
   auto spent = PgLedger(*pool_, metrics).SpendSince(user, now_ - std::chrono::hours(1));
   ASSERT_TRUE(spent.ok());

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <future>
 #include <thread>
 
 namespace tollgate {
@@ -49,15 +50,21 @@ TEST(TtlCache, AnExpiredValueServesWhileOneCallerReloadsIt) {
     EXPECT_EQ(v.value(), 2);
   });
   while (!loading) std::this_thread::yield();
-  // Meanwhile others are answered at once with the old value (they would block here if
-  // they waited for the reload), and none of them loads.
-  for (int i = 0; i < 5; ++i) {
-    EXPECT_EQ(
-        cache.Get(7, []() -> Result<int> { return Status::Internal("no second load"); }).value(),
-        1);
-  }
-  release = true;
+  // Meanwhile others are answered with the old value, and none of them loads. The reload
+  // is held until they are done, so callers that waited for it would never finish here.
+  auto others = std::async(std::launch::async, [&] {
+    int old_values = 0;
+    for (int i = 0; i < 5; ++i) {
+      auto v = cache.Get(7, []() -> Result<int> { return Status::Internal("no second load"); });
+      if (v.ok() && *v == 1) ++old_values;
+    }
+    return old_values;
+  });
+  bool answered = others.wait_for(30s) == std::future_status::ready;
+  release = true;  // on failure too, so the test ends instead of hanging
   reloader.join();
+  EXPECT_TRUE(answered) << "callers queued behind the reload";
+  EXPECT_EQ(others.get(), 5);
   EXPECT_EQ(cache.Get(7, [] { return Result<int>(3); }).value(), 2);
   // A value vetoed by `fresh` is never served stale.
   clock.Advance(1500ms);
