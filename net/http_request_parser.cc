@@ -52,9 +52,6 @@ bool ListsToken(const httplib::Headers& headers, const char* name, std::string_v
   return false;
 }
 
-constexpr size_t kMaxChunkLine = 1024;
-constexpr size_t kCompactAfter = 256 * 1024;
-
 }  // namespace
 
 RequestParser::State RequestParser::Fail(int status, std::string message) {
@@ -66,8 +63,9 @@ RequestParser::State RequestParser::Fail(int status, std::string message) {
 void RequestParser::Reset() {
   request_ = ParsedRequest{};
   head_done_ = false;
-  scanned_ = head_bytes_ = content_length_ = chunk_pos_ = chunk_left_ = 0;
-  chunked_ = in_chunk_data_ = in_trailers_ = false;
+  scanned_ = head_bytes_ = content_length_ = 0;
+  chunked_ = false;
+  chunked_body_.Reset();
   error_status_ = 0;
   error_message_.clear();
 }
@@ -175,54 +173,18 @@ RequestParser::State RequestParser::ParseHead(std::string& in) {
 }
 
 RequestParser::State RequestParser::ParseChunked(std::string& in) {
-  std::string& body = request_.body;
-  for (;;) {
-    if (chunk_pos_ > kCompactAfter) {
-      in.erase(0, chunk_pos_);
-      chunk_pos_ = 0;
-    }
-    if (in_chunk_data_) {
-      size_t take = std::min(in.size() - chunk_pos_, chunk_left_);
-      body.append(in, chunk_pos_, take);
-      chunk_pos_ += take;
-      chunk_left_ -= take;
-      if (chunk_left_ > 0 || in.size() - chunk_pos_ < 2) return State::kNeedMore;
-      if (in.compare(chunk_pos_, 2, "\r\n") != 0) return Fail(400, "malformed chunked body");
-      chunk_pos_ += 2;
-      in_chunk_data_ = false;
-      continue;
-    }
-    size_t eol = in.find("\r\n", chunk_pos_);
-    if (eol == std::string::npos) {
-      if (in.size() - chunk_pos_ > kMaxChunkLine) return Fail(400, "malformed chunked body");
+  switch (chunked_body_.Decode(in, request_.body, limits_.max_body_bytes)) {
+    case ChunkedDecoder::State::kNeedMore:
       return State::kNeedMore;
-    }
-    std::string_view line(in.data() + chunk_pos_, eol - chunk_pos_);
-    chunk_pos_ = eol + 2;
-    if (in_trailers_) {
-      if (line.empty()) {
-        in.erase(0, chunk_pos_);
-        return State::kDone;
-      }
-      if (line.size() > kMaxChunkLine) return Fail(400, "malformed chunked body");
-      continue;  // trailer fields are read and dropped
-    }
-    std::string_view digits = TrimOws(line.substr(0, line.find(';')));
-    if (digits.empty() || digits.size() > 15 ||
-        !std::all_of(digits.begin(), digits.end(),
-                     [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }))
-      return Fail(400, "malformed chunked body");
-    size_t size = std::stoull(std::string(digits), nullptr, 16);
-    if (size == 0) {
-      in_trailers_ = true;
-      continue;
-    }
-    if (body.size() + size > limits_.max_body_bytes)
+    case ChunkedDecoder::State::kDone:
+      return State::kDone;
+    case ChunkedDecoder::State::kTooLarge:
       return Fail(
           413, "request body is larger than " + std::to_string(limits_.max_body_bytes) + " bytes");
-    chunk_left_ = size;
-    in_chunk_data_ = true;
+    case ChunkedDecoder::State::kMalformed:
+      break;
   }
+  return Fail(400, "malformed chunked body");
 }
 
 }  // namespace tollgate

@@ -9,6 +9,8 @@
 #include <cstddef>
 #include <string>
 
+#include "net/chunked_decoder.h"
+
 namespace tollgate {
 
 struct ParserLimits {
@@ -61,10 +63,7 @@ class RequestParser {
   size_t head_bytes_ = 0;
   bool chunked_ = false;
   size_t content_length_ = 0;
-  size_t chunk_pos_ = 0;        // chunked: where in `in` decoding continues
-  size_t chunk_left_ = 0;       // chunked: data bytes still to copy from the current chunk
-  bool in_chunk_data_ = false;  // chunked: between a size line and its data's CRLF
-  bool in_trailers_ = false;
+  ChunkedDecoder chunked_body_;
   int error_status_ = 0;
   std::string error_message_;
 };
