@@ -113,15 +113,6 @@ std::string StatusAndHeaders(int status, const httplib::Headers& headers, bool k
   return out;
 }
 
-std::string ChunkFrame(std::string_view data) {
-  char line[24];
-  int n = snprintf(line, sizeof(line), "%zx\r\n", data.size());
-  std::string frame(line, static_cast<size_t>(n));
-  frame.append(data);
-  frame += "\r\n";
-  return frame;
-}
-
 bool Send(int fd, const char* data, size_t size) {
   while (size > 0) {
     ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
@@ -156,6 +147,17 @@ void FillRemote(const sockaddr_storage& addr, std::string* host, int* port) {
 }
 
 }  // namespace
+
+std::string ChunkFrame(std::string_view data) {
+  char line[24];
+  int n = snprintf(line, sizeof(line), "%zx\r\n", data.size());
+  std::string frame;
+  frame.reserve(static_cast<size_t>(n) + data.size() + 2);
+  frame.append(line, static_cast<size_t>(n));
+  frame.append(data);
+  frame += "\r\n";
+  return frame;
+}
 
 EventServer::EventServer(const ServerTuning& tuning)
     : tuning_(tuning),
@@ -208,8 +210,18 @@ bool ResponseWriter::Write(std::string_view data) {
 bool ResponseWriter::End() {
   if (!started_ || ended_ || failed_) return false;
   ended_ = true;
-  failed_ = !Send(fd_, "0\r\n\r\n", 5);
+  failed_ = !Send(fd_, kLastChunk.data(), kLastChunk.size());
   return !failed_;
+}
+
+ResponseWriter::Detached ResponseWriter::Detach() {
+  detached_ = true;
+  EventServer* server = server_;
+  auto* c = static_cast<EventServer::Connection*>(connection_);
+  bool keep_alive = keep_alive_ && !failed_;
+  return {fd_, [server, c, keep_alive](bool complete) {
+            server->Resume(c, complete && keep_alive);
+          }};
 }
 
 size_t EventServer::connections() const {
@@ -379,7 +391,9 @@ void EventServer::OnReadable(Connection* c) {
 
 void EventServer::Serve(Connection* c) {
   for (;;) {
-    if (!Answer(*c)) return Close(c);
+    Outcome outcome = Answer(*c);
+    if (outcome == Outcome::kDetached) return;  // Resume() takes it from here
+    if (outcome == Outcome::kClose) return Close(c);
     c->parser.Reset();
     c->continue_sent = false;
     // A pipelined request may already be here.
@@ -387,7 +401,15 @@ void EventServer::Serve(Connection* c) {
   }
 }
 
-bool EventServer::Answer(Connection& c) {
+void EventServer::Resume(Connection* c, bool keep_alive) {
+  if (!keep_alive || c->peer_closed) return Close(c);
+  c->parser.Reset();
+  c->continue_sent = false;
+  if (c->parser.Parse(c->in) == RequestParser::State::kNeedMore) return Release(c);
+  pool_->Submit([this, c] { Serve(c); });
+}
+
+EventServer::Outcome EventServer::Answer(Connection& c) {
   ParsedRequest& parsed = c.parser.request();
   httplib::Request req;
   req.method = std::move(parsed.method);
@@ -404,7 +426,7 @@ bool EventServer::Answer(Connection& c) {
   httplib::Response res;
   bool keep_alive = parsed.keep_alive && !c.peer_closed && !stopping_.load();
 
-  ResponseWriter writer(c.fd, keep_alive);
+  ResponseWriter writer(this, &c, c.fd, keep_alive);
   int error = c.parser.error_status();
   if (error != 0) {
     // What follows an unreadable request cannot be framed: answer and close.
@@ -415,13 +437,16 @@ bool EventServer::Answer(Connection& c) {
     res.status = 404;
     if (render_error_) render_error_(req, 404, "no route for " + req.method + " " + req.path, res);
   }
-  if (writer.started()) return writer.complete() && keep_alive;
+  if (writer.detached()) return Outcome::kDetached;
+  if (writer.started())
+    return writer.complete() && keep_alive ? Outcome::kKeepAlive : Outcome::kClose;
   if (res.status == -1) res.status = 200;
   if (res.status >= 400 && res.body.empty() && !res.content_provider_) {
     res.set_content(error != 0 ? c.parser.error_message() : std::string(Reason(res.status)),
                     "text/plain");
   }
-  return WriteResponse(c, req, res, keep_alive) && keep_alive;
+  return WriteResponse(c, req, res, keep_alive) && keep_alive ? Outcome::kKeepAlive
+                                                                : Outcome::kClose;
 }
 
 bool EventServer::Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer) {
@@ -488,7 +513,7 @@ bool EventServer::WriteResponse(Connection& c, const httplib::Request& req, http
   sink.done = [&] {
     if (done) return;
     done = true;
-    if (chunked && ok) ok = Send(c.fd, "0\r\n\r\n", 5);
+    if (chunked && ok) ok = Send(c.fd, kLastChunk.data(), kLastChunk.size());
   };
   sink.is_writable = [&] { return ok; };
   while (ok && !done && (chunked || until_close || offset < res.content_length_)) {

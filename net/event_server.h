@@ -37,6 +37,8 @@ struct ServerTuning {
   int keep_alive_seconds = 60;               // an idle connection is closed
 };
 
+class EventServer;
+
 // Lets a handler answer while it works: the status line and headers go out at once,
 // then the body chunk by chunk, written by the handler's own thread (a stream relayed
 // from an upstream needs no second thread and no queue). A handler that never calls
@@ -52,19 +54,41 @@ class ResponseWriter {
   bool started() const { return started_; }
   bool complete() const { return ended_ && !failed_; }
 
+  // Hands the connection over after Begin(), to be written by an event loop of the
+  // caller's (the stream relay): the server neither reads nor closes it until
+  // `finish` is called, from any thread, exactly once — true when the answer was
+  // completed (the connection then serves the next request if keep-alive allows),
+  // false to close it. The new owner writes chunks framed with ChunkFrame() and the
+  // last chunk itself. Stop() waits for detached connections as for any request.
+  struct Detached {
+    int fd = -1;
+    std::function<void(bool complete)> finish;
+  };
+  Detached Detach();
+  bool detached() const { return detached_; }
+
  private:
   friend class EventServer;
-  ResponseWriter(int fd, bool keep_alive) : fd_(fd), keep_alive_(keep_alive) {}
+  ResponseWriter(EventServer* server, void* connection, int fd, bool keep_alive)
+      : server_(server), connection_(connection), fd_(fd), keep_alive_(keep_alive) {}
 
+  EventServer* const server_;
+  void* const connection_;
   const int fd_;
   const bool keep_alive_;
   bool started_ = false;
   bool ended_ = false;
   bool failed_ = false;
+  bool detached_ = false;
 };
+
+// One chunk of a chunked body: size line, data, CRLF. The last chunk is kLastChunk.
+std::string ChunkFrame(std::string_view data);
+inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
 class EventServer {
  public:
+  friend class ResponseWriter;
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
   using StreamingHandler =
       std::function<void(const httplib::Request&, httplib::Response&, ResponseWriter&)>;
@@ -111,8 +135,11 @@ class EventServer {
   void Accept();
   void OnReadable(Connection* c);
   void Serve(Connection* c);
-  // Answers the parsed request (or the parse error); false when the connection must close.
-  bool Answer(Connection& c);
+  enum class Outcome { kKeepAlive, kClose, kDetached };
+  // Answers the parsed request (or the parse error).
+  Outcome Answer(Connection& c);
+  // A detached connection comes back: the next request, or closed.
+  void Resume(Connection* c, bool keep_alive);
   bool Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer);
   bool WriteResponse(Connection& c, const httplib::Request& req, httplib::Response& res,
                      bool keep_alive);

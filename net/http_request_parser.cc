@@ -37,7 +37,8 @@ std::string Lower(std::string_view s) {
   return out;
 }
 
-// Whether a comma-separated header (Connection, Expect) lists `token`.
+}  // namespace
+
 bool ListsToken(const httplib::Headers& headers, const char* name, std::string_view token) {
   auto [from, to] = headers.equal_range(name);
   for (auto it = from; it != to; ++it) {
@@ -52,7 +53,25 @@ bool ListsToken(const httplib::Headers& headers, const char* name, std::string_v
   return false;
 }
 
-}  // namespace
+FieldError ParseFields(std::string_view lines, size_t max_fields, httplib::Headers* out) {
+  size_t pos = 0;
+  size_t count = 0;
+  while (pos < lines.size()) {
+    size_t next = std::min(lines.find("\r\n", pos), lines.size());
+    std::string_view field = lines.substr(pos, next - pos);
+    pos = next + 2;
+    if (field.empty() || field.front() == ' ' || field.front() == '\t')
+      return {400, "folded header lines are not accepted"};
+    size_t colon = field.find(':');
+    if (colon == std::string_view::npos || !IsToken(field.substr(0, colon)))
+      return {400, "malformed header line"};
+    std::string_view value = TrimOws(field.substr(colon + 1));
+    if (!IsFieldValue(value)) return {400, "header value holds control characters"};
+    if (++count > max_fields) return {431, "more than " + std::to_string(max_fields) + " headers"};
+    out->emplace(std::string(field.substr(0, colon)), std::string(value));
+  }
+  return {};
+}
 
 RequestParser::State RequestParser::Fail(int status, std::string message) {
   error_status_ = status;
@@ -124,23 +143,9 @@ RequestParser::State RequestParser::ParseHead(std::string& in) {
   request_.target = target;
   request_.version = version;
 
-  size_t pos = eol + 2;
-  size_t count = 0;
-  while (pos < head.size()) {
-    size_t next = std::min(head.find("\r\n", pos), head.size());
-    std::string_view field = head.substr(pos, next - pos);
-    pos = next + 2;
-    if (field.front() == ' ' || field.front() == '\t')
-      return Fail(400, "folded header lines are not accepted");
-    size_t colon = field.find(':');
-    if (colon == std::string_view::npos || !IsToken(field.substr(0, colon)))
-      return Fail(400, "malformed header line");
-    std::string_view value = TrimOws(field.substr(colon + 1));
-    if (!IsFieldValue(value)) return Fail(400, "header value holds control characters");
-    if (++count > limits_.max_headers)
-      return Fail(431, "more than " + std::to_string(limits_.max_headers) + " headers");
-    request_.headers.emplace(std::string(field.substr(0, colon)), std::string(value));
-  }
+  FieldError bad = ParseFields(head.substr(std::min(eol + 2, head.size())), limits_.max_headers,
+                               &request_.headers);
+  if (bad.status != 0) return Fail(bad.status, std::move(bad.message));
 
   const httplib::Headers& h = request_.headers;
   size_t encodings = h.count("Transfer-Encoding");

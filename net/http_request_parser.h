@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 
 #include "net/chunked_decoder.h"
 
@@ -30,6 +31,16 @@ struct ParsedRequest {
   bool keep_alive = true;
   bool expect_continue = false;
 };
+
+// Header field lines ("name: value", CRLF between them) into `out`. Shared by the
+// request parser and the upstream client.
+struct FieldError {
+  int status = 0;  // 0: well formed; 400 malformed; 431 more than max_fields
+  std::string message;
+};
+FieldError ParseFields(std::string_view lines, size_t max_fields, httplib::Headers* out);
+// Whether a comma-separated header (Connection, Expect) lists `token` (lower case).
+bool ListsToken(const httplib::Headers& headers, const char* name, std::string_view token);
 
 class RequestParser {
  public:

@@ -22,6 +22,7 @@ struct Exchange {
   std::chrono::steady_clock::time_point t0;
   Admission admission;
   bool hide_usage_chunk = false;
+  int status = 0;  // the upstream's, once its head is in
   bool finished = false;
 };
 
@@ -72,11 +73,15 @@ std::string ResetText(const Admission& a) {
 
 }  // namespace
 
-ProxyService::ProxyService(ProxyDependencies deps) : deps_(deps) {
+ProxyService::ProxyService(ProxyDependencies deps)
+    : deps_(deps),
+      relay_(std::make_unique<StreamRelay>(
+          RelayTimeouts{.upstream_silence_ms = deps_.config.upstream_read_timeout_ms,
+                        .drain_ms = deps_.config.drain_timeout_seconds * 1000})) {
   for (const auto& [name, upstream] : deps_.config.upstreams) {
     pools_[name] = std::make_unique<UpstreamPool>(
-        upstream.base_url, UpstreamTimeouts{deps_.config.upstream_connect_timeout_ms,
-                                            deps_.config.upstream_read_timeout_ms});
+        upstream.base_url, ClientTimeouts{.connect_ms = deps_.config.upstream_connect_timeout_ms,
+                                          .read_ms = deps_.config.upstream_read_timeout_ms});
   }
 }
 
@@ -307,152 +312,166 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   }
   x.headers = UpstreamHeaders(provider, req);
   if (x.facts.stream) {
-    ForwardStreaming(x, res, writer);
+    ForwardStreaming(std::move(x), res, writer);
   } else {
     ForwardBuffered(x, req, res);
   }
 }
 
+UpstreamRequest ProxyService::ToUpstream(const Exchange& x, const std::string& method) const {
+  UpstreamRequest up{.method = method, .target = x.upstream_path, .headers = x.headers,
+                     .body = x.body};
+  if (method == "POST" && up.headers.find("Content-Type") == up.headers.end())
+    up.headers.emplace("Content-Type", "application/json");
+  return up;
+}
+
+void ProxyService::UpstreamFailed(Exchange& x, ClientError error, const std::string& detail,
+                                  httplib::Response& res) {
+  deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
+  const char* what = error == ClientError::kTimeout                                  ? "timed out"
+                     : error == ClientError::kConnect || error == ClientError::kTls ? "is unreachable"
+                                                                                    : "failed";
+  Refuse(*x.provider, x.route, error == ClientError::kTimeout ? ErrorKind::kTimeout : ErrorKind::kUpstream,
+         std::string(x.provider->name()) + " upstream " + what + " (" + detail + ")", res);
+  Finish(x, res.status, Usage{}, false);
+}
+
 void ProxyService::ForwardBuffered(Exchange& x, const httplib::Request& req,
                                    httplib::Response& res) {
   UpstreamPool& pool = *pools_.at(std::string(x.provider->name()));
-  auto client = pool.Acquire();
-  httplib::Result result = req.method == "GET" ? client->Get(x.upstream_path.c_str(), x.headers)
-                                               : client->Post(x.upstream_path.c_str(), x.headers,
-                                                              x.body, "application/json");
-  pool.Release(std::move(client));
-  if (!result) {
-    deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
-    bool timeout = result.error() == httplib::Error::Read;
-    ErrorKind kind = timeout ? ErrorKind::kTimeout : ErrorKind::kUpstream;
-    Refuse(*x.provider, x.route, kind,
-           std::string(x.provider->name()) + " upstream " +
-               (timeout ? "timed out" : "is unreachable") + " (" +
-               httplib::to_string(result.error()) + ")",
-           res);
-    return Finish(x, res.status, Usage{}, false);
+  ResponseHead head;
+  ClientError error = ClientError::kNone;
+  std::string detail;
+  auto upstream = pool.Begin(ToUpstream(x, req.method == "GET" ? "GET" : "POST"), &head, &error,
+                             &detail);
+  std::string answer;
+  if (upstream) {
+    error = upstream->ReadBody([&](std::string_view piece) {
+      answer.append(piece);
+      return true;
+    });
+    detail = ToString(error);
   }
+  if (error != ClientError::kNone) return UpstreamFailed(x, error, detail, res);
+  pool.Release(std::move(upstream));
+
   Usage usage;
-  if (result->status >= 200 && result->status < 300) {
-    std::string error;
-    if (auto answer = ParseJsonBounded(result->body, &error))
-      usage = x.provider->UsageFromAnswer(x.route, *answer);
+  if (head.status >= 200 && head.status < 300) {
+    std::string parse_error;
+    if (auto parsed = ParseJsonBounded(answer, &parse_error))
+      usage = x.provider->UsageFromAnswer(x.route, *parsed);
   }
-  res.status = result->status;
-  for (const auto& [name, value] : result->headers) {
+  res.status = head.status;
+  for (const auto& [name, value] : head.headers) {
     if (!IsResponseHopByHop(name)) res.set_header(name, value);
   }
-  res.set_content(result->body, result->has_header("Content-Type")
-                                    ? result->get_header_value("Content-Type")
-                                    : std::string("application/json"));
-  Finish(x, result->status, usage, false);
+  auto type = head.headers.find("Content-Type");
+  res.set_content(std::move(answer),
+                  type != head.headers.end() ? type->second : std::string("application/json"));
+  Finish(x, head.status, usage, false);
 }
 
-void ProxyService::ForwardStreaming(Exchange& x, httplib::Response& res, ResponseWriter& writer) {
-  std::unique_ptr<StreamObserver> observer = x.provider->ObserveStream(x.route, x.hide_usage_chunk);
-  streams_in_flight_.fetch_add(1);
-  UpstreamPool& pool = *pools_.at(std::string(x.provider->name()));
-  auto client = pool.Acquire();
+// A stream on the relay: the provider's observer sees every byte, and the settlement
+// comes once it is over, exactly as for a buffered answer.
+class RelayedExchange : public RelayedStream {
+ public:
+  RelayedExchange(ProxyService* service, Exchange&& x)
+      : service_(service),
+        x_(std::move(x)),
+        observer_(x_.provider->ObserveStream(x_.route, x_.hide_usage_chunk)) {}
 
-  // Read from the upstream and write to the client on this one thread: the client gets
-  // the upstream's real status line at once and each chunk as it comes, a slow client
-  // slows the upstream read (socket buffers bound the memory), and a client that hangs
-  // up leaves the read going on to the final usage, within the drain budget.
-  int status = 0;
-  httplib::Headers upstream_headers;
-  std::string error_body;  // a non-2xx answer, collected whole
-  bool client_gone = false;
-  bool draining = false;
-  auto drain_deadline = std::chrono::steady_clock::time_point::max();
-  auto is_success = [&] { return status >= 200 && status < 300; };
-  httplib::Request up;
-  up.method = "POST";
-  up.path = x.upstream_path;
-  up.headers = x.headers;
-  up.body = x.body;
-  up.set_header("Content-Type", "application/json");
-  up.response_handler = [&](const httplib::Response& r) {
-    status = r.status;
-    upstream_headers = r.headers;
-    if (is_success()) {
-      httplib::Headers out = res.headers;  // tollgate's own: request id, clamped max tokens
-      for (const auto& [name, value] : r.headers) {
-        if (!IsResponseHopByHop(name)) out.emplace(name, value);
-      }
-      out.emplace("Content-Type", r.has_header("Content-Type") ? r.get_header_value("Content-Type")
-                                                               : std::string("text/event-stream"));
-      client_gone = !writer.Begin(status, out);
-    }
-    return true;
-  };
-  up.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
-    if (!is_success()) {
-      if (error_body.size() < (1 << 20)) error_body.append(data, n);
-      return true;
-    }
-    std::string out = observer->Feed(std::string_view(data, n));
-    if (!client_gone && !out.empty()) client_gone = !writer.Write(out);
-    if (!client_gone) return true;
-    if (!draining) {
-      if (!TryStartDrain()) return false;
-      draining = true;
-      drain_deadline = std::chrono::steady_clock::now() +
-                       std::chrono::seconds(deps_.config.drain_timeout_seconds);
-    }
-    return std::chrono::steady_clock::now() < drain_deadline;
-  };
-  httplib::Result result = client->send(up);
-  pool.Release(std::move(client));
-  if (draining) EndDrain();
+  std::string Transform(std::string_view upstream) override { return observer_->Feed(upstream); }
 
-  if (status == 0) {
-    deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
-    bool timeout = result.error() == httplib::Error::Read;
-    Refuse(*x.provider, x.route, timeout ? ErrorKind::kTimeout : ErrorKind::kUpstream,
-           std::string(x.provider->name()) + " upstream " +
-               (timeout ? "timed out" : "is unreachable") + " (" +
-               httplib::to_string(result.error()) + ")",
-           res);
-    Finish(x, res.status, Usage{}, false);
-  } else if (!is_success()) {
-    res.status = status;
-    for (const auto& [name, value] : upstream_headers) {
-      if (!IsResponseHopByHop(name)) res.set_header(name, value);
+  std::string Finish(bool* complete) override {
+    std::string rest = Flush();
+    *complete = true;
+    if (observer_->finished()) return rest;
+    // The upstream broke off. Mistral has no in-stream error form documented, so its
+    // stream just ends without [DONE]; the others say so in their own form.
+    if (x_.provider->name() == "mistral") {
+      *complete = false;
+      return rest;
     }
-    auto type = upstream_headers.find("Content-Type");
-    res.set_content(error_body, type != upstream_headers.end() ? type->second : "application/json");
-    Finish(x, status, Usage{}, false);
-  } else {
-    std::string rest = observer->Flush();
-    if (!client_gone && !rest.empty()) client_gone = !writer.Write(rest);
-    if (!client_gone) {
-      if (observer->finished()) {
-        writer.End();
-      } else if (x.provider->name() == "mistral") {
-        // The upstream broke off. Mistral has no in-stream error form documented, so
-        // its stream just ends without [DONE]; the others say so in their own form.
-        writer.Abort();
-      } else {
-        writer.Write(x.provider->StreamErrorFrame(x.route, "upstream stream ended early"));
-        writer.End();
-      }
-    }
-    if (observer->finished() && observer->usage().reported) {
-      Finish(x, status, observer->usage(), false);
+    return rest + x_.provider->StreamErrorFrame(x_.route, "upstream stream ended early");
+  }
+
+  bool MayDrain() override { return draining_ = service_->TryStartDrain(); }
+
+  void Done(bool /*client_complete*/) override {
+    Flush();
+    if (draining_) service_->EndDrain();
+    if (observer_->finished() && observer_->usage().reported) {
+      service_->Finish(x_, x_.status, observer_->usage(), false);
     } else {
       // Cut short (client gone without a drain, or upstream cut): bill what we know —
       // the exact input side when it came, the text relayed for the output.
-      Usage estimate = observer->usage();
+      Usage estimate = observer_->usage();
       if (estimate.input_tokens + estimate.cache_read_tokens + estimate.cache_write_5m_tokens +
               estimate.cache_write_1h_tokens ==
           0)
-        estimate.input_tokens = x.facts.input_tokens_estimate;
+        estimate.input_tokens = x_.facts.input_tokens_estimate;
       estimate.output_tokens =
-          std::max(estimate.output_tokens, TokensOfText(observer->relayed_text_bytes()));
-      Finish(x, status, estimate, true);
+          std::max(estimate.output_tokens, TokensOfText(observer_->relayed_text_bytes()));
+      service_->Finish(x_, x_.status, estimate, true);
     }
+    service_->streams_in_flight_.fetch_sub(1);
   }
-  streams_in_flight_.fetch_sub(1);
+
+ private:
+  std::string Flush() {
+    if (flushed_) return "";
+    flushed_ = true;
+    return observer_->Flush();
+  }
+
+  ProxyService* const service_;
+  Exchange x_;
+  std::unique_ptr<StreamObserver> observer_;
+  bool draining_ = false;
+  bool flushed_ = false;
+};
+
+void ProxyService::ForwardStreaming(Exchange&& x, httplib::Response& res, ResponseWriter& writer) {
+  UpstreamPool& pool = *pools_.at(std::string(x.provider->name()));
+  ResponseHead head;
+  ClientError error = ClientError::kNone;
+  std::string detail;
+  auto upstream = pool.Begin(ToUpstream(x, "POST"), &head, &error, &detail);
+  if (!upstream) return UpstreamFailed(x, error, detail, res);
+
+  if (head.status < 200 || head.status >= 300) {
+    // An error answer: collected whole (bounded) and passed on as it came.
+    std::string answer;
+    error = upstream->ReadBody([&](std::string_view piece) {
+      answer.append(piece.substr(0, std::min(piece.size(), (size_t{1} << 20) - std::min(answer.size(), size_t{1} << 20))));
+      return true;
+    });
+    pool.Release(std::move(upstream));
+    res.status = head.status;
+    for (const auto& [name, value] : head.headers) {
+      if (!IsResponseHopByHop(name)) res.set_header(name, value);
+    }
+    auto type = head.headers.find("Content-Type");
+    res.set_content(answer, type != head.headers.end() ? type->second : "application/json");
+    return Finish(x, head.status, Usage{}, false);
+  }
+
+  // The client gets the upstream's real status line at once; the relay does the rest.
+  httplib::Headers out = res.headers;  // tollgate's own: request id, clamped max tokens
+  for (const auto& [name, value] : head.headers) {
+    if (!IsResponseHopByHop(name)) out.emplace(name, value);
+  }
+  auto type = head.headers.find("Content-Type");
+  out.emplace("Content-Type",
+              type != head.headers.end() ? type->second : std::string("text/event-stream"));
+  writer.Begin(head.status, out);  // a client already gone is found by the relay's first write
+  x.status = head.status;
+  streams_in_flight_.fetch_add(1);
+  relay_->Add(
+      std::move(upstream),
+      [&pool](std::unique_ptr<HttpConnection> used) { pool.Release(std::move(used)); },
+      writer.Detach(), std::make_unique<RelayedExchange>(this, std::move(x)));
 }
 
 bool ProxyService::TryStartDrain() {

@@ -13,6 +13,7 @@
 #include "config/pricing.h"
 #include "net/event_server.h"
 #include "net/metrics.h"
+#include "net/stream_relay.h"
 #include "providers/provider.h"
 #include "proxy/upstream_pool.h"
 
@@ -29,6 +30,7 @@ struct ProxyDependencies {
 };
 
 struct Exchange;
+class RelayedExchange;
 
 class ProxyService {
  public:
@@ -46,7 +48,11 @@ class ProxyService {
   void Handle(const Provider& provider, const httplib::Request& req, httplib::Response& res,
               ResponseWriter& writer);
   void ForwardBuffered(Exchange& x, const httplib::Request& req, httplib::Response& res);
-  void ForwardStreaming(Exchange& x, httplib::Response& res, ResponseWriter& writer);
+  void ForwardStreaming(Exchange&& x, httplib::Response& res, ResponseWriter& writer);
+  // The upstream could not be asked, or did not answer: a 502 or 504 in the provider's shape.
+  void UpstreamFailed(Exchange& x, ClientError error, const std::string& detail,
+                      httplib::Response& res);
+  UpstreamRequest ToUpstream(const Exchange& x, const std::string& method) const;
   void Refuse(const Provider& provider, const std::optional<Route>& route, ErrorKind kind,
               const std::string& message, httplib::Response& res);
   // Settles the hold and appends the ledger row: exactly once per forwarded request.
@@ -54,11 +60,14 @@ class ProxyService {
   httplib::Headers UpstreamHeaders(const Provider& provider, const httplib::Request& req) const;
   bool TryStartDrain();
   void EndDrain();
+  friend class RelayedExchange;
 
   ProxyDependencies deps_;
   std::map<std::string, std::unique_ptr<UpstreamPool>> pools_;
   std::atomic<int> streams_in_flight_{0};
   std::atomic<int> drains_{0};
+  // After the pools: its streams give their connections back as it shuts down.
+  std::unique_ptr<StreamRelay> relay_;
 };
 
 }  // namespace tollgate

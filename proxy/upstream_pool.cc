@@ -1,32 +1,75 @@
 #include "proxy/upstream_pool.h"
 
 namespace tollgate {
+namespace {
 
-std::unique_ptr<httplib::Client> UpstreamPool::Acquire() {
-  {
-    std::lock_guard lock(mu_);
-    if (!idle_.empty()) {
-      auto c = std::move(idle_.back());
+// Servers close idle keep-alive connections after a while (nginx: 75 s); one idle
+// longer than this is dropped rather than risked.
+constexpr auto kMaxIdle = std::chrono::seconds(30);
+
+}  // namespace
+
+UpstreamPool::UpstreamPool(const std::string& base_url, ClientTimeouts timeouts,
+                           std::string ca_file, size_t max_idle)
+    : address_(ParseUpstreamUrl(base_url)),
+      timeouts_(timeouts),
+      tls_(ca_file),
+      max_idle_(max_idle) {}
+
+std::unique_ptr<HttpConnection> UpstreamPool::Borrow(ClientError* error, std::string* detail,
+                                                     bool* reused) {
+  auto now = std::chrono::steady_clock::now();
+  for (;;) {
+    Idle idle;
+    {
+      std::lock_guard lock(mu_);
+      if (idle_.empty()) break;
+      idle = std::move(idle_.back());
       idle_.pop_back();
-      return c;
+    }
+    if (now - idle.since < kMaxIdle && !idle.connection->IdleConnectionLost()) {
+      *reused = true;
+      return std::move(idle.connection);
     }
   }
-  auto c = std::make_unique<httplib::Client>(base_url_);
-  c->set_keep_alive(true);
-  c->set_tcp_nodelay(true);
-  c->set_connection_timeout(timeouts_.connect_ms / 1000, (timeouts_.connect_ms % 1000) * 1000);
-  c->set_read_timeout(timeouts_.read_ms / 1000, (timeouts_.read_ms % 1000) * 1000);
-  c->set_write_timeout(60, 0);
-  c->set_decompress(false);  // bytes are relayed as they come
-#ifdef CPPHTTPLIB_OPENSSL_SUPPORT
-  c->enable_server_certificate_verification(true);  // real providers: verify TLS
-#endif
-  return c;
+  *reused = false;
+  if (!address_.ok()) {
+    *error = ClientError::kConnect;
+    *detail = address_.status().message();
+    return nullptr;
+  }
+  return HttpConnection::Open(*address_, tls_.get(), timeouts_, error, detail);
 }
 
-void UpstreamPool::Release(std::unique_ptr<httplib::Client> client) {
+std::unique_ptr<HttpConnection> UpstreamPool::Begin(const UpstreamRequest& request,
+                                                    ResponseHead* head, ClientError* error,
+                                                    std::string* detail) {
+  std::string bytes;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    bool reused = false;
+    auto connection = Borrow(error, detail, &reused);
+    if (!connection) return nullptr;
+    if (bytes.empty())
+      bytes = FormatRequest(request.method, request.target, address_->authority, request.headers,
+                            request.body);
+    *error = connection->Send(bytes);
+    if (*error == ClientError::kNone) *error = connection->ReadHead(head, request.method);
+    if (*error == ClientError::kNone) return connection;
+    // The upstream closed a kept-alive connection as we sent: nothing of ours was read,
+    // so the request goes again on a new connection.
+    if (reused && *error == ClientError::kClosed && connection->answer_bytes() == 0) continue;
+    *detail = std::string(ToString(*error));
+    return nullptr;
+  }
+  *detail = std::string(ToString(*error));
+  return nullptr;
+}
+
+void UpstreamPool::Release(std::unique_ptr<HttpConnection> connection) {
+  if (!connection || !connection->reusable()) return;
   std::lock_guard lock(mu_);
-  if (idle_.size() < max_idle_) idle_.push_back(std::move(client));
+  if (idle_.size() < max_idle_)
+    idle_.push_back({std::move(connection), std::chrono::steady_clock::now()});
 }
 
 }  // namespace tollgate

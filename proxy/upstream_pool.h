@@ -1,36 +1,53 @@
-// Keep-alive clients to one upstream, re-used across requests. httplib::Client holds
-// one connection and is not safe for concurrent use, so each request borrows one.
+// Keep-alive connections to one upstream, re-used across requests: each request
+// borrows one (or opens a new one) and gives it back once its answer is read whole.
 #pragma once
 
-#include <httplib.h>
-
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "net/http_client.h"
+
 namespace tollgate {
 
-struct UpstreamTimeouts {
-  int connect_ms = 5000;
-  int read_ms = 600000;
+struct UpstreamRequest {
+  std::string method;
+  std::string target;  // path and query
+  httplib::Headers headers;
+  std::string body;
 };
 
 class UpstreamPool {
  public:
-  UpstreamPool(std::string base_url, UpstreamTimeouts timeouts, size_t max_idle = 256)
-      : base_url_(std::move(base_url)), timeouts_(timeouts), max_idle_(max_idle) {}
+  // `ca_file` replaces the system's trust store (tests); `base_url` was validated by
+  // the config (an unparsable one fails every request with kConnect).
+  UpstreamPool(const std::string& base_url, ClientTimeouts timeouts, std::string ca_file = "",
+               size_t max_idle = 256);
 
-  std::unique_ptr<httplib::Client> Acquire();
-  void Release(std::unique_ptr<httplib::Client> client);
-  const std::string& base_url() const { return base_url_; }
+  // Sends the request and reads the answer's head. The connection comes back for its
+  // body (read it, then Release it); null on failure, with `error` and `detail` set.
+  // A kept-alive connection that the upstream closed before answering is replaced
+  // once by a new one.
+  std::unique_ptr<HttpConnection> Begin(const UpstreamRequest& request, ResponseHead* head,
+                                        ClientError* error, std::string* detail);
+  // Keeps the connection for the next request if its answer was read whole.
+  void Release(std::unique_ptr<HttpConnection> connection);
 
  private:
-  const std::string base_url_;
-  const UpstreamTimeouts timeouts_;
+  std::unique_ptr<HttpConnection> Borrow(ClientError* error, std::string* detail, bool* reused);
+
+  Result<UpstreamAddress> address_;
+  const ClientTimeouts timeouts_;
+  TlsContext tls_;
   const size_t max_idle_;
   std::mutex mu_;
-  std::vector<std::unique_ptr<httplib::Client>> idle_;
+  struct Idle {
+    std::unique_ptr<HttpConnection> connection;
+    std::chrono::steady_clock::time_point since;
+  };
+  std::vector<Idle> idle_;
 };
 
 }  // namespace tollgate

@@ -42,21 +42,49 @@ class TlsUpstream : public ::testing::Test {
   int port_ = 0;
 };
 
-TEST_F(TlsUpstream, AnUntrustedCertificateIsRefused) {
-  UpstreamPool pool("https://127.0.0.1:" + std::to_string(port_), {});
-  auto client = pool.Acquire();
-  auto r = client->Post("/v1/chat/completions", "{}", "application/json");
-  EXPECT_FALSE(r);
-  EXPECT_EQ(r.error(), httplib::Error::SSLServerVerification);
+UpstreamRequest Chat() {
+  return {.method = "POST", .target = "/v1/chat/completions", .headers = {}, .body = "{}"};
 }
 
-TEST_F(TlsUpstream, ATrustedCertificateIsAccepted) {
+TEST_F(TlsUpstream, AnUntrustedCertificateIsRefused) {
   UpstreamPool pool("https://127.0.0.1:" + std::to_string(port_), {});
-  auto client = pool.Acquire();
-  client->set_ca_cert_path((dir_ + "/cert.pem").c_str());
-  auto r = client->Post("/v1/chat/completions", "{}", "application/json");
-  ASSERT_TRUE(r) << httplib::to_string(r.error());
-  EXPECT_EQ(r->status, 200);
+  ResponseHead head;
+  ClientError error = ClientError::kNone;
+  std::string detail;
+  EXPECT_EQ(pool.Begin(Chat(), &head, &error, &detail), nullptr);
+  EXPECT_EQ(error, ClientError::kTls);
+  EXPECT_NE(detail.find("certificate not trusted"), std::string::npos) << detail;
+}
+
+TEST_F(TlsUpstream, ATrustedCertificateIsAcceptedAndItsConnectionReused) {
+  UpstreamPool pool("https://127.0.0.1:" + std::to_string(port_), {}, dir_ + "/cert.pem");
+  for (int i = 0; i < 2; ++i) {
+    ResponseHead head;
+    ClientError error = ClientError::kNone;
+    std::string detail;
+    auto connection = pool.Begin(Chat(), &head, &error, &detail);
+    ASSERT_NE(connection, nullptr) << detail;
+    EXPECT_EQ(head.status, 200);
+    std::string body;
+    EXPECT_EQ(connection->ReadBody([&](std::string_view p) {
+      body.append(p);
+      return true;
+    }),
+              ClientError::kNone);
+    EXPECT_NE(body.find("completion_tokens"), std::string::npos) << body;
+    EXPECT_TRUE(connection->reusable());
+    pool.Release(std::move(connection));
+  }
+}
+
+TEST_F(TlsUpstream, ACertificateForAnotherNameIsRefusedEvenIfTrusted) {
+  // The certificate names 127.0.0.1 only; "localhost" reaches the same server.
+  UpstreamPool pool("https://localhost:" + std::to_string(port_), {}, dir_ + "/cert.pem");
+  ResponseHead head;
+  ClientError error = ClientError::kNone;
+  std::string detail;
+  EXPECT_EQ(pool.Begin(Chat(), &head, &error, &detail), nullptr);
+  EXPECT_EQ(error, ClientError::kTls) << detail;
 }
 
 }  // namespace

@@ -1,0 +1,479 @@
+#include "net/http_client.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "net/http_request_parser.h"
+
+namespace tollgate {
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr size_t kMaxHeadBytes = 64 * 1024;
+constexpr size_t kMaxHeaders = 256;
+constexpr size_t kReadSize = 64 * 1024;
+
+std::string SslErrorText() {
+  unsigned long code = ERR_get_error();
+  ERR_clear_error();
+  if (code == 0) return "TLS error";
+  char text[256];
+  ERR_error_string_n(code, text, sizeof(text));
+  return text;
+}
+
+bool IsIpAddress(const std::string& host) {
+  unsigned char buffer[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buffer) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), buffer) == 1;
+}
+
+int RemainingMs(SteadyClock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - SteadyClock::now());
+  return static_cast<int>(std::max<int64_t>(0, left.count()));
+}
+
+// A TCP connection to one of the host's addresses, within the deadline.
+int ConnectTcp(const UpstreamAddress& address, SteadyClock::time_point deadline, ClientError* error,
+               std::string* detail) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  int rc = getaddrinfo(address.host.c_str(), std::to_string(address.port).c_str(), &hints, &found);
+  if (rc != 0) {
+    *error = ClientError::kConnect;
+    *detail = "cannot resolve " + address.host + ": " + gai_strerror(rc);
+    return -1;
+  }
+  int fd = -1;
+  *error = ClientError::kConnect;
+  *detail = "cannot connect to " + address.authority;
+  for (addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next) {
+    fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    int yes = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
+    if (errno == EINPROGRESS) {
+      pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+      int so_error = 0;
+      socklen_t len = sizeof(so_error);
+      int ready = poll(&p, 1, RemainingMs(deadline));
+      if (ready == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 &&
+          so_error == 0)
+        break;
+      if (ready == 0) {
+        *error = ClientError::kTimeout;
+        *detail = "connecting to " + address.authority + " timed out";
+      } else if (so_error != 0) {
+        *detail = "cannot connect to " + address.authority + ": " + strerror(so_error);
+      }
+    } else {
+      *detail = "cannot connect to " + address.authority + ": " + strerror(errno);
+    }
+    close(fd);
+    fd = -1;
+  }
+  freeaddrinfo(found);
+  if (fd >= 0) {
+    *error = ClientError::kNone;
+    detail->clear();
+  }
+  return fd;
+}
+
+}  // namespace
+
+const char* ToString(ClientError error) {
+  switch (error) {
+    case ClientError::kNone:
+      return "no error";
+    case ClientError::kConnect:
+      return "connection failed";
+    case ClientError::kTls:
+      return "TLS failed";
+    case ClientError::kTimeout:
+      return "timed out";
+    case ClientError::kClosed:
+      return "connection closed";
+    case ClientError::kProtocol:
+      return "malformed answer";
+  }
+  return "unknown";
+}
+
+Result<UpstreamAddress> ParseUpstreamUrl(const std::string& url) {
+  UpstreamAddress a;
+  std::string rest;
+  if (url.rfind("https://", 0) == 0) {
+    a.tls = true;
+    rest = url.substr(8);
+  } else if (url.rfind("http://", 0) == 0) {
+    rest = url.substr(7);
+  } else {
+    return Status::Invalid("upstream URL must start with http:// or https://: " + url);
+  }
+  if (!rest.empty() && rest.back() == '/') rest.pop_back();
+  if (rest.empty() || rest.find('/') != std::string::npos)
+    return Status::Invalid("upstream URL must be scheme://host[:port]: " + url);
+  a.authority = rest;
+  size_t colon;
+  if (rest.front() == '[') {  // [IPv6]:port
+    size_t close = rest.find(']');
+    if (close == std::string::npos) return Status::Invalid("malformed IPv6 host in " + url);
+    a.host = rest.substr(1, close - 1);
+    colon = rest.size() > close + 1 && rest[close + 1] == ':' ? close + 1 : std::string::npos;
+  } else {
+    colon = rest.find(':');
+    a.host = rest.substr(0, colon);
+  }
+  a.port = a.tls ? 443 : 80;
+  if (colon != std::string::npos) {
+    std::string port = rest.substr(colon + 1);
+    if (port.empty() || port.size() > 5 ||
+        !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return Status::Invalid("malformed port in " + url);
+    a.port = std::stoi(port);
+  }
+  if (a.host.empty() || a.port <= 0 || a.port > 65535)
+    return Status::Invalid("malformed upstream URL: " + url);
+  return a;
+}
+
+TlsContext::TlsContext(const std::string& ca_file) {
+  ctx_ = SSL_CTX_new(TLS_client_method());
+  SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
+  SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+  if (ca_file.empty()) {
+    SSL_CTX_set_default_verify_paths(ctx_);
+  } else {
+    SSL_CTX_load_verify_locations(ctx_, ca_file.c_str(), nullptr);
+  }
+  SSL_CTX_set_mode(ctx_, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+}
+
+TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+std::string FormatRequest(const std::string& method, const std::string& target,
+                          const std::string& authority, const httplib::Headers& headers,
+                          const std::string& body) {
+  std::string out;
+  out.reserve(256 + body.size());
+  out += method + " " + target + " HTTP/1.1\r\nHost: " + authority + "\r\n";
+  for (const auto& [name, value] : headers) {
+    if (strcasecmp(name.c_str(), "Host") == 0 || strcasecmp(name.c_str(), "Content-Length") == 0)
+      continue;
+    out += name + ": " + value + "\r\n";
+  }
+  if (!body.empty() || method == "POST" || method == "PUT")
+    out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  out += "\r\n";
+  out += body;
+  return out;
+}
+
+std::unique_ptr<HttpConnection> HttpConnection::Open(const UpstreamAddress& address, SSL_CTX* tls,
+                                                     const ClientTimeouts& timeouts,
+                                                     ClientError* error, std::string* detail) {
+  auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeouts.connect_ms);
+  int fd = ConnectTcp(address, deadline, error, detail);
+  if (fd < 0) return nullptr;
+  if (!address.tls) return std::unique_ptr<HttpConnection>(new HttpConnection(fd, nullptr, timeouts));
+
+  SSL* ssl = SSL_new(tls);
+  auto connection = std::unique_ptr<HttpConnection>(new HttpConnection(fd, ssl, timeouts));
+  SSL_set_fd(ssl, fd);
+  X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+  if (IsIpAddress(address.host)) {
+    X509_VERIFY_PARAM_set1_ip_asc(param, address.host.c_str());
+  } else {
+    SSL_set_tlsext_host_name(ssl, address.host.c_str());  // SNI
+    X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    X509_VERIFY_PARAM_set1_host(param, address.host.c_str(), 0);
+  }
+  for (;;) {
+    ERR_clear_error();
+    int rc = SSL_connect(ssl);
+    if (rc == 1) return connection;
+    int reason = SSL_get_error(ssl, rc);
+    if (reason == SSL_ERROR_WANT_READ || reason == SSL_ERROR_WANT_WRITE) {
+      if (connection->Wait(reason == SSL_ERROR_WANT_WRITE, RemainingMs(deadline))) continue;
+      *error = ClientError::kTimeout;
+      *detail = "TLS handshake with " + address.authority + " timed out";
+      return nullptr;
+    }
+    *error = ClientError::kTls;
+    long verify = SSL_get_verify_result(ssl);
+    *detail = "TLS handshake with " + address.authority + " failed: " +
+              (verify != X509_V_OK ? std::string("certificate not trusted (") +
+                                         X509_verify_cert_error_string(verify) + ")"
+                                   : SslErrorText());
+    return nullptr;
+  }
+}
+
+HttpConnection::~HttpConnection() {
+  if (ssl_ != nullptr) SSL_free(ssl_);  // no close_notify: the socket is dropped as is
+  close(fd_);
+}
+
+bool HttpConnection::Wait(bool for_write, int timeout_ms) const {
+  pollfd p{.fd = fd_, .events = static_cast<short>(for_write ? POLLOUT : POLLIN), .revents = 0};
+  for (;;) {
+    int rc = poll(&p, 1, timeout_ms);
+    if (rc < 0 && errno == EINTR) continue;
+    return rc == 1;
+  }
+}
+
+bool HttpConnection::IdleConnectionLost() const {
+  // An idle keep-alive connection has nothing to read; readable means closed (or junk).
+  pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
+  return poll(&p, 1, 0) != 0 || (ssl_ != nullptr && SSL_pending(ssl_) > 0);
+}
+
+ClientError HttpConnection::Send(std::string_view request) {
+  // A fresh answer starts.
+  framing_ = Framing::kNone;
+  body_done_ = false;
+  keep_alive_ = true;
+  answer_bytes_ = 0;
+  chunked_.Reset();
+  auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeouts_.write_ms);
+  while (!request.empty()) {
+    ssize_t n;
+    bool want_write = true;
+    if (ssl_ != nullptr) {
+      ERR_clear_error();
+      int rc = SSL_write(ssl_, request.data(), static_cast<int>(request.size()));
+      n = rc;
+      if (rc <= 0) {
+        int reason = SSL_get_error(ssl_, rc);
+        if (reason != SSL_ERROR_WANT_READ && reason != SSL_ERROR_WANT_WRITE) {
+          broken_ = true;
+          return ClientError::kClosed;
+        }
+        want_write = reason == SSL_ERROR_WANT_WRITE;
+        n = -1;
+        errno = EAGAIN;
+      }
+    } else {
+      n = send(fd_, request.data(), request.size(), MSG_NOSIGNAL);
+    }
+    if (n > 0) {
+      request.remove_prefix(static_cast<size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+        Wait(want_write, RemainingMs(deadline)))
+      continue;
+    broken_ = true;
+    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? ClientError::kTimeout
+                                                              : ClientError::kClosed;
+  }
+  return ClientError::kNone;
+}
+
+HttpConnection::Io HttpConnection::ReadSome() {
+  char buffer[kReadSize];
+  want_write_ = false;
+  for (;;) {
+    ssize_t n;
+    if (ssl_ != nullptr) {
+      ERR_clear_error();
+      int rc = SSL_read(ssl_, buffer, sizeof(buffer));
+      if (rc > 0) {
+        n = rc;
+      } else {
+        int reason = SSL_get_error(ssl_, rc);
+        if (reason == SSL_ERROR_WANT_READ) return Io::kWouldBlock;
+        if (reason == SSL_ERROR_WANT_WRITE) {
+          want_write_ = true;
+          return Io::kWouldBlock;
+        }
+        // A close_notify, or a peer that just closed: both end the bytes.
+        if (reason == SSL_ERROR_ZERO_RETURN || (reason == SSL_ERROR_SYSCALL && errno == 0))
+          return Io::kEnd;
+        return Io::kFailed;
+      }
+    } else {
+      n = recv(fd_, buffer, sizeof(buffer), 0);
+      if (n == 0) return Io::kEnd;
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return Io::kWouldBlock;
+        return Io::kFailed;
+      }
+    }
+    in_.append(buffer, static_cast<size_t>(n));
+    answer_bytes_ += static_cast<size_t>(n);
+    return Io::kOk;
+  }
+}
+
+ClientError HttpConnection::ReadHead(ResponseHead* head, const std::string& method) {
+  for (;;) {
+    size_t end = in_.find("\r\n\r\n");
+    while (end == std::string::npos) {
+      if (in_.size() > kMaxHeadBytes) {
+        broken_ = true;
+        return ClientError::kProtocol;
+      }
+      Io io = ReadSome();
+      if (io == Io::kOk) {
+        end = in_.find("\r\n\r\n");
+      } else if (io == Io::kWouldBlock) {
+        if (!Wait(want_write_, timeouts_.read_ms)) {
+          broken_ = true;
+          return ClientError::kTimeout;
+        }
+      } else {
+        broken_ = true;
+        return ClientError::kClosed;
+      }
+    }
+    std::string_view text(in_.data(), end);
+    size_t eol = std::min(text.find("\r\n"), text.size());
+    std::string_view line = text.substr(0, eol);
+    // HTTP/1.x SSS[ reason]
+    if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[8] != ' ' ||
+        !std::all_of(line.begin() + 9, line.begin() + 12,
+                     [](char c) { return c >= '0' && c <= '9'; })) {
+      broken_ = true;
+      return ClientError::kProtocol;
+    }
+    bool http10 = line[7] == '0';
+    int status = std::stoi(std::string(line.substr(9, 3)));
+    httplib::Headers headers;
+    if (ParseFields(text.substr(std::min(eol + 2, text.size())), kMaxHeaders, &headers).status !=
+        0) {
+      broken_ = true;
+      return ClientError::kProtocol;
+    }
+    in_.erase(0, end + 4);
+    if (status >= 100 && status < 200) continue;  // 100 Continue and friends: the answer follows
+
+    head->status = status;
+    head->headers = std::move(headers);
+    const httplib::Headers& h = head->headers;
+    keep_alive_ = http10 ? ListsToken(h, "Connection", "keep-alive")
+                         : !ListsToken(h, "Connection", "close");
+    auto length = h.find("Content-Length");
+    if (method == "HEAD" || status == 204 || status == 304) {
+      framing_ = Framing::kNone;
+    } else if (h.count("Transfer-Encoding") > 0) {
+      if (!ListsToken(h, "Transfer-Encoding", "chunked")) {
+        broken_ = true;
+        return ClientError::kProtocol;  // we never ask for other codings
+      }
+      framing_ = Framing::kChunked;
+    } else if (length != h.end()) {
+      const std::string& v = length->second;
+      if (v.empty() || v.size() > 18 ||
+          !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+        broken_ = true;
+        return ClientError::kProtocol;
+      }
+      framing_ = Framing::kLength;
+      remaining_ = std::stoull(v);
+    } else {
+      framing_ = Framing::kUntilClose;
+      keep_alive_ = false;
+    }
+    body_done_ = framing_ == Framing::kNone || (framing_ == Framing::kLength && remaining_ == 0);
+    return ClientError::kNone;
+  }
+}
+
+bool HttpConnection::DecodeBody(std::string* body) {
+  switch (framing_) {
+    case Framing::kNone:
+      return true;
+    case Framing::kLength: {
+      size_t take = std::min(remaining_, in_.size());
+      body->append(in_, 0, take);
+      in_.erase(0, take);
+      remaining_ -= take;
+      return remaining_ == 0;
+    }
+    case Framing::kChunked:
+      switch (chunked_.Decode(in_, *body)) {
+        case ChunkedDecoder::State::kDone:
+          return true;
+        case ChunkedDecoder::State::kNeedMore:
+          return false;
+        default:
+          broken_ = true;
+          return false;
+      }
+    case Framing::kUntilClose:
+      body->append(in_);
+      in_.clear();
+      return false;
+  }
+  return false;
+}
+
+HttpConnection::Progress HttpConnection::ReadAvailable(std::string* body, ClientError* error) {
+  for (;;) {
+    if (!body_done_) body_done_ = DecodeBody(body);
+    if (broken_) {
+      *error = ClientError::kProtocol;
+      return Progress::kFailed;
+    }
+    if (body_done_) return Progress::kDone;
+    switch (ReadSome()) {
+      case Io::kOk:
+        continue;
+      case Io::kWouldBlock:
+        return Progress::kWouldBlock;
+      case Io::kEnd:
+        if (framing_ == Framing::kUntilClose) {
+          body_done_ = true;
+          return Progress::kDone;
+        }
+        broken_ = true;
+        *error = ClientError::kClosed;
+        return Progress::kFailed;
+      case Io::kFailed:
+        broken_ = true;
+        *error = ClientError::kClosed;
+        return Progress::kFailed;
+    }
+  }
+}
+
+ClientError HttpConnection::ReadBody(const std::function<bool(std::string_view)>& sink) {
+  std::string piece;
+  for (;;) {
+    piece.clear();
+    ClientError error = ClientError::kNone;
+    Progress p = ReadAvailable(&piece, &error);
+    if (!piece.empty() && !sink(piece)) {
+      broken_ = true;  // the rest of the answer is left unread
+      return ClientError::kNone;
+    }
+    if (p == Progress::kDone) return ClientError::kNone;
+    if (p == Progress::kFailed) return error;
+    if (!Wait(want_write_, timeouts_.read_ms)) {
+      broken_ = true;
+      return ClientError::kTimeout;
+    }
+  }
+}
+
+}  // namespace tollgate
