@@ -3,6 +3,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "tests/proxy_fixture.h"
 
 namespace tollgate::testing {
@@ -294,6 +296,50 @@ TEST_F(Proxy, ClientDisconnectWithoutDrainBillsAnEstimate) {
   EXPECT_EQ(row.usage.input_tokens, 3);  // exact input side from message_start
   EXPECT_LT(row.usage.output_tokens, 200);
   EXPECT_GT(row.cost.nanos(), 0) << "a disconnect must never make a request free";
+}
+
+TEST_F(Proxy, OpenStreamsHoldNoWorkerThread) {
+  // Two workers, 40 long streams: were a stream to hold its worker, the third could
+  // only start once one of the first two had ended.
+  Stop();
+  ledger_.Clear();
+  Start(Money::FromNanos(1'000'000'000'000), [](Config& c) { c.worker_threads = 2; });
+  constexpr int kStreams = 40;
+  std::atomic<int> begun{0}, ended{0}, ended_before_all_begun{-1};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kStreams; ++i) {
+    clients.emplace_back([&] {
+      httplib::Client c("127.0.0.1", proxy_->port());
+      c.set_read_timeout(60, 0);
+      httplib::Request req;
+      req.method = "POST";
+      req.path = "/deepseek/chat/completions";
+      req.headers = {{"Authorization", "Bearer " + key_},
+                     {"x-sim-output-tokens", "100"},
+                     {"x-sim-token-delay-ms", "30"}};
+      req.body = Chat("deepseek-flash", true).dump();
+      req.set_header("Content-Type", "application/json");
+      bool first = true;
+      std::string body;
+      req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+        if (first && ++begun == kStreams) ended_before_all_begun = ended.load();
+        first = false;
+        body.append(data, n);
+        return true;
+      };
+      auto r = c.send(req);
+      if (r && r->status == 200 && body.find("[DONE]") != std::string::npos) ++ended;
+    });
+  }
+  for (auto& t : clients) t.join();
+  EXPECT_EQ(ended.load(), kStreams);
+  EXPECT_EQ(ended_before_all_begun.load(), 0) << "streams waited for workers";
+  LastRow(kStreams);
+  ASSERT_EQ(ledger_.rows().size(), static_cast<size_t>(kStreams));
+  for (const UsageRecord& row : ledger_.rows()) {
+    EXPECT_FALSE(row.estimated);
+    EXPECT_EQ(row.usage.output_tokens, 100);
+  }
 }
 
 TEST_F(Proxy, BadInputGetsNativeErrors) {
