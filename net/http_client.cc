@@ -291,6 +291,10 @@ ClientError HttpConnection::Send(std::string_view request) {
 HttpConnection::Io HttpConnection::ReadSome() {
   char buffer[kReadSize];
   want_write_ = false;
+  if (drained_) {
+    drained_ = false;
+    return Io::kWouldBlock;
+  }
   for (;;) {
     ssize_t n;
     if (ssl_ != nullptr) {
@@ -318,6 +322,7 @@ HttpConnection::Io HttpConnection::ReadSome() {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return Io::kWouldBlock;
         return Io::kFailed;
       }
+      drained_ = static_cast<size_t>(n) < sizeof(buffer);
     }
     in_.append(buffer, static_cast<size_t>(n));
     answer_bytes_ += static_cast<size_t>(n);
@@ -428,7 +433,8 @@ bool HttpConnection::DecodeBody(std::string* body) {
   return false;
 }
 
-HttpConnection::Progress HttpConnection::ReadAvailable(std::string* body, ClientError* error) {
+HttpConnection::Progress HttpConnection::ReadAvailable(std::string* body, ClientError* error,
+                                                      size_t max_bytes) {
   for (;;) {
     if (!body_done_) body_done_ = DecodeBody(body);
     if (broken_) {
@@ -436,6 +442,10 @@ HttpConnection::Progress HttpConnection::ReadAvailable(std::string* body, Client
       return Progress::kFailed;
     }
     if (body_done_) return Progress::kDone;
+    // Stop at the bound only where epoll will say there is more: in the socket, not
+    // in OpenSSL's buffers.
+    if (body->size() >= max_bytes && (ssl_ == nullptr || !SSL_has_pending(ssl_)))
+      return Progress::kWouldBlock;
     switch (ReadSome()) {
       case Io::kOk:
         continue;

@@ -86,10 +86,11 @@ class HttpConnection {
   // and the connection is then not reused).
   ClientError ReadBody(const std::function<bool(std::string_view)>& sink);
 
-  // Without waiting: appends the body bytes that have arrived. kWouldBlock means wait
-  // for fd() (readable, or writable when wants_write()) and call again.
+  // Without waiting: appends the body bytes that have arrived, about `max_bytes` at
+  // most. kWouldBlock means call again once fd() is ready (readable, or writable when
+  // wants_write()) — or at once if `max_bytes` was reached.
   enum class Progress { kWouldBlock, kDone, kFailed };
-  Progress ReadAvailable(std::string* body, ClientError* error);
+  Progress ReadAvailable(std::string* body, ClientError* error, size_t max_bytes = SIZE_MAX);
 
   int fd() const { return fd_; }
   bool wants_write() const { return want_write_; }
@@ -104,7 +105,9 @@ class HttpConnection {
   enum class Io { kOk, kWouldBlock, kEnd, kFailed };
   HttpConnection(int fd, SSL* ssl, const ClientTimeouts& timeouts)
       : fd_(fd), ssl_(ssl), timeouts_(timeouts) {}
-  // One read into in_.
+  // One read into in_. A plain socket that gave less than asked is taken as drained
+  // (kWouldBlock next, without asking the kernel again): epoll and poll are
+  // level-triggered here, so bytes that arrive later are still seen.
   Io ReadSome();
   // Waits for the socket within `timeout_ms`; false on timeout.
   bool Wait(bool for_write, int timeout_ms) const;
@@ -122,6 +125,7 @@ class HttpConnection {
   bool keep_alive_ = true;
   bool broken_ = false;  // a protocol error or a read stopped half-way
   bool want_write_ = false;
+  bool drained_ = false;  // the last plain read came up short
   size_t answer_bytes_ = 0;
 };
 

@@ -14,6 +14,8 @@ using SteadyClock = std::chrono::steady_clock;
 
 // Bytes waiting for a slow client before the upstream's reads pause.
 constexpr size_t kMaxPending = 1 << 20;
+// Read from one upstream per wake-up, so one fast stream cannot starve the others.
+constexpr size_t kMaxReadPerWake = 256 * 1024;
 
 }  // namespace
 
@@ -149,7 +151,7 @@ void StreamRelay::Register(Relay* r) {
 void StreamRelay::OnUpstream(Relay* r) {
   std::string body;
   ClientError error = ClientError::kNone;
-  HttpConnection::Progress progress = r->upstream->ReadAvailable(&body, &error);
+  HttpConnection::Progress progress = r->upstream->ReadAvailable(&body, &error, kMaxReadPerWake);
   if (!body.empty()) {
     r->upstream_active = SteadyClock::now();
     std::string out = r->stream->Transform(body);
@@ -195,6 +197,8 @@ void StreamRelay::Flush(Relay* r) {
       ClientGone(r);
     }
   }
+  size_t held = r->pending.size() - r->sent;
+  if (held > peak_buffered_.load()) peak_buffered_ = held;  // one thread writes it
   if (!r->waiting_for_client()) {
     r->pending.clear();
     r->sent = 0;
@@ -226,8 +230,13 @@ void StreamRelay::ClientGone(Relay* r) {
 // bytes wait for it.
 void StreamRelay::Watch(Relay* r) {
   uint32_t up = 0;
-  if (!r->upstream_over && r->pending.size() - r->sent < kMaxPending)
-    up = r->upstream->wants_write() ? uint32_t{EPOLLOUT} : uint32_t{EPOLLIN};
+  if (!r->upstream_over) {
+    if (r->pending.size() - r->sent < kMaxPending) {
+      up = r->upstream->wants_write() ? uint32_t{EPOLLOUT} : uint32_t{EPOLLIN};
+    } else if (r->upstream_events != 0) {
+      ++read_pauses_;
+    }
+  }
   if (r->upstream && up != r->upstream_events) {
     epoll_event ev{.events = up, .data = {.ptr = &r->upstream_tag}};
     epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, r->upstream->fd(), &ev);

@@ -67,6 +67,10 @@ class StreamRelay {
            ResponseWriter::Detached client, std::unique_ptr<RelayedStream> stream);
 
   size_t streams() const;
+  // The most bytes ever held for one slow client (bounded by the back-pressure).
+  size_t peak_buffered_bytes() const { return peak_buffered_.load(); }
+  // How often an upstream's reads were paused for a slow client.
+  size_t read_pauses() const { return read_pauses_.load(); }
 
  private:
   struct Relay;
@@ -90,6 +94,8 @@ class StreamRelay {
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::atomic<bool> stopping_{false};
+  std::atomic<size_t> peak_buffered_{0};
+  std::atomic<size_t> read_pauses_{0};
 
   mutable std::mutex mu_;
   std::vector<Relay*> incoming_;  // added, not yet registered by the loop
