@@ -219,9 +219,8 @@ ResponseWriter::Detached ResponseWriter::Detach() {
   EventServer* server = server_;
   auto* c = static_cast<EventServer::Connection*>(connection_);
   bool keep_alive = keep_alive_ && !failed_;
-  return {fd_, [server, c, keep_alive](bool complete) {
-            server->Resume(c, complete && keep_alive);
-          }};
+  return {fd_,
+          [server, c, keep_alive](bool complete) { server->Resume(c, complete && keep_alive); }};
 }
 
 size_t EventServer::connections() const {
@@ -446,7 +445,7 @@ EventServer::Outcome EventServer::Answer(Connection& c) {
                     "text/plain");
   }
   return WriteResponse(c, req, res, keep_alive) && keep_alive ? Outcome::kKeepAlive
-                                                                : Outcome::kClose;
+                                                              : Outcome::kClose;
 }
 
 bool EventServer::Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer) {

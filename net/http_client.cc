@@ -72,8 +72,7 @@ int ConnectTcp(const UpstreamAddress& address, SteadyClock::time_point deadline,
       int so_error = 0;
       socklen_t len = sizeof(so_error);
       int ready = poll(&p, 1, RemainingMs(deadline));
-      if (ready == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 &&
-          so_error == 0)
+      if (ready == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 && so_error == 0)
         break;
       if (ready == 0) {
         *error = ClientError::kTimeout;
@@ -191,7 +190,8 @@ std::unique_ptr<HttpConnection> HttpConnection::Open(const UpstreamAddress& addr
   auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeouts.connect_ms);
   int fd = ConnectTcp(address, deadline, error, detail);
   if (fd < 0) return nullptr;
-  if (!address.tls) return std::unique_ptr<HttpConnection>(new HttpConnection(fd, nullptr, timeouts));
+  if (!address.tls)
+    return std::unique_ptr<HttpConnection>(new HttpConnection(fd, nullptr, timeouts));
 
   SSL* ssl = SSL_new(tls);
   auto connection = std::unique_ptr<HttpConnection>(new HttpConnection(fd, ssl, timeouts));
@@ -375,8 +375,8 @@ ClientError HttpConnection::ReadHead(ResponseHead* head, const std::string& meth
     head->status = status;
     head->headers = std::move(headers);
     const httplib::Headers& h = head->headers;
-    keep_alive_ = http10 ? ListsToken(h, "Connection", "keep-alive")
-                         : !ListsToken(h, "Connection", "close");
+    keep_alive_ =
+        http10 ? ListsToken(h, "Connection", "keep-alive") : !ListsToken(h, "Connection", "close");
     auto length = h.find("Content-Length");
     if (method == "HEAD" || status == 204 || status == 304) {
       framing_ = Framing::kNone;
@@ -434,7 +434,7 @@ bool HttpConnection::DecodeBody(std::string* body) {
 }
 
 HttpConnection::Progress HttpConnection::ReadAvailable(std::string* body, ClientError* error,
-                                                      size_t max_bytes) {
+                                                       size_t max_bytes) {
   for (;;) {
     if (!body_done_) body_done_ = DecodeBody(body);
     if (broken_) {

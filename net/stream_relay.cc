@@ -29,10 +29,10 @@ struct StreamRelay::Relay {
 
   std::string pending;  // framed bytes for the client, from `sent` on
   size_t sent = 0;
-  bool upstream_over = false;   // the upstream's answer ended (or failed, or was given up)
-  bool client_ended = false;    // the last chunk is queued: the answer is whole
-  bool client_gone = false;     // a write failed, or the client stalled
-  bool draining = false;        // reading on for the usage after the client left
+  bool upstream_over = false;  // the upstream's answer ended (or failed, or was given up)
+  bool client_ended = false;   // the last chunk is queued: the answer is whole
+  bool client_gone = false;    // a write failed, or the client stalled
+  bool draining = false;       // reading on for the usage after the client left
   bool completed = false;
   uint32_t upstream_events = 0;  // as registered in epoll
   uint32_t client_events = 0;
@@ -295,8 +295,9 @@ void StreamRelay::Sweep() {
       Complete(r);
       continue;
     }
-    bool silent = !r->waiting_for_client() &&
-                  now - r->upstream_active > std::chrono::milliseconds(timeouts_.upstream_silence_ms);
+    bool silent =
+        !r->waiting_for_client() &&
+        now - r->upstream_active > std::chrono::milliseconds(timeouts_.upstream_silence_ms);
     if (!r->upstream_over && silent) {
       EndUpstream(r);
     }

@@ -319,8 +319,8 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
 }
 
 UpstreamRequest ProxyService::ToUpstream(const Exchange& x, const std::string& method) const {
-  UpstreamRequest up{.method = method, .target = x.upstream_path, .headers = x.headers,
-                     .body = x.body};
+  UpstreamRequest up{
+      .method = method, .target = x.upstream_path, .headers = x.headers, .body = x.body};
   if (method == "POST" && up.headers.find("Content-Type") == up.headers.end())
     up.headers.emplace("Content-Type", "application/json");
   return up;
@@ -329,10 +329,12 @@ UpstreamRequest ProxyService::ToUpstream(const Exchange& x, const std::string& m
 void ProxyService::UpstreamFailed(Exchange& x, ClientError error, const std::string& detail,
                                   httplib::Response& res) {
   deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
-  const char* what = error == ClientError::kTimeout                                  ? "timed out"
-                     : error == ClientError::kConnect || error == ClientError::kTls ? "is unreachable"
-                                                                                    : "failed";
-  Refuse(*x.provider, x.route, error == ClientError::kTimeout ? ErrorKind::kTimeout : ErrorKind::kUpstream,
+  const char* what = error == ClientError::kTimeout ? "timed out"
+                     : error == ClientError::kConnect || error == ClientError::kTls
+                         ? "is unreachable"
+                         : "failed";
+  Refuse(*x.provider, x.route,
+         error == ClientError::kTimeout ? ErrorKind::kTimeout : ErrorKind::kUpstream,
          std::string(x.provider->name()) + " upstream " + what + " (" + detail + ")", res);
   Finish(x, res.status, Usage{}, false);
 }
@@ -343,8 +345,8 @@ void ProxyService::ForwardBuffered(Exchange& x, const httplib::Request& req,
   ResponseHead head;
   ClientError error = ClientError::kNone;
   std::string detail;
-  auto upstream = pool.Begin(ToUpstream(x, req.method == "GET" ? "GET" : "POST"), &head, &error,
-                             &detail);
+  auto upstream =
+      pool.Begin(ToUpstream(x, req.method == "GET" ? "GET" : "POST"), &head, &error, &detail);
   std::string answer;
   if (upstream) {
     error = upstream->ReadBody([&](std::string_view piece) {
@@ -444,7 +446,8 @@ void ProxyService::ForwardStreaming(Exchange&& x, httplib::Response& res, Respon
     // An error answer: collected whole (bounded) and passed on as it came.
     std::string answer;
     error = upstream->ReadBody([&](std::string_view piece) {
-      answer.append(piece.substr(0, std::min(piece.size(), (size_t{1} << 20) - std::min(answer.size(), size_t{1} << 20))));
+      answer.append(piece.substr(
+          0, std::min(piece.size(), (size_t{1} << 20) - std::min(answer.size(), size_t{1} << 20))));
       return true;
     });
     pool.Release(std::move(upstream));

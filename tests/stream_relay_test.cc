@@ -54,7 +54,8 @@ class FastUpstream {
       if (n <= 0) return (void)close(fd);
       head.append(buffer, static_cast<size_t>(n));
     }
-    std::string out = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
+    std::string out =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n";
     for (size_t c = 0; c < kChunks; ++c) {
       char line[16];
       snprintf(line, sizeof(line), "%zx\r\n", kChunk);
