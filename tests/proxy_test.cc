@@ -3,8 +3,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <atomic>
-
 #include "tests/proxy_fixture.h"
 
 namespace tollgate::testing {
@@ -305,35 +303,13 @@ TEST_F(Proxy, OpenStreamsHoldNoWorkerThread) {
   ledger_.Clear();
   Start(Money::FromNanos(1'000'000'000'000), [](Config& c) { c.worker_threads = 2; });
   constexpr int kStreams = 40;
-  std::atomic<int> begun{0}, ended{0}, ended_before_all_begun{-1};
-  std::vector<std::thread> clients;
-  for (int i = 0; i < kStreams; ++i) {
-    clients.emplace_back([&] {
-      httplib::Client c("127.0.0.1", proxy_->port());
-      c.set_read_timeout(60, 0);
-      httplib::Request req;
-      req.method = "POST";
-      req.path = "/deepseek/chat/completions";
-      req.headers = {{"Authorization", "Bearer " + key_},
-                     {"x-sim-output-tokens", "100"},
-                     {"x-sim-token-delay-ms", "30"}};
-      req.body = Chat("deepseek-flash", true).dump();
-      req.set_header("Content-Type", "application/json");
-      bool first = true;
-      std::string body;
-      req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
-        if (first && ++begun == kStreams) ended_before_all_begun = ended.load();
-        first = false;
-        body.append(data, n);
-        return true;
-      };
-      auto r = c.send(req);
-      if (r && r->status == 200 && body.find("[DONE]") != std::string::npos) ++ended;
-    });
-  }
-  for (auto& t : clients) t.join();
-  EXPECT_EQ(ended.load(), kStreams);
-  EXPECT_EQ(ended_before_all_begun.load(), 0) << "streams waited for workers";
+  auto run = RunConcurrentStreams(proxy_->port(), kStreams, "/deepseek/chat/completions",
+                                  {{"Authorization", "Bearer " + key_},
+                                   {"x-sim-output-tokens", "100"},
+                                   {"x-sim-token-delay-ms", "30"}},
+                                  Chat("deepseek-flash", true).dump());
+  EXPECT_EQ(run.ended, kStreams);
+  EXPECT_EQ(run.ended_before_all_begun, 0) << "streams waited for workers";
   LastRow(kStreams);
   ASSERT_EQ(ledger_.rows().size(), static_cast<size_t>(kStreams));
   for (const UsageRecord& row : ledger_.rows()) {

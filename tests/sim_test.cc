@@ -1,7 +1,10 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
+#include <vector>
 
 #include "tests/test_env.h"
 #include "tools/sim/sim_server.h"
@@ -172,6 +175,18 @@ TEST_F(Sim, CutStreamEndsWithoutTerminator) {
       << "two content chunks arrive before the cut";
   EXPECT_EQ(received.find(" w2"), std::string::npos);
   EXPECT_EQ(received.find("[DONE]"), std::string::npos);
+}
+
+TEST_F(Sim, SlowStreamsArePacedWithoutAThreadEach) {
+  // Eight workers, 30 slow streams: were each stream a sleeping worker, the ninth could
+  // only begin once one of the first eight had ended.
+  constexpr int kStreams = 30;
+  auto run =
+      testing::RunConcurrentStreams(running_->port(), kStreams, "/chat/completions",
+                                    {{"x-sim-output-tokens", "40"}, {"x-sim-token-delay-ms", "25"}},
+                                    Chat("deepseek-chat", true).dump());
+  EXPECT_EQ(run.ended, kStreams);
+  EXPECT_EQ(run.ended_before_all_begun, 0) << "streams waited for workers";
 }
 
 TEST_F(Sim, RemembersWhatReachedIt) {

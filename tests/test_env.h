@@ -3,14 +3,17 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "budget/keys.h"
@@ -107,6 +110,44 @@ inline std::vector<nlohmann::json> SseData(const std::string& body) {
     pos = end;
   }
   return out;
+}
+
+// Opens `n` streaming POSTs at once, one client thread each. `ended_before_all_begun`
+// is how many had ended when the last one got its first byte: 0 shows they ran side by
+// side (a server holding a thread per stream would have made the late ones wait).
+struct ConcurrentStreams {
+  int ended = 0;  // with status 200 and "[DONE]"
+  int ended_before_all_begun = -1;
+};
+inline ConcurrentStreams RunConcurrentStreams(int port, int n, const std::string& path,
+                                              const httplib::Headers& headers,
+                                              const std::string& body) {
+  std::atomic<int> begun{0}, ended{0}, ended_before_all_begun{-1};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < n; ++i) {
+    clients.emplace_back([&] {
+      httplib::Client c("127.0.0.1", port);
+      c.set_read_timeout(60, 0);
+      httplib::Request req;
+      req.method = "POST";
+      req.path = path;
+      req.headers = headers;
+      req.body = body;
+      req.set_header("Content-Type", "application/json");
+      bool first = true;
+      std::string answer;
+      req.content_receiver = [&](const char* data, size_t size, uint64_t, uint64_t) {
+        if (first && ++begun == n) ended_before_all_begun = ended.load();
+        first = false;
+        answer.append(data, size);
+        return true;
+      };
+      auto r = c.send(req);
+      if (r && r->status == 200 && answer.find("[DONE]") != std::string::npos) ++ended;
+    });
+  }
+  for (auto& t : clients) t.join();
+  return {ended.load(), ended_before_all_begun.load()};
 }
 
 }  // namespace tollgate::testing

@@ -1,7 +1,13 @@
 #include "tools/sim/sim_server.h"
 
+#include <sys/socket.h>
+
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <optional>
+#include <queue>
 #include <thread>
 #include <vector>
 
@@ -136,38 +142,65 @@ std::string FullText(const Plan& p) {
   return s;
 }
 
-// The stream, as a list of wire frames, produced lazily one token at a time.
+// One step of a stream: after `delay_ms`, write `bytes`; then go on, end the stream
+// properly, or cut the connection (no last chunk).
+struct Step {
+  enum class Then { kMore, kEnd, kCut };
+  int delay_ms = 0;
+  std::string bytes;
+  Then then = Then::kMore;
+};
+
+// The stream, as a list of wire frames, produced lazily one step at a time.
 class StreamWriter {
  public:
   explicit StreamWriter(Plan p) : p_(std::move(p)) {}
 
-  // Writes everything, pacing tokens; returns false to cut the connection.
-  bool Run(httplib::DataSink& sink) {
-    auto write = [&](const std::string& s) { return sink.write(s.data(), s.size()); };
-    for (int i = 0; i < p_.keepalives; ++i) {
-      if (!write(": keep-alive\n\n")) return false;
+  // The next step; call until one says kEnd or kCut.
+  Step Next() {
+    if (keepalives_sent_ < p_.keepalives) {
+      ++keepalives_sent_;
+      return {0, ": keep-alive\n\n"};
     }
-    if (!write(Opening())) return false;
-    for (int64_t i = 0; i < p_.output_tokens; ++i) {
-      if (p_.cut_after >= 0 && i >= p_.cut_after) return false;  // abrupt close, no terminator
-      if (p_.stream_error_after >= 0 && i >= p_.stream_error_after) {
-        write(InStreamError());
+    if (!opened_) {
+      opened_ = true;
+      return {0, Opening()};
+    }
+    if (token_ < p_.output_tokens) {
+      if (p_.cut_after >= 0 && token_ >= p_.cut_after)
+        return {0, "", Step::Then::kCut};  // abrupt close, no terminator
+      if (p_.stream_error_after >= 0 && token_ >= p_.stream_error_after)
+        return {0, InStreamError(), Step::Then::kEnd};
+      return {p_.delay_ms, Token(token_++)};
+    }
+    // The closing frames are paced too, one write each, like a real provider's.
+    if (!closing_) closing_ = Closing();
+    if (closed_ < closing_->size()) return {p_.delay_ms, (*closing_)[closed_++]};
+    return {0, "", Step::Then::kEnd};
+  }
+
+  // Writes every step at once (a stream without delays); false cuts the connection.
+  bool Run(httplib::DataSink& sink) {
+    for (;;) {
+      Step step = Next();
+      if (!step.bytes.empty() && !sink.write(step.bytes.data(), step.bytes.size()) &&
+          step.then == Step::Then::kMore)
+        return false;
+      if (step.then == Step::Then::kCut) return false;
+      if (step.then == Step::Then::kEnd) {
         sink.done();
         return true;
       }
-      if (p_.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(p_.delay_ms));
-      if (!write(Token(i))) return false;
     }
-    // The closing frames are paced too, one write each, like a real provider's.
-    for (const std::string& frame : Closing()) {
-      if (p_.delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(p_.delay_ms));
-      if (!write(frame)) return false;
-    }
-    sink.done();
-    return true;
   }
 
  private:
+  int keepalives_sent_ = 0;
+  bool opened_ = false;
+  int64_t token_ = 0;
+  std::optional<std::vector<std::string>> closing_;
+  size_t closed_ = 0;
+
   static std::string Sse(const json& j) { return "data: " + j.dump() + "\n\n"; }
   static std::string Event(const char* name, const json& j) {
     return std::string("event: ") + name + "\ndata: " + j.dump() + "\n\n";
@@ -340,6 +373,123 @@ json NonStreamBody(const Plan& p, const std::string& path) {
   }
 }
 
+// Paces every slow stream on one thread: a stream waiting for its next token is an
+// entry in a queue ordered by due time, not a sleeping thread. (A thread per stream
+// made 2,000 streams 2,000 threads waking 20,000 times a second, which starved the
+// other processes of the benchmark, the proxy under test and Redis, of CPU.)
+class Pacer {
+ public:
+  Pacer() : thread_([this] { Loop(); }) {}
+  ~Pacer() {
+    {
+      std::lock_guard lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+    while (!queue_.empty()) {
+      Finish(queue_.top().second, false);
+      queue_.pop();
+    }
+  }
+
+  // Takes over a stream whose head was sent.
+  void Add(ResponseWriter::Detached client, std::unique_ptr<StreamWriter> writer) {
+    auto* p = new Paced{std::move(client), std::move(writer)};
+    p->step = p->writer->Next();
+    {
+      std::lock_guard lock(mu_);
+      queue_.push({Clock::now() + std::chrono::milliseconds(p->step.delay_ms), p});
+    }
+    wake_.notify_one();
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Paced {
+    ResponseWriter::Detached client;
+    std::unique_ptr<StreamWriter> writer;
+    Step step;           // due next
+    std::string unsent;  // of the step being written
+    bool ending = false;
+  };
+  using Due = std::pair<Clock::time_point, Paced*>;
+  struct Later {
+    bool operator()(const Due& a, const Due& b) const { return a.first > b.first; }
+  };
+
+  void Loop() {
+    std::unique_lock lock(mu_);
+    while (!stopping_) {
+      if (queue_.empty()) {
+        wake_.wait(lock);
+        continue;
+      }
+      Clock::time_point now = Clock::now();
+      if (queue_.top().first > now) {
+        wake_.wait_until(lock, queue_.top().first);
+        continue;
+      }
+      std::vector<Paced*> due;
+      while (!queue_.empty() && queue_.top().first <= now) {
+        due.push_back(queue_.top().second);
+        queue_.pop();
+      }
+      lock.unlock();
+      std::vector<Due> again;
+      for (Paced* p : due) {
+        Clock::time_point next;
+        if (Advance(p, now, &next)) again.push_back({next, p});
+      }
+      lock.lock();
+      for (const Due& d : again) queue_.push(d);
+    }
+  }
+
+  // Writes the step that is due; false once the stream is over.
+  bool Advance(Paced* p, Clock::time_point now, Clock::time_point* next) {
+    if (p->unsent.empty()) {
+      const Step& step = p->step;
+      if (step.then == Step::Then::kCut) return Finish(p, false);
+      if (!step.bytes.empty()) p->unsent = ChunkFrame(step.bytes);
+      if (step.then == Step::Then::kEnd) {
+        p->unsent += kLastChunk;
+        p->ending = true;
+      }
+    }
+    while (!p->unsent.empty()) {
+      ssize_t n =
+          send(p->client.fd, p->unsent.data(), p->unsent.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        p->unsent.erase(0, static_cast<size_t>(n));
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        *next = now + std::chrono::milliseconds(1);  // a slow reader: try again shortly
+        return true;
+      } else {
+        return Finish(p, false);
+      }
+    }
+    if (p->ending) return Finish(p, true);
+    p->step = p->writer->Next();
+    *next = now + std::chrono::milliseconds(p->step.delay_ms);
+    return true;
+  }
+
+  static bool Finish(Paced* p, bool complete) {
+    p->client.finish(complete);
+    delete p;
+    return false;
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::priority_queue<Due, std::vector<Due>, Later> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 const char* StreamType(Flavor f) {
   return f == Flavor::kOllamaNative ? "application/x-ndjson" : "text/event-stream";
 }
@@ -353,9 +503,10 @@ SimServer::SimServer(SimOptions options)
   auto counter = std::make_shared<std::atomic<long>>(0);
   auto next_id = [counter] { return std::to_string(++*counter); };
 
-  auto completion = [log, next_id, options](Flavor fixed, bool by_model) {
-    return [log, fixed, by_model, next_id, options](const httplib::Request& req,
-                                                    httplib::Response& res) {
+  auto pacer = std::make_shared<Pacer>();
+  auto completion = [log, next_id, options, pacer](Flavor fixed, bool by_model) {
+    return [log, fixed, by_model, next_id, options, pacer](
+               const httplib::Request& req, httplib::Response& res, ResponseWriter& out) {
       log->Remember(req);
       Flavor flavor = fixed;
       json body;
@@ -439,6 +590,13 @@ SimServer::SimServer(SimOptions options)
         }
         return;
       }
+      if (p.delay_ms > 0) {
+        httplib::Headers headers = res.headers;
+        headers.emplace("Content-Type", StreamType(flavor));
+        out.Begin(200, headers);
+        pacer->Add(out.Detach(), std::make_unique<StreamWriter>(p));
+        return;
+      }
       auto writer = std::make_shared<StreamWriter>(p);
       res.set_chunked_content_provider(
           StreamType(flavor),
@@ -485,7 +643,7 @@ SimServer::SimServer(SimOptions options)
     };
   };
 
-  server_->Post("/v1/messages", completion(Flavor::kAnthropic, false));
+  server_->Streaming("POST", "/v1/messages", completion(Flavor::kAnthropic, false));
   server_->Post(
       "/v1/messages/count_tokens", [log](const httplib::Request& req, httplib::Response& res) {
         log->Remember(req);
@@ -497,12 +655,12 @@ SimServer::SimServer(SimOptions options)
         }
         res.set_content(json{{"input_tokens", Ceil4(TextChars(body))}}.dump(), "application/json");
       });
-  server_->Post("/v1/chat/completions", completion(Flavor::kOllamaOpenAI, true));
-  server_->Post("/chat/completions", completion(Flavor::kDeepSeek, false));
-  server_->Post("/v1/fim/completions", completion(Flavor::kMistral, false));
+  server_->Streaming("POST", "/v1/chat/completions", completion(Flavor::kOllamaOpenAI, true));
+  server_->Streaming("POST", "/chat/completions", completion(Flavor::kDeepSeek, false));
+  server_->Streaming("POST", "/v1/fim/completions", completion(Flavor::kMistral, false));
   server_->Post("/v1/embeddings", embeddings(Flavor::kMistral));
-  server_->Post("/api/chat", completion(Flavor::kOllamaNative, false));
-  server_->Post("/api/generate", completion(Flavor::kOllamaNative, false));
+  server_->Streaming("POST", "/api/chat", completion(Flavor::kOllamaNative, false));
+  server_->Streaming("POST", "/api/generate", completion(Flavor::kOllamaNative, false));
   server_->Post("/api/embed", embeddings(Flavor::kOllamaNative));
   server_->Get("/api/tags", [log](const httplib::Request& req, httplib::Response& res) {
     log->Remember(req);

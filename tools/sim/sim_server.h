@@ -15,6 +15,8 @@
 //   x-sim-stream-error: N (stream: send the provider's in-stream error after N chunks)
 //   x-sim-cache-read: N   x-sim-cache-write: N   x-sim-cache-write-1h: N
 //   x-sim-reasoning: N (DeepSeek reasoning tokens)   x-sim-keepalive: N (": keep-alive" lines)
+// Streams with a token delay are paced on one thread (a stream between tokens holds no
+// thread), so thousands of slow streams cost the machine little besides the writes.
 // GET /_sim/requests returns the last requests seen (path, auth headers, body) so
 // tests can check what reached the upstream; DELETE /_sim/requests clears them.
 #pragma once
