@@ -1,0 +1,177 @@
+// The upstream client against a raw TCP server that answers exactly the bytes a test
+// gives it: framings, broken answers, silence, and connections closed while idle.
+#include "net/http_client.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <functional>
+#include <thread>
+
+#include "proxy/upstream_pool.h"
+
+namespace tollgate {
+namespace {
+
+// Accepts `connections` connections one after another; on each, reads one request
+// head and runs `answer(fd, index)`, then closes the connection.
+class RawServer {
+ public:
+  RawServer(int connections, std::function<void(int fd, int index)> answer)
+      : answer_(std::move(answer)) {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    listen(listen_fd_, 8);
+    socklen_t len = sizeof(addr);
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this, connections] {
+      for (int i = 0; i < connections; ++i) {
+        int fd = accept(listen_fd_, nullptr, nullptr);
+        if (fd < 0) return;
+        std::string head;
+        char buffer[4096];
+        while (head.find("\r\n\r\n") == std::string::npos) {
+          ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+          if (n <= 0) break;
+          head.append(buffer, static_cast<size_t>(n));
+        }
+        answer_(fd, i);
+        close(fd);
+      }
+    });
+  }
+  ~RawServer() {
+    shutdown(listen_fd_, SHUT_RDWR);
+    thread_.join();
+    close(listen_fd_);
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  std::function<void(int, int)> answer_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+void Write(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n <= 0) return;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+struct Answer {
+  ClientError error = ClientError::kNone;
+  int status = 0;
+  std::string body;
+};
+
+Answer Ask(UpstreamPool& pool) {
+  Answer a;
+  ResponseHead head;
+  std::string detail;
+  auto connection = pool.Begin({.method = "POST", .target = "/x", .headers = {}, .body = "{}"},
+                               &head, &a.error, &detail);
+  if (!connection) return a;
+  a.status = head.status;
+  a.error = connection->ReadBody([&](std::string_view piece) {
+    a.body.append(piece);
+    return true;
+  });
+  pool.Release(std::move(connection));
+  return a;
+}
+
+TEST(HttpClient, ReadsEachFraming) {
+  RawServer server(3, [](int fd, int i) {
+    if (i == 0) Write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    if (i == 1)
+      Write(fd,
+            "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            "3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: x\r\n\r\n");
+    if (i == 2) Write(fd, "HTTP/1.0 200 OK\r\n\r\nuntil the end");  // no length: until close
+  });
+  UpstreamPool pool(server.url(), {});
+  Answer length = Ask(pool);
+  EXPECT_EQ(length.error, ClientError::kNone);
+  EXPECT_EQ(length.status, 200);
+  EXPECT_EQ(length.body, "hello");
+  Answer chunked = Ask(pool);
+  EXPECT_EQ(chunked.status, 201);
+  EXPECT_EQ(chunked.body, "abcde");
+  Answer until_close = Ask(pool);
+  EXPECT_EQ(until_close.error, ClientError::kNone);
+  EXPECT_EQ(until_close.body, "until the end");
+}
+
+TEST(HttpClient, AConnectionTheUpstreamClosedWhileIdleIsReplaced) {
+  // Each connection answers once, claiming keep-alive, then closes.
+  RawServer server(2, [](int fd, int i) {
+    Write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" + std::to_string(i));
+  });
+  UpstreamPool pool(server.url(), {});
+  EXPECT_EQ(Ask(pool).body, "0");
+  Answer second = Ask(pool);
+  EXPECT_EQ(second.error, ClientError::kNone);
+  EXPECT_EQ(second.body, "1") << "the second request went to a new connection";
+}
+
+TEST(HttpClient, BrokenAnswersAndSilenceAreErrors) {
+  RawServer server(3, [](int fd, int i) {
+    if (i == 0) Write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort");  // then closes
+    if (i == 1) Write(fd, "SMTP ready\r\n\r\n");
+    if (i == 2) {
+      char byte;
+      recv(fd, &byte, 1, 0);  // says nothing until the client gives up and closes
+    }
+  });
+  UpstreamPool pool(server.url(), ClientTimeouts{.connect_ms = 5000, .read_ms = 200});
+  EXPECT_EQ(Ask(pool).error, ClientError::kClosed);
+  EXPECT_EQ(Ask(pool).error, ClientError::kProtocol);
+  EXPECT_EQ(Ask(pool).error, ClientError::kTimeout);
+}
+
+TEST(HttpClient, NothingListeningIsAConnectError) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = ntohs(addr.sin_port);  // bound, never listening: connections are refused
+  UpstreamPool pool("http://127.0.0.1:" + std::to_string(port), {});
+  EXPECT_EQ(Ask(pool).error, ClientError::kConnect);
+  close(fd);
+}
+
+TEST(HttpClient, UpstreamUrls) {
+  auto plain = ParseUpstreamUrl("http://localhost:11434");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_FALSE(plain->tls);
+  EXPECT_EQ(plain->host, "localhost");
+  EXPECT_EQ(plain->port, 11434);
+  auto tls = ParseUpstreamUrl("https://api.anthropic.com");
+  ASSERT_TRUE(tls.ok());
+  EXPECT_TRUE(tls->tls);
+  EXPECT_EQ(tls->port, 443);
+  EXPECT_EQ(tls->authority, "api.anthropic.com");
+  auto v6 = ParseUpstreamUrl("http://[::1]:8080");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 8080);
+  EXPECT_EQ(v6->authority, "[::1]:8080");
+  for (const char* bad : {"ftp://x", "http://", "http://x:port", "http://x/path", "http://x:99999"})
+    EXPECT_FALSE(ParseUpstreamUrl(bad).ok()) << bad;
+}
+
+}  // namespace
+}  // namespace tollgate
