@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "proxy/upstream_pool.h"
+#include "tests/test_env.h"
 
 namespace tollgate {
 namespace {
@@ -21,15 +22,7 @@ class RawServer {
  public:
   RawServer(int connections, std::function<void(int fd, int index)> answer)
       : answer_(std::move(answer)) {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    listen(listen_fd_, 8);
-    socklen_t len = sizeof(addr);
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listen_fd_ = testing::LoopbackSocket(&port_);
     thread_ = std::thread([this, connections] {
       for (int i = 0; i < connections; ++i) {
         int fd = accept(listen_fd_, nullptr, nullptr);
@@ -140,14 +133,8 @@ TEST(HttpClient, BrokenAnswersAndSilenceAreErrors) {
 }
 
 TEST(HttpClient, NothingListeningIsAConnectError) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);  // bound, never listening: connections are refused
+  int port = 0;
+  int fd = testing::LoopbackSocket(&port, false);  // bound, never listening: refused
   UpstreamPool pool("http://127.0.0.1:" + std::to_string(port), {});
   EXPECT_EQ(Ask(pool).error, ClientError::kConnect);
   close(fd);

@@ -13,6 +13,8 @@
 #include <future>
 #include <thread>
 
+#include "tests/test_env.h"
+
 namespace tollgate {
 namespace {
 
@@ -26,15 +28,7 @@ char PatternByte(size_t i) { return static_cast<char>('a' + (i * 7 + i / 4096) %
 class FastUpstream {
  public:
   FastUpstream() {
-    listen_fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    listen(listen_fd_, 4);
-    socklen_t len = sizeof(addr);
-    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    listen_fd_ = testing::LoopbackSocket(&port_);
     thread_ = std::thread([this] { Serve(); });
   }
   ~FastUpstream() {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <atomic>
@@ -110,6 +112,21 @@ inline std::vector<nlohmann::json> SseData(const std::string& body) {
     pos = end;
   }
   return out;
+}
+
+// A TCP socket bound to 127.0.0.1 on a free port, listening unless `listen_too` is
+// false (then connections to it are refused); the port goes to `*port`.
+inline int LoopbackSocket(int* port, bool listen_too = true) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  if (listen_too) listen(fd, 16);
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  *port = ntohs(addr.sin_port);
+  return fd;
 }
 
 // Opens `n` streaming POSTs at once, one client thread each. `ended_before_all_begun`
