@@ -426,8 +426,9 @@ class Pacer {
         continue;
       }
       Clock::time_point now = Clock::now();
-      if (queue_.top().first > now) {
-        wake_.wait_until(lock, queue_.top().first);
+      Clock::time_point first = queue_.top().first;  // a copy: Add() may move the queue
+      if (first > now) {
+        wake_.wait_until(lock, first);
         continue;
       }
       std::vector<Paced*> due;
