@@ -299,6 +299,7 @@ HttpConnection::Io HttpConnection::ReadSome() {
     ssize_t n;
     if (ssl_ != nullptr) {
       ERR_clear_error();
+      errno = 0;  // read below: 0 means the peer closed without close_notify
       int rc = SSL_read(ssl_, buffer, sizeof(buffer));
       if (rc > 0) {
         n = rc;

@@ -64,6 +64,29 @@ bool IsResponseHopByHop(const std::string& name) {
   return false;
 }
 
+// Reads an answer's body to its end, keeping at most `limit` bytes, and gives the
+// connection back to its pool (which keeps it only if the answer was read whole).
+ClientError ReadWhole(UpstreamPool& pool, std::unique_ptr<HttpConnection> upstream, size_t limit,
+                      std::string* body) {
+  ClientError error = upstream->ReadBody([&](std::string_view piece) {
+    if (body->size() < limit) body->append(piece.substr(0, limit - body->size()));
+    return true;
+  });
+  pool.Release(std::move(upstream));
+  return error;
+}
+
+// The upstream's answer as it came, without its hop-by-hop headers.
+void PassOn(const ResponseHead& head, std::string body, httplib::Response& res) {
+  res.status = head.status;
+  for (const auto& [name, value] : head.headers) {
+    if (!IsResponseHopByHop(name)) res.set_header(name, value);
+  }
+  auto type = head.headers.find("Content-Type");
+  res.set_content(std::move(body),
+                  type != head.headers.end() ? type->second : std::string("application/json"));
+}
+
 // Output tokens of text already relayed, when the provider's own count never came.
 int64_t TokensOfText(int64_t bytes) { return (bytes + 3) / 4; }
 
@@ -349,14 +372,10 @@ void ProxyService::ForwardBuffered(Exchange& x, const httplib::Request& req,
       pool.Begin(ToUpstream(x, req.method == "GET" ? "GET" : "POST"), &head, &error, &detail);
   std::string answer;
   if (upstream) {
-    error = upstream->ReadBody([&](std::string_view piece) {
-      answer.append(piece);
-      return true;
-    });
+    error = ReadWhole(pool, std::move(upstream), SIZE_MAX, &answer);
     detail = ToString(error);
   }
   if (error != ClientError::kNone) return UpstreamFailed(x, error, detail, res);
-  pool.Release(std::move(upstream));
 
   Usage usage;
   if (head.status >= 200 && head.status < 300) {
@@ -364,13 +383,7 @@ void ProxyService::ForwardBuffered(Exchange& x, const httplib::Request& req,
     if (auto parsed = ParseJsonBounded(answer, &parse_error))
       usage = x.provider->UsageFromAnswer(x.route, *parsed);
   }
-  res.status = head.status;
-  for (const auto& [name, value] : head.headers) {
-    if (!IsResponseHopByHop(name)) res.set_header(name, value);
-  }
-  auto type = head.headers.find("Content-Type");
-  res.set_content(std::move(answer),
-                  type != head.headers.end() ? type->second : std::string("application/json"));
+  PassOn(head, std::move(answer), res);
   Finish(x, head.status, usage, false);
 }
 
@@ -445,18 +458,8 @@ void ProxyService::ForwardStreaming(Exchange&& x, httplib::Response& res, Respon
   if (head.status < 200 || head.status >= 300) {
     // An error answer: collected whole (bounded) and passed on as it came.
     std::string answer;
-    error = upstream->ReadBody([&](std::string_view piece) {
-      answer.append(piece.substr(
-          0, std::min(piece.size(), (size_t{1} << 20) - std::min(answer.size(), size_t{1} << 20))));
-      return true;
-    });
-    pool.Release(std::move(upstream));
-    res.status = head.status;
-    for (const auto& [name, value] : head.headers) {
-      if (!IsResponseHopByHop(name)) res.set_header(name, value);
-    }
-    auto type = head.headers.find("Content-Type");
-    res.set_content(answer, type != head.headers.end() ? type->second : "application/json");
+    ReadWhole(pool, std::move(upstream), size_t{1} << 20, &answer);
+    PassOn(head, std::move(answer), res);
     return Finish(x, head.status, Usage{}, false);
   }
 
