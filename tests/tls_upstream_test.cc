@@ -77,6 +77,19 @@ TEST_F(TlsUpstream, ATrustedCertificateIsAcceptedAndItsConnectionReused) {
   }
 }
 
+TEST_F(TlsUpstream, SslCertFileAddsATrustedCertificate) {
+  // As README says: OpenSSL's SSL_CERT_FILE replaces the system's store.
+  setenv("SSL_CERT_FILE", (dir_ + "/cert.pem").c_str(), 1);
+  UpstreamPool pool("https://127.0.0.1:" + std::to_string(port_), {});
+  unsetenv("SSL_CERT_FILE");
+  ResponseHead head;
+  ClientError error = ClientError::kNone;
+  std::string detail;
+  auto connection = pool.Begin(Chat(), &head, &error, &detail);
+  ASSERT_NE(connection, nullptr) << detail;
+  EXPECT_EQ(head.status, 200);
+}
+
 TEST_F(TlsUpstream, ACertificateForAnotherNameIsRefusedEvenIfTrusted) {
   // The certificate names 127.0.0.1 only; "localhost" reaches the same server.
   UpstreamPool pool("https://localhost:" + std::to_string(port_), {}, dir_ + "/cert.pem");
