@@ -16,10 +16,17 @@ WorkerPool::~WorkerPool() {
 }
 
 void WorkerPool::Submit(std::function<void()> task) {
-  std::lock_guard lock(mu_);
-  tasks_.push_back(std::move(task));
-  if (tasks_.size() > idle_ && threads_ < max_threads_) {
-    ++threads_;
+  bool spawn = false;
+  {
+    std::lock_guard lock(mu_);
+    tasks_.push_back(std::move(task));
+    if (tasks_.size() > idle_ && threads_ < max_threads_) {
+      ++threads_;
+      spawn = true;
+    }
+  }
+  // Both outside the lock: a thread woken while the lock is held would only wait for it.
+  if (spawn) {
     std::thread([this] { Run(); }).detach();
   } else {
     work_.notify_one();
