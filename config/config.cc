@@ -120,15 +120,6 @@ Status ReadDefaults(const json& j, const std::string& where, BudgetDefaults* d) 
   return ReadBool(j, "can_reset", where + ".can_reset", &d->can_reset);
 }
 
-bool IsBaseUrl(const std::string& url) {
-  auto scheme_end = url.find("://");
-  if (scheme_end == std::string::npos) return false;
-  std::string scheme = url.substr(0, scheme_end);
-  if (scheme != "http" && scheme != "https") return false;
-  std::string rest = url.substr(scheme_end + 3);
-  return !rest.empty() && rest.find('/') == std::string::npos;
-}
-
 Status ReadFile(const json& root, Config* c) {
   if (Status s = CheckKeys(root, "",
                            {"listen", "admin_listen", "database_url", "redis_url", "pricing_file",
@@ -307,7 +298,7 @@ Status Validate(const Config& c) {
   if (c.redis_url.rfind("redis://", 0) != 0)
     return FieldError("redis_url", "must start with redis://");
   for (const auto& [name, u] : c.upstreams) {
-    if (!IsBaseUrl(u.base_url)) {
+    if (!ParseBaseUrl(u.base_url)) {
       return FieldError("upstreams." + name + ".url",
                         "must be scheme://host[:port] with http or https and no path");
     }
@@ -398,6 +389,32 @@ std::optional<HostPort> ParseHostPort(const std::string& text) {
   }
   hp.port = port;
   return hp;
+}
+
+std::optional<UpstreamAddress> ParseBaseUrl(const std::string& url) {
+  size_t scheme_end = url.find("://");
+  if (scheme_end == std::string::npos) return std::nullopt;
+  std::string scheme = url.substr(0, scheme_end);
+  if (scheme != "http" && scheme != "https") return std::nullopt;
+  UpstreamAddress a;
+  a.tls = scheme == "https";
+  a.authority = url.substr(scheme_end + 3);
+  if (a.authority.empty() || a.authority.find('/') != std::string::npos) return std::nullopt;
+  // A port is given when a colon follows the host (after an IPv6 host's brackets).
+  bool bracketed = a.authority.front() == '[';
+  size_t host_end = bracketed ? a.authority.find(']') : 0;
+  if (host_end == std::string::npos) return std::nullopt;
+  if (a.authority.find(':', host_end) != std::string::npos) {
+    auto hp = ParseHostPort(a.authority);
+    if (!hp || hp->port == 0) return std::nullopt;
+    a.host = hp->host;
+    a.port = hp->port;
+  } else {
+    a.host = bracketed ? a.authority.substr(1, host_end - 1) : a.authority;
+    a.port = a.tls ? 443 : 80;
+  }
+  if (a.host.empty()) return std::nullopt;
+  return a;
 }
 
 Environment ProcessEnvironment() {

@@ -33,6 +33,16 @@ struct HostPort {
 // "host:port" (an IPv6 host in brackets). Port 0 asks the OS for a free port.
 std::optional<HostPort> ParseHostPort(const std::string& text);
 
+// An upstream's base URL: scheme://host[:port], http or https, no path (IPv6 hosts in
+// brackets); the port defaults to 80 or 443.
+struct UpstreamAddress {
+  bool tls = false;
+  std::string host;  // without brackets
+  int port = 0;
+  std::string authority;  // the Host header: host[:port] as written
+};
+std::optional<UpstreamAddress> ParseBaseUrl(const std::string& url);
+
 // The budget settings a new user starts with, per role.
 struct BudgetDefaults {
   Money limit = Money::FromNanos(30'000'000'000);  // $30

@@ -114,44 +114,6 @@ const char* ToString(ClientError error) {
   return "unknown";
 }
 
-Result<UpstreamAddress> ParseUpstreamUrl(const std::string& url) {
-  UpstreamAddress a;
-  std::string rest;
-  if (url.rfind("https://", 0) == 0) {
-    a.tls = true;
-    rest = url.substr(8);
-  } else if (url.rfind("http://", 0) == 0) {
-    rest = url.substr(7);
-  } else {
-    return Status::Invalid("upstream URL must start with http:// or https://: " + url);
-  }
-  if (!rest.empty() && rest.back() == '/') rest.pop_back();
-  if (rest.empty() || rest.find('/') != std::string::npos)
-    return Status::Invalid("upstream URL must be scheme://host[:port]: " + url);
-  a.authority = rest;
-  size_t colon;
-  if (rest.front() == '[') {  // [IPv6]:port
-    size_t close = rest.find(']');
-    if (close == std::string::npos) return Status::Invalid("malformed IPv6 host in " + url);
-    a.host = rest.substr(1, close - 1);
-    colon = rest.size() > close + 1 && rest[close + 1] == ':' ? close + 1 : std::string::npos;
-  } else {
-    colon = rest.find(':');
-    a.host = rest.substr(0, colon);
-  }
-  a.port = a.tls ? 443 : 80;
-  if (colon != std::string::npos) {
-    std::string port = rest.substr(colon + 1);
-    if (port.empty() || port.size() > 5 ||
-        !std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      return Status::Invalid("malformed port in " + url);
-    a.port = std::stoi(port);
-  }
-  if (a.host.empty() || a.port <= 0 || a.port > 65535)
-    return Status::Invalid("malformed upstream URL: " + url);
-  return a;
-}
-
 TlsContext::TlsContext(const std::string& ca_file) {
   ctx_ = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);

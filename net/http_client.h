@@ -18,19 +18,10 @@
 #include <string>
 #include <string_view>
 
-#include "config/status.h"
+#include "config/config.h"
 #include "net/chunked_decoder.h"
 
 namespace tollgate {
-
-// scheme://host[:port] (http or https; IPv6 hosts in brackets).
-struct UpstreamAddress {
-  bool tls = false;
-  std::string host;       // without brackets
-  int port = 0;           // 80 or 443 unless given
-  std::string authority;  // the Host header: host[:port] as written
-};
-Result<UpstreamAddress> ParseUpstreamUrl(const std::string& url);
 
 struct ClientTimeouts {
   int connect_ms = 5000;  // TCP connect and TLS handshake

@@ -11,7 +11,8 @@ constexpr auto kMaxIdle = std::chrono::seconds(30);
 
 UpstreamPool::UpstreamPool(const std::string& base_url, ClientTimeouts timeouts,
                            std::string ca_file, size_t max_idle)
-    : address_(ParseUpstreamUrl(base_url)),
+    : base_url_(base_url),
+      address_(ParseBaseUrl(base_url)),
       timeouts_(timeouts),
       tls_(ca_file),
       max_idle_(max_idle) {}
@@ -33,9 +34,9 @@ std::unique_ptr<HttpConnection> UpstreamPool::Borrow(ClientError* error, std::st
     }
   }
   *reused = false;
-  if (!address_.ok()) {
+  if (!address_) {
     *error = ClientError::kConnect;
-    *detail = address_.status().message();
+    *detail = "upstream URL must be scheme://host[:port]: " + base_url_;
     return nullptr;
   }
   return HttpConnection::Open(*address_, tls_.get(), timeouts_, error, detail);

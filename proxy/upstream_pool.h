@@ -38,7 +38,8 @@ class UpstreamPool {
  private:
   std::unique_ptr<HttpConnection> Borrow(ClientError* error, std::string* detail, bool* reused);
 
-  Result<UpstreamAddress> address_;
+  const std::string base_url_;
+  const std::optional<UpstreamAddress> address_;
   const ClientTimeouts timeouts_;
   TlsContext tls_;
   const size_t max_idle_;

@@ -145,5 +145,30 @@ TEST(HostPort, Parses) {
   EXPECT_FALSE(ParseHostPort(":80").has_value());
 }
 
+TEST(Config, UpstreamBaseUrls) {
+  auto plain = ParseBaseUrl("http://localhost:11434");
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(plain->tls);
+  EXPECT_EQ(plain->host, "localhost");
+  EXPECT_EQ(plain->port, 11434);
+  auto tls = ParseBaseUrl("https://api.anthropic.com");
+  ASSERT_TRUE(tls);
+  EXPECT_TRUE(tls->tls);
+  EXPECT_EQ(tls->port, 443);
+  EXPECT_EQ(tls->authority, "api.anthropic.com");
+  auto v6 = ParseBaseUrl("http://[::1]:8080");
+  ASSERT_TRUE(v6);
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 8080);
+  EXPECT_EQ(v6->authority, "[::1]:8080");
+  auto bare_v6 = ParseBaseUrl("https://[::1]");
+  ASSERT_TRUE(bare_v6);
+  EXPECT_EQ(bare_v6->host, "::1");
+  EXPECT_EQ(bare_v6->port, 443);
+  for (const char* bad : {"ftp://x", "http://", "http://x:port", "http://x/path", "http://x/",
+                          "http://x:99999", "http://x:0", "http://[::1", "http://:80"})
+    EXPECT_FALSE(ParseBaseUrl(bad)) << bad;
+}
+
 }  // namespace
 }  // namespace tollgate

@@ -140,25 +140,5 @@ TEST(HttpClient, NothingListeningIsAConnectError) {
   close(fd);
 }
 
-TEST(HttpClient, UpstreamUrls) {
-  auto plain = ParseUpstreamUrl("http://localhost:11434");
-  ASSERT_TRUE(plain.ok());
-  EXPECT_FALSE(plain->tls);
-  EXPECT_EQ(plain->host, "localhost");
-  EXPECT_EQ(plain->port, 11434);
-  auto tls = ParseUpstreamUrl("https://api.anthropic.com");
-  ASSERT_TRUE(tls.ok());
-  EXPECT_TRUE(tls->tls);
-  EXPECT_EQ(tls->port, 443);
-  EXPECT_EQ(tls->authority, "api.anthropic.com");
-  auto v6 = ParseUpstreamUrl("http://[::1]:8080");
-  ASSERT_TRUE(v6.ok());
-  EXPECT_EQ(v6->host, "::1");
-  EXPECT_EQ(v6->port, 8080);
-  EXPECT_EQ(v6->authority, "[::1]:8080");
-  for (const char* bad : {"ftp://x", "http://", "http://x:port", "http://x/path", "http://x:99999"})
-    EXPECT_FALSE(ParseUpstreamUrl(bad).ok()) << bad;
-}
-
 }  // namespace
 }  // namespace tollgate
