@@ -96,24 +96,6 @@ int ConnectTcp(const UpstreamAddress& address, SteadyClock::time_point deadline,
 
 }  // namespace
 
-const char* ToString(ClientError error) {
-  switch (error) {
-    case ClientError::kNone:
-      return "no error";
-    case ClientError::kConnect:
-      return "connection failed";
-    case ClientError::kTls:
-      return "TLS failed";
-    case ClientError::kTimeout:
-      return "timed out";
-    case ClientError::kClosed:
-      return "connection closed";
-    case ClientError::kProtocol:
-      return "malformed answer";
-  }
-  return "unknown";
-}
-
 TlsContext::TlsContext(const std::string& ca_file) {
   ctx_ = SSL_CTX_new(TLS_client_method());
   SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);

@@ -31,7 +31,6 @@ struct ClientTimeouts {
 
 // What went wrong, in terms the caller answers with (504 for kTimeout, 502 otherwise).
 enum class ClientError { kNone, kConnect, kTls, kTimeout, kClosed, kProtocol };
-const char* ToString(ClientError error);
 
 // The trust store for https upstreams: the system's, or one CA file (tests).
 class TlsContext {

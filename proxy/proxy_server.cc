@@ -352,10 +352,24 @@ UpstreamRequest ProxyService::ToUpstream(const Exchange& x, const std::string& m
 void ProxyService::UpstreamFailed(Exchange& x, ClientError error, const std::string& detail,
                                   httplib::Response& res) {
   deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
-  const char* what = error == ClientError::kTimeout ? "timed out"
-                     : error == ClientError::kConnect || error == ClientError::kTls
-                         ? "is unreachable"
-                         : "failed";
+  const char* what = "failed";
+  switch (error) {
+    case ClientError::kTimeout:
+      what = "timed out";
+      break;
+    case ClientError::kConnect:
+    case ClientError::kTls:
+      what = "is unreachable";
+      break;
+    case ClientError::kClosed:
+      what = "closed the connection";
+      break;
+    case ClientError::kProtocol:
+      what = "sent a malformed answer";
+      break;
+    case ClientError::kNone:
+      break;
+  }
   Refuse(*x.provider, x.route,
          error == ClientError::kTimeout ? ErrorKind::kTimeout : ErrorKind::kUpstream,
          std::string(x.provider->name()) + " upstream " + what + " (" + detail + ")", res);
@@ -373,7 +387,7 @@ void ProxyService::ForwardBuffered(Exchange& x, const httplib::Request& req,
   std::string answer;
   if (upstream) {
     error = ReadWhole(pool, std::move(upstream), SIZE_MAX, &answer);
-    detail = ToString(error);
+    detail = "while reading the answer";
   }
   if (error != ClientError::kNone) return UpstreamFailed(x, error, detail, res);
 

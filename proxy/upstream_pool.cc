@@ -53,16 +53,20 @@ std::unique_ptr<HttpConnection> UpstreamPool::Begin(const UpstreamRequest& reque
     if (bytes.empty())
       bytes = FormatRequest(request.method, request.target, address_->authority, request.headers,
                             request.body);
+    *detail = "while sending the request";
     *error = connection->Send(bytes);
-    if (*error == ClientError::kNone) *error = connection->ReadHead(head, request.method);
-    if (*error == ClientError::kNone) return connection;
+    if (*error == ClientError::kNone) {
+      *detail = "while waiting for the answer";
+      *error = connection->ReadHead(head, request.method);
+    }
+    if (*error == ClientError::kNone) {
+      detail->clear();
+      return connection;
+    }
     // The upstream closed a kept-alive connection as we sent: nothing of ours was read,
     // so the request goes again on a new connection.
-    if (reused && *error == ClientError::kClosed && connection->answer_bytes() == 0) continue;
-    *detail = std::string(ToString(*error));
-    return nullptr;
+    if (!(reused && *error == ClientError::kClosed && connection->answer_bytes() == 0)) break;
   }
-  *detail = std::string(ToString(*error));
   return nullptr;
 }
 

@@ -27,7 +27,8 @@ class UpstreamPool {
                size_t max_idle = 256);
 
   // Sends the request and reads the answer's head. The connection comes back for its
-  // body (read it, then Release it); null on failure, with `error` and `detail` set.
+  // body (read it, then Release it); null on failure, with `error` and `detail` (what
+  // failed, or when: "cannot connect to …", "while waiting for the answer") set.
   // A kept-alive connection that the upstream closed before answering is replaced
   // once by a new one.
   std::unique_ptr<HttpConnection> Begin(const UpstreamRequest& request, ResponseHead* head,
