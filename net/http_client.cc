@@ -45,6 +45,16 @@ int RemainingMs(SteadyClock::time_point deadline) {
   return static_cast<int>(std::max<int64_t>(0, left.count()));
 }
 
+// Whether `fd` became ready (readable, or writable with `for_write`) within the time.
+bool WaitFor(int fd, bool for_write, int timeout_ms) {
+  pollfd p{.fd = fd, .events = static_cast<short>(for_write ? POLLOUT : POLLIN), .revents = 0};
+  for (;;) {
+    int rc = poll(&p, 1, timeout_ms);
+    if (rc < 0 && errno == EINTR) continue;
+    return rc == 1;
+  }
+}
+
 // A TCP connection to one of the host's addresses, within the deadline.
 int ConnectTcp(const UpstreamAddress& address, SteadyClock::time_point deadline, ClientError* error,
                std::string* detail) {
@@ -68,13 +78,12 @@ int ConnectTcp(const UpstreamAddress& address, SteadyClock::time_point deadline,
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
     if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
     if (errno == EINPROGRESS) {
-      pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
       int so_error = 0;
       socklen_t len = sizeof(so_error);
-      int ready = poll(&p, 1, RemainingMs(deadline));
-      if (ready == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 && so_error == 0)
+      bool ready = WaitFor(fd, true, RemainingMs(deadline));
+      if (ready && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 && so_error == 0)
         break;
-      if (ready == 0) {
+      if (!ready) {
         *error = ClientError::kTimeout;
         *detail = "connecting to " + address.authority + " timed out";
       } else if (so_error != 0) {
@@ -154,7 +163,7 @@ std::unique_ptr<HttpConnection> HttpConnection::Open(const UpstreamAddress& addr
     if (rc == 1) return connection;
     int reason = SSL_get_error(ssl, rc);
     if (reason == SSL_ERROR_WANT_READ || reason == SSL_ERROR_WANT_WRITE) {
-      if (connection->Wait(reason == SSL_ERROR_WANT_WRITE, RemainingMs(deadline))) continue;
+      if (WaitFor(fd, reason == SSL_ERROR_WANT_WRITE, RemainingMs(deadline))) continue;
       *error = ClientError::kTimeout;
       *detail = "TLS handshake with " + address.authority + " timed out";
       return nullptr;
@@ -174,19 +183,9 @@ HttpConnection::~HttpConnection() {
   close(fd_);
 }
 
-bool HttpConnection::Wait(bool for_write, int timeout_ms) const {
-  pollfd p{.fd = fd_, .events = static_cast<short>(for_write ? POLLOUT : POLLIN), .revents = 0};
-  for (;;) {
-    int rc = poll(&p, 1, timeout_ms);
-    if (rc < 0 && errno == EINTR) continue;
-    return rc == 1;
-  }
-}
-
 bool HttpConnection::IdleConnectionLost() const {
   // An idle keep-alive connection has nothing to read; readable means closed (or junk).
-  pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
-  return poll(&p, 1, 0) != 0 || (ssl_ != nullptr && SSL_pending(ssl_) > 0);
+  return WaitFor(fd_, false, 0) || (ssl_ != nullptr && SSL_pending(ssl_) > 0);
 }
 
 ClientError HttpConnection::Send(std::string_view request) {
@@ -223,7 +222,7 @@ ClientError HttpConnection::Send(std::string_view request) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-        Wait(want_write, RemainingMs(deadline)))
+        WaitFor(fd_, want_write, RemainingMs(deadline)))
       continue;
     broken_ = true;
     return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? ClientError::kTimeout
@@ -287,7 +286,7 @@ ClientError HttpConnection::ReadHead(ResponseHead* head, const std::string& meth
       if (io == Io::kOk) {
         end = in_.find("\r\n\r\n");
       } else if (io == Io::kWouldBlock) {
-        if (!Wait(want_write_, timeouts_.read_ms)) {
+        if (!WaitFor(fd_, want_write_, timeouts_.read_ms)) {
           broken_ = true;
           return ClientError::kTimeout;
         }
@@ -424,7 +423,7 @@ ClientError HttpConnection::ReadBody(const std::function<bool(std::string_view)>
     }
     if (p == Progress::kDone) return ClientError::kNone;
     if (p == Progress::kFailed) return error;
-    if (!Wait(want_write_, timeouts_.read_ms)) {
+    if (!WaitFor(fd_, want_write_, timeouts_.read_ms)) {
       broken_ = true;
       return ClientError::kTimeout;
     }

@@ -99,8 +99,6 @@ class HttpConnection {
   // (kWouldBlock next, without asking the kernel again): epoll and poll are
   // level-triggered here, so bytes that arrive later are still seen.
   Io ReadSome();
-  // Waits for the socket within `timeout_ms`; false on timeout.
-  bool Wait(bool for_write, int timeout_ms) const;
   // Moves what in_ holds of the body into `body`; true once the body is complete.
   bool DecodeBody(std::string* body);
 

@@ -78,11 +78,6 @@ StreamRelay::~StreamRelay() {
   close(wake_fd_);
 }
 
-size_t StreamRelay::streams() const {
-  std::lock_guard lock(mu_);
-  return relays_.size() + incoming_.size();
-}
-
 void StreamRelay::Add(std::unique_ptr<HttpConnection> upstream, ReleaseUpstream release,
                       ResponseWriter::Detached client, std::unique_ptr<RelayedStream> stream) {
   auto* r = new Relay{.upstream = std::move(upstream),

@@ -66,7 +66,6 @@ class StreamRelay {
   void Add(std::unique_ptr<HttpConnection> upstream, ReleaseUpstream release,
            ResponseWriter::Detached client, std::unique_ptr<RelayedStream> stream);
 
-  size_t streams() const;
   // The most bytes ever held for one slow client (bounded by the back-pressure).
   size_t peak_buffered_bytes() const { return peak_buffered_.load(); }
   // How often an upstream's reads were paused for a slow client.
