@@ -61,28 +61,6 @@ void Write(int fd, std::string_view bytes) {
   }
 }
 
-struct Answer {
-  ClientError error = ClientError::kNone;
-  int status = 0;
-  std::string body;
-};
-
-Answer Ask(UpstreamPool& pool) {
-  Answer a;
-  ResponseHead head;
-  std::string detail;
-  auto connection = pool.Begin({.method = "POST", .target = "/x", .headers = {}, .body = "{}"},
-                               &head, &a.error, &detail);
-  if (!connection) return a;
-  a.status = head.status;
-  a.error = connection->ReadBody([&](std::string_view piece) {
-    a.body.append(piece);
-    return true;
-  });
-  pool.Release(std::move(connection));
-  return a;
-}
-
 TEST(HttpClient, ReadsEachFraming) {
   RawServer server(3, [](int fd, int i) {
     if (i == 0) Write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
@@ -93,14 +71,14 @@ TEST(HttpClient, ReadsEachFraming) {
     if (i == 2) Write(fd, "HTTP/1.0 200 OK\r\n\r\nuntil the end");  // no length: until close
   });
   UpstreamPool pool(server.url(), {});
-  Answer length = Ask(pool);
+  auto length = testing::Ask(pool);
   EXPECT_EQ(length.error, ClientError::kNone);
   EXPECT_EQ(length.status, 200);
   EXPECT_EQ(length.body, "hello");
-  Answer chunked = Ask(pool);
+  auto chunked = testing::Ask(pool);
   EXPECT_EQ(chunked.status, 201);
   EXPECT_EQ(chunked.body, "abcde");
-  Answer until_close = Ask(pool);
+  auto until_close = testing::Ask(pool);
   EXPECT_EQ(until_close.error, ClientError::kNone);
   EXPECT_EQ(until_close.body, "until the end");
 }
@@ -111,8 +89,8 @@ TEST(HttpClient, AConnectionTheUpstreamClosedWhileIdleIsReplaced) {
     Write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n" + std::to_string(i));
   });
   UpstreamPool pool(server.url(), {});
-  EXPECT_EQ(Ask(pool).body, "0");
-  Answer second = Ask(pool);
+  EXPECT_EQ(testing::Ask(pool).body, "0");
+  auto second = testing::Ask(pool);
   EXPECT_EQ(second.error, ClientError::kNone);
   EXPECT_EQ(second.body, "1") << "the second request went to a new connection";
 }
@@ -127,16 +105,16 @@ TEST(HttpClient, BrokenAnswersAndSilenceAreErrors) {
     }
   });
   UpstreamPool pool(server.url(), ClientTimeouts{.connect_ms = 5000, .read_ms = 200});
-  EXPECT_EQ(Ask(pool).error, ClientError::kClosed);
-  EXPECT_EQ(Ask(pool).error, ClientError::kProtocol);
-  EXPECT_EQ(Ask(pool).error, ClientError::kTimeout);
+  EXPECT_EQ(testing::Ask(pool).error, ClientError::kClosed);
+  EXPECT_EQ(testing::Ask(pool).error, ClientError::kProtocol);
+  EXPECT_EQ(testing::Ask(pool).error, ClientError::kTimeout);
 }
 
 TEST(HttpClient, NothingListeningIsAConnectError) {
   int port = 0;
   int fd = testing::LoopbackSocket(&port, false);  // bound, never listening: refused
   UpstreamPool pool("http://127.0.0.1:" + std::to_string(port), {});
-  EXPECT_EQ(Ask(pool).error, ClientError::kConnect);
+  EXPECT_EQ(testing::Ask(pool).error, ClientError::kConnect);
   close(fd);
 }
 

@@ -23,6 +23,7 @@
 #include "budget/pg_pool.h"
 #include "budget/redis.h"
 #include "config/clock.h"
+#include "proxy/upstream_pool.h"
 
 namespace tollgate::testing {
 
@@ -127,6 +128,31 @@ inline int LoopbackSocket(int* port, bool listen_too = true) {
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   *port = ntohs(addr.sin_port);
   return fd;
+}
+
+// One POST through an upstream pool, its answer read whole and the connection given
+// back: what came, or how it failed.
+struct UpstreamAnswer {
+  ClientError error = ClientError::kNone;
+  std::string detail;
+  int status = 0;
+  std::string body;
+  bool reusable = false;  // the connection could serve the next request
+};
+inline UpstreamAnswer Ask(UpstreamPool& pool, const std::string& target = "/x") {
+  UpstreamAnswer a;
+  ResponseHead head;
+  auto connection = pool.Begin({.method = "POST", .target = target, .headers = {}, .body = "{}"},
+                               &head, &a.error, &a.detail);
+  if (!connection) return a;
+  a.status = head.status;
+  a.error = connection->ReadBody([&](std::string_view piece) {
+    a.body.append(piece);
+    return true;
+  });
+  a.reusable = connection->reusable();
+  pool.Release(std::move(connection));
+  return a;
 }
 
 // Opens `n` streaming POSTs at once, one client thread each. `ended_before_all_begun`

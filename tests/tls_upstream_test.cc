@@ -42,38 +42,23 @@ class TlsUpstream : public ::testing::Test {
   int port_ = 0;
 };
 
-UpstreamRequest Chat() {
-  return {.method = "POST", .target = "/v1/chat/completions", .headers = {}, .body = "{}"};
-}
+using testing::Ask;
 
 TEST_F(TlsUpstream, AnUntrustedCertificateIsRefused) {
   UpstreamPool pool("https://127.0.0.1:" + std::to_string(port_), {});
-  ResponseHead head;
-  ClientError error = ClientError::kNone;
-  std::string detail;
-  EXPECT_EQ(pool.Begin(Chat(), &head, &error, &detail), nullptr);
-  EXPECT_EQ(error, ClientError::kTls);
-  EXPECT_NE(detail.find("certificate not trusted"), std::string::npos) << detail;
+  auto a = Ask(pool, "/v1/chat/completions");
+  EXPECT_EQ(a.error, ClientError::kTls);
+  EXPECT_NE(a.detail.find("certificate not trusted"), std::string::npos) << a.detail;
 }
 
 TEST_F(TlsUpstream, ATrustedCertificateIsAcceptedAndItsConnectionReused) {
   UpstreamPool pool("https://127.0.0.1:" + std::to_string(port_), {}, dir_ + "/cert.pem");
   for (int i = 0; i < 2; ++i) {
-    ResponseHead head;
-    ClientError error = ClientError::kNone;
-    std::string detail;
-    auto connection = pool.Begin(Chat(), &head, &error, &detail);
-    ASSERT_NE(connection, nullptr) << detail;
-    EXPECT_EQ(head.status, 200);
-    std::string body;
-    EXPECT_EQ(connection->ReadBody([&](std::string_view p) {
-      body.append(p);
-      return true;
-    }),
-              ClientError::kNone);
-    EXPECT_NE(body.find("completion_tokens"), std::string::npos) << body;
-    EXPECT_TRUE(connection->reusable());
-    pool.Release(std::move(connection));
+    auto a = Ask(pool, "/v1/chat/completions");
+    EXPECT_EQ(a.error, ClientError::kNone) << a.detail;
+    EXPECT_EQ(a.status, 200);
+    EXPECT_NE(a.body.find("completion_tokens"), std::string::npos) << a.body;
+    EXPECT_TRUE(a.reusable);
   }
 }
 
@@ -82,22 +67,16 @@ TEST_F(TlsUpstream, SslCertFileAddsATrustedCertificate) {
   setenv("SSL_CERT_FILE", (dir_ + "/cert.pem").c_str(), 1);
   UpstreamPool pool("https://127.0.0.1:" + std::to_string(port_), {});
   unsetenv("SSL_CERT_FILE");
-  ResponseHead head;
-  ClientError error = ClientError::kNone;
-  std::string detail;
-  auto connection = pool.Begin(Chat(), &head, &error, &detail);
-  ASSERT_NE(connection, nullptr) << detail;
-  EXPECT_EQ(head.status, 200);
+  auto a = Ask(pool, "/v1/chat/completions");
+  EXPECT_EQ(a.error, ClientError::kNone) << a.detail;
+  EXPECT_EQ(a.status, 200);
 }
 
 TEST_F(TlsUpstream, ACertificateForAnotherNameIsRefusedEvenIfTrusted) {
   // The certificate names 127.0.0.1 only; "localhost" reaches the same server.
   UpstreamPool pool("https://localhost:" + std::to_string(port_), {}, dir_ + "/cert.pem");
-  ResponseHead head;
-  ClientError error = ClientError::kNone;
-  std::string detail;
-  EXPECT_EQ(pool.Begin(Chat(), &head, &error, &detail), nullptr);
-  EXPECT_EQ(error, ClientError::kTls) << detail;
+  auto a = Ask(pool, "/v1/chat/completions");
+  EXPECT_EQ(a.error, ClientError::kTls) << a.detail;
 }
 
 }  // namespace
