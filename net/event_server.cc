@@ -393,18 +393,20 @@ void EventServer::Serve(Connection* c) {
     Outcome outcome = Answer(*c);
     if (outcome == Outcome::kDetached) return;  // Resume() takes it from here
     if (outcome == Outcome::kClose) return Close(c);
-    c->parser.Reset();
-    c->continue_sent = false;
-    // A pipelined request may already be here.
-    if (c->parser.Parse(c->in) == RequestParser::State::kNeedMore) return Release(c);
+    if (!NextRequestReady(c)) return Release(c);
   }
+}
+
+bool EventServer::NextRequestReady(Connection* c) {
+  c->parser.Reset();
+  c->continue_sent = false;
+  // A pipelined request may already be here.
+  return c->parser.Parse(c->in) != RequestParser::State::kNeedMore;
 }
 
 void EventServer::Resume(Connection* c, bool keep_alive) {
   if (!keep_alive || c->peer_closed) return Close(c);
-  c->parser.Reset();
-  c->continue_sent = false;
-  if (c->parser.Parse(c->in) == RequestParser::State::kNeedMore) return Release(c);
+  if (!NextRequestReady(c)) return Release(c);
   pool_->Submit([this, c] { Serve(c); });
 }
 

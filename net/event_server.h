@@ -140,6 +140,8 @@ class EventServer {
   Outcome Answer(Connection& c);
   // A detached connection comes back: the next request, or closed.
   void Resume(Connection* c, bool keep_alive);
+  // Ready for the connection's next request; true if it is already here, whole.
+  bool NextRequestReady(Connection* c);
   bool Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer);
   bool WriteResponse(Connection& c, const httplib::Request& req, httplib::Response& res,
                      bool keep_alive);

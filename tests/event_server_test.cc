@@ -107,6 +107,11 @@ class EventServerTest : public ::testing::Test {
                          while (writes < 100'000 && w.Write(block)) ++writes;
                          firehose_writes_.set_value(writes);
                        });
+    server_->Streaming("GET", "/detach",
+                       [this](const httplib::Request&, httplib::Response&, ResponseWriter& w) {
+                         w.Begin(200, {});
+                         detached_.set_value(w.Detach());
+                       });
     server_->set_error_renderer([](const httplib::Request& req, int status,
                                    const std::string& message, httplib::Response& res) {
       res.set_content("rendered " + std::to_string(status) + " for [" + req.path + "]: " + message,
@@ -121,6 +126,7 @@ class EventServerTest : public ::testing::Test {
   int port_ = -1;
   std::promise<void> first_seen_;
   std::promise<int> firehose_writes_;
+  std::promise<ResponseWriter::Detached> detached_;
 };
 
 TEST_F(EventServerTest, AnswersManyRequestsOnOneKeptAliveConnection) {
@@ -251,6 +257,30 @@ TEST_F(EventServerTest, TheWriterSendsEachChunkAsItIsWritten) {
   c.Clear();
   c.Send("GET /items/9 HTTP/1.1\r\n\r\n");
   EXPECT_NE(c.ReadUntil("item 9").find("200 OK"), std::string::npos);
+}
+
+TEST_F(EventServerTest, ADetachedConnectionIsLeftAloneUntilItsOwnerGivesItBack) {
+  RawClient c(port_);
+  // A pipelined request waits behind the detached answer, then is served after it.
+  c.Send("GET /detach HTTP/1.1\r\n\r\nGET /items/2 HTTP/1.1\r\n\r\n");
+  ResponseWriter::Detached d = detached_.get_future().get();
+  std::string rest = ChunkFrame("late") + std::string(kLastChunk);
+  ASSERT_EQ(send(d.fd, rest.data(), rest.size(), MSG_NOSIGNAL), static_cast<ssize_t>(rest.size()));
+  std::string before = c.ReadUntil("0\r\n\r\n");
+  EXPECT_EQ(before.find("item 2"), std::string::npos) << "served while detached";
+  d.finish(true);
+  std::string all = c.ReadUntil("item 2");
+  size_t late = all.find("4\r\nlate\r\n0\r\n\r\n"), item = all.find("item 2");
+  ASSERT_NE(late, std::string::npos) << all;
+  ASSERT_NE(item, std::string::npos) << all;
+  EXPECT_LT(late, item);
+}
+
+TEST_F(EventServerTest, ADetachedConnectionGivenBackIncompleteIsClosed) {
+  RawClient c(port_);
+  c.Send("GET /detach HTTP/1.1\r\n\r\n");
+  detached_.get_future().get().finish(false);
+  EXPECT_TRUE(c.ReadsToClose());
 }
 
 TEST_F(EventServerTest, TheWriterReportsAClientThatHungUp) {
