@@ -15,9 +15,7 @@ struct Exchange {
   Rates rates;
   std::string price_id;
   std::string request_id;
-  std::string upstream_path;
-  std::string body;
-  httplib::Headers headers;
+  UpstreamRequest upstream;  // what goes to the provider
   Timestamp started;
   std::chrono::steady_clock::time_point t0;
   Admission admission;
@@ -198,7 +196,7 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   x.route = *route;
   // The query goes along as sent (models lists page with ?limit=, ?after_id=).
   size_t query = req.target.find('?');
-  x.upstream_path = "/" + path + (query == std::string::npos ? "" : req.target.substr(query));
+  x.upstream.target = "/" + path + (query == std::string::npos ? "" : req.target.substr(query));
 
   // 1. Who is calling.
   std::string key =
@@ -329,24 +327,20 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
     res.set_header("x-tollgate-max-tokens-clamped",
                    std::to_string(*x.admission.clamped_max_tokens));
   }
+  x.upstream.method = req.method == "GET" ? "GET" : "POST";
+  x.upstream.headers = UpstreamHeaders(provider, req);
   if (route->endpoint != Endpoint::kListing) {
     x.hide_usage_chunk = provider.Rewrite(*route, x.facts, x.admission.clamped_max_tokens, &body);
-    x.body = body.dump();
+    x.upstream.body = body.dump();
   }
-  x.headers = UpstreamHeaders(provider, req);
+  if (x.upstream.method == "POST" &&
+      x.upstream.headers.find("Content-Type") == x.upstream.headers.end())
+    x.upstream.headers.emplace("Content-Type", "application/json");
   if (x.facts.stream) {
     ForwardStreaming(std::move(x), res, writer);
   } else {
-    ForwardBuffered(x, req, res);
+    ForwardBuffered(x, res);
   }
-}
-
-UpstreamRequest ProxyService::ToUpstream(const Exchange& x, const std::string& method) const {
-  UpstreamRequest up{
-      .method = method, .target = x.upstream_path, .headers = x.headers, .body = x.body};
-  if (method == "POST" && up.headers.find("Content-Type") == up.headers.end())
-    up.headers.emplace("Content-Type", "application/json");
-  return up;
 }
 
 void ProxyService::UpstreamFailed(Exchange& x, ClientError error, const std::string& detail,
@@ -376,14 +370,12 @@ void ProxyService::UpstreamFailed(Exchange& x, ClientError error, const std::str
   Finish(x, res.status, Usage{}, false);
 }
 
-void ProxyService::ForwardBuffered(Exchange& x, const httplib::Request& req,
-                                   httplib::Response& res) {
+void ProxyService::ForwardBuffered(Exchange& x, httplib::Response& res) {
   UpstreamPool& pool = *pools_.at(std::string(x.provider->name()));
   ResponseHead head;
   ClientError error = ClientError::kNone;
   std::string detail;
-  auto upstream =
-      pool.Begin(ToUpstream(x, req.method == "GET" ? "GET" : "POST"), &head, &error, &detail);
+  auto upstream = pool.Begin(x.upstream, &head, &error, &detail);
   std::string answer;
   if (upstream) {
     error = ReadWhole(pool, std::move(upstream), SIZE_MAX, &answer);
@@ -466,7 +458,7 @@ void ProxyService::ForwardStreaming(Exchange&& x, httplib::Response& res, Respon
   ResponseHead head;
   ClientError error = ClientError::kNone;
   std::string detail;
-  auto upstream = pool.Begin(ToUpstream(x, "POST"), &head, &error, &detail);
+  auto upstream = pool.Begin(x.upstream, &head, &error, &detail);
   if (!upstream) return UpstreamFailed(x, error, detail, res);
 
   if (head.status < 200 || head.status >= 300) {
@@ -487,6 +479,7 @@ void ProxyService::ForwardStreaming(Exchange&& x, httplib::Response& res, Respon
               type != head.headers.end() ? type->second : std::string("text/event-stream"));
   writer.Begin(head.status, out);  // a client already gone is found by the relay's first write
   x.status = head.status;
+  x.upstream = UpstreamRequest{};  // sent: a long stream need not hold a long prompt
   streams_in_flight_.fetch_add(1);
   relay_->Add(
       std::move(upstream),

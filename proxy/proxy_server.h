@@ -47,12 +47,11 @@ class ProxyService {
  private:
   void Handle(const Provider& provider, const httplib::Request& req, httplib::Response& res,
               ResponseWriter& writer);
-  void ForwardBuffered(Exchange& x, const httplib::Request& req, httplib::Response& res);
+  void ForwardBuffered(Exchange& x, httplib::Response& res);
   void ForwardStreaming(Exchange&& x, httplib::Response& res, ResponseWriter& writer);
   // The upstream could not be asked, or did not answer: a 502 or 504 in the provider's shape.
   void UpstreamFailed(Exchange& x, ClientError error, const std::string& detail,
                       httplib::Response& res);
-  UpstreamRequest ToUpstream(const Exchange& x, const std::string& method) const;
   void Refuse(const Provider& provider, const std::optional<Route>& route, ErrorKind kind,
               const std::string& message, httplib::Response& res);
   // Settles the hold and appends the ledger row: exactly once per forwarded request.
