@@ -183,14 +183,13 @@ class StreamWriter {
   bool Run(httplib::DataSink& sink) {
     for (;;) {
       Step step = Next();
-      if (!step.bytes.empty() && !sink.write(step.bytes.data(), step.bytes.size()) &&
-          step.then == Step::Then::kMore)
-        return false;
+      bool written = step.bytes.empty() || sink.write(step.bytes.data(), step.bytes.size());
       if (step.then == Step::Then::kCut) return false;
       if (step.then == Step::Then::kEnd) {
         sink.done();
         return true;
       }
+      if (!written) return false;
     }
   }
 
