@@ -17,8 +17,11 @@
 
 namespace tollgate {
 
-struct EventServer::Connection {
-  Connection(int socket, ParserLimits limits) : fd(socket), parser(limits) {}
+struct EventServer::Connection final : EventLoop::Watcher {
+  Connection(EventServer* owner, int socket, ParserLimits limits)
+      : server(owner), fd(socket), parser(limits) {}
+  void OnEvents(uint32_t) override { server->OnReadable(this); }
+  EventServer* const server;
   const int fd;
   std::string remote_addr;
   int remote_port = 0;
@@ -26,7 +29,8 @@ struct EventServer::Connection {
   RequestParser parser;
   bool continue_sent = false;
   bool peer_closed = false;
-  bool busy = false;  // with a worker (guarded by mu_)
+  bool busy = false;                          // with a worker or a loop handler (guarded by mu_)
+  std::unique_ptr<httplib::Request> request;  // taken for a loop handler
   std::chrono::steady_clock::time_point last_active;
 };
 
@@ -132,6 +136,22 @@ bool Send(int fd, const char* data, size_t size) {
   return true;
 }
 
+// What the server says when a handler set no status, or an error status without a body.
+void CompleteAnswer(httplib::Response& res, const std::string& error_text) {
+  if (res.status == -1) res.status = 200;
+  if (res.status >= 400 && res.body.empty() && !res.content_provider_)
+    res.set_content(error_text.empty() ? std::string(Reason(res.status)) : error_text,
+                    "text/plain");
+}
+
+// A plain answer (no content provider), framed with its length.
+std::string PlainAnswer(const httplib::Response& res, bool keep_alive, bool head_only) {
+  std::string out = StatusAndHeaders(res.status, res.headers, keep_alive);
+  out += "Content-Length: " + std::to_string(res.body.size()) + "\r\n\r\n";
+  if (!head_only) out += res.body;
+  return out;
+}
+
 void FillRemote(const sockaddr_storage& addr, std::string* host, int* port) {
   char text[INET6_ADDRSTRLEN] = "";
   if (addr.ss_family == AF_INET) {
@@ -187,8 +207,19 @@ void EventServer::Delete(const std::string& pattern, Handler handler) {
 }
 void EventServer::Streaming(const std::string& method, const std::string& pattern,
                             StreamingHandler handler) {
-  routes_.push_back({method, std::regex(pattern), std::move(handler)});
+  routes_.push_back({method, std::regex(pattern), std::move(handler), nullptr});
 }
+void EventServer::OnLoop(const std::string& method, const std::string& pattern, LoopHandler on_loop,
+                         StreamingHandler on_worker) {
+  routes_.push_back({method, std::regex(pattern), std::move(on_worker), std::move(on_loop)});
+  has_loop_routes_ = true;
+}
+
+void LoopReply::Send(httplib::Response& res) const {
+  server_->SendOnLoop(static_cast<EventServer::Connection*>(connection_), res, keep_alive_);
+}
+
+EventLoop& LoopReply::loop() const { return *server_; }
 
 bool ResponseWriter::Begin(int status, const httplib::Headers& headers) {
   if (started_) return !failed_;
@@ -262,6 +293,7 @@ int EventServer::Start(const std::string& host, int port) {
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &listen_event);
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &wake_event);
   loop_ = std::thread([this] { Loop(); });
+  loop_id_.store(loop_.get_id());
   return port_;
 }
 
@@ -271,33 +303,50 @@ void EventServer::Stop(std::chrono::milliseconds grace) {
     std::lock_guard lock(mu_);
     stopping_ = true;
   }
+  Wake();  // the loop stops accepting and closes the idle connections
+  {
+    std::unique_lock lock(mu_);
+    if (!idle_.wait_for(lock, grace, [&] { return busy_ == 0; })) {
+      for (Connection* c : connections_) shutdown(c->fd, SHUT_RDWR);
+    }
+    idle_.wait(lock, [&] { return busy_ == 0; });
+  }
+  Wake();
+  loop_.join();
+  RunPosted();
+  close(listen_fd_);
+  close(epoll_fd_);
+  close(wake_fd_);
+}
+
+void EventServer::Wake() {
   uint64_t one = 1;
   if (write(wake_fd_, &one, sizeof(one)) < 0) {
     // The loop also wakes by itself within a second.
   }
-  loop_.join();
-  close(listen_fd_);
-  std::vector<Connection*> idle;
-  {
-    std::unique_lock lock(mu_);
-    for (Connection* c : connections_) {
-      if (!c->busy) idle.push_back(c);
-    }
-  }
-  for (Connection* c : idle) Close(c);
-  std::unique_lock lock(mu_);
-  if (!idle_.wait_for(lock, grace, [&] { return busy_ == 0; })) {
-    for (Connection* c : connections_) shutdown(c->fd, SHUT_RDWR);
-  }
-  idle_.wait(lock, [&] { return busy_ == 0; });
-  close(epoll_fd_);
-  close(wake_fd_);
 }
 
 void EventServer::Loop() {
   epoll_event events[256];
   Clock::time_point last_sweep = Clock::now();
-  while (!stopping_.load()) {
+  bool closing = false;
+  for (;;) {
+    if (stopping_.load()) {
+      if (!closing) {
+        closing = true;
+        epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+        std::vector<Connection*> idle;
+        {
+          std::lock_guard lock(mu_);
+          for (Connection* c : connections_) {
+            if (!c->busy) idle.push_back(c);
+          }
+        }
+        for (Connection* c : idle) Close(c);
+      }
+      std::lock_guard lock(mu_);
+      if (busy_ == 0) break;  // requests answered on the loop need it to the end
+    }
     int n = epoll_wait(epoll_fd_, events, 256, 1000);
     for (int i = 0; i < n; ++i) {
       void* tag = events[i].data.ptr;
@@ -307,15 +356,52 @@ void EventServer::Loop() {
         uint64_t count;
         if (read(wake_fd_, &count, sizeof(count)) < 0) continue;
       } else {
-        OnReadable(static_cast<Connection*>(tag));
+        static_cast<Watcher*>(tag)->OnEvents(events[i].events);
       }
     }
+    RunPosted();
     if (Clock::now() - last_sweep >= std::chrono::seconds(1)) {
       Sweep();
+      for (const auto& tick : ticks_) tick();
       last_sweep = Clock::now();
     }
   }
+  RunPosted();
 }
+
+void EventServer::Watch(int fd, uint32_t events, Watcher* watcher) {
+  epoll_event ev{.events = events, .data = {.ptr = watcher}};
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0 && errno == EEXIST)
+    epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev);
+}
+
+void EventServer::Unwatch(int fd) { epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+
+void EventServer::Post(std::function<void()> task) {
+  bool first = false;
+  {
+    std::lock_guard lock(post_mu_);
+    first = posted_.empty();
+    posted_.push_back(std::move(task));
+  }
+  if (first && !InLoopThread()) Wake();
+}
+
+void EventServer::RunPosted() {
+  for (;;) {
+    std::vector<std::function<void()>> tasks;
+    {
+      std::lock_guard lock(post_mu_);
+      if (posted_.empty()) return;
+      tasks.swap(posted_);
+    }
+    for (auto& task : tasks) task();
+  }
+}
+
+void EventServer::EverySecond(std::function<void()> tick) { ticks_.push_back(std::move(tick)); }
+
+bool EventServer::InLoopThread() const { return std::this_thread::get_id() == loop_id_.load(); }
 
 void EventServer::Accept() {
   for (;;) {
@@ -335,7 +421,7 @@ void EventServer::Accept() {
     }
     int yes = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
-    auto* c = new Connection(fd, limits_);
+    auto* c = new Connection(this, fd, limits_);
     FillRemote(addr, &c->remote_addr, &c->remote_port);
     c->last_active = Clock::now();
     {
@@ -347,7 +433,7 @@ void EventServer::Accept() {
 }
 
 void EventServer::Arm(Connection* c, int op) {
-  epoll_event ev{.events = kReadEvents, .data = {.ptr = c}};
+  epoll_event ev{.events = kReadEvents, .data = {.ptr = static_cast<Watcher*>(c)}};
   epoll_ctl(epoll_fd_, op, c->fd, &ev);
 }
 
@@ -385,7 +471,59 @@ void EventServer::OnReadable(Connection* c) {
     c->busy = true;
     ++busy_;
   }
-  pool_->Submit([this, c] { Serve(c); });
+  Dispatch(c);
+}
+
+void EventServer::Dispatch(Connection* c) {
+  if (!has_loop_routes_) return pool_->Submit([this, c] { Serve(c); });
+  if (!InLoopThread()) return Post([this, c] { Dispatch(c); });
+  if (!TryOnLoop(c)) pool_->Submit([this, c] { Serve(c); });
+}
+
+bool EventServer::TryOnLoop(Connection* c) {
+  if (c->parser.error_status() != 0) return false;
+  bool keep_alive = c->parser.request().keep_alive && !c->peer_closed && !stopping_.load();
+  c->request = std::make_unique<httplib::Request>(TakeRequest(*c));
+  httplib::Request& req = *c->request;
+  for (const auto& route : routes_) {
+    if (route.method != req.method || !std::regex_match(req.path, req.matches, route.pattern))
+      continue;
+    // Declined: the worker's Answer() takes the request as it is.
+    return route.on_loop && route.on_loop(req, LoopReply(this, c, keep_alive));
+  }
+  return false;
+}
+
+void EventServer::SendOnLoop(Connection* c, httplib::Response& res, bool keep_alive) {
+  bool head_only = c->request && c->request->method == "HEAD";
+  c->request.reset();
+  CompleteAnswer(res, "");
+  if (strcasecmp(res.get_header_value("Connection").c_str(), "close") == 0) keep_alive = false;
+  std::string out = PlainAnswer(res, keep_alive, head_only);
+  size_t sent = 0;
+  while (sent < out.size()) {
+    ssize_t n = send(c->fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // A client reading slowly: a worker waits for it, the loop does not.
+      pool_->Submit([this, c, keep_alive, rest = out.substr(sent)] {
+        AfterAnswer(c, Send(c->fd, rest.data(), rest.size()) && keep_alive);
+      });
+      return;
+    } else {
+      return AfterAnswer(c, false);
+    }
+  }
+  AfterAnswer(c, keep_alive);
+}
+
+void EventServer::AfterAnswer(Connection* c, bool keep_alive) {
+  if (!keep_alive || c->peer_closed || stopping_.load()) return Close(c);
+  if (!NextRequestReady(c)) return Release(c);
+  Dispatch(c);
 }
 
 void EventServer::Serve(Connection* c) {
@@ -394,6 +532,8 @@ void EventServer::Serve(Connection* c) {
     if (outcome == Outcome::kDetached) return;  // Resume() takes it from here
     if (outcome == Outcome::kClose) return Close(c);
     if (!NextRequestReady(c)) return Release(c);
+    // A pipelined request: its route may be one answered on the loop.
+    if (has_loop_routes_) return Dispatch(c);
   }
 }
 
@@ -407,10 +547,10 @@ bool EventServer::NextRequestReady(Connection* c) {
 void EventServer::Resume(Connection* c, bool keep_alive) {
   if (!keep_alive || c->peer_closed) return Close(c);
   if (!NextRequestReady(c)) return Release(c);
-  pool_->Submit([this, c] { Serve(c); });
+  Dispatch(c);
 }
 
-EventServer::Outcome EventServer::Answer(Connection& c) {
+httplib::Request EventServer::TakeRequest(Connection& c) {
   ParsedRequest& parsed = c.parser.request();
   httplib::Request req;
   req.method = std::move(parsed.method);
@@ -424,8 +564,14 @@ EventServer::Outcome EventServer::Answer(Connection& c) {
   req.body = std::move(parsed.body);
   req.remote_addr = c.remote_addr;
   req.remote_port = c.remote_port;
+  return req;
+}
+
+EventServer::Outcome EventServer::Answer(Connection& c) {
+  httplib::Request req = c.request ? std::move(*c.request) : TakeRequest(c);
+  c.request.reset();
   httplib::Response res;
-  bool keep_alive = parsed.keep_alive && !c.peer_closed && !stopping_.load();
+  bool keep_alive = c.parser.request().keep_alive && !c.peer_closed && !stopping_.load();
 
   ResponseWriter writer(this, &c, c.fd, keep_alive);
   int error = c.parser.error_status();
@@ -441,11 +587,7 @@ EventServer::Outcome EventServer::Answer(Connection& c) {
   if (writer.detached()) return Outcome::kDetached;
   if (writer.started())
     return writer.complete() && keep_alive ? Outcome::kKeepAlive : Outcome::kClose;
-  if (res.status == -1) res.status = 200;
-  if (res.status >= 400 && res.body.empty() && !res.content_provider_) {
-    res.set_content(error != 0 ? c.parser.error_message() : std::string(Reason(res.status)),
-                    "text/plain");
-  }
+  CompleteAnswer(res, error != 0 ? c.parser.error_message() : "");
   return WriteResponse(c, req, res, keep_alive) && keep_alive ? Outcome::kKeepAlive
                                                               : Outcome::kClose;
 }
@@ -477,19 +619,18 @@ bool EventServer::WriteResponse(Connection& c, const httplib::Request& req, http
   if (until_close || strcasecmp(res.get_header_value("Connection").c_str(), "close") == 0)
     keep_alive = false;
 
+  const bool head_only = req.method == "HEAD";
+  if (!has_provider) {
+    std::string out = PlainAnswer(res, keep_alive, head_only);
+    return Send(c.fd, out.data(), out.size());
+  }
   std::string out = StatusAndHeaders(res.status, res.headers, keep_alive);
   if (chunked) {
     out += "Transfer-Encoding: chunked\r\n";
   } else if (!until_close) {
-    size_t length = has_provider ? res.content_length_ : res.body.size();
-    out += "Content-Length: " + std::to_string(length) + "\r\n";
+    out += "Content-Length: " + std::to_string(res.content_length_) + "\r\n";
   }
   out += "\r\n";
-  const bool head_only = req.method == "HEAD";
-  if (!has_provider) {
-    if (!head_only) out += res.body;
-    return Send(c.fd, out.data(), out.size());
-  }
   if (!Send(c.fd, out.data(), out.size())) return false;
   if (head_only) return true;
 

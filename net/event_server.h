@@ -1,7 +1,9 @@
 // The HTTP/1.1 server of the proxy port, the side port and tollgate-sim. One epoll thread reads
 // every connection; a request, once whole, goes to a worker thread that runs the
 // handler and writes the answer; between requests the connection is back with the
-// epoll thread and holds no thread at all.
+// epoll thread and holds no thread at all. A route may also be answered on the epoll
+// thread itself (OnLoop), by a handler that never blocks: the proxy's hot path, which
+// then costs no hand-off between threads.
 //
 // Why not cpp-httplib's server: 0.11 gives each connection a thread for its whole
 // life and polls every idle keep-alive connection about 90 times a second (500 idle
@@ -25,6 +27,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "net/event_loop.h"
 #include "net/http_request_parser.h"
 #include "net/worker_pool.h"
 
@@ -86,12 +89,35 @@ class ResponseWriter {
 std::string ChunkFrame(std::string_view data);
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
-class EventServer {
+// The answer to a request an OnLoop handler took: sent once, from the loop thread
+// (another thread posts it there with loop().Post). Small and copyable.
+class LoopReply {
+ public:
+  // Writes the answer (a plain body; no content provider), then the connection serves
+  // its next request.
+  void Send(httplib::Response& res) const;
+  EventLoop& loop() const;
+
+ private:
+  friend class EventServer;
+  LoopReply(EventServer* server, void* connection, bool keep_alive)
+      : server_(server), connection_(connection), keep_alive_(keep_alive) {}
+  EventServer* server_;
+  void* connection_;
+  bool keep_alive_;
+};
+
+class EventServer final : public EventLoop {
  public:
   friend class ResponseWriter;
+  friend class LoopReply;
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
   using StreamingHandler =
       std::function<void(const httplib::Request&, httplib::Response&, ResponseWriter&)>;
+  // Runs on the loop thread and must not block: takes the request (true; `reply` is
+  // then sent later, once) or declines it (false, having answered nothing), and the
+  // route's worker handler gets it.
+  using LoopHandler = std::function<bool(const httplib::Request&, const LoopReply& reply)>;
   // Renders an error the server raises itself (no route: 404; a request it cannot
   // read: 400, 413, 431, 501, 505). `req` holds what was read of the request.
   using ErrorRenderer = std::function<void(const httplib::Request& req, int status,
@@ -110,14 +136,25 @@ class EventServer {
   void Delete(const std::string& pattern, Handler handler);
   // A route whose handler may answer through the ResponseWriter.
   void Streaming(const std::string& method, const std::string& pattern, StreamingHandler handler);
+  // A route tried on the loop thread first, on a worker when `on_loop` declines.
+  void OnLoop(const std::string& method, const std::string& pattern, LoopHandler on_loop,
+              StreamingHandler on_worker);
   void set_error_renderer(ErrorRenderer renderer) { render_error_ = std::move(renderer); }
 
   // Binds (port 0: any free port), listens and starts serving; the bound port or -1.
   int Start(const std::string& host, int port);
   // Stops accepting and closes idle connections; requests in progress may finish
-  // within `grace`, after which their sockets are shut down.
+  // within `grace`, after which their sockets are shut down. The loop runs until the
+  // last request is over (those answered on it need it).
   void Stop(std::chrono::milliseconds grace = std::chrono::seconds(30));
   int port() const { return port_; }
+
+  // EventLoop, for OnLoop handlers and what they wait on.
+  void Watch(int fd, uint32_t events, Watcher* watcher) override;
+  void Unwatch(int fd) override;
+  void Post(std::function<void()> task) override;
+  void EverySecond(std::function<void()> tick) override;
+  bool InLoopThread() const override;
 
   // Open connections, and threads in the worker pool (for tests and metrics).
   size_t connections() const;
@@ -129,12 +166,21 @@ class EventServer {
     std::string method;
     std::regex pattern;
     StreamingHandler handler;
+    LoopHandler on_loop;  // may be empty
   };
 
   void Loop();
   void Accept();
   void OnReadable(Connection* c);
+  // A whole request is in: answered on the loop if its route can, else by a worker.
+  void Dispatch(Connection* c);
+  bool TryOnLoop(Connection* c);
   void Serve(Connection* c);
+  // After an answer: the next request, back to waiting, or closed.
+  void AfterAnswer(Connection* c, bool keep_alive);
+  void SendOnLoop(Connection* c, httplib::Response& res, bool keep_alive);
+  void RunPosted();
+  void Wake();
   enum class Outcome { kKeepAlive, kClose, kDetached };
   // Answers the parsed request (or the parse error).
   Outcome Answer(Connection& c);
@@ -142,6 +188,7 @@ class EventServer {
   void Resume(Connection* c, bool keep_alive);
   // Ready for the connection's next request; true if it is already here, whole.
   bool NextRequestReady(Connection* c);
+  httplib::Request TakeRequest(Connection& c);
   bool Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer);
   bool WriteResponse(Connection& c, const httplib::Request& req, httplib::Response& res,
                      bool keep_alive);
@@ -161,6 +208,12 @@ class EventServer {
   int port_ = -1;
   bool accept_paused_ = false;  // out of file descriptors; retried by the sweep
   std::thread loop_;
+  std::atomic<std::thread::id> loop_id_;
+  bool has_loop_routes_ = false;
+  std::vector<std::function<void()>> ticks_;  // loop thread only
+
+  std::mutex post_mu_;
+  std::vector<std::function<void()>> posted_;
 
   mutable std::mutex mu_;  // connections_, each connection's busy flag, busy_, stopping_
   std::condition_variable idle_;

@@ -112,6 +112,23 @@ class EventServerTest : public ::testing::Test {
                          w.Begin(200, {});
                          detached_.set_value(w.Detach());
                        });
+    server_->OnLoop(
+        "POST", "/loop/(\\w+)",
+        [this](const httplib::Request& req, const LoopReply& reply) {
+          if (req.matches[1] == "decline") return false;
+          if (req.matches[1] == "later") {
+            later_.set_value(reply);
+            return true;
+          }
+          httplib::Response res;
+          res.set_content("loop " + req.body + (server_->InLoopThread() ? " on the loop" : ""),
+                          "text/plain");
+          reply.Send(res);
+          return true;
+        },
+        [](const httplib::Request& req, httplib::Response& res, ResponseWriter&) {
+          res.set_content("worker " + req.body, "text/plain");
+        });
     server_->set_error_renderer([](const httplib::Request& req, int status,
                                    const std::string& message, httplib::Response& res) {
       res.set_content("rendered " + std::to_string(status) + " for [" + req.path + "]: " + message,
@@ -127,6 +144,7 @@ class EventServerTest : public ::testing::Test {
   std::promise<void> first_seen_;
   std::promise<int> firehose_writes_;
   std::promise<ResponseWriter::Detached> detached_;
+  std::promise<LoopReply> later_;
 };
 
 TEST_F(EventServerTest, AnswersManyRequestsOnOneKeptAliveConnection) {
@@ -281,6 +299,40 @@ TEST_F(EventServerTest, ADetachedConnectionGivenBackIncompleteIsClosed) {
   c.Send("GET /detach HTTP/1.1\r\n\r\n");
   detached_.get_future().get().finish(false);
   EXPECT_TRUE(c.ReadsToClose());
+}
+
+TEST_F(EventServerTest, LoopRoutesAnswerOnTheLoopOrHandTheRequestToAWorker) {
+  RawClient c(port_);
+  // Pipelined: answered in order, a declined one (its body intact) by the worker handler.
+  c.Send(
+      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\na"
+      "POST /loop/decline HTTP/1.1\r\nContent-Length: 1\r\n\r\nb"
+      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nc");
+  std::string all = c.ReadUntil("loop c on the loop");
+  size_t a = all.find("loop a on the loop"), b = all.find("worker b"),
+         last = all.find("loop c on the loop");
+  ASSERT_NE(a, std::string::npos) << all;
+  ASSERT_NE(b, std::string::npos) << all;
+  ASSERT_NE(last, std::string::npos) << all;
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, last);
+  EXPECT_EQ(Count(all, "HTTP/1.1 200 OK"), 3u);
+}
+
+TEST_F(EventServerTest, StopWaitsForARequestTakenByTheLoopAndKeepsTheLoopRunning) {
+  RawClient c(port_);
+  c.Send("POST /loop/later HTTP/1.1\r\nContent-Length: 1\r\n\r\nz");
+  LoopReply reply = later_.get_future().get();
+  auto stopped = std::async(std::launch::async, [this] { server_->Stop(); });
+  // Answered from another thread through the loop, while the server stops.
+  reply.loop().Post([reply] {
+    httplib::Response res;
+    res.set_content("late answer", "text/plain");
+    reply.Send(res);
+  });
+  EXPECT_NE(c.ReadUntil("late answer").find("late answer"), std::string::npos);
+  EXPECT_TRUE(c.ReadsToClose()) << "a stopping server closes the connection after the answer";
+  stopped.get();
 }
 
 TEST_F(EventServerTest, TheWriterReportsAClientThatHungUp) {
