@@ -188,47 +188,58 @@ bool HttpConnection::IdleConnectionLost() const {
   return WaitFor(fd_, false, 0) || (ssl_ != nullptr && SSL_pending(ssl_) > 0);
 }
 
-ClientError HttpConnection::Send(std::string_view request) {
-  // A fresh answer starts.
-  framing_ = Framing::kNone;
-  body_done_ = false;
-  keep_alive_ = true;
-  answer_bytes_ = 0;
-  chunked_.Reset();
-  auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeouts_.write_ms);
-  while (!request.empty()) {
+HttpConnection::Progress HttpConnection::Write(std::string_view* rest, ClientError* error) {
+  if (!sending_) {
+    // A fresh answer starts.
+    sending_ = true;
+    framing_ = Framing::kNone;
+    body_done_ = false;
+    keep_alive_ = true;
+    answer_bytes_ = 0;
+    chunked_.Reset();
+  }
+  want_write_ = true;
+  while (!rest->empty()) {
     ssize_t n;
-    bool want_write = true;
     if (ssl_ != nullptr) {
       ERR_clear_error();
-      int rc = SSL_write(ssl_, request.data(), static_cast<int>(request.size()));
-      n = rc;
+      int rc = SSL_write(ssl_, rest->data(), static_cast<int>(rest->size()));
       if (rc <= 0) {
         int reason = SSL_get_error(ssl_, rc);
-        if (reason != SSL_ERROR_WANT_READ && reason != SSL_ERROR_WANT_WRITE) {
-          broken_ = true;
-          return ClientError::kClosed;
+        if (reason == SSL_ERROR_WANT_READ || reason == SSL_ERROR_WANT_WRITE) {
+          want_write_ = reason == SSL_ERROR_WANT_WRITE;
+          return Progress::kWouldBlock;
         }
-        want_write = reason == SSL_ERROR_WANT_WRITE;
-        n = -1;
-        errno = EAGAIN;
+        break;
       }
+      n = rc;
     } else {
-      n = send(fd_, request.data(), request.size(), MSG_NOSIGNAL);
+      n = send(fd_, rest->data(), rest->size(), MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Progress::kWouldBlock;
+      if (n <= 0) break;
     }
-    if (n > 0) {
-      request.remove_prefix(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-        WaitFor(fd_, want_write, RemainingMs(deadline)))
-      continue;
-    broken_ = true;
-    return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? ClientError::kTimeout
-                                                              : ClientError::kClosed;
+    rest->remove_prefix(static_cast<size_t>(n));
   }
-  return ClientError::kNone;
+  sending_ = false;
+  if (rest->empty()) return Progress::kDone;
+  broken_ = true;
+  *error = ClientError::kClosed;
+  return Progress::kFailed;
+}
+
+ClientError HttpConnection::Send(std::string_view request) {
+  auto deadline = SteadyClock::now() + std::chrono::milliseconds(timeouts_.write_ms);
+  for (;;) {
+    ClientError error = ClientError::kNone;
+    Progress p = Write(&request, &error);
+    if (p != Progress::kWouldBlock) return error;
+    if (!WaitFor(fd_, want_write_, RemainingMs(deadline))) {
+      broken_ = true;
+      sending_ = false;
+      return ClientError::kTimeout;
+    }
+  }
 }
 
 HttpConnection::Io HttpConnection::ReadSome() {
@@ -276,24 +287,32 @@ HttpConnection::Io HttpConnection::ReadSome() {
 
 ClientError HttpConnection::ReadHead(ResponseHead* head, const std::string& method) {
   for (;;) {
+    ClientError error = ClientError::kNone;
+    Progress p = ReadHeadAvailable(head, method, &error);
+    if (p != Progress::kWouldBlock) return error;
+    if (!WaitFor(fd_, want_write_, timeouts_.read_ms)) {
+      broken_ = true;
+      return ClientError::kTimeout;
+    }
+  }
+}
+
+HttpConnection::Progress HttpConnection::ReadHeadAvailable(ResponseHead* head,
+                                                           const std::string& method,
+                                                           ClientError* error) {
+  auto fail = [&](ClientError why) {
+    broken_ = true;
+    *error = why;
+    return Progress::kFailed;
+  };
+  for (;;) {
     size_t end = in_.find("\r\n\r\n");
     while (end == std::string::npos) {
-      if (in_.size() > kMaxHeadBytes) {
-        broken_ = true;
-        return ClientError::kProtocol;
-      }
+      if (in_.size() > kMaxHeadBytes) return fail(ClientError::kProtocol);
       Io io = ReadSome();
-      if (io == Io::kOk) {
-        end = in_.find("\r\n\r\n");
-      } else if (io == Io::kWouldBlock) {
-        if (!WaitFor(fd_, want_write_, timeouts_.read_ms)) {
-          broken_ = true;
-          return ClientError::kTimeout;
-        }
-      } else {
-        broken_ = true;
-        return ClientError::kClosed;
-      }
+      if (io == Io::kWouldBlock) return Progress::kWouldBlock;
+      if (io != Io::kOk) return fail(ClientError::kClosed);
+      end = in_.find("\r\n\r\n");
     }
     std::string_view text(in_.data(), end);
     size_t eol = std::min(text.find("\r\n"), text.size());
@@ -302,17 +321,14 @@ ClientError HttpConnection::ReadHead(ResponseHead* head, const std::string& meth
     if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[8] != ' ' ||
         !std::all_of(line.begin() + 9, line.begin() + 12,
                      [](char c) { return c >= '0' && c <= '9'; })) {
-      broken_ = true;
-      return ClientError::kProtocol;
+      return fail(ClientError::kProtocol);
     }
     bool http10 = line[7] == '0';
     int status = std::stoi(std::string(line.substr(9, 3)));
     httplib::Headers headers;
     if (ParseFields(text.substr(std::min(eol + 2, text.size())), kMaxHeaders, &headers).status !=
-        0) {
-      broken_ = true;
-      return ClientError::kProtocol;
-    }
+        0)
+      return fail(ClientError::kProtocol);
     in_.erase(0, end + 4);
     if (status >= 100 && status < 200) continue;  // 100 Continue and friends: the answer follows
 
@@ -325,18 +341,14 @@ ClientError HttpConnection::ReadHead(ResponseHead* head, const std::string& meth
     if (method == "HEAD" || status == 204 || status == 304) {
       framing_ = Framing::kNone;
     } else if (h.count("Transfer-Encoding") > 0) {
-      if (!ListsToken(h, "Transfer-Encoding", "chunked")) {
-        broken_ = true;
-        return ClientError::kProtocol;  // we never ask for other codings
-      }
+      // We never ask for other codings.
+      if (!ListsToken(h, "Transfer-Encoding", "chunked")) return fail(ClientError::kProtocol);
       framing_ = Framing::kChunked;
     } else if (length != h.end()) {
       const std::string& v = length->second;
       if (v.empty() || v.size() > 18 ||
-          !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-        broken_ = true;
-        return ClientError::kProtocol;
-      }
+          !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
+        return fail(ClientError::kProtocol);
       framing_ = Framing::kLength;
       remaining_ = std::stoull(v);
     } else {
@@ -344,7 +356,7 @@ ClientError HttpConnection::ReadHead(ResponseHead* head, const std::string& meth
       keep_alive_ = false;
     }
     body_done_ = framing_ == Framing::kNone || (framing_ == Framing::kLength && remaining_ == 0);
-    return ClientError::kNone;
+    return Progress::kDone;
   }
 }
 

@@ -76,10 +76,14 @@ class HttpConnection {
   // and the connection is then not reused).
   ClientError ReadBody(const std::function<bool(std::string_view)>& sink);
 
-  // Without waiting: appends the body bytes that have arrived, about `max_bytes` at
-  // most. kWouldBlock means call again once fd() is ready (readable, or writable when
-  // wants_write()) — or at once if `max_bytes` was reached.
+  // The same three without waiting, for an event loop. kWouldBlock means call again
+  // once fd() is ready (writable when wants_write(), else readable).
   enum class Progress { kWouldBlock, kDone, kFailed };
+  // Writes what the socket takes of `*rest`, dropping it from the front.
+  Progress Write(std::string_view* rest, ClientError* error);
+  Progress ReadHeadAvailable(ResponseHead* head, const std::string& method, ClientError* error);
+  // Appends the body bytes that have arrived, about `max_bytes` at most (kWouldBlock
+  // with `max_bytes` reached: call again at once).
   Progress ReadAvailable(std::string* body, ClientError* error, size_t max_bytes = SIZE_MAX);
 
   int fd() const { return fd_; }
@@ -114,6 +118,7 @@ class HttpConnection {
   bool broken_ = false;  // a protocol error or a read stopped half-way
   bool want_write_ = false;
   bool drained_ = false;  // the last plain read came up short
+  bool sending_ = false;  // a request is being written
   size_t answer_bytes_ = 0;
 };
 
