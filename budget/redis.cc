@@ -1,6 +1,8 @@
 #include "budget/redis.h"
 
+#include <async.h>
 #include <hiredis.h>
+#include <sys/epoll.h>
 
 namespace tollgate {
 namespace {
@@ -134,6 +136,165 @@ Result<RedisReply> HiredisPool::Command(const std::vector<std::string>& argv) {
   freeReplyObject(r);
   Release(c, true);
   return out;
+}
+
+// ---- HiredisAsync ------------------------------------------------------------
+
+struct HiredisAsync::Pending {
+  HiredisAsync* owner;
+  Callback done;
+};
+
+HiredisAsync::HiredisAsync(RedisAddress address, EventLoop& loop, std::chrono::milliseconds timeout)
+    : address_(std::move(address)), loop_(loop), timeout_(timeout) {
+  loop_.Post([this] { loop_.EverySecond([this] { Tick(); }); });
+}
+
+HiredisAsync::~HiredisAsync() {
+  closing_ = true;  // the loop is gone: nothing to unwatch
+  if (ac_ != nullptr) Fail("redis: shutting down");
+}
+
+bool HiredisAsync::Connect(std::string* error) {
+  redisAsyncContext* ac = redisAsyncConnect(address_.host.c_str(), address_.port);
+  if (ac == nullptr || ac->err) {
+    *error = ac ? ac->errstr : "cannot allocate redis context";
+    if (ac) redisAsyncFree(ac);
+    return false;
+  }
+  ac_ = ac;
+  fd_ = ac->c.fd;
+  ac->data = this;
+  ac->ev.data = this;
+  ac->ev.addRead = AddRead;
+  ac->ev.delRead = DelRead;
+  ac->ev.addWrite = AddWrite;
+  ac->ev.delWrite = DelWrite;
+  ac->ev.cleanup = Cleanup;
+  failure_.clear();
+  if (address_.db != 0) {
+    std::string db = std::to_string(address_.db);
+    const char* argv[] = {"SELECT", db.c_str()};
+    size_t lens[] = {6, db.size()};
+    // A failed SELECT would send every later command to the wrong database: drop the
+    // connection instead.
+    auto* pending = new Pending{this, [this](Result<RedisReply> r) {
+                                  if (!r.ok() && ac_ != nullptr) redisAsyncDisconnect(ac_);
+                                }};
+    sent_.push_back(std::chrono::steady_clock::now());
+    redisAsyncCommandArgv(ac, OnReply, pending, 2, argv, lens);
+  }
+  return true;
+}
+
+void HiredisAsync::Command(const std::vector<std::string>& argv, Callback done) {
+  std::string error;
+  if (ac_ == nullptr && !Connect(&error)) {
+    loop_.Post([done = std::move(done), error] { done(Status::Unavailable("redis: " + error)); });
+    return;
+  }
+  std::vector<const char*> args;
+  std::vector<size_t> lens;
+  for (const std::string& a : argv) {
+    args.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  auto* pending = new Pending{this, std::move(done)};
+  sent_.push_back(std::chrono::steady_clock::now());
+  if (redisAsyncCommandArgv(ac_, OnReply, pending, static_cast<int>(args.size()), args.data(),
+                            lens.data()) != REDIS_OK) {
+    sent_.pop_back();
+    loop_.Post([pending] {
+      pending->done(Status::Unavailable("redis: connection is closing"));
+      delete pending;
+    });
+  }
+}
+
+void HiredisAsync::OnReply(redisAsyncContext* ac, void* reply, void* privdata) {
+  auto* pending = static_cast<Pending*>(privdata);
+  HiredisAsync* self = pending->owner;
+  if (!self->sent_.empty()) self->sent_.pop_front();
+  auto* r = static_cast<redisReply*>(reply);
+  std::string why = !self->failure_.empty() ? self->failure_
+                    : ac->err != 0          ? "redis: " + std::string(ac->errstr)
+                                            : "redis: connection lost";
+  Result<RedisReply> out = Status::Unavailable(why);
+  if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
+    out = Status::Invalid("redis: " + std::string(r->str, r->len));
+  } else if (r != nullptr) {
+    out = Convert(r);
+  }
+  pending->done(std::move(out));
+  delete pending;
+}
+
+void HiredisAsync::OnEvents(uint32_t events) {
+  if (ac_ != nullptr && (events & (EPOLLIN | EPOLLERR | EPOLLHUP))) redisAsyncHandleRead(ac_);
+  if (ac_ != nullptr && (events & EPOLLOUT)) redisAsyncHandleWrite(ac_);
+}
+
+void HiredisAsync::Tick() {
+  if (ac_ == nullptr || sent_.empty()) return;
+  if (std::chrono::steady_clock::now() - sent_.front() < timeout_) return;
+  Fail("redis: no reply within " + std::to_string(timeout_.count()) + " ms");
+}
+
+void HiredisAsync::Fail(const std::string& why) {
+  failure_ = why;
+  // Every pending callback gets the failure (a command they issue meanwhile fails
+  // too: the context is freeing), then Cleanup forgets the context.
+  redisAsyncFree(ac_);
+  sent_.clear();
+}
+
+void HiredisAsync::UpdateWatch() {
+  if (closing_) return;
+  uint32_t events = (reading_ ? uint32_t{EPOLLIN} : 0u) | (writing_ ? uint32_t{EPOLLOUT} : 0u);
+  if (events == 0) {
+    if (watched_) loop_.Unwatch(fd_);
+    watched_ = false;
+    return;
+  }
+  loop_.Watch(fd_, events, this);
+  watched_ = true;
+}
+
+void HiredisAsync::AddRead(void* self) {
+  auto* s = static_cast<HiredisAsync*>(self);
+  if (!s->reading_) {
+    s->reading_ = true;
+    s->UpdateWatch();
+  }
+}
+void HiredisAsync::DelRead(void* self) {
+  auto* s = static_cast<HiredisAsync*>(self);
+  if (s->reading_) {
+    s->reading_ = false;
+    s->UpdateWatch();
+  }
+}
+void HiredisAsync::AddWrite(void* self) {
+  auto* s = static_cast<HiredisAsync*>(self);
+  if (!s->writing_) {
+    s->writing_ = true;
+    s->UpdateWatch();
+  }
+}
+void HiredisAsync::DelWrite(void* self) {
+  auto* s = static_cast<HiredisAsync*>(self);
+  if (s->writing_) {
+    s->writing_ = false;
+    s->UpdateWatch();
+  }
+}
+// hiredis frees the context (a failure, or Fail()): after the pending callbacks ran.
+void HiredisAsync::Cleanup(void* self) {
+  auto* s = static_cast<HiredisAsync*>(self);
+  s->ac_ = nullptr;
+  s->reading_ = s->writing_ = false;
+  s->UpdateWatch();
+  s->sent_.clear();
 }
 
 }  // namespace tollgate

@@ -2,15 +2,20 @@
 // an in-memory fake beside it. Errors come back as values, never exceptions.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
+#include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "config/status.h"
+#include "net/event_loop.h"
 
 struct redisContext;
+struct redisAsyncContext;
 
 namespace tollgate {
 
@@ -62,6 +67,58 @@ class HiredisPool final : public Redis {
   std::condition_variable available_;
   std::vector<redisContext*> idle_;
   int open_ = 0;
+};
+
+// Redis without waiting, for code on an event loop: commands are written when the
+// socket is ready, so those issued while the loop handles one batch of events share
+// one write (pipelined), and each reply comes back to its callback in order.
+class AsyncRedis {
+ public:
+  using Callback = std::function<void(Result<RedisReply>)>;
+  virtual ~AsyncRedis() = default;
+  // Loop thread only. `done` runs later on the loop thread, exactly once, with the
+  // reply or the failure (as Redis::Command's).
+  virtual void Command(const std::vector<std::string>& argv, Callback done) = 0;
+};
+
+// One hiredis connection driven by an EventLoop. Opened (without blocking) on first
+// use and again after a failure; a command without its reply for `timeout` fails with
+// every other command in flight, and the connection is dropped.
+class HiredisAsync final : public AsyncRedis, private EventLoop::Watcher {
+ public:
+  HiredisAsync(RedisAddress address, EventLoop& loop, std::chrono::milliseconds timeout);
+  // After the loop has stopped: callbacks still pending get Unavailable.
+  ~HiredisAsync() override;
+  HiredisAsync(const HiredisAsync&) = delete;
+  HiredisAsync& operator=(const HiredisAsync&) = delete;
+
+  void Command(const std::vector<std::string>& argv, Callback done) override;
+
+ private:
+  struct Pending;
+  void OnEvents(uint32_t events) override;
+  bool Connect(std::string* error);
+  void UpdateWatch();
+  void Tick();
+  void Fail(const std::string& why);
+  static void OnReply(redisAsyncContext* ac, void* reply, void* privdata);
+  static void AddRead(void* self);
+  static void DelRead(void* self);
+  static void AddWrite(void* self);
+  static void DelWrite(void* self);
+  static void Cleanup(void* self);
+
+  const RedisAddress address_;
+  EventLoop& loop_;
+  const std::chrono::milliseconds timeout_;
+  redisAsyncContext* ac_ = nullptr;
+  int fd_ = -1;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool watched_ = false;
+  bool closing_ = false;
+  std::string failure_;  // why the callbacks hiredis ends with a null reply failed
+  std::deque<std::chrono::steady_clock::time_point> sent_;  // in-flight commands, oldest first
 };
 
 }  // namespace tollgate

@@ -1,9 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <future>
 #include <thread>
 
 #include "budget/keys.h"
 #include "budget/redis.h"
+#include "net/event_server.h"
 #include "tests/test_env.h"
 
 namespace tollgate {
@@ -79,6 +81,86 @@ TEST(RedisUrl, Parses) {
   EXPECT_EQ(ParseRedisUrl("redis://127.0.0.1")->port, 6379);
   EXPECT_FALSE(ParseRedisUrl("http://x").ok());
   EXPECT_FALSE(ParseRedisUrl("redis://h:port/0").ok());
+}
+
+// HiredisAsync on a real event loop (an EventServer's) against the real Redis.
+class AsyncRedisTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_GT(loop_.Start("127.0.0.1", 0), 0);
+    auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
+    ASSERT_TRUE(address.ok());
+    address_ = *address;
+    address_.db = 3;
+    prefix_ = "test:" + RandomHex(4) + ":";
+  }
+  void TearDown() override { loop_.Stop(); }
+
+  // Issues `commands` together on the loop (one batch) and waits for every reply.
+  std::vector<Result<RedisReply>> Batch(AsyncRedis& redis,
+                                        const std::vector<std::vector<std::string>>& commands) {
+    auto replies = std::make_shared<std::vector<Result<RedisReply>>>();
+    std::promise<void> all;
+    loop_.Post([&, replies] {
+      for (const auto& argv : commands) {
+        redis.Command(argv, [&, replies](Result<RedisReply> r) {
+          EXPECT_TRUE(loop_.InLoopThread());
+          replies->push_back(std::move(r));
+          if (replies->size() == commands.size()) all.set_value();
+        });
+      }
+    });
+    all.get_future().wait();
+    return *replies;
+  }
+
+  EventServer loop_{ServerTuning{.worker_threads = 2}};
+  RedisAddress address_;
+  std::string prefix_;
+};
+
+TEST_F(AsyncRedisTest, PipelinedRepliesComeBackInOrderInTheSelectedDatabase) {
+  HiredisAsync redis(address_, loop_, std::chrono::milliseconds(2000));
+  std::vector<std::vector<std::string>> incr(200, {"INCR", prefix_ + "n"});
+  auto replies = Batch(redis, incr);
+  ASSERT_EQ(replies.size(), 200u);
+  for (size_t i = 0; i < replies.size(); ++i) {
+    ASSERT_TRUE(replies[i].ok()) << replies[i].status().message();
+    EXPECT_EQ(replies[i]->integer, static_cast<long long>(i + 1));
+  }
+  // A Redis error is Invalid, with Redis's text; the connection goes on.
+  auto mixed = Batch(redis, {{"INCRBY", prefix_ + "n", "x"}, {"GET", prefix_ + "n"}});
+  EXPECT_EQ(mixed[0].status().code(), Status::Code::kInvalid);
+  EXPECT_NE(mixed[0].status().message().find("not an integer"), std::string::npos);
+  EXPECT_EQ(mixed[1]->str, "200");
+  auto pool = testing::TestRedis(3, 1);
+  EXPECT_EQ(pool->Command({"GET", prefix_ + "n"})->str, "200") << "SELECT 3 was not applied";
+}
+
+TEST_F(AsyncRedisTest, AnUnreachableOrSilentRedisFailsEveryCommandAsUnavailable) {
+  int refused_port = 0;
+  int refused = testing::LoopbackSocket(&refused_port, false);
+  HiredisAsync down({.host = "127.0.0.1", .port = refused_port, .db = 0}, loop_,
+                    std::chrono::milliseconds(2000));
+  auto replies = Batch(down, {{"PING"}, {"PING"}});
+  for (const auto& r : replies) EXPECT_EQ(r.status().code(), Status::Code::kUnavailable);
+  close(refused);
+
+  // Accepts (the kernel's backlog) and never answers: the timeout ends the wait.
+  int silent_port = 0;
+  int silent = testing::LoopbackSocket(&silent_port, true);
+  HiredisAsync mute({.host = "127.0.0.1", .port = silent_port, .db = 0}, loop_,
+                    std::chrono::milliseconds(500));
+  replies = Batch(mute, {{"PING"}, {"PING"}});
+  for (const auto& r : replies) {
+    EXPECT_EQ(r.status().code(), Status::Code::kUnavailable);
+    EXPECT_NE(r.status().message().find("no reply within 500 ms"), std::string::npos)
+        << r.status().message();
+  }
+  close(silent);
+  // The real one still works after a failure on another connection.
+  HiredisAsync redis(address_, loop_, std::chrono::milliseconds(2000));
+  EXPECT_EQ(Batch(redis, {{"PING"}})[0]->str, "PONG");
 }
 
 }  // namespace
