@@ -25,11 +25,21 @@ Result<Identity> Authenticator::Authenticate(const std::string& secret) {
     return Identity{*key, *user};
   });
   if (!found.ok()) return found.status();
-  if (found->key.id == 0) return Status::NotFound("invalid tollgate key");
-  Timestamp now = clock_.Now();
-  if (found->key.revoked_at) return Status::Invalid("this tollgate key has been revoked");
-  if (!found->key.UsableAt(now)) return Status::Invalid("this tollgate key has expired");
-  if (found->user.disabled) return Status::Invalid("the user of this tollgate key is disabled");
+  return Usable(*found);
+}
+
+std::optional<Result<Identity>> Authenticator::AuthenticateCached(const std::string& secret) {
+  if (!LooksLikeTollgateKey(secret)) return Status::NotFound("invalid tollgate key");
+  auto found = cache_.Peek(HashKey(secret));
+  if (!found) return std::nullopt;
+  return Usable(*found);
+}
+
+Result<Identity> Authenticator::Usable(const Identity& found) const {
+  if (found.key.id == 0) return Status::NotFound("invalid tollgate key");
+  if (found.key.revoked_at) return Status::Invalid("this tollgate key has been revoked");
+  if (!found.key.UsableAt(clock_.Now())) return Status::Invalid("this tollgate key has expired");
+  if (found.user.disabled) return Status::Invalid("the user of this tollgate key is disabled");
   return found;
 }
 

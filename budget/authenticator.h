@@ -28,6 +28,9 @@ class Authenticator {
   // NotFound for an unknown key; Invalid("...revoked/expired/disabled") for one that
   // may not be used; Unavailable when the directory cannot be reached.
   Result<Identity> Authenticate(const std::string& secret);
+  // The same from the cache alone (an event loop's thread): nullopt when the key is
+  // not cached, or is due for a reload.
+  std::optional<Result<Identity>> AuthenticateCached(const std::string& secret);
 
   // The user an act_as_user key names (id, name or external id); created with the
   // user defaults on first sight when `auto_create`.
@@ -35,6 +38,8 @@ class Authenticator {
                               const BudgetDefaults& defaults);
 
  private:
+  Result<Identity> Usable(const Identity& found) const;
+
   Directory& directory_;
   const Clock& clock_;
   // By key hash. An unknown key is cached as an identity with id 0, so guessing keys

@@ -2,6 +2,7 @@
 // across instances (RedisGate); FakeGate serves unit tests.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -45,6 +46,16 @@ class Gate {
   // Releases the hold and adds the real cost. Never fails the caller: a settle that
   // cannot reach Redis is retried or rebuilt from the ledger.
   virtual void Settle(int64_t user_id, const std::string& hold_id, Money cost) = 0;
+
+  // Without blocking, for the proxy's event loop (its thread only). Starts the
+  // reservation and calls `done` on the loop (possibly at once) with the admission,
+  // or with nullopt when Reserve() on a worker must decide (a counter to rebuild, a
+  // cap to clamp, a refusal to word, Redis failing). False, `done` never called,
+  // when it cannot start without blocking.
+  using AdmissionCallback = std::function<void(std::optional<Admission>)>;
+  virtual bool ReserveNoWait(const ReserveRequest&, AdmissionCallback) { return false; }
+  // Settles without blocking (loop thread only); false: call Settle() on a worker.
+  virtual bool SettleNoWait(int64_t, const std::string&, Money) { return false; }
 };
 
 // No gate: every request is admitted and nothing is held (gate.enabled = false). The
@@ -53,6 +64,11 @@ class OpenGate final : public Gate {
  public:
   Admission Reserve(const ReserveRequest&) override { return Admission(); }
   void Settle(int64_t, const std::string&, Money) override {}
+  bool ReserveNoWait(const ReserveRequest&, AdmissionCallback done) override {
+    done(Admission());
+    return true;
+  }
+  bool SettleNoWait(int64_t, const std::string&, Money) override { return true; }
 };
 
 // Reservations computed the same way RedisGate's script does, in memory, for unit tests.
@@ -61,6 +77,15 @@ class FakeGate final : public Gate {
   explicit FakeGate(Money limit) : limit_(limit) {}
   Admission Reserve(const ReserveRequest& request) override;
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
+  // In memory, so never blocking: the proxy's loop path runs on it in unit tests.
+  bool ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) override {
+    done(Reserve(request));
+    return true;
+  }
+  bool SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) override {
+    Settle(user_id, hold_id, cost);
+    return true;
+  }
   Money spend(int64_t user_id) {
     std::lock_guard lock(mu_);
     return spend_[user_id];

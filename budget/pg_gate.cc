@@ -94,6 +94,21 @@ void FallbackGate::Settle(int64_t user_id, const std::string& hold_id, Money cos
   primary_.Settle(user_id, hold_id, cost);
 }
 
+bool FallbackGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) {
+  if (Micros(clock_.Now()) < skip_redis_until_.load()) return false;
+  {
+    std::lock_guard lock(mu_);
+    if (!served_by_fallback_.empty()) return false;
+  }
+  // Redis failing gives nullopt: Reserve() then finds the fallback.
+  return primary_.ReserveNoWait(request, std::move(done));
+}
+
+bool FallbackGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) {
+  if (hold_id.rfind(PgGate::kHoldPrefix, 0) == 0) return false;
+  return primary_.SettleNoWait(user_id, hold_id, cost);
+}
+
 bool FallbackGate::ForgetCountersOfFallbackUsers() {
   std::set<int64_t> users;
   {

@@ -42,6 +42,9 @@ class FallbackGate final : public Gate {
       : primary_(primary), fallback_(fallback), redis_(redis), settings_(settings), clock_(clock) {}
   Admission Reserve(const ReserveRequest& request) override;
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
+  // Redis's, while Redis is in use and no user's counter waits to be forgotten.
+  bool ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) override;
+  bool SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) override;
 
  private:
   // Deletes the Redis counters of users served by the fallback; false if Redis failed.

@@ -211,6 +211,10 @@ void HiredisAsync::Command(const std::vector<std::string>& argv, Callback done) 
   }
 }
 
+void HiredisAsync::Flush() {
+  if (ac_ != nullptr && writing_) redisAsyncHandleWrite(ac_);
+}
+
 void HiredisAsync::OnReply(redisAsyncContext* ac, void* reply, void* privdata) {
   auto* pending = static_cast<Pending*>(privdata);
   HiredisAsync* self = pending->owner;

@@ -79,6 +79,9 @@ class AsyncRedis {
   // Loop thread only. `done` runs later on the loop thread, exactly once, with the
   // reply or the failure (as Redis::Command's).
   virtual void Command(const std::vector<std::string>& argv, Callback done) = 0;
+  // Writes what is queued now rather than when the loop next waits (a settlement
+  // goes out before the answer it bills).
+  virtual void Flush() {}
 };
 
 // One hiredis connection driven by an EventLoop. Opened (without blocking) on first
@@ -93,6 +96,7 @@ class HiredisAsync final : public AsyncRedis, private EventLoop::Watcher {
   HiredisAsync& operator=(const HiredisAsync&) = delete;
 
   void Command(const std::vector<std::string>& argv, Callback done) override;
+  void Flush() override;
 
  private:
   struct Pending;

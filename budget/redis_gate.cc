@@ -2,6 +2,8 @@
 
 #include <openssl/sha.h>
 
+#include <array>
+
 #include "budget/keys.h"
 
 namespace tollgate {
@@ -83,6 +85,37 @@ const std::string& StateSha() {
 
 constexpr int64_t kUnlimited = (int64_t{1} << 53) - 1;
 
+std::vector<std::string> EvalArgv(const std::string& sha, const std::vector<std::string>& keys,
+                                  const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"EVALSHA", sha, std::to_string(keys.size())};
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+bool IsNoScript(const Status& s) { return s.message().find("NOSCRIPT") != std::string::npos; }
+
+Result<std::array<int64_t, 3>> ReserveReply(const RedisReply& r) {
+  if (r.type != RedisReply::Type::kArray || r.elements.size() != 3)
+    return Status::Internal("reserve: bad reply");
+  return std::array<int64_t, 3>{r.elements[0].integer, r.elements[1].integer,
+                                r.elements[2].integer};
+}
+
+// "<user window>/<global window or ->/<request id>"
+struct HoldWindows {
+  Timestamp user;
+  std::optional<Timestamp> global;
+};
+HoldWindows WindowsOfHold(const std::string& hold_id) {
+  auto first = hold_id.find('/');
+  auto second = hold_id.find('/', first + 1);
+  HoldWindows w{Timestamp(std::chrono::microseconds(std::stoll(hold_id.substr(0, first)))), {}};
+  std::string global = hold_id.substr(first + 1, second - first - 1);
+  if (global != "-") w.global = Timestamp(std::chrono::microseconds(std::stoll(global)));
+  return w;
+}
+
 int64_t NowMs(Timestamp t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
@@ -129,11 +162,9 @@ Window RedisGate::GlobalWindow() const {
 Result<RedisReply> RedisGate::Eval(const std::string& script, const std::string& sha,
                                    const std::vector<std::string>& keys,
                                    const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"EVALSHA", sha, std::to_string(keys.size())};
-  argv.insert(argv.end(), keys.begin(), keys.end());
-  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<std::string> argv = EvalArgv(sha, keys, args);
   auto r = redis_.Command(argv);
-  if (!r.ok() && r.status().message().find("NOSCRIPT") != std::string::npos) {
+  if (!r.ok() && IsNoScript(r.status())) {
     argv[0] = "EVAL";
     argv[1] = script;
     r = redis_.Command(argv);
@@ -156,16 +187,12 @@ Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t user_id, const Win
                                                       Money amount, Money limit,
                                                       const std::string& hold) {
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto r = Eval(
-        kReserveScript, ReserveSha(), ScriptKeys(user_id, w.start),
-        {std::to_string(amount.nanos()), std::to_string(limit.nanos()), hold,
-         std::to_string(NowMs(clock_.Now())),
-         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count())});
+    auto r = Eval(kReserveScript, ReserveSha(), ScriptKeys(user_id, w.start),
+                  ReserveArgs(amount, limit, hold));
     if (!r.ok()) return r.status();
-    if (r->type != RedisReply::Type::kArray || r->elements.size() != 3)
-      return Status::Internal("reserve: bad reply");
-    ScriptResult out{r->elements[0].integer, Money::FromNanos(r->elements[1].integer),
-                     Money::FromNanos(r->elements[2].integer)};
+    auto reply = ReserveReply(*r);
+    if (!reply.ok()) return reply.status();
+    ScriptResult out{(*reply)[0], Money::FromNanos((*reply)[1]), Money::FromNanos((*reply)[2])};
     if (out.status != -1) return out;
     if (Status s = RebuildCounter(user_id, w); !s.ok()) return s;
   }
@@ -179,12 +206,9 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
   const BudgetSettings& s = budget->settings;
   const Window& w = budget->window;
   Money limit = s.enforcement == Enforcement::kHard ? s.limit : Money::FromNanos(kUnlimited);
-  // The hold id names the windows it was taken in, so settle finds the same counters.
   std::optional<Window> gw;
   if (global_cap_) gw = GlobalWindow();
-  std::string hold = std::to_string(w.start.time_since_epoch().count()) + "/" +
-                     (gw ? std::to_string(gw->start.time_since_epoch().count()) : "-") + "/" +
-                     request.request_id;
+  std::string hold = HoldId(w, gw, request.request_id);
 
   auto first = PlanReservation(request, Money::FromNanos(kUnlimited));
   Money amount = first ? first->amount : Money();
@@ -233,27 +257,106 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
 
 void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) {
   if (hold_id.empty()) return;
-  auto first = hold_id.find('/');
-  auto second = hold_id.find('/', first + 1);
-  Timestamp user_window{std::chrono::microseconds(std::stoll(hold_id.substr(0, first)))};
-  std::string global_window = hold_id.substr(first + 1, second - first - 1);
+  HoldWindows w = WindowsOfHold(hold_id);
   // A failed settle leaves the hold to expire; the cost is in the ledger row, which a
   // rebuilt counter includes.
-  auto spent = Eval(kSettleScript, SettleSha(), ScriptKeys(user_id, user_window),
+  auto spent = Eval(kSettleScript, SettleSha(), ScriptKeys(user_id, w.user),
                     {hold_id, std::to_string(cost.nanos())});
   if (alerts_ && spent.ok() && spent->integer >= 0 && cost > Money()) {
     auto budget = settings_.Get(user_id);
-    if (budget.ok() && budget->window.start == user_window) {
-      const BudgetSettings& s = budget->settings;
-      Money spend = Money::FromNanos(spent->integer);
-      alerts_->Raise({user_id, LevelOf(spend, s.limit, s.yellow, s.orange, s.red), user_window,
-                      spend, s.limit});
+    RaiseAlert(user_id, w.user, cost, *spent,
+               budget.ok() ? std::optional<UserBudget>(*budget) : std::nullopt);
+  }
+  if (w.global)
+    Eval(kSettleScript, SettleSha(), ScriptKeys(0, *w.global),
+         {hold_id, std::to_string(cost.nanos())});
+}
+
+void RedisGate::RaiseAlert(int64_t user_id, Timestamp user_window, Money cost,
+                           const RedisReply& spent, const std::optional<UserBudget>& budget) {
+  if (!alerts_ || spent.integer < 0 || cost <= Money() || !budget ||
+      budget->window.start != user_window)
+    return;
+  const BudgetSettings& s = budget->settings;
+  Money spend = Money::FromNanos(spent.integer);
+  alerts_->Raise(
+      {user_id, LevelOf(spend, s.limit, s.yellow, s.orange, s.red), user_window, spend, s.limit});
+}
+
+std::string RedisGate::HoldId(const Window& w, const std::optional<Window>& global,
+                              const std::string& request_id) {
+  return std::to_string(w.start.time_since_epoch().count()) + "/" +
+         (global ? std::to_string(global->start.time_since_epoch().count()) : "-") + "/" +
+         request_id;
+}
+
+std::vector<std::string> RedisGate::ReserveArgs(Money amount, Money limit,
+                                                const std::string& hold) const {
+  return {std::to_string(amount.nanos()), std::to_string(limit.nanos()), hold,
+          std::to_string(NowMs(clock_.Now())),
+          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count())};
+}
+
+void RedisGate::EvalNoWait(const char* script, const std::string& sha,
+                           const std::vector<std::string>& keys,
+                           const std::vector<std::string>& args, AsyncRedis::Callback done) {
+  std::vector<std::string> argv = EvalArgv(sha, keys, args);
+  async_->Command(argv, [this, script, argv, done = std::move(done)](Result<RedisReply> r) mutable {
+    if (r.ok() || !IsNoScript(r.status())) {
+      if (!r.ok()) metrics_.Inc(Counter::kRedisErrors);
+      return done(std::move(r));
     }
-  }
-  if (global_window != "-") {
-    Timestamp gw{std::chrono::microseconds(std::stoll(global_window))};
-    Eval(kSettleScript, SettleSha(), ScriptKeys(0, gw), {hold_id, std::to_string(cost.nanos())});
-  }
+    argv[0] = "EVAL";
+    argv[1] = script;
+    async_->Command(argv, [this, done = std::move(done)](Result<RedisReply> again) {
+      if (!again.ok()) metrics_.Inc(Counter::kRedisErrors);
+      done(std::move(again));
+    });
+  });
+}
+
+bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) {
+  if (async_ == nullptr || global_cap_) return false;
+  Admission a;
+  auto budget = CachedBudgetForAdmission(settings_, request.user_id, &a);
+  if (!budget) return false;
+  const BudgetSettings& s = budget->settings;
+  Money limit = s.enforcement == Enforcement::kHard ? s.limit : Money::FromNanos(kUnlimited);
+  std::string hold = HoldId(budget->window, std::nullopt, request.request_id);
+  auto plan = PlanReservation(request, Money::FromNanos(kUnlimited));
+  Money amount = plan ? plan->amount : Money();
+  EvalNoWait(kReserveScript, ReserveSha(), ScriptKeys(request.user_id, budget->window.start),
+             ReserveArgs(amount, limit, hold),
+             [a, hold, amount, done = std::move(done)](Result<RedisReply> r) mutable {
+               auto reply = r.ok() ? ReserveReply(*r) : Result<std::array<int64_t, 3>>(r.status());
+               // Refused (the cap may yet be clamped), a counter to rebuild, or Redis
+               // failing: Reserve() decides.
+               if (!reply.ok() || (*reply)[0] != 1) return done(std::nullopt);
+               a.spend = Money::FromNanos((*reply)[1]);
+               a.hold_id = hold;
+               a.held = amount;
+               done(a);
+             });
+  return true;
+}
+
+bool RedisGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) {
+  if (async_ == nullptr) return false;
+  if (hold_id.empty()) return true;
+  HoldWindows w = WindowsOfHold(hold_id);
+  EvalNoWait(kSettleScript, SettleSha(), ScriptKeys(user_id, w.user),
+             {hold_id, std::to_string(cost.nanos())},
+             [this, user_id, user = w.user, cost](Result<RedisReply> spent) {
+               // The settings as cached, even if due for a reload: an alert level
+               // needs the limit, which a reload would rarely change.
+               if (alerts_ && spent.ok())
+                 RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
+             });
+  if (w.global)
+    EvalNoWait(kSettleScript, SettleSha(), ScriptKeys(0, *w.global),
+               {hold_id, std::to_string(cost.nanos())}, [](Result<RedisReply>) {});
+  async_->Flush();
+  return true;
 }
 
 Result<SpendState> RedisGate::State(int64_t user_id) {

@@ -39,6 +39,12 @@ class RedisGate final : public Gate {
 
   Admission Reserve(const ReserveRequest& request) override;
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
+  // Through `async` (set_async), when the user's settings are cached and there is
+  // no global cap; the same script, so both kinds of call share the counters.
+  bool ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) override;
+  bool SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) override;
+  // The proxy event loop's connection; before the loop starts. Null: no NoWait calls.
+  void set_async(AsyncRedis* async) { async_ = async; }
   // Spend and holds in the user's current window (rebuilt from the ledger if missing).
   Result<SpendState> State(int64_t user_id);
   // The same in a given window (the admin list computes windows from its own read).
@@ -56,6 +62,15 @@ class RedisGate final : public Gate {
   };
   Result<ScriptResult> RunReserve(int64_t user_id, const Window& w, Money amount, Money limit,
                                   const std::string& hold);
+  std::vector<std::string> ReserveArgs(Money amount, Money limit, const std::string& hold) const;
+  // The hold id names the windows it was taken in, so settle finds the same counters.
+  static std::string HoldId(const Window& w, const std::optional<Window>& global,
+                            const std::string& request_id);
+  void RaiseAlert(int64_t user_id, Timestamp user_window, Money cost, const RedisReply& spent,
+                  const std::optional<UserBudget>& budget);
+  // EVALSHA, or EVAL when Redis does not know the script yet, without waiting.
+  void EvalNoWait(const char* script, const std::string& sha, const std::vector<std::string>& keys,
+                  const std::vector<std::string>& args, AsyncRedis::Callback done);
   Status RebuildCounter(int64_t user_id, const Window& w);
   // The four keys every script takes: spend counter, then HoldKeys().
   static std::vector<std::string> ScriptKeys(int64_t user_id, Timestamp window_start);
@@ -72,6 +87,7 @@ class RedisGate final : public Gate {
   const std::chrono::seconds hold_ttl_;
   const std::optional<GlobalCap> global_cap_;
   AlertSink* const alerts_;  // may be null: no alerts
+  AsyncRedis* async_ = nullptr;
 };
 
 }  // namespace tollgate

@@ -2,6 +2,11 @@
 
 namespace tollgate {
 
+namespace {
+// A rollover reloads at once.
+bool WindowOpen(const UserBudget& b, Timestamp now) { return now < b.window.end; }
+}  // namespace
+
 Result<UserBudget> SettingsCache::Get(int64_t user_id) {
   return cache_.Get(
       user_id,
@@ -12,9 +17,11 @@ Result<UserBudget> SettingsCache::Get(int64_t user_id) {
                           CurrentWindow(settings->period, settings->custom_period_days,
                                         settings->timezone, settings->period_anchor, clock_.Now())};
       },
-      [](const UserBudget& b, Timestamp now) {
-        return now < b.window.end;
-      });  // a rollover reloads at once
+      WindowOpen);
+}
+
+std::optional<UserBudget> SettingsCache::Peek(int64_t user_id, bool stale_ok) {
+  return cache_.Peek(user_id, WindowOpen, stale_ok);
 }
 
 void SettingsCache::Invalidate(int64_t user_id) { cache_.Erase(user_id); }
@@ -30,6 +37,16 @@ std::optional<UserBudget> BudgetForAdmission(SettingsCache& settings, int64_t us
   a->limit = budget->settings.limit;
   a->next_reset = budget->window.end;
   return *budget;
+}
+
+std::optional<UserBudget> CachedBudgetForAdmission(SettingsCache& settings, int64_t user_id,
+                                                   Admission* a) {
+  auto budget = settings.Peek(user_id);
+  if (budget) {
+    a->limit = budget->settings.limit;
+    a->next_reset = budget->window.end;
+  }
+  return budget;
 }
 
 }  // namespace tollgate

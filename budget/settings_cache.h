@@ -24,6 +24,8 @@ class SettingsCache {
       : directory_(directory), clock_(clock), cache_(clock, ttl) {}
 
   Result<UserBudget> Get(int64_t user_id);
+  // What Get would return without asking the directory, or nullopt (TtlCache::Peek).
+  std::optional<UserBudget> Peek(int64_t user_id, bool stale_ok = false);
   void Invalidate(int64_t user_id);
 
  private:
@@ -36,5 +38,8 @@ class SettingsCache {
 // and reset time filled in; nullopt (and `a` refused as Unavailable) when unreadable.
 std::optional<UserBudget> BudgetForAdmission(SettingsCache& settings, int64_t user_id,
                                              Admission* a);
+// The same from the cache alone, for the event loop: nullopt when not cached.
+std::optional<UserBudget> CachedBudgetForAdmission(SettingsCache& settings, int64_t user_id,
+                                                   Admission* a);
 
 }  // namespace tollgate

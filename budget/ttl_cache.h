@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "config/clock.h"
@@ -32,13 +33,7 @@ class TtlCache {
     while (true) {
       Timestamp now = clock_.Now();
       auto it = entries_.find(key);
-      if (it != entries_.end() && it->second.has_value &&
-          (!fresh || fresh(it->second.value, now))) {
-        // Fresh, or being reloaded by another caller: an expired value goes on serving
-        // until the reload lands, so the key's traffic never queues behind it.
-        auto age = now - it->second.loaded_at;
-        if (age < ttl_ || (it->second.loading && age < max_stale_)) return it->second.value;
-      }
+      if (it != entries_.end() && Usable(it->second, now, fresh)) return it->second.value;
       if (it == entries_.end() || !it->second.loading) break;
       loaded_.wait(lock);  // someone else is loading this key
     }
@@ -61,6 +56,18 @@ class TtlCache {
     return loaded;
   }
 
+  // Without loading or waiting (an event loop's thread): the value Get would return
+  // at once, or nullopt. `stale_ok` also takes an expired value.
+  std::optional<Value> Peek(const Key& key,
+                            const std::function<bool(const Value&, Timestamp)>& fresh = nullptr,
+                            bool stale_ok = false) {
+    std::lock_guard lock(mu_);
+    auto it = entries_.find(key);
+    if (it == entries_.end() || !it->second.has_value) return std::nullopt;
+    if (stale_ok || Usable(it->second, clock_.Now(), fresh)) return it->second.value;
+    return std::nullopt;
+  }
+
   void Erase(const Key& key) {
     std::lock_guard lock(mu_);
     auto it = entries_.find(key);
@@ -74,6 +81,15 @@ class TtlCache {
     bool loading = false;
     Timestamp loaded_at;
   };
+  // Fresh, or being reloaded by another caller: an expired value goes on serving
+  // until the reload lands, so the key's traffic never queues behind it.
+  bool Usable(const Entry& e, Timestamp now,
+              const std::function<bool(const Value&, Timestamp)>& fresh) const {
+    if (!e.has_value || (fresh && !fresh(e.value, now))) return false;
+    auto age = now - e.loaded_at;
+    return age < ttl_ || (e.loading && age < max_stale_);
+  }
+
   const Clock& clock_;
   const std::chrono::milliseconds ttl_;
   const std::chrono::milliseconds max_stale_;

@@ -142,6 +142,10 @@ int Serve(Context& ctx, const Args&) {
   side_deps.budget_api = &budget_api;
   std::unique_ptr<EventServer> side = BuildSideServer(side_deps);
   std::unique_ptr<EventServer> proxy = proxy_service.BuildServer();
+  // The proxy's hot path reserves and settles through one pipelined connection driven
+  // by its event loop (the worker path keeps the pool above).
+  HiredisAsync loop_redis(*redis_address, *proxy, std::chrono::milliseconds(2000));
+  gate.set_async(&loop_redis);
 
   auto side_addr = ParseHostPort(c.admin_listen);
   auto proxy_addr = ParseHostPort(c.listen);

@@ -24,6 +24,8 @@ constexpr CounterInfo kInfo[] = {
     {"tollgate_ledger_batches_written_total", "", "Transactions that wrote usage rows."},
     {"tollgate_redis_errors_total", "", "Redis commands that failed."},
     {"tollgate_postgres_errors_total", "", "Postgres operations that failed."},
+    {"tollgate_proxy_loop_answers_total", "",
+     "Proxy requests answered on the event loop without a worker thread (the hot path)."},
 };
 static_assert(std::size(kInfo) == static_cast<size_t>(Counter::kCount));
 

@@ -24,6 +24,7 @@ enum class Counter : int {
   kLedgerBatchesWritten,     // transactions that wrote them
   kRedisErrors,              // Redis commands that failed
   kPostgresErrors,           // Postgres operations that failed
+  kProxyAnsweredOnLoop,      // answered on the event loop, no worker thread involved
   kCount
 };
 

@@ -15,9 +15,11 @@ struct Exchange {
   Rates rates;
   std::string price_id;
   std::string request_id;
-  UpstreamRequest upstream;  // what goes to the provider
+  UpstreamRequest upstream;    // what goes to the provider
+  int64_t default_cap = 4096;  // output tokens reserved when the request names no cap
   Timestamp started;
   std::chrono::steady_clock::time_point t0;
+  bool on_loop = false;  // settles without blocking
   Admission admission;
   bool hide_usage_chunk = false;
   int status = 0;  // the upstream's, once its head is in
@@ -96,6 +98,8 @@ std::string ResetText(const Admission& a) {
 
 ProxyService::ProxyService(ProxyDependencies deps)
     : deps_(deps),
+      slow_(std::make_unique<WorkerPool>(static_cast<size_t>(deps_.config.worker_threads))),
+      exchanges_(std::make_unique<LoopExchanges>(deps_.config.upstream_read_timeout_ms)),
       relay_(std::make_unique<StreamRelay>(
           RelayTimeouts{.upstream_silence_ms = deps_.config.upstream_read_timeout_ms,
                         .drain_ms = deps_.config.drain_timeout_seconds * 1000})) {
@@ -117,7 +121,12 @@ std::unique_ptr<EventServer> ProxyService::BuildServer() {
     auto handler = [this, p](const httplib::Request& req, httplib::Response& res,
                              ResponseWriter& writer) { Handle(*p, req, res, writer); };
     server->Streaming("GET", pattern, handler);
-    server->Streaming("POST", pattern, handler);
+    server->OnLoop(
+        "POST", pattern,
+        [this, p](const httplib::Request& req, const LoopReply& reply) {
+          return HandleOnLoop(*p, req, reply);
+        },
+        handler);
   }
   // Errors the server raises itself (unknown prefix, a body over the limit, a request it
   // cannot read) in the provider's shape when the path names one.
@@ -175,11 +184,14 @@ httplib::Headers ProxyService::UpstreamHeaders(const Provider& provider,
   return h;
 }
 
-void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
-                          httplib::Response& res, ResponseWriter& writer) {
-  deps_.metrics.Inc(Counter::kProxyRequests);
-  Exchange x;
+// The request read, its caller known, priced, ready for the gate (kForward); or
+// answered already (kAnswered: a refusal in `res`); or, on the loop, not without
+// blocking (kWouldBlock: nothing answered, nothing counted).
+ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const httplib::Request& req,
+                                             httplib::Response& res, Exchange& x, json& body,
+                                             bool on_loop) {
   x.provider = &provider;
+  x.on_loop = on_loop;
   x.t0 = std::chrono::steady_clock::now();
   x.started = deps_.clock.Now();
   std::string path = req.matches[1];
@@ -187,6 +199,7 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   auto refuse = [&](ErrorKind kind, const std::string& message, Counter counter) {
     deps_.metrics.Inc(counter);
     Refuse(provider, route, kind, message, res);
+    return Prepared::kAnswered;
   };
   if (!route) {
     return refuse(ErrorKind::kNotFound,
@@ -206,21 +219,29 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
                   "missing tollgate key: send Authorization: Bearer tg-... or x-api-key: tg-...",
                   Counter::kProxyRefusedAuth);
   }
-  auto identity = deps_.authenticator.Authenticate(key);
-  if (!identity.ok()) {
-    if (identity.status().code() == Status::Code::kUnavailable) {
+  // On the loop: a key not cached, a large body (parsed off the loop), a stream (for
+  // the relay) or an end user to look up go to a worker.
+  std::optional<Result<Identity>> identity;
+  if (!on_loop) {
+    identity = deps_.authenticator.Authenticate(key);
+  } else if (req.body.size() <= kLoopBodyBytes) {
+    identity = deps_.authenticator.AuthenticateCached(key);
+  }
+  if (!identity) return Prepared::kWouldBlock;
+  if (!identity->ok()) {
+    if (identity->status().code() == Status::Code::kUnavailable) {
       return refuse(ErrorKind::kUnavailable,
                     "tollgate cannot reach its database; try again shortly",
                     Counter::kPostgresErrors);
     }
-    return refuse(ErrorKind::kAuthentication, identity.status().message(),
+    return refuse(ErrorKind::kAuthentication, identity->status().message(),
                   Counter::kProxyRefusedAuth);
   }
-  x.identity = *identity;
-  x.user_id = identity->user.id;
+  const Identity& who_calls = **identity;
+  x.identity = who_calls;
+  x.user_id = who_calls.user.id;
 
   // 2. What is asked.
-  json body;
   if (route->endpoint != Endpoint::kListing) {
     std::string error;
     auto parsed = ParseJsonBounded(req.body, &error);
@@ -234,17 +255,19 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
                     Counter::kProxyRefusedBadRequest);
     x.facts = std::move(*facts);
   }
+  if (on_loop && x.facts.stream) return Prepared::kWouldBlock;
 
   // 3. On whose budget.
   std::string named = req.get_header_value("X-Tollgate-User");
-  if (!named.empty() && !identity->key.act_as_user) {
+  if (!named.empty() && !who_calls.key.act_as_user) {
     return refuse(ErrorKind::kPermission,
                   "this key may not name other users (it lacks act_as_user)",
                   Counter::kProxyRefusedAuth);
   }
-  if (identity->key.act_as_user) {
+  if (who_calls.key.act_as_user) {
     std::string who = named.empty() ? x.facts.end_user : named;
     if (!who.empty()) {
+      if (on_loop) return Prepared::kWouldBlock;
       auto end_user = deps_.authenticator.ResolveEndUser(who, deps_.config.auto_create_end_users,
                                                          deps_.config.user_defaults);
       if (!end_user.ok()) {
@@ -262,13 +285,12 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   }
 
   // 4. At what price.
-  int64_t default_cap = 4096;
   if (route->endpoint == Endpoint::kChat || route->endpoint == Endpoint::kEmbeddings) {
     auto quote = deps_.pricing.Lookup(std::string(provider.name()), x.facts.model, x.started);
     if (quote.ok()) {
       x.rates = quote->rates;
       x.price_id = quote->id;
-      default_cap = quote->entry->default_max_output;
+      x.default_cap = quote->entry->default_max_output;
     } else if (deps_.config.fallback_input_per_million &&
                deps_.config.fallback_output_per_million) {
       x.rates.input =
@@ -287,60 +309,164 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   } else {
     x.price_id = "free";
   }
-
-  // 5. May it be spent.
   x.request_id = "tgr_" + RandomHex(12);
+  return Prepared::kForward;
+}
+
+// 5. May it be spent: what the gate is asked.
+ReserveRequest ProxyService::ReserveFor(const Exchange& x) const {
   CostAccumulator input_cost;
   input_cost.Add(x.facts.input_tokens_estimate, x.rates.input);
-  ReserveRequest reserve{
+  return ReserveRequest{
       .user_id = x.user_id,
       .request_id = x.request_id,
       .input_cost = input_cost.Total(),
       .output_rate = x.rates.output,
       .max_output_tokens = x.facts.max_output_tokens,
-      .default_output_cap = default_cap,
-      .clamp = deps_.config.clamp_max_tokens && route->endpoint == Endpoint::kChat,
+      .default_output_cap = x.default_cap,
+      .clamp = deps_.config.clamp_max_tokens && x.route.endpoint == Endpoint::kChat,
       .min_output_tokens = deps_.config.min_output_tokens};
-  x.admission = deps_.gate.Reserve(reserve);
-  if (!x.admission.allowed()) {
-    const Admission& a = x.admission;
-    switch (a.refusal) {
-      case Refusal::kGlobalCap:
-        return refuse(ErrorKind::kBudget, "the global spending cap is reached (" + a.message + ")",
-                      Counter::kProxyRefusedGlobalCap);
-      case Refusal::kUnavailable:
-        return refuse(ErrorKind::kUnavailable, "the budget gate is unavailable: " + a.message,
-                      Counter::kProxyRefusedUnavailable);
-      default:
-        return refuse(ErrorKind::kBudget,
-                      "budget exhausted: limit $" + a.limit.ToUsdString() + ", spent $" +
-                          a.spend.ToUsdString() + ResetText(a) +
-                          (a.message.empty() ? "" : " (" + a.message + ")"),
-                      Counter::kProxyRefusedBudget);
-    }
-  }
-  deps_.metrics.Inc(Counter::kReservations);
+}
 
-  // 6. Forward.
+// The gate's refusal in the provider's words; false when it admitted the request.
+bool ProxyService::RefuseIfNotAdmitted(const Exchange& x, httplib::Response& res) {
+  const Admission& a = x.admission;
+  auto refuse = [&](ErrorKind kind, const std::string& message, Counter counter) {
+    deps_.metrics.Inc(counter);
+    Refuse(*x.provider, x.route, kind, message, res);
+    return true;
+  };
+  switch (a.refusal) {
+    case Refusal::kNone:
+      deps_.metrics.Inc(Counter::kReservations);
+      return false;
+    case Refusal::kGlobalCap:
+      return refuse(ErrorKind::kBudget, "the global spending cap is reached (" + a.message + ")",
+                    Counter::kProxyRefusedGlobalCap);
+    case Refusal::kUnavailable:
+      return refuse(ErrorKind::kUnavailable, "the budget gate is unavailable: " + a.message,
+                    Counter::kProxyRefusedUnavailable);
+    default:
+      return refuse(ErrorKind::kBudget,
+                    "budget exhausted: limit $" + a.limit.ToUsdString() + ", spent $" +
+                        a.spend.ToUsdString() + ResetText(a) +
+                        (a.message.empty() ? "" : " (" + a.message + ")"),
+                    Counter::kProxyRefusedBudget);
+  }
+}
+
+// 6. What goes upstream: the caller's headers with the provider's credentials, the
+// body as the provider rewrote it (a clamped cap, usage asked for in a stream).
+void ProxyService::BuildUpstream(Exchange& x, const httplib::Request& req, json& body,
+                                 httplib::Response& res) const {
   res.set_header("x-tollgate-request-id", x.request_id);
   if (x.admission.clamped_max_tokens) {
     res.set_header("x-tollgate-max-tokens-clamped",
                    std::to_string(*x.admission.clamped_max_tokens));
   }
   x.upstream.method = req.method == "GET" ? "GET" : "POST";
-  x.upstream.headers = UpstreamHeaders(provider, req);
-  if (route->endpoint != Endpoint::kListing) {
-    x.hide_usage_chunk = provider.Rewrite(*route, x.facts, x.admission.clamped_max_tokens, &body);
+  x.upstream.headers = UpstreamHeaders(*x.provider, req);
+  if (x.route.endpoint != Endpoint::kListing) {
+    x.hide_usage_chunk =
+        x.provider->Rewrite(x.route, x.facts, x.admission.clamped_max_tokens, &body);
     x.upstream.body = body.dump();
   }
   if (x.upstream.method == "POST" &&
       x.upstream.headers.find("Content-Type") == x.upstream.headers.end())
     x.upstream.headers.emplace("Content-Type", "application/json");
+}
+
+void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
+                          httplib::Response& res, ResponseWriter& writer) {
+  deps_.metrics.Inc(Counter::kProxyRequests);
+  Exchange x;
+  json body;
+  if (Prepare(provider, req, res, x, body, false) != Prepared::kForward) return;
+  x.admission = deps_.gate.Reserve(ReserveFor(x));
+  if (RefuseIfNotAdmitted(x, res)) return;
+  BuildUpstream(x, req, body, res);
   if (x.facts.stream) {
     ForwardStreaming(std::move(x), res, writer);
   } else {
     ForwardBuffered(x, res);
   }
+}
+
+// The hot path on the event loop: a buffered request whose caller and budget are
+// cached, reserved through the gate's pipelined Redis connection and asked of the
+// upstream on a kept-alive connection, without a thread waiting on either. Whatever
+// would block goes on on a worker from where it is.
+struct ProxyService::LoopCall {
+  Exchange x;
+  json body;
+  const httplib::Request* req;  // the server keeps it until the reply is sent
+  LoopReply reply;
+  httplib::Response res;
+};
+
+bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request& req,
+                                const LoopReply& reply) {
+  auto call = std::make_shared<LoopCall>(LoopCall{{}, {}, &req, reply, {}});
+  Prepared prepared = Prepare(provider, req, call->res, call->x, call->body, true);
+  if (prepared == Prepared::kWouldBlock) return false;
+  if (prepared == Prepared::kAnswered) {
+    deps_.metrics.Inc(Counter::kProxyRequests);
+    AnswerOnLoop(*call);
+    return true;
+  }
+  // `done` runs only when the gate took the request (perhaps before it returns): it
+  // counts the request, which a declined one is on the worker.
+  return deps_.gate.ReserveNoWait(ReserveFor(call->x),
+                                  [this, call](std::optional<Admission> admission) {
+                                    deps_.metrics.Inc(Counter::kProxyRequests);
+                                    if (!admission) return OnWorker(call, true);
+                                    call->x.admission = std::move(*admission);
+                                    if (RefuseIfNotAdmitted(call->x, call->res))
+                                      return AnswerOnLoop(*call);
+                                    BuildUpstream(call->x, *call->req, call->body, call->res);
+                                    AskOnLoop(call);
+                                  });
+}
+
+void ProxyService::AskOnLoop(const std::shared_ptr<LoopCall>& call) {
+  UpstreamPool& pool = *pools_.at(std::string(call->x.provider->name()));
+  auto connection = pool.TakeIdle();
+  if (!connection) return OnWorker(call, false);  // a new connection: connecting may wait
+  exchanges_->Start(call->reply.loop(), pool, std::move(connection), call->x.upstream,
+                    [this, call](LoopAnswer answer) {
+                      if (answer.retry) return OnWorker(call, false);
+                      Exchange& x = call->x;
+                      if (answer.error != ClientError::kNone)
+                        UpstreamFailed(x, answer.error, answer.detail, call->res);
+                      else
+                        Answered(x, answer.head, std::move(answer.body), call->res);
+                      AnswerOnLoop(*call);
+                    });
+}
+
+void ProxyService::AnswerOnLoop(LoopCall& call) {
+  deps_.metrics.Inc(Counter::kProxyAnsweredOnLoop);
+  call.reply.Send(call.res);
+}
+
+// Goes on on a worker: from the reservation (`reserve`: the gate's own decision,
+// with a hold id of its own in case the loop's attempt took one), or from the
+// upstream exchange; the reply goes back through the loop.
+void ProxyService::OnWorker(const std::shared_ptr<LoopCall>& call, bool reserve) {
+  slow_->Submit([this, call, reserve] {
+    Exchange& x = call->x;
+    x.on_loop = false;
+    bool refused = false;
+    if (reserve) {
+      ReserveRequest r = ReserveFor(x);
+      r.request_id += "-w";
+      x.admission = deps_.gate.Reserve(r);
+      refused = RefuseIfNotAdmitted(x, call->res);
+      if (!refused) BuildUpstream(x, *call->req, call->body, call->res);
+    }
+    if (!refused) ForwardBuffered(x, call->res);
+    call->reply.loop().Post([call] { call->reply.Send(call->res); });
+  });
 }
 
 void ProxyService::UpstreamFailed(Exchange& x, ClientError error, const std::string& detail,
@@ -382,7 +508,11 @@ void ProxyService::ForwardBuffered(Exchange& x, httplib::Response& res) {
     detail = "while reading the answer";
   }
   if (error != ClientError::kNone) return UpstreamFailed(x, error, detail, res);
+  Answered(x, head, std::move(answer), res);
+}
 
+void ProxyService::Answered(Exchange& x, const ResponseHead& head, std::string answer,
+                            httplib::Response& res) {
   Usage usage;
   if (head.status >= 200 && head.status < 300) {
     std::string parse_error;
@@ -501,7 +631,13 @@ void ProxyService::Finish(Exchange& x, int status, Usage usage, bool estimated) 
   if (x.finished) return;
   x.finished = true;
   Money cost = CostOf(usage, x.rates);
-  deps_.gate.Settle(x.user_id, x.admission.hold_id, cost);
+  if (!x.on_loop) {
+    deps_.gate.Settle(x.user_id, x.admission.hold_id, cost);
+  } else if (!deps_.gate.SettleNoWait(x.user_id, x.admission.hold_id, cost)) {
+    slow_->Submit([this, user = x.user_id, hold = x.admission.hold_id, cost] {
+      deps_.gate.Settle(user, hold, cost);
+    });
+  }
   deps_.metrics.Inc(Counter::kSettlements);
   UsageRecord r;
   r.request_id = x.request_id;

@@ -15,6 +15,7 @@
 #include "net/metrics.h"
 #include "net/stream_relay.h"
 #include "providers/provider.h"
+#include "proxy/loop_exchange.h"
 #include "proxy/upstream_pool.h"
 
 namespace tollgate {
@@ -45,8 +46,25 @@ class ProxyService {
   int streams_in_flight() const { return streams_in_flight_.load(); }
 
  private:
+  enum class Prepared { kAnswered, kForward, kWouldBlock };
+  struct LoopCall;
+  // Bodies larger than this are parsed on a worker, not on the event loop.
+  static constexpr size_t kLoopBodyBytes = 256 * 1024;
+
   void Handle(const Provider& provider, const httplib::Request& req, httplib::Response& res,
               ResponseWriter& writer);
+  bool HandleOnLoop(const Provider& provider, const httplib::Request& req, const LoopReply& reply);
+  Prepared Prepare(const Provider& provider, const httplib::Request& req, httplib::Response& res,
+                   Exchange& x, nlohmann::json& body, bool on_loop);
+  ReserveRequest ReserveFor(const Exchange& x) const;
+  bool RefuseIfNotAdmitted(const Exchange& x, httplib::Response& res);
+  void BuildUpstream(Exchange& x, const httplib::Request& req, nlohmann::json& body,
+                     httplib::Response& res) const;
+  void AskOnLoop(const std::shared_ptr<LoopCall>& call);
+  void AnswerOnLoop(LoopCall& call);
+  void OnWorker(const std::shared_ptr<LoopCall>& call, bool reserve);
+  // The upstream's answer passed on, its usage billed.
+  void Answered(Exchange& x, const ResponseHead& head, std::string answer, httplib::Response& res);
   void ForwardBuffered(Exchange& x, httplib::Response& res);
   void ForwardStreaming(Exchange&& x, httplib::Response& res, ResponseWriter& writer);
   // The upstream could not be asked, or did not answer: a 502 or 504 in the provider's shape.
@@ -65,6 +83,10 @@ class ProxyService {
   std::map<std::string, std::unique_ptr<UpstreamPool>> pools_;
   std::atomic<int> streams_in_flight_{0};
   std::atomic<int> drains_{0};
+  // Work from the loop path that blocks: a reservation the gate decides itself, a new
+  // upstream connection, a settlement.
+  std::unique_ptr<WorkerPool> slow_;
+  std::unique_ptr<LoopExchanges> exchanges_;
   // After the pools: its streams give their connections back as it shuts down.
   std::unique_ptr<StreamRelay> relay_;
 };

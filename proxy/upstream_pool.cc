@@ -17,22 +17,30 @@ UpstreamPool::UpstreamPool(const std::string& base_url, ClientTimeouts timeouts,
       tls_(ca_file),
       max_idle_(max_idle) {}
 
-std::unique_ptr<HttpConnection> UpstreamPool::Borrow(ClientError* error, std::string* detail,
-                                                     bool* reused) {
+std::unique_ptr<HttpConnection> UpstreamPool::TakeIdle() {
   auto now = std::chrono::steady_clock::now();
   for (;;) {
     Idle idle;
     {
       std::lock_guard lock(mu_);
-      if (idle_.empty()) break;
+      if (idle_.empty()) return nullptr;
       idle = std::move(idle_.back());
       idle_.pop_back();
     }
-    if (now - idle.since < kMaxIdle && !idle.connection->IdleConnectionLost()) {
-      *reused = true;
+    if (now - idle.since < kMaxIdle && !idle.connection->IdleConnectionLost())
       return std::move(idle.connection);
-    }
   }
+}
+
+std::string UpstreamPool::Format(const UpstreamRequest& request) const {
+  return FormatRequest(request.method, request.target, address_ ? address_->authority : "",
+                       request.headers, request.body);
+}
+
+std::unique_ptr<HttpConnection> UpstreamPool::Borrow(ClientError* error, std::string* detail,
+                                                     bool* reused) {
+  *reused = true;
+  if (auto idle = TakeIdle()) return idle;
   *reused = false;
   if (!address_) {
     *error = ClientError::kConnect;
@@ -50,9 +58,7 @@ std::unique_ptr<HttpConnection> UpstreamPool::Begin(const UpstreamRequest& reque
     bool reused = false;
     auto connection = Borrow(error, detail, &reused);
     if (!connection) return nullptr;
-    if (bytes.empty())
-      bytes = FormatRequest(request.method, request.target, address_->authority, request.headers,
-                            request.body);
+    if (bytes.empty()) bytes = Format(request);
     *detail = "while sending the request";
     *error = connection->Send(bytes);
     if (*error == ClientError::kNone) {

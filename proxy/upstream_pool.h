@@ -36,6 +36,12 @@ class UpstreamPool {
   // Keeps the connection for the next request if its answer was read whole.
   void Release(std::unique_ptr<HttpConnection> connection);
 
+  // For an event loop, which may not wait for a connect: a kept-alive connection that
+  // is still open, or null.
+  std::unique_ptr<HttpConnection> TakeIdle();
+  // The request's bytes as they go on the wire to this upstream.
+  std::string Format(const UpstreamRequest& request) const;
+
  private:
   std::unique_ptr<HttpConnection> Borrow(ClientError* error, std::string* detail, bool* reused);
 

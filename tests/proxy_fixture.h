@@ -49,8 +49,9 @@ class ProxyFixture : public ::testing::Test {
     user_ = *user;
     auto key = directory_.CreateKey(user_.id, "k", false, std::nullopt, clock_.Now());
     key_ = key->secret;
-    authenticator_ =
-        std::make_unique<Authenticator>(directory_, clock_, std::chrono::milliseconds(0));
+    // Keys stay cached (the clock stands still), so after a caller's first request
+    // buffered requests take the event loop's path.
+    authenticator_ = std::make_unique<Authenticator>(directory_, clock_, auth_ttl_);
     gate_ = std::make_unique<FakeGate>(limit);
     service_ = std::make_unique<ProxyService>(
         ProxyDependencies{config_, *pricing_, *authenticator_, *gate_, ledger_, metrics_, clock_});
@@ -89,6 +90,7 @@ class ProxyFixture : public ::testing::Test {
   json SimSaw() { return json::parse(sim_client_->Get("/_sim/requests")->body).back(); }
 
   ManualClock clock_{Timestamp(std::chrono::microseconds(kOffPeakMicros))};
+  std::chrono::milliseconds auth_ttl_ = std::chrono::hours(1);
   Config config_;
   std::unique_ptr<PricingTable> pricing_;
   FakeDirectory directory_;

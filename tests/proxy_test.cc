@@ -318,6 +318,78 @@ TEST_F(Proxy, OpenStreamsHoldNoWorkerThread) {
   }
 }
 
+TEST_F(Proxy, BufferedRequestsTakeTheEventLoopOnceCallerAndConnectionAreKnown) {
+  auto on_loop = [&] { return metrics_.Get(Counter::kProxyAnsweredOnLoop); };
+  // The first request finds neither the key cached nor a kept-alive connection: a worker.
+  ASSERT_EQ(Post("/deepseek/chat/completions", Chat("deepseek-flash", false))->status, 200);
+  EXPECT_EQ(on_loop(), 0u);
+  for (int i = 0; i < 5; ++i) {
+    auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));
+    ASSERT_EQ(r->status, 200);
+    EXPECT_FALSE(r->get_header_value("x-tollgate-request-id").empty());
+  }
+  EXPECT_EQ(on_loop(), 5u);
+  // A refusal is answered on the loop too.
+  auto refused = Post("/deepseek/chat/completions", Chat("no-such-model", false));
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_EQ(on_loop(), 6u);
+  // Billed exactly as on a worker: six rows, the gate's spend their sum, no hold left.
+  ASSERT_EQ(LastRow(6).status, 200);
+  int64_t billed = 0;
+  for (const UsageRecord& row : ledger_.rows()) {
+    EXPECT_EQ(row.usage.output_tokens, 16);
+    billed += row.cost.nanos();
+  }
+  EXPECT_GT(billed, 0);
+  EXPECT_EQ(gate_->spend(user_.id).nanos(), billed);
+  EXPECT_EQ(gate_->open_holds(), 0u);
+  EXPECT_EQ(metrics_.Get(Counter::kProxyRequests), 7u);
+}
+
+TEST_F(Proxy, ASilentUpstreamTimesOutOnTheLoopPath) {
+  // An upstream that answers the first request on a kept-alive connection, then is
+  // silent: the second request goes out on that connection from the event loop.
+  int port = 0;
+  int listener = LoopbackSocket(&port);
+  std::thread upstream([listener] {
+    int fd = accept(listener, nullptr, nullptr);
+    std::string in;
+    char buffer[4096];
+    while (in.find("\r\n\r\n") == std::string::npos || in.find("}") == std::string::npos) {
+      ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+      if (n <= 0) break;
+      in.append(buffer, static_cast<size_t>(n));
+    }
+    std::string answer =
+        R"({"id":"x","object":"chat.completion","model":"deepseek-flash","choices":[],)"
+        R"("usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}})";
+    std::string out = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                      std::to_string(answer.size()) + "\r\n\r\n" + answer;
+    send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+    while (recv(fd, buffer, sizeof(buffer), 0) > 0) {
+    }  // the second request: read, never answered, until the proxy gives up
+    close(fd);
+  });
+  Stop();
+  ledger_.Clear();
+  Start(Money::FromNanos(1'000'000'000), [port](Config& c) {
+    c.upstreams["deepseek"].base_url = "http://127.0.0.1:" + std::to_string(port);
+    c.upstream_read_timeout_ms = 500;
+  });
+  ASSERT_EQ(Post("/deepseek/chat/completions", Chat("deepseek-flash", false))->status, 200);
+  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 504);
+  EXPECT_EQ(json::parse(r->body)["error"]["message"],
+            "deepseek upstream timed out (while waiting for the answer)");
+  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 1u);
+  EXPECT_EQ(LastRow(2).status, 504);
+  EXPECT_EQ(gate_->open_holds(), 0u);
+  Stop();  // closes the connection the upstream thread waits on
+  upstream.join();
+  close(listener);
+}
+
 TEST_F(Proxy, BadInputGetsNativeErrors) {
   struct Case {
     std::string path, body;

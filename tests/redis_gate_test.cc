@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
 #include <thread>
 
 #include "budget/fake_directory.h"
+#include "net/event_server.h"
 #include "tests/test_env.h"
 
 namespace tollgate {
@@ -236,6 +238,58 @@ TEST(RedisGateGlobalCap, StopsEveryoneAndReleasesItsHoldWhenAUserIsRefused) {
   gate.Settle(b, b1.hold_id, Money::FromNanos(10'000));  // 20,000 spent + 100,000 held
   EXPECT_TRUE(gate.Reserve(request(b, "b4")).allowed());
   EXPECT_EQ(gate.State(a)->spend.nanos(), 10'000);
+}
+
+TEST_F(RedisGateTest, ReservesAndSettlesWithoutBlockingOnAnEventLoop) {
+  EventServer loop(ServerTuning{.worker_threads = 2});
+  ASSERT_GT(loop.Start("127.0.0.1", 0), 0);
+  auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
+  HiredisAsync async(*address, loop, 2000ms);
+  // The fixture's settings are never cached: the loop cannot decide, a worker must.
+  gate_->set_async(&async);
+  auto on_loop = [&](const std::function<void(std::promise<std::optional<Admission>>&)>& work) {
+    std::promise<std::optional<Admission>> result;
+    loop.Post([&] { work(result); });
+    return result.get_future().get();
+  };
+  auto reserve = [&](const ReserveRequest& r, RedisGate& gate) {
+    return on_loop([&](std::promise<std::optional<Admission>>& result) {
+      if (!gate.ReserveNoWait(r, [&](std::optional<Admission> a) { result.set_value(a); }))
+        result.set_value(Admission{.refusal = Refusal::kUnavailable, .message = "not started"});
+    });
+  };
+  EXPECT_EQ(reserve(Request(99, "n0"), *gate_)->message, "not started");
+
+  SettingsCache cached(directory_, clock_, 1h);
+  RedisGate gate(*redis_, cached, ledger_, clock_, metrics_, 60s);
+  gate.set_async(&async);
+  ASSERT_TRUE(cached.Get(user_).ok());
+  // The counter does not exist yet: rebuilding it from the ledger is Reserve()'s job.
+  EXPECT_FALSE(reserve(Request(99, "n1"), gate).has_value());
+  ASSERT_TRUE(gate.Reserve(Request(99, "w1")).allowed());
+
+  std::vector<Admission> held;
+  for (int i = 0; i < 9; ++i) {
+    auto a = reserve(Request(99, "n" + std::to_string(i + 2)), gate);
+    ASSERT_TRUE(a && a->allowed()) << i;
+    EXPECT_EQ(a->held.nanos(), 100'000);
+    held.push_back(*a);
+  }
+  // 10 x 100,000 of 1,000,000 held: the next is not admitted on the loop (Reserve()
+  // words the refusal).
+  EXPECT_FALSE(reserve(Request(99, "n11"), gate).has_value());
+  EXPECT_EQ(gate.Reserve(Request(99, "w2")).refusal, Refusal::kBudget);
+
+  on_loop([&](std::promise<std::optional<Admission>>& result) {
+    EXPECT_TRUE(gate.SettleNoWait(user_, held[0].hold_id, Money::FromNanos(30'000)));
+    // Queued behind the settlement on the same connection: its reply follows it.
+    async.Command({"PING"}, [&](Result<RedisReply>) { result.set_value(std::nullopt); });
+  });
+  auto state = gate.State(user_);
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->spend.nanos(), 30'000);
+  EXPECT_EQ(state->held.nanos(), 900'000);
+  loop.Stop();
 }
 
 }  // namespace

@@ -135,6 +135,7 @@ TEST_F(AsyncRedisTest, PipelinedRepliesComeBackInOrderInTheSelectedDatabase) {
   EXPECT_EQ(mixed[1]->str, "200");
   auto pool = testing::TestRedis(3, 1);
   EXPECT_EQ(pool->Command({"GET", prefix_ + "n"})->str, "200") << "SELECT 3 was not applied";
+  loop_.Stop();  // before the connection goes: its loop must not call it any more
 }
 
 TEST_F(AsyncRedisTest, AnUnreachableOrSilentRedisFailsEveryCommandAsUnavailable) {
@@ -161,6 +162,7 @@ TEST_F(AsyncRedisTest, AnUnreachableOrSilentRedisFailsEveryCommandAsUnavailable)
   // The real one still works after a failure on another connection.
   HiredisAsync redis(address_, loop_, std::chrono::milliseconds(2000));
   EXPECT_EQ(Batch(redis, {{"PING"}})[0]->str, "PONG");
+  loop_.Stop();
 }
 
 }  // namespace
