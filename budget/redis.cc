@@ -212,7 +212,10 @@ void HiredisAsync::Command(const std::vector<std::string>& argv, Callback done) 
 }
 
 void HiredisAsync::Flush() {
-  if (ac_ != nullptr && writing_) redisAsyncHandleWrite(ac_);
+  if (ac_ == nullptr) return;
+  flushing_ = true;
+  redisAsyncHandleWrite(ac_);  // asks for EPOLLOUT (AddWrite) only if the socket is full
+  flushing_ = false;
 }
 
 void HiredisAsync::OnReply(redisAsyncContext* ac, void* reply, void* privdata) {
@@ -278,11 +281,22 @@ void HiredisAsync::DelRead(void* self) {
     s->UpdateWatch();
   }
 }
+// Commands issued during one batch of events are written together right after it,
+// without a round of EPOLLOUT; only a connect in progress or a full socket waits for
+// the socket to be writable.
 void HiredisAsync::AddWrite(void* self) {
   auto* s = static_cast<HiredisAsync*>(self);
-  if (!s->writing_) {
+  if (s->writing_) return;
+  bool connected = s->ac_ != nullptr && (s->ac_->c.flags & REDIS_CONNECTED);
+  if (s->flushing_ || !connected) {
     s->writing_ = true;
     s->UpdateWatch();
+  } else if (!s->flush_posted_) {
+    s->flush_posted_ = true;
+    s->loop_.Post([s] {
+      s->flush_posted_ = false;
+      s->Flush();
+    });
   }
 }
 void HiredisAsync::DelWrite(void* self) {

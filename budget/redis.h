@@ -121,6 +121,8 @@ class HiredisAsync final : public AsyncRedis, private EventLoop::Watcher {
   bool writing_ = false;
   bool watched_ = false;
   bool closing_ = false;
+  bool flush_posted_ = false;  // a write of what is queued runs after this batch
+  bool flushing_ = false;
   std::string failure_;  // why the callbacks hiredis ends with a null reply failed
   std::deque<std::chrono::steady_clock::time_point> sent_;  // in-flight commands, oldest first
 };
