@@ -355,7 +355,6 @@ bool RedisGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money 
   if (w.global)
     EvalNoWait(kSettleScript, SettleSha(), ScriptKeys(0, *w.global),
                {hold_id, std::to_string(cost.nanos())}, [](Result<RedisReply>) {});
-  async_->Flush();
   return true;
 }
 

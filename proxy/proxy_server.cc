@@ -411,7 +411,7 @@ bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request
   if (prepared == Prepared::kWouldBlock) return false;
   if (prepared == Prepared::kAnswered) {
     deps_.metrics.Inc(Counter::kProxyRequests);
-    AnswerOnLoop(*call);
+    AnswerOnLoop(call);
     return true;
   }
   // `done` runs only when the gate took the request (perhaps before it returns): it
@@ -422,7 +422,7 @@ bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request
                                     if (!admission) return OnWorker(call, true);
                                     call->x.admission = std::move(*admission);
                                     if (RefuseIfNotAdmitted(call->x, call->res))
-                                      return AnswerOnLoop(*call);
+                                      return AnswerOnLoop(call);
                                     BuildUpstream(call->x, *call->req, call->body, call->res);
                                     AskOnLoop(call);
                                   });
@@ -440,13 +440,15 @@ void ProxyService::AskOnLoop(const std::shared_ptr<LoopCall>& call) {
                         UpstreamFailed(x, answer.error, answer.detail, call->res);
                       else
                         Answered(x, answer.head, std::move(answer.body), call->res);
-                      AnswerOnLoop(*call);
+                      AnswerOnLoop(call);
                     });
 }
 
-void ProxyService::AnswerOnLoop(LoopCall& call) {
+// Posted, so the answer goes out after the settlement it bills has been written to
+// Redis (the gate's commands of this batch are written by a task posted before).
+void ProxyService::AnswerOnLoop(const std::shared_ptr<LoopCall>& call) {
   deps_.metrics.Inc(Counter::kProxyAnsweredOnLoop);
-  call.reply.Send(call.res);
+  call->reply.loop().Post([call] { call->reply.Send(call->res); });
 }
 
 // Goes on on a worker: from the reservation (`reserve`: the gate's own decision,
