@@ -87,6 +87,29 @@ void PassOn(const ResponseHead& head, std::string body, httplib::Response& res) 
                   type != head.headers.end() ? type->second : std::string("application/json"));
 }
 
+// Time-ordered (microseconds since the epoch, then 48 random bits): a burst of rows
+// lands side by side in the ledger's unique index on request_id, not each on a random
+// page of it (measured with 10,000,000 rows: see bench/RESULTS.md).
+std::string NewRequestId(Timestamp started) {
+  char micros[24];
+  snprintf(micros, sizeof micros, "%014llx",
+           static_cast<unsigned long long>(started.time_since_epoch().count()));
+  return "tgr_" + std::string(micros) + RandomHex(6);
+}
+
+// Whether a body asks for a stream, from its bytes alone ("stream": true): such a
+// request is parsed once, on the worker that relays it, not first on the event loop.
+// A miss costs only that extra parse.
+bool AsksForStream(std::string_view body) {
+  for (size_t at = body.find("\"stream\""); at != std::string_view::npos;
+       at = body.find("\"stream\"", at + 1)) {
+    size_t i = at + 8;
+    while (i < body.size() && (body[i] == ' ' || body[i] == ':' || body[i] == '\t')) ++i;
+    if (body.substr(i, 4) == "true") return true;
+  }
+  return false;
+}
+
 // Output tokens of text already relayed, when the provider's own count never came.
 int64_t TokensOfText(int64_t bytes) { return (bytes + 3) / 4; }
 
@@ -309,7 +332,7 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
   } else {
     x.price_id = "free";
   }
-  x.request_id = "tgr_" + RandomHex(12);
+  x.request_id = NewRequestId(x.started);
   return Prepared::kForward;
 }
 
@@ -406,6 +429,7 @@ struct ProxyService::LoopCall {
 
 bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request& req,
                                 const LoopReply& reply) {
+  if (AsksForStream(req.body)) return false;
   auto call = std::make_shared<LoopCall>(LoopCall{{}, {}, &req, reply, {}});
   Prepared prepared = Prepare(provider, req, call->res, call->x, call->body, true);
   if (prepared == Prepared::kWouldBlock) return false;

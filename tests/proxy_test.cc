@@ -346,6 +346,23 @@ TEST_F(Proxy, BufferedRequestsTakeTheEventLoopOnceCallerAndConnectionAreKnown) {
   EXPECT_EQ(metrics_.Get(Counter::kProxyRequests), 7u);
 }
 
+TEST_F(Proxy, RequestIdsAreTimeOrderedForTheLedgersIndex) {
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i) {
+    auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));
+    ASSERT_EQ(r->status, 200);
+    ids.push_back(r->get_header_value("x-tollgate-request-id"));
+    clock_.Advance(std::chrono::microseconds(1));
+  }
+  for (const std::string& id : ids) {
+    EXPECT_EQ(id.size(), 4u + 14 + 12) << id;
+    EXPECT_EQ(id.rfind("tgr_", 0), 0u) << id;
+  }
+  EXPECT_LT(ids[0], ids[1]);
+  EXPECT_LT(ids[1], ids[2]);
+  EXPECT_EQ(ids[0].substr(4, 14), "066063846c9000") << "microseconds since the epoch, in hex";
+}
+
 TEST_F(Proxy, ASilentUpstreamTimesOutOnTheLoopPath) {
   // An upstream that answers the first request on a kept-alive connection, then is
   // silent: the second request goes out on that connection from the event loop.
