@@ -117,23 +117,36 @@ std::string StatusAndHeaders(int status, const httplib::Headers& headers, bool k
   return out;
 }
 
-bool Send(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+// Writes what the socket takes without waiting: the bytes written, or -1 if the
+// connection failed.
+ssize_t SendAvailable(int fd, const char* data, size_t size) {
+  size_t sent = 0;
+  while (sent < size) {
+    ssize_t n = send(fd, data + sent, size - sent, MSG_NOSIGNAL);
     if (n > 0) {
-      data += n;
-      size -= static_cast<size_t>(n);
+      sent += static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
       continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      break;
+    } else {
+      return -1;
     }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      // A client reading slower than we write: wait for room, within reason.
-      pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
-      if (poll(&p, 1, kWriteTimeoutMs) == 1 && (p.revents & POLLOUT)) continue;
-    }
-    return false;
   }
-  return true;
+  return static_cast<ssize_t>(sent);
+}
+
+bool Send(int fd, const char* data, size_t size) {
+  for (;;) {
+    ssize_t n = SendAvailable(fd, data, size);
+    if (n < 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+    if (size == 0) return true;
+    // A client reading slower than we write: wait for room, within reason.
+    pollfd p{.fd = fd, .events = POLLOUT, .revents = 0};
+    if (poll(&p, 1, kWriteTimeoutMs) != 1 || !(p.revents & POLLOUT)) return false;
+  }
 }
 
 // What the server says when a handler set no status, or an error status without a body.
@@ -500,24 +513,13 @@ void EventServer::SendOnLoop(Connection* c, httplib::Response& res, bool keep_al
   CompleteAnswer(res, "");
   if (strcasecmp(res.get_header_value("Connection").c_str(), "close") == 0) keep_alive = false;
   std::string out = PlainAnswer(res, keep_alive, head_only);
-  size_t sent = 0;
-  while (sent < out.size()) {
-    ssize_t n = send(c->fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
-    if (n > 0) {
-      sent += static_cast<size_t>(n);
-    } else if (n < 0 && errno == EINTR) {
-      continue;
-    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      // A client reading slowly: a worker waits for it, the loop does not.
-      pool_->Submit([this, c, keep_alive, rest = out.substr(sent)] {
-        AfterAnswer(c, Send(c->fd, rest.data(), rest.size()) && keep_alive);
-      });
-      return;
-    } else {
-      return AfterAnswer(c, false);
-    }
-  }
-  AfterAnswer(c, keep_alive);
+  ssize_t sent = SendAvailable(c->fd, out.data(), out.size());
+  if (sent < 0) return AfterAnswer(c, false);
+  if (static_cast<size_t>(sent) == out.size()) return AfterAnswer(c, keep_alive);
+  // A client reading slowly: a worker waits for it, the loop does not.
+  pool_->Submit([this, c, keep_alive, rest = out.substr(static_cast<size_t>(sent))] {
+    AfterAnswer(c, Send(c->fd, rest.data(), rest.size()) && keep_alive);
+  });
 }
 
 void EventServer::AfterAnswer(Connection* c, bool keep_alive) {
