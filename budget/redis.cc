@@ -29,6 +29,19 @@ RedisReply Convert(const redisReply* r) {
   return out;
 }
 
+// A command's words as hiredis takes them (pointers into `argv`, which must outlive it).
+struct ArgvView {
+  explicit ArgvView(const std::vector<std::string>& argv) {
+    for (const std::string& a : argv) {
+      args.push_back(a.data());
+      lens.push_back(a.size());
+    }
+  }
+  int count() const { return static_cast<int>(args.size()); }
+  std::vector<const char*> args;
+  std::vector<size_t> lens;
+};
+
 }  // namespace
 
 Result<RedisAddress> ParseRedisUrl(const std::string& url) {
@@ -113,14 +126,9 @@ Result<RedisReply> HiredisPool::Command(const std::vector<std::string>& argv) {
   std::string error;
   redisContext* c = Acquire(&error);
   if (!c) return Status::Unavailable("redis: " + error);
-  std::vector<const char*> args;
-  std::vector<size_t> lens;
-  for (const std::string& a : argv) {
-    args.push_back(a.data());
-    lens.push_back(a.size());
-  }
+  ArgvView view(argv);
   auto* r = static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(args.size()), args.data(), lens.data()));
+      redisCommandArgv(c, view.count(), view.args.data(), view.lens.data()));
   if (!r) {
     std::string why = c->errstr;
     Release(c, false);
@@ -173,16 +181,11 @@ bool HiredisAsync::Connect(std::string* error) {
   ac->ev.cleanup = Cleanup;
   failure_.clear();
   if (address_.db != 0) {
-    std::string db = std::to_string(address_.db);
-    const char* argv[] = {"SELECT", db.c_str()};
-    size_t lens[] = {6, db.size()};
     // A failed SELECT would send every later command to the wrong database: drop the
     // connection instead.
-    auto* pending = new Pending{this, [this](Result<RedisReply> r) {
-                                  if (!r.ok() && ac_ != nullptr) redisAsyncDisconnect(ac_);
-                                }};
-    sent_.push_back(std::chrono::steady_clock::now());
-    redisAsyncCommandArgv(ac, OnReply, pending, 2, argv, lens);
+    Send({"SELECT", std::to_string(address_.db)}, [this](Result<RedisReply> r) {
+      if (!r.ok() && ac_ != nullptr) redisAsyncDisconnect(ac_);
+    });
   }
   return true;
 }
@@ -193,16 +196,15 @@ void HiredisAsync::Command(const std::vector<std::string>& argv, Callback done) 
     loop_.Post([done = std::move(done), error] { done(Status::Unavailable("redis: " + error)); });
     return;
   }
-  std::vector<const char*> args;
-  std::vector<size_t> lens;
-  for (const std::string& a : argv) {
-    args.push_back(a.data());
-    lens.push_back(a.size());
-  }
+  Send(argv, std::move(done));
+}
+
+void HiredisAsync::Send(const std::vector<std::string>& argv, Callback done) {
+  ArgvView view(argv);
   auto* pending = new Pending{this, std::move(done)};
   sent_.push_back(std::chrono::steady_clock::now());
-  if (redisAsyncCommandArgv(ac_, OnReply, pending, static_cast<int>(args.size()), args.data(),
-                            lens.data()) != REDIS_OK) {
+  if (redisAsyncCommandArgv(ac_, OnReply, pending, view.count(), view.args.data(),
+                            view.lens.data()) != REDIS_OK) {
     sent_.pop_back();
     loop_.Post([pending] {
       pending->done(Status::Unavailable("redis: connection is closing"));
@@ -223,16 +225,15 @@ void HiredisAsync::OnReply(redisAsyncContext* ac, void* reply, void* privdata) {
   HiredisAsync* self = pending->owner;
   if (!self->sent_.empty()) self->sent_.pop_front();
   auto* r = static_cast<redisReply*>(reply);
-  std::string why = !self->failure_.empty() ? self->failure_
-                    : ac->err != 0          ? "redis: " + std::string(ac->errstr)
-                                            : "redis: connection lost";
-  Result<RedisReply> out = Status::Unavailable(why);
-  if (r != nullptr && r->type == REDIS_REPLY_ERROR) {
-    out = Status::Invalid("redis: " + std::string(r->str, r->len));
-  } else if (r != nullptr) {
-    out = Convert(r);
+  if (r == nullptr) {  // the context is going: why
+    pending->done(Status::Unavailable(!self->failure_.empty() ? self->failure_
+                                      : ac->err != 0          ? "redis: " + std::string(ac->errstr)
+                                                              : "redis: connection lost"));
+  } else if (r->type == REDIS_REPLY_ERROR) {
+    pending->done(Status::Invalid("redis: " + std::string(r->str, r->len)));
+  } else {
+    pending->done(Convert(r));
   }
-  pending->done(std::move(out));
   delete pending;
 }
 
@@ -267,19 +268,19 @@ void HiredisAsync::UpdateWatch() {
   watched_ = true;
 }
 
+void HiredisAsync::Want(bool* flag, bool on) {
+  if (*flag == on) return;
+  *flag = on;
+  UpdateWatch();
+}
+
 void HiredisAsync::AddRead(void* self) {
   auto* s = static_cast<HiredisAsync*>(self);
-  if (!s->reading_) {
-    s->reading_ = true;
-    s->UpdateWatch();
-  }
+  s->Want(&s->reading_, true);
 }
 void HiredisAsync::DelRead(void* self) {
   auto* s = static_cast<HiredisAsync*>(self);
-  if (s->reading_) {
-    s->reading_ = false;
-    s->UpdateWatch();
-  }
+  s->Want(&s->reading_, false);
 }
 // Commands issued during one batch of events are written together right after it,
 // without a round of EPOLLOUT; only a connect in progress or a full socket waits for
@@ -289,8 +290,7 @@ void HiredisAsync::AddWrite(void* self) {
   if (s->writing_) return;
   bool connected = s->ac_ != nullptr && (s->ac_->c.flags & REDIS_CONNECTED);
   if (s->flushing_ || !connected) {
-    s->writing_ = true;
-    s->UpdateWatch();
+    s->Want(&s->writing_, true);
   } else if (!s->flush_posted_) {
     s->flush_posted_ = true;
     s->loop_.Post([s] {
@@ -301,10 +301,7 @@ void HiredisAsync::AddWrite(void* self) {
 }
 void HiredisAsync::DelWrite(void* self) {
   auto* s = static_cast<HiredisAsync*>(self);
-  if (s->writing_) {
-    s->writing_ = false;
-    s->UpdateWatch();
-  }
+  s->Want(&s->writing_, false);
 }
 // hiredis frees the context (a failure, or Fail()): after the pending callbacks ran.
 void HiredisAsync::Cleanup(void* self) {

@@ -101,7 +101,11 @@ class HiredisAsync final : public AsyncRedis, private EventLoop::Watcher {
   struct Pending;
   void OnEvents(uint32_t events) override;
   bool Connect(std::string* error);
+  // Queues one command on the open context.
+  void Send(const std::vector<std::string>& argv, Callback done);
   void UpdateWatch();
+  // Sets reading_ or writing_, watching the socket for what is wanted.
+  void Want(bool* flag, bool on);
   void Tick();
   void Fail(const std::string& why);
   static void OnReply(redisAsyncContext* ac, void* reply, void* privdata);
