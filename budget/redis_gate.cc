@@ -116,6 +116,11 @@ HoldWindows WindowsOfHold(const std::string& hold_id) {
   return w;
 }
 
+// Only a hard limit refuses; soft and off still count, against no limit.
+Money EnforcedLimit(const BudgetSettings& s) {
+  return s.enforcement == Enforcement::kHard ? s.limit : Money::FromNanos(kUnlimited);
+}
+
 int64_t NowMs(Timestamp t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
@@ -203,9 +208,8 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
   Admission a;
   auto budget = BudgetForAdmission(settings_, request.user_id, &a);
   if (!budget) return a;
-  const BudgetSettings& s = budget->settings;
   const Window& w = budget->window;
-  Money limit = s.enforcement == Enforcement::kHard ? s.limit : Money::FromNanos(kUnlimited);
+  Money limit = EnforcedLimit(budget->settings);
   std::optional<Window> gw;
   if (global_cap_) gw = GlobalWindow();
   std::string hold = HoldId(w, gw, request.request_id);
@@ -300,19 +304,21 @@ std::vector<std::string> RedisGate::ReserveArgs(Money amount, Money limit,
 void RedisGate::EvalNoWait(const char* script, const std::string& sha,
                            const std::vector<std::string>& keys,
                            const std::vector<std::string>& args, AsyncRedis::Callback done) {
-  std::vector<std::string> argv = EvalArgv(sha, keys, args);
-  async_->Command(argv, [this, script, argv, done = std::move(done)](Result<RedisReply> r) mutable {
-    if (r.ok() || !IsNoScript(r.status())) {
-      if (!r.ok()) metrics_.Inc(Counter::kRedisErrors);
-      return done(std::move(r));
-    }
-    argv[0] = "EVAL";
-    argv[1] = script;
-    async_->Command(argv, [this, done = std::move(done)](Result<RedisReply> again) {
-      if (!again.ok()) metrics_.Inc(Counter::kRedisErrors);
-      done(std::move(again));
-    });
-  });
+  // Kept for the rare NOSCRIPT retry, shared rather than copied into the callback.
+  auto argv = std::make_shared<std::vector<std::string>>(EvalArgv(sha, keys, args));
+  async_->Command(
+      *argv, [this, script, argv, done = std::move(done)](Result<RedisReply> r) mutable {
+        if (r.ok() || !IsNoScript(r.status())) {
+          if (!r.ok()) metrics_.Inc(Counter::kRedisErrors);
+          return done(std::move(r));
+        }
+        (*argv)[0] = "EVAL";
+        (*argv)[1] = script;
+        async_->Command(*argv, [this, done = std::move(done)](Result<RedisReply> again) {
+          if (!again.ok()) metrics_.Inc(Counter::kRedisErrors);
+          done(std::move(again));
+        });
+      });
 }
 
 bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) {
@@ -320,8 +326,7 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
   Admission a;
   auto budget = CachedBudgetForAdmission(settings_, request.user_id, &a);
   if (!budget) return false;
-  const BudgetSettings& s = budget->settings;
-  Money limit = s.enforcement == Enforcement::kHard ? s.limit : Money::FromNanos(kUnlimited);
+  Money limit = EnforcedLimit(budget->settings);
   std::string hold = HoldId(budget->window, std::nullopt, request.request_id);
   auto plan = PlanReservation(request, Money::FromNanos(kUnlimited));
   Money amount = plan ? plan->amount : Money();

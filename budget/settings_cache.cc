@@ -5,6 +5,11 @@ namespace tollgate {
 namespace {
 // A rollover reloads at once.
 bool WindowOpen(const UserBudget& b, Timestamp now) { return now < b.window.end; }
+// What a refusal tells the caller: the limit and when it resets.
+void FillAdmission(const UserBudget& b, Admission* a) {
+  a->limit = b.settings.limit;
+  a->next_reset = b.window.end;
+}
 }  // namespace
 
 Result<UserBudget> SettingsCache::Get(int64_t user_id) {
@@ -34,18 +39,14 @@ std::optional<UserBudget> BudgetForAdmission(SettingsCache& settings, int64_t us
     a->message = budget.status().message();
     return std::nullopt;
   }
-  a->limit = budget->settings.limit;
-  a->next_reset = budget->window.end;
+  FillAdmission(*budget, a);
   return *budget;
 }
 
 std::optional<UserBudget> CachedBudgetForAdmission(SettingsCache& settings, int64_t user_id,
                                                    Admission* a) {
   auto budget = settings.Peek(user_id);
-  if (budget) {
-    a->limit = budget->settings.limit;
-    a->next_reset = budget->window.end;
-  }
+  if (budget) FillAdmission(*budget, a);
   return budget;
 }
 
