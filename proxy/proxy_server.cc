@@ -242,14 +242,10 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
                   "missing tollgate key: send Authorization: Bearer tg-... or x-api-key: tg-...",
                   Counter::kProxyRefusedAuth);
   }
-  // On the loop: a key not cached, a large body (parsed off the loop), a stream (for
-  // the relay) or an end user to look up go to a worker.
-  std::optional<Result<Identity>> identity;
-  if (!on_loop) {
-    identity = deps_.authenticator.Authenticate(key);
-  } else if (req.body.size() <= kLoopBodyBytes) {
-    identity = deps_.authenticator.AuthenticateCached(key);
-  }
+  // On the loop: a key not cached, a stream (for the relay) or an end user to look
+  // up go to a worker.
+  std::optional<Result<Identity>> identity =
+      on_loop ? deps_.authenticator.AuthenticateCached(key) : deps_.authenticator.Authenticate(key);
   if (!identity) return Prepared::kWouldBlock;
   if (!identity->ok()) {
     if (identity->status().code() == Status::Code::kUnavailable) {
@@ -351,18 +347,21 @@ ReserveRequest ProxyService::ReserveFor(const Exchange& x) const {
       .min_output_tokens = deps_.config.min_output_tokens};
 }
 
-// The gate's refusal in the provider's words; false when it admitted the request.
-bool ProxyService::RefuseIfNotAdmitted(const Exchange& x, httplib::Response& res) {
+// The gate's answer in `x.admission`: admitted, the upstream request is built (true);
+// refused, `res` holds the refusal in the provider's words (false).
+bool ProxyService::Admitted(Exchange& x, const httplib::Request& req, json& body,
+                            httplib::Response& res) {
   const Admission& a = x.admission;
   auto refuse = [&](ErrorKind kind, const std::string& message, Counter counter) {
     deps_.metrics.Inc(counter);
     Refuse(*x.provider, x.route, kind, message, res);
-    return true;
+    return false;
   };
   switch (a.refusal) {
     case Refusal::kNone:
       deps_.metrics.Inc(Counter::kReservations);
-      return false;
+      BuildUpstream(x, req, body, res);
+      return true;
     case Refusal::kGlobalCap:
       return refuse(ErrorKind::kBudget, "the global spending cap is reached (" + a.message + ")",
                     Counter::kProxyRefusedGlobalCap);
@@ -406,8 +405,7 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
   json body;
   if (Prepare(provider, req, res, x, body, false) != Prepared::kForward) return;
   x.admission = deps_.gate.Reserve(ReserveFor(x));
-  if (RefuseIfNotAdmitted(x, res)) return;
-  BuildUpstream(x, req, body, res);
+  if (!Admitted(x, req, body, res)) return;
   if (x.facts.stream) {
     ForwardStreaming(std::move(x), res, writer);
   } else {
@@ -429,7 +427,8 @@ struct ProxyService::LoopCall {
 
 bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request& req,
                                 const LoopReply& reply) {
-  if (AsksForStream(req.body)) return false;
+  // A stream is for the relay, a large body is parsed off the loop: a worker's.
+  if (req.body.size() > kLoopBodyBytes || AsksForStream(req.body)) return false;
   auto call = std::make_shared<LoopCall>(LoopCall{{}, {}, &req, reply, {}});
   Prepared prepared = Prepare(provider, req, call->res, call->x, call->body, true);
   if (prepared == Prepared::kWouldBlock) return false;
@@ -445,10 +444,9 @@ bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request
                                     deps_.metrics.Inc(Counter::kProxyRequests);
                                     if (!admission) return OnWorker(call, true);
                                     call->x.admission = std::move(*admission);
-                                    if (RefuseIfNotAdmitted(call->x, call->res))
-                                      return AnswerOnLoop(call);
-                                    BuildUpstream(call->x, *call->req, call->body, call->res);
-                                    AskOnLoop(call);
+                                    if (Admitted(call->x, *call->req, call->body, call->res))
+                                      return AskOnLoop(call);
+                                    AnswerOnLoop(call);
                                   });
 }
 
@@ -482,15 +480,14 @@ void ProxyService::OnWorker(const std::shared_ptr<LoopCall>& call, bool reserve)
   slow_->Submit([this, call, reserve] {
     Exchange& x = call->x;
     x.on_loop = false;
-    bool refused = false;
+    bool admitted = true;
     if (reserve) {
       ReserveRequest r = ReserveFor(x);
       r.request_id += "-w";
       x.admission = deps_.gate.Reserve(r);
-      refused = RefuseIfNotAdmitted(x, call->res);
-      if (!refused) BuildUpstream(x, *call->req, call->body, call->res);
+      admitted = Admitted(x, *call->req, call->body, call->res);
     }
-    if (!refused) ForwardBuffered(x, call->res);
+    if (admitted) ForwardBuffered(x, call->res);
     call->reply.loop().Post([call] { call->reply.Send(call->res); });
   });
 }

@@ -57,7 +57,8 @@ class ProxyService {
   Prepared Prepare(const Provider& provider, const httplib::Request& req, httplib::Response& res,
                    Exchange& x, nlohmann::json& body, bool on_loop);
   ReserveRequest ReserveFor(const Exchange& x) const;
-  bool RefuseIfNotAdmitted(const Exchange& x, httplib::Response& res);
+  bool Admitted(Exchange& x, const httplib::Request& req, nlohmann::json& body,
+                httplib::Response& res);
   void BuildUpstream(Exchange& x, const httplib::Request& req, nlohmann::json& body,
                      httplib::Response& res) const;
   void AskOnLoop(const std::shared_ptr<LoopCall>& call);
