@@ -247,15 +247,20 @@ TEST_F(RedisGateTest, ReservesAndSettlesWithoutBlockingOnAnEventLoop) {
   HiredisAsync async(*address, loop, 2000ms);
   // The fixture's settings are never cached: the loop cannot decide, a worker must.
   gate_->set_async(&async);
-  auto on_loop = [&](const std::function<void(std::promise<std::optional<Admission>>&)>& work) {
-    std::promise<std::optional<Admission>> result;
-    loop.Post([&] { work(result); });
-    return result.get_future().get();
+  // Runs `work` on the loop and waits (10 s at most) for what it hands to `result`.
+  using Answer = std::shared_ptr<std::promise<std::optional<Admission>>>;
+  auto on_loop = [&](std::function<void(Answer)> work) -> std::optional<Admission> {
+    auto result = std::make_shared<std::promise<std::optional<Admission>>>();
+    auto got = result->get_future();
+    loop.Post([work, result] { work(result); });
+    if (got.wait_for(10s) == std::future_status::ready) return got.get();
+    ADD_FAILURE() << "the loop never answered";
+    return Admission{.refusal = Refusal::kUnavailable, .message = "no answer"};
   };
   auto reserve = [&](const ReserveRequest& r, RedisGate& gate) {
-    return on_loop([&](std::promise<std::optional<Admission>>& result) {
-      if (!gate.ReserveNoWait(r, [&](std::optional<Admission> a) { result.set_value(a); }))
-        result.set_value(Admission{.refusal = Refusal::kUnavailable, .message = "not started"});
+    return on_loop([r, &gate](Answer result) {
+      if (!gate.ReserveNoWait(r, [result](std::optional<Admission> a) { result->set_value(a); }))
+        result->set_value(Admission{.refusal = Refusal::kUnavailable, .message = "not started"});
     });
   };
   EXPECT_EQ(reserve(Request(99, "n0"), *gate_)->message, "not started");
@@ -280,10 +285,10 @@ TEST_F(RedisGateTest, ReservesAndSettlesWithoutBlockingOnAnEventLoop) {
   EXPECT_FALSE(reserve(Request(99, "n11"), gate).has_value());
   EXPECT_EQ(gate.Reserve(Request(99, "w2")).refusal, Refusal::kBudget);
 
-  on_loop([&](std::promise<std::optional<Admission>>& result) {
+  on_loop([&](Answer result) {
     EXPECT_TRUE(gate.SettleNoWait(user_, held[0].hold_id, Money::FromNanos(30'000)));
     // Queued behind the settlement on the same connection: its reply follows it.
-    async.Command({"PING"}, [&](Result<RedisReply>) { result.set_value(std::nullopt); });
+    async.Command({"PING"}, [result](Result<RedisReply>) { result->set_value({}); });
   });
   auto state = gate.State(user_);
   ASSERT_TRUE(state.ok());

@@ -96,22 +96,32 @@ class AsyncRedisTest : public ::testing::Test {
   }
   void TearDown() override { loop_.Stop(); }
 
-  // Issues `commands` together on the loop (one batch) and waits for every reply.
+  // Issues `commands` together on the loop (one batch) and waits for every reply
+  // (10 s at most: a reply that never comes fails the test instead of hanging it).
   std::vector<Result<RedisReply>> Batch(AsyncRedis& redis,
                                         const std::vector<std::vector<std::string>>& commands) {
-    auto replies = std::make_shared<std::vector<Result<RedisReply>>>();
-    std::promise<void> all;
-    loop_.Post([&, replies] {
+    struct State {
+      std::vector<Result<RedisReply>> replies;
+      size_t expected;
+      std::promise<void> all;
+    };
+    auto state = std::make_shared<State>();
+    state->expected = commands.size();
+    auto done = state->all.get_future();
+    loop_.Post([this, &redis, commands, state] {
       for (const auto& argv : commands) {
-        redis.Command(argv, [&, replies](Result<RedisReply> r) {
+        redis.Command(argv, [this, state](Result<RedisReply> r) {
           EXPECT_TRUE(loop_.InLoopThread());
-          replies->push_back(std::move(r));
-          if (replies->size() == commands.size()) all.set_value();
+          state->replies.push_back(std::move(r));
+          if (state->replies.size() == state->expected) state->all.set_value();
         });
       }
     });
-    all.get_future().wait();
-    return *replies;
+    if (done.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      ADD_FAILURE() << "replies missing";
+      return std::vector<Result<RedisReply>>(commands.size(), Status::Internal("no reply"));
+    }
+    return state->replies;
   }
 
   EventServer loop_{ServerTuning{.worker_threads = 2}};

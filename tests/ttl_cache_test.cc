@@ -75,6 +75,19 @@ TEST(TtlCache, AnExpiredValueServesWhileOneCallerReloadsIt) {
             4);
 }
 
+TEST(TtlCache, PeekNeverLoadsAndGivesOnlyWhatGetWouldServeAtOnce) {
+  ManualClock clock(Timestamp(100s));
+  TtlCache<int, int> cache(clock, 1000ms);
+  EXPECT_FALSE(cache.Peek(7).has_value()) << "nothing cached";
+  ASSERT_EQ(cache.Get(7, [] { return Result<int>(42); }).value(), 42);
+  EXPECT_EQ(cache.Peek(7), 42);
+  auto odd = [](const int& v, Timestamp) { return v % 2 == 1; };
+  EXPECT_FALSE(cache.Peek(7, odd).has_value()) << "vetoed by `fresh`";
+  clock.Advance(1000ms);
+  EXPECT_FALSE(cache.Peek(7).has_value()) << "due for a reload: Get would load";
+  EXPECT_EQ(cache.Peek(7, nullptr, true), 42) << "unless a stale value will do";
+}
+
 TEST(TtlCache, ExpiresAfterTtlAndNeverCachesFailures) {
   ManualClock clock(Timestamp(100s));
   TtlCache<int, int> cache(clock, 1000ms);
