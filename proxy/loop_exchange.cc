@@ -2,31 +2,38 @@
 
 #include <sys/epoll.h>
 
-#include <chrono>
+#include <algorithm>
 
 namespace tollgate {
 
-class LoopExchanges::Exchange final : public EventLoop::Watcher {
+// One upstream connection owned by the loop: watched for as long as it lives, busy
+// with one exchange at a time, parked in between.
+class LoopExchanges::Link final : public EventLoop::Watcher {
  public:
-  Exchange(LoopExchanges* owner, EventLoop& loop, UpstreamPool& pool,
-           std::unique_ptr<HttpConnection> connection, std::string bytes, std::string method,
-           Done done)
-      : owner_(owner),
-        loop_(loop),
-        pool_(pool),
-        connection_(std::move(connection)),
-        bytes_(std::move(bytes)),
-        unsent_(bytes_),
-        method_(std::move(method)),
-        done_(std::move(done)) {}
+  Link(EventLoop& loop, UpstreamPool& pool, std::unique_ptr<HttpConnection> connection)
+      : loop_(loop), pool_(pool), connection_(std::move(connection)) {}
 
-  void Begin() {
+  UpstreamPool& pool() const { return pool_; }
+  HttpConnection& connection() { return *connection_; }
+  std::unique_ptr<HttpConnection> TakeConnection() { return std::move(connection_); }
+
+  void Begin(LoopExchanges* owner, std::string bytes, std::string method, Done done) {
+    owner_ = owner;
+    bytes_ = std::move(bytes);
+    unsent_ = bytes_;
+    method_ = std::move(method);
+    done_ = std::move(done);
+    answer_ = LoopAnswer{};
+    phase_ = Phase::kWrite;
+    busy_ = true;
     Touch();
     Step();
   }
 
   void OnEvents(uint32_t) override {
-    if (finished_) return;  // an event of the batch that finished it
+    if (dropped_) return;  // an event of the batch that dropped it
+    // Idle, the upstream has nothing to say: it closed the connection (or broke it).
+    if (!busy_) return owner_->Drop(this);
     Touch();
     Step();
   }
@@ -40,6 +47,16 @@ class LoopExchanges::Exchange final : public EventLoop::Watcher {
     answer_.detail = When();
     Finish();
   }
+
+  // Watched for input only, as an idle connection is.
+  void WatchInput() { WatchFor(EPOLLIN); }
+  void Unwatch() {
+    if (watching_ != 0) loop_.Unwatch(connection_->fd());
+    watching_ = 0;
+  }
+  void MarkDropped() { dropped_ = true; }
+
+  std::chrono::steady_clock::time_point last_progress() const { return last_progress_; }
 
  private:
   enum class Phase { kWrite, kHead, kBody };
@@ -56,6 +73,12 @@ class LoopExchanges::Exchange final : public EventLoop::Watcher {
         break;
     }
     return "while reading the answer";
+  }
+
+  void WatchFor(uint32_t events) {
+    if (events == watching_) return;
+    loop_.Watch(connection_->fd(), events, this);
+    watching_ = events;
   }
 
   void Step() {
@@ -81,63 +104,118 @@ class LoopExchanges::Exchange final : public EventLoop::Watcher {
       answer_.retry = error == ClientError::kClosed && connection_->answer_bytes() == 0;
       return Fail(error);
     }
-    uint32_t events = connection_->wants_write() ? EPOLLOUT : EPOLLIN;
-    if (events != watching_) {
-      loop_.Watch(connection_->fd(), events, this);
-      watching_ = events;
-    }
+    WatchFor(connection_->wants_write() ? EPOLLOUT : EPOLLIN);
   }
 
+  // The answer is whole (or failed): the link is parked or dropped before `done` runs,
+  // so `done` may start the next exchange on it.
   void Finish() {
-    finished_ = true;
-    if (watching_ != 0) loop_.Unwatch(connection_->fd());
-    watching_ = 0;
-    pool_.Release(std::move(connection_));  // kept only if the answer was read whole
-    owner_->active_.erase(this);
+    busy_ = false;
     Done done = std::move(done_);
-    done(std::move(answer_));
-    loop_.Post([this] { delete this; });
+    LoopAnswer answer = std::move(answer_);
+    bytes_.clear();
+    unsent_ = {};
+    LoopExchanges* owner = owner_;
+    owner->active_.erase(this);
+    if (connection_->reusable())
+      owner->Park(this);
+    else
+      owner->Drop(this);
+    done(std::move(answer));
   }
 
-  LoopExchanges* const owner_;
   EventLoop& loop_;
   UpstreamPool& pool_;
   std::unique_ptr<HttpConnection> connection_;
-  const std::string bytes_;
+  LoopExchanges* owner_ = nullptr;
+  std::string bytes_;
   std::string_view unsent_;
-  const std::string method_;
+  std::string method_;
   Done done_;
   LoopAnswer answer_;
   Phase phase_ = Phase::kWrite;
   uint32_t watching_ = 0;
-  bool finished_ = false;
+  bool busy_ = false;
+  bool dropped_ = false;
   std::chrono::steady_clock::time_point last_progress_;
 };
 
 LoopExchanges::~LoopExchanges() {
-  for (Exchange* x : active_) delete x;
+  for (Link* link : active_) delete link;
+  for (auto& [pool, links] : parked_) {
+    for (Link* link : links) delete link;
+  }
 }
 
-void LoopExchanges::Start(EventLoop& loop, UpstreamPool& pool,
-                          std::unique_ptr<HttpConnection> connection,
-                          const UpstreamRequest& request, Done done) {
-  if (!ticking_) {
-    ticking_ = true;
+bool LoopExchanges::Start(EventLoop& loop, UpstreamPool& pool, const UpstreamRequest& request,
+                          Done done) {
+  if (loop_ == nullptr) {
+    loop_ = &loop;
     loop.EverySecond([this] { Tick(); });
   }
-  auto* x = new Exchange(this, loop, pool, std::move(connection), pool.Format(request),
-                         request.method, std::move(done));
-  active_.insert(x);
-  x->Begin();
+  Link* link = TakeParked(pool);
+  if (link == nullptr) {
+    auto connection = pool.TakeIdle();
+    if (!connection) return false;
+    link = new Link(loop, pool, std::move(connection));
+  }
+  active_.insert(link);
+  link->Begin(this, pool.Format(request), request.method, std::move(done));
+  return true;
+}
+
+size_t LoopExchanges::idle(const UpstreamPool& pool) const {
+  auto it = parked_.find(&pool);
+  return it == parked_.end() ? 0 : it->second.size();
+}
+
+LoopExchanges::Link* LoopExchanges::TakeParked(UpstreamPool& pool) {
+  auto it = parked_.find(&pool);
+  if (it == parked_.end()) return nullptr;
+  std::vector<Link*>& links = it->second;
+  auto now = std::chrono::steady_clock::now();
+  while (!links.empty()) {
+    Link* link = links.back();
+    links.pop_back();
+    if (now - link->last_progress() < UpstreamPool::kMaxIdleAge) return link;
+    Drop(link);
+  }
+  return nullptr;
+}
+
+// Keeps the link watched for the next exchange; beyond the loop's share its connection
+// goes back to the pool, for the workers.
+void LoopExchanges::Park(Link* link) {
+  std::vector<Link*>& links = parked_[&link->pool()];
+  if (links.size() >= max_idle_) return Drop(link, /*to_pool=*/true);
+  link->WatchInput();
+  links.push_back(link);
+}
+
+void LoopExchanges::Drop(Link* link, bool to_pool) {
+  std::vector<Link*>& links = parked_[&link->pool()];
+  links.erase(std::remove(links.begin(), links.end(), link), links.end());
+  active_.erase(link);
+  link->Unwatch();
+  std::unique_ptr<HttpConnection> connection = link->TakeConnection();
+  if (to_pool) link->pool().Release(std::move(connection));
+  link->MarkDropped();
+  loop_->Post([link] { delete link; });
 }
 
 void LoopExchanges::Tick() {
   auto now = std::chrono::steady_clock::now();
-  std::vector<Exchange*> silent;
-  for (Exchange* x : active_) {
-    if (x->Silent(now, read_timeout_ms_)) silent.push_back(x);
+  std::vector<Link*> silent, stale;
+  for (Link* link : active_) {
+    if (link->Silent(now, read_timeout_ms_)) silent.push_back(link);
   }
-  for (Exchange* x : silent) x->Fail(ClientError::kTimeout);
+  for (Link* link : silent) link->Fail(ClientError::kTimeout);
+  for (auto& [pool, links] : parked_) {
+    for (Link* link : links) {
+      if (now - link->last_progress() >= UpstreamPool::kMaxIdleAge) stale.push_back(link);
+    }
+  }
+  for (Link* link : stale) Drop(link);
 }
 
 }  // namespace tollgate

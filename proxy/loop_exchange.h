@@ -1,12 +1,17 @@
 // Buffered upstream exchanges on an event loop: the request is written when the
 // socket takes it and the answer read as it arrives, so the proxy's hot path asks
-// its upstream without a thread waiting on the answer.
+// its upstream without a thread waiting on the answer. Between exchanges the loop
+// keeps its upstream connections watched, so taking one again costs no system call
+// and an upstream closing one while it idles is seen as it happens.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "net/event_loop.h"
 #include "net/http_client.h"
@@ -26,26 +31,39 @@ struct LoopAnswer {
 
 class LoopExchanges {
  public:
-  explicit LoopExchanges(int read_timeout_ms) : read_timeout_ms_(read_timeout_ms) {}
+  explicit LoopExchanges(int read_timeout_ms, size_t max_idle_per_upstream = 256)
+      : read_timeout_ms_(read_timeout_ms), max_idle_(max_idle_per_upstream) {}
   // Exchanges cut off by a stopped loop are freed without their callbacks.
   ~LoopExchanges();
   LoopExchanges(const LoopExchanges&) = delete;
   LoopExchanges& operator=(const LoopExchanges&) = delete;
 
   using Done = std::function<void(LoopAnswer)>;
-  // Loop thread only. Sends `request` on `connection` (kept alive, from `pool`) and
-  // reads the whole answer; `done` runs on the loop, and the connection goes back to
-  // the pool. An upstream silent for the read timeout fails it as kTimeout.
-  void Start(EventLoop& loop, UpstreamPool& pool, std::unique_ptr<HttpConnection> connection,
-             const UpstreamRequest& request, Done done);
+  // Loop thread only, and always the same loop. Sends `request` to `pool`'s upstream
+  // on a kept-alive connection (the loop's own, else one of the pool's) and reads the
+  // whole answer; `done` runs on the loop. False, and nothing started, when no
+  // kept-alive connection is free: opening one may wait, so that is for a worker.
+  // An upstream silent for the read timeout fails the exchange as kTimeout.
+  bool Start(EventLoop& loop, UpstreamPool& pool, const UpstreamRequest& request, Done done);
+
+  size_t idle(const UpstreamPool& pool) const;  // connections the loop keeps for `pool`
 
  private:
-  class Exchange;
+  class Link;
+  Link* TakeParked(UpstreamPool& pool);
+  void Park(Link* link);
+  // Forgets the link (its deletion is posted); its connection is closed, or given back
+  // to its pool.
+  void Drop(Link* link, bool to_pool = false);
   void Tick();
 
   const int read_timeout_ms_;
-  std::unordered_set<Exchange*> active_;  // loop thread only
-  bool ticking_ = false;
+  const size_t max_idle_;
+  EventLoop* loop_ = nullptr;
+  // Loop thread only. A link is in exactly one of: active_ (an exchange on it),
+  // parked_ (idle, watched), or neither (dropped, its deletion posted).
+  std::unordered_set<Link*> active_;
+  std::unordered_map<const UpstreamPool*, std::vector<Link*>> parked_;
 };
 
 }  // namespace tollgate

@@ -452,18 +452,17 @@ bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request
 
 void ProxyService::AskOnLoop(const std::shared_ptr<LoopCall>& call) {
   UpstreamPool& pool = *pools_.at(std::string(call->x.provider->name()));
-  auto connection = pool.TakeIdle();
-  if (!connection) return OnWorker(call, false);  // a new connection: connecting may wait
-  exchanges_->Start(call->reply.loop(), pool, std::move(connection), call->x.upstream,
-                    [this, call](LoopAnswer answer) {
-                      if (answer.retry) return OnWorker(call, false);
-                      Exchange& x = call->x;
-                      if (answer.error != ClientError::kNone)
-                        UpstreamFailed(x, answer.error, answer.detail, call->res);
-                      else
-                        Answered(x, answer.head, std::move(answer.body), call->res);
-                      AnswerOnLoop(call);
-                    });
+  bool started = exchanges_->Start(call->reply.loop(), pool, call->x.upstream,
+                                   [this, call](LoopAnswer answer) {
+                                     if (answer.retry) return OnWorker(call, false);
+                                     Exchange& x = call->x;
+                                     if (answer.error != ClientError::kNone)
+                                       UpstreamFailed(x, answer.error, answer.detail, call->res);
+                                     else
+                                       Answered(x, answer.head, std::move(answer.body), call->res);
+                                     AnswerOnLoop(call);
+                                   });
+  if (!started) OnWorker(call, false);  // a new connection: connecting may wait
 }
 
 // Posted, so the answer goes out after the settlement it bills has been written to

@@ -1,13 +1,6 @@
 #include "proxy/upstream_pool.h"
 
 namespace tollgate {
-namespace {
-
-// Servers close idle keep-alive connections after a while (nginx: 75 s); one idle
-// longer than this is dropped rather than risked.
-constexpr auto kMaxIdle = std::chrono::seconds(30);
-
-}  // namespace
 
 UpstreamPool::UpstreamPool(const std::string& base_url, ClientTimeouts timeouts,
                            std::string ca_file, size_t max_idle)
@@ -27,7 +20,7 @@ std::unique_ptr<HttpConnection> UpstreamPool::TakeIdle() {
       idle = std::move(idle_.back());
       idle_.pop_back();
     }
-    if (now - idle.since < kMaxIdle && !idle.connection->IdleConnectionLost())
+    if (now - idle.since < kMaxIdleAge && !idle.connection->IdleConnectionLost())
       return std::move(idle.connection);
   }
 }

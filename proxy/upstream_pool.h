@@ -21,6 +21,10 @@ struct UpstreamRequest {
 
 class UpstreamPool {
  public:
+  // Servers close idle keep-alive connections after a while (nginx: 75 s); one idle
+  // longer than this is dropped rather than risked.
+  static constexpr auto kMaxIdleAge = std::chrono::seconds(30);
+
   // `ca_file` replaces the system's trust store (tests); `base_url` was validated by
   // the config (an unparsable one fails every request with kConnect).
   UpstreamPool(const std::string& base_url, ClientTimeouts timeouts, std::string ca_file = "",

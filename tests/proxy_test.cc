@@ -3,6 +3,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
 #include "tests/proxy_fixture.h"
 
 namespace tollgate::testing {
@@ -403,6 +409,94 @@ TEST_F(Proxy, ASilentUpstreamTimesOutOnTheLoopPath) {
   EXPECT_EQ(LastRow(2).status, 504);
   EXPECT_EQ(gate_->open_holds(), 0u);
   Stop();  // closes the connection the upstream thread waits on
+  upstream.join();
+  close(listener);
+}
+
+// Reads one request (head and Content-Length body) from `fd`; false once it closed.
+bool ReadOneRequest(int fd) {
+  std::string in;
+  char buffer[4096];
+  for (;;) {
+    size_t end = in.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      size_t at = in.find("Content-Length: ");
+      size_t length = at == std::string::npos ? 0 : std::stoul(in.substr(at + 16));
+      if (in.size() >= end + 4 + length) return true;
+    }
+    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) return false;
+    in.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+// Whether a socket of this process's machine that the far end closed (CLOSE_WAIT) is
+// still open towards 127.0.0.1:`port`.
+bool HalfClosedTo(int port) {
+  std::ifstream tcp("/proc/net/tcp");
+  char remote[16];
+  std::snprintf(remote, sizeof(remote), "0100007F:%04X", port);
+  for (std::string line; std::getline(tcp, line);) {
+    std::istringstream fields(line);
+    std::string slot, local, peer, state;
+    fields >> slot >> local >> peer >> state;
+    if (peer == remote && state == "08") return true;
+  }
+  return false;
+}
+
+TEST_F(Proxy, TheLoopKeepsItsUpstreamConnectionUntilTheUpstreamClosesIt) {
+  // The first connection answers three requests and is then closed by the upstream, as
+  // servers close idle keep-alive connections, without a word; the second answers
+  // until tollgate closes it.
+  int port = 0;
+  int listener = LoopbackSocket(&port);
+  std::atomic<int> accepted{0};
+  std::atomic<bool> first_closed{false};
+  std::thread upstream([listener, &accepted, &first_closed] {
+    std::string answer =
+        R"({"id":"x","object":"chat.completion","model":"deepseek-flash","choices":[],)"
+        R"("usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}})";
+    std::string out = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+                      std::to_string(answer.size()) + "\r\n\r\n" + answer;
+    for (int answers : {3, -1}) {
+      int fd = accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      ++accepted;
+      for (int i = 0; i != answers && ReadOneRequest(fd); ++i)
+        send(fd, out.data(), out.size(), MSG_NOSIGNAL);
+      close(fd);
+      first_closed = true;
+    }
+  });
+  Stop();
+  ledger_.Clear();
+  Start(Money::FromNanos(1'000'000'000), [port](Config& c) {
+    c.upstreams["deepseek"].base_url = "http://127.0.0.1:" + std::to_string(port);
+  });
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(Post("/deepseek/chat/completions", Chat("deepseek-flash", false))->status, 200);
+  EXPECT_EQ(accepted, 1);  // one connection, kept by the loop between its requests
+  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 2u);  // the first had no key cached
+  // The loop watches the idle connection: it closes its end as soon as the upstream
+  // closed the other (a connection idling unwatched would sit half-closed until used).
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!first_closed && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+  while (HalfClosedTo(port) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::yield();
+  ASSERT_TRUE(first_closed);
+  EXPECT_FALSE(HalfClosedTo(port)) << "the loop kept a connection the upstream had closed";
+  // The next request goes on a new connection, unharmed.
+  for (int i = 0; i < 3; ++i) {
+    auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << r->body;
+  }
+  EXPECT_EQ(accepted, 2);
+  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 4u);
+  EXPECT_EQ(LastRow(6).status, 200);
+  EXPECT_EQ(gate_->open_holds(), 0u);
+  Stop();  // closes the second connection
   upstream.join();
   close(listener);
 }
