@@ -32,7 +32,10 @@ if (mode === 'rps') {
     const added = r['paced-gate'].p99 - r['paced-direct'].p99;
     out.push('', `At half of tollgate's top rate (about ${fmt(r['gate-on'].rps / 2)} requests/s, paced), ` +
       `p99 direct ${r['paced-direct'].p99.toFixed(2)} ms, through tollgate ${r['paced-gate'].p99.toFixed(2)} ms: ` +
-      `**${added.toFixed(2)} ms added** (p50 ${(r['paced-gate'].p50 - r['paced-direct'].p50).toFixed(2)} ms added).`);
+      `**${added.toFixed(2)} ms added** (p50 ${(r['paced-gate'].p50 - r['paced-direct'].p50).toFixed(2)} ms added).` +
+      (r['paced-nginx'] ? ` The nginx floor at the same rate: p99 ${r['paced-nginx'].p99.toFixed(2)} ms, ` +
+        `${(r['paced-nginx'].p99 - r['paced-direct'].p99).toFixed(2)} ms added ` +
+        `(p50 ${(r['paced-nginx'].p50 - r['paced-direct'].p50).toFixed(2)} ms added).` : ''));
     out.push('', '| target | result |', '|---|---|',
       `| gate on ≥ 0.5 × nginx | ${(r['gate-on'].rps / r.nginx.rps).toFixed(2)} × — ${ok(r['gate-on'].rps >= 0.5 * r.nginx.rps)} |`,
       `| p99 added over direct < 2 ms at 50 % load | ${added.toFixed(2)} ms — ${ok(added < 2)} |`,
