@@ -219,13 +219,13 @@ Result<Money> PgLedger::SpendSince(int64_t user_id, Timestamp from) {
   });
 }
 
-// One short statement per batch: each column travels as one Postgres array literal
-// and unnest() turns them back into rows. A batch costs one round trip and one tiny
-// parse, however many rows it has.
+// One transaction per batch, one short statement per kStatementRows of it: each column
+// travels as one Postgres array literal and unnest() turns them back into rows. The
+// batch commits once; its statements are short so that the Postgres backend, which
+// shares the machine's cores with the proxy, gives the CPU back between them (one
+// statement for a whole batch ran for milliseconds and held back the hot path).
 Status PgLedger::WriteBatch(const std::vector<UsageRecord>& batch) {
   constexpr int kColumns = 18;
-  std::array<std::string, kColumns> arrays;
-  for (std::string& a : arrays) a = "{";
   auto text = [](std::string& out, const std::string& v) {
     out += '"';
     for (char ch : v) {
@@ -235,50 +235,59 @@ Status PgLedger::WriteBatch(const std::vector<UsageRecord>& batch) {
     }
     out += '"';
   };
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const UsageRecord& r = batch[i];
-    const char* sep = i ? "," : "";
-    for (std::string& a : arrays) a += sep;
-    text(arrays[0], r.request_id);
-    arrays[1] += std::to_string(r.user_id);
-    arrays[2] += std::to_string(r.key_id);
-    text(arrays[3], r.provider);
-    text(arrays[4], r.model);
-    text(arrays[5], r.price_id);
-    int64_t numbers[] = {Micros(r.started_at),
-                         r.usage.input_tokens,
-                         r.usage.output_tokens,
-                         r.usage.cache_read_tokens,
-                         r.usage.cache_write_5m_tokens,
-                         r.usage.cache_write_1h_tokens,
-                         r.usage.reasoning_tokens,
-                         r.cost.nanos(),
-                         r.status};
-    for (int k = 0; k < 9; ++k) arrays[6 + k] += std::to_string(numbers[k]);
-    arrays[15] += r.streamed ? "t" : "f";
-    arrays[16] += r.estimated ? "t" : "f";
-    arrays[17] += std::to_string(r.latency_ms);
-  }
-  for (std::string& a : arrays) a += "}";
+  // The rows of [from, to) as one array literal per column.
+  auto columns = [&](size_t from, size_t to) {
+    std::array<std::string, kColumns> arrays;
+    for (std::string& a : arrays) a = "{";
+    for (size_t i = from; i < to; ++i) {
+      const UsageRecord& r = batch[i];
+      const char* sep = i > from ? "," : "";
+      for (std::string& a : arrays) a += sep;
+      text(arrays[0], r.request_id);
+      arrays[1] += std::to_string(r.user_id);
+      arrays[2] += std::to_string(r.key_id);
+      text(arrays[3], r.provider);
+      text(arrays[4], r.model);
+      text(arrays[5], r.price_id);
+      int64_t numbers[] = {Micros(r.started_at),
+                           r.usage.input_tokens,
+                           r.usage.output_tokens,
+                           r.usage.cache_read_tokens,
+                           r.usage.cache_write_5m_tokens,
+                           r.usage.cache_write_1h_tokens,
+                           r.usage.reasoning_tokens,
+                           r.cost.nanos(),
+                           r.status};
+      for (int k = 0; k < 9; ++k) arrays[6 + k] += std::to_string(numbers[k]);
+      arrays[15] += r.streamed ? "t" : "f";
+      arrays[16] += r.estimated ? "t" : "f";
+      arrays[17] += std::to_string(r.latency_ms);
+    }
+    for (std::string& a : arrays) a += "}";
+    return arrays;
+  };
   return pool_.Run([&](pqxx::connection& c) {
     pqxx::work w(c);
-    w.exec_params(
-        "INSERT INTO usage_ledger (request_id, user_id, key_id, provider, model, price_id,"
-        " started_at, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
-        " cache_write_1h_tokens, reasoning_tokens, cost_nanos, status, streamed, estimated,"
-        " latency_ms)"
-        " SELECT request_id, user_id, nullif(key_id, 0), provider, model, price_id,"
-        " timestamptz 'epoch' + started * interval '1 microsecond', input_tokens,"
-        " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
-        " reasoning_tokens, cost_nanos, status, streamed, estimated, latency_ms"
-        " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],"
-        " $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],"
-        " $13::bigint[], $14::bigint[], $15::int[], $16::boolean[], $17::boolean[], $18::int[])"
-        " AS t(request_id, user_id, key_id, provider, model, price_id, started, input_tokens,"
-        " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
-        " reasoning_tokens, cost_nanos, status, streamed, estimated, latency_ms)"
-        " ON CONFLICT (request_id) DO NOTHING",
-        pqxx::prepare::make_dynamic_params(arrays));
+    for (size_t from = 0; from < batch.size(); from += kStatementRows) {
+      auto arrays = columns(from, std::min(batch.size(), from + kStatementRows));
+      w.exec_params(
+          "INSERT INTO usage_ledger (request_id, user_id, key_id, provider, model, price_id,"
+          " started_at, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
+          " cache_write_1h_tokens, reasoning_tokens, cost_nanos, status, streamed, estimated,"
+          " latency_ms)"
+          " SELECT request_id, user_id, nullif(key_id, 0), provider, model, price_id,"
+          " timestamptz 'epoch' + started * interval '1 microsecond', input_tokens,"
+          " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
+          " reasoning_tokens, cost_nanos, status, streamed, estimated, latency_ms"
+          " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],"
+          " $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],"
+          " $13::bigint[], $14::bigint[], $15::int[], $16::boolean[], $17::boolean[], $18::int[])"
+          " AS t(request_id, user_id, key_id, provider, model, price_id, started, input_tokens,"
+          " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
+          " reasoning_tokens, cost_nanos, status, streamed, estimated, latency_ms)"
+          " ON CONFLICT (request_id) DO NOTHING",
+          pqxx::prepare::make_dynamic_params(arrays));
+    }
     w.commit();
   });
 }

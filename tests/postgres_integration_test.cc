@@ -64,6 +64,18 @@ TEST_F(PostgresIntegration, ConcurrentMigratorsApplyEachMigrationOnce) {
   EXPECT_EQ(a + b, LatestSchemaVersion());
 }
 
+UsageRecord LedgerRow(std::string request_id, int64_t user, Timestamp at, int64_t cost_nanos) {
+  UsageRecord r;
+  r.request_id = std::move(request_id);
+  r.user_id = user;
+  r.provider = "mistral";
+  r.model = "m";
+  r.price_id = "p";
+  r.started_at = at;
+  r.cost = Money::FromNanos(cost_nanos);
+  return r;
+}
+
 TEST_F(PostgresIntegration, LedgerRequestIdIsUniqueAndCostsAreBigint) {
   MigrateOrFail();
   PgDirectory dir(*pool_);
@@ -99,17 +111,7 @@ TEST_F(PostgresIntegration, LedgerGathersRowsIntoFullBatches) {
     step();
     return std::chrono::steady_clock::now() - t0 < kLinger / 2;
   };
-  auto row = [&](int i) {
-    UsageRecord r;
-    r.request_id = "gather-" + std::to_string(i);
-    r.user_id = user;
-    r.provider = "mistral";
-    r.model = "m";
-    r.price_id = "p";
-    r.started_at = now_;
-    r.cost = Money::FromNanos(i);
-    return r;
-  };
+  auto row = [&](int i) { return LedgerRow("gather-" + std::to_string(i), user, now_, i); };
   for (size_t i = 0; i < 2 * PgLedger::kBatchRows; ++i) ledger->Append(row(static_cast<int>(i)));
   ledger->Flush();
   EXPECT_EQ(metrics.Get(Counter::kLedgerRowsWritten), 2 * PgLedger::kBatchRows);
@@ -123,6 +125,32 @@ TEST_F(PostgresIntegration, LedgerGathersRowsIntoFullBatches) {
   auto spent = PgLedger(*pool_, metrics).SpendSince(user, now_ - std::chrono::hours(1));
   ASSERT_TRUE(spent.ok());
   EXPECT_EQ(spent->nanos(), 999 * 1000 / 2 + 5000 + 5001 + 5002 + 9000);
+}
+
+TEST_F(PostgresIntegration, ALedgerBatchIsOneTransactionAcrossItsStatements) {
+  MigrateOrFail();
+  PgDirectory dir(*pool_);
+  int64_t user = dir.CreateUser({.name = "atomic"}, BudgetDefaults{}, now_)->id;
+  Metrics metrics;
+  std::string spool = ::testing::TempDir() + "spool_" + RandomHex(4);
+  {
+    PgLedger ledger(*pool_, metrics, spool, std::chrono::minutes(2));
+    // Rows for more than one statement; the last statement's last row breaks a CHECK.
+    size_t rows = PgLedger::kStatementRows + 5;
+    for (size_t i = 0; i < rows; ++i)
+      ledger.Append(LedgerRow("atomic-" + std::to_string(i), user, now_, i + 1 == rows ? -1 : 1));
+    ledger.Flush();  // the batch failed and went to the spool
+    EXPECT_EQ(metrics.Get(Counter::kPostgresErrors), 1u);
+    EXPECT_EQ(metrics.Get(Counter::kLedgerRowsWritten), 0u);
+  }
+  auto count = pool_->Get<int64_t>([&](pqxx::connection& c) {
+    pqxx::read_transaction w(c);
+    return w.exec_params1("SELECT count(*) FROM usage_ledger WHERE user_id = $1", user)[0]
+        .as<int64_t>();
+  });
+  ASSERT_TRUE(count.ok());
+  EXPECT_EQ(*count, 0) << "the first statement's rows were committed without the rest";
+  std::filesystem::remove_all(spool);
 }
 
 TEST_F(PostgresIntegration, LedgerBatchKeepsEveryFieldWhateverTheText) {
