@@ -10,15 +10,14 @@ namespace tollgate {
 // with one exchange at a time, parked in between.
 class LoopExchanges::Link final : public EventLoop::Watcher {
  public:
-  Link(EventLoop& loop, UpstreamPool& pool, std::unique_ptr<HttpConnection> connection)
-      : loop_(loop), pool_(pool), connection_(std::move(connection)) {}
+  Link(LoopExchanges* owner, EventLoop& loop, UpstreamPool& pool,
+       std::unique_ptr<HttpConnection> connection)
+      : owner_(owner), loop_(loop), pool_(pool), connection_(std::move(connection)) {}
 
   UpstreamPool& pool() const { return pool_; }
-  HttpConnection& connection() { return *connection_; }
   std::unique_ptr<HttpConnection> TakeConnection() { return std::move(connection_); }
 
-  void Begin(LoopExchanges* owner, std::string bytes, std::string method, Done done) {
-    owner_ = owner;
+  void Begin(std::string bytes, std::string method, Done done) {
     bytes_ = std::move(bytes);
     unsent_ = bytes_;
     method_ = std::move(method);
@@ -115,19 +114,18 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
     LoopAnswer answer = std::move(answer_);
     bytes_.clear();
     unsent_ = {};
-    LoopExchanges* owner = owner_;
-    owner->active_.erase(this);
+    owner_->active_.erase(this);
     if (connection_->reusable())
-      owner->Park(this);
+      owner_->Park(this);
     else
-      owner->Drop(this);
+      owner_->Drop(this);
     done(std::move(answer));
   }
 
+  LoopExchanges* const owner_;
   EventLoop& loop_;
   UpstreamPool& pool_;
   std::unique_ptr<HttpConnection> connection_;
-  LoopExchanges* owner_ = nullptr;
   std::string bytes_;
   std::string_view unsent_;
   std::string method_;
@@ -157,30 +155,21 @@ bool LoopExchanges::Start(EventLoop& loop, UpstreamPool& pool, const UpstreamReq
   if (link == nullptr) {
     auto connection = pool.TakeIdle();
     if (!connection) return false;
-    link = new Link(loop, pool, std::move(connection));
+    link = new Link(this, loop, pool, std::move(connection));
   }
   active_.insert(link);
-  link->Begin(this, pool.Format(request), request.method, std::move(done));
+  link->Begin(pool.Format(request), request.method, std::move(done));
   return true;
 }
 
-size_t LoopExchanges::idle(const UpstreamPool& pool) const {
-  auto it = parked_.find(&pool);
-  return it == parked_.end() ? 0 : it->second.size();
-}
-
+// The most recently used first. One idle past UpstreamPool::kMaxIdleAge was dropped by
+// the tick (within a second of it).
 LoopExchanges::Link* LoopExchanges::TakeParked(UpstreamPool& pool) {
   auto it = parked_.find(&pool);
-  if (it == parked_.end()) return nullptr;
-  std::vector<Link*>& links = it->second;
-  auto now = std::chrono::steady_clock::now();
-  while (!links.empty()) {
-    Link* link = links.back();
-    links.pop_back();
-    if (now - link->last_progress() < UpstreamPool::kMaxIdleAge) return link;
-    Drop(link);
-  }
-  return nullptr;
+  if (it == parked_.end() || it->second.empty()) return nullptr;
+  Link* link = it->second.back();
+  it->second.pop_back();
+  return link;
 }
 
 // Keeps the link watched for the next exchange; beyond the loop's share its connection

@@ -46,8 +46,6 @@ class LoopExchanges {
   // An upstream silent for the read timeout fails the exchange as kTimeout.
   bool Start(EventLoop& loop, UpstreamPool& pool, const UpstreamRequest& request, Done done);
 
-  size_t idle(const UpstreamPool& pool) const;  // connections the loop keeps for `pool`
-
  private:
   class Link;
   Link* TakeParked(UpstreamPool& pool);
