@@ -369,6 +369,34 @@ TEST_F(Proxy, RequestIdsAreTimeOrderedForTheLedgersIndex) {
   EXPECT_EQ(ids[0].substr(4, 14), "066063846c9000") << "microseconds since the epoch, in hex";
 }
 
+// Reads one request (head and Content-Length body) from `fd`; false once it closed.
+bool ReadOneRequest(int fd) {
+  std::string in;
+  char buffer[4096];
+  for (;;) {
+    size_t end = in.find("\r\n\r\n");
+    if (end != std::string::npos) {
+      size_t at = in.find("Content-Length: ");
+      size_t length = at == std::string::npos ? 0 : std::stoul(in.substr(at + 16));
+      if (in.size() >= end + 4 + length) return true;
+    }
+    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) return false;
+    in.append(buffer, static_cast<size_t>(n));
+  }
+}
+
+// A raw upstream's answer: a DeepSeek chat completion of 3 + 1 tokens.
+const std::string& CannedAnswer() {
+  static const std::string answer =
+      R"({"id":"x","object":"chat.completion","model":"deepseek-flash","choices":[],)"
+      R"("usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}})";
+  static const std::string out =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
+      std::to_string(answer.size()) + "\r\n\r\n" + answer;
+  return out;
+}
+
 TEST_F(Proxy, ASilentUpstreamTimesOutOnTheLoopPath) {
   // An upstream that answers the first request on a kept-alive connection, then is
   // silent: the second request goes out on that connection from the event loop.
@@ -376,20 +404,8 @@ TEST_F(Proxy, ASilentUpstreamTimesOutOnTheLoopPath) {
   int listener = LoopbackSocket(&port);
   std::thread upstream([listener] {
     int fd = accept(listener, nullptr, nullptr);
-    std::string in;
-    char buffer[4096];
-    while (in.find("\r\n\r\n") == std::string::npos || in.find("}") == std::string::npos) {
-      ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
-      if (n <= 0) break;
-      in.append(buffer, static_cast<size_t>(n));
-    }
-    std::string answer =
-        R"({"id":"x","object":"chat.completion","model":"deepseek-flash","choices":[],)"
-        R"("usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}})";
-    std::string out = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-                      std::to_string(answer.size()) + "\r\n\r\n" + answer;
-    send(fd, out.data(), out.size(), MSG_NOSIGNAL);
-    while (recv(fd, buffer, sizeof(buffer), 0) > 0) {
+    if (ReadOneRequest(fd)) send(fd, CannedAnswer().data(), CannedAnswer().size(), MSG_NOSIGNAL);
+    while (ReadOneRequest(fd)) {
     }  // the second request: read, never answered, until the proxy gives up
     close(fd);
   });
@@ -411,23 +427,6 @@ TEST_F(Proxy, ASilentUpstreamTimesOutOnTheLoopPath) {
   Stop();  // closes the connection the upstream thread waits on
   upstream.join();
   close(listener);
-}
-
-// Reads one request (head and Content-Length body) from `fd`; false once it closed.
-bool ReadOneRequest(int fd) {
-  std::string in;
-  char buffer[4096];
-  for (;;) {
-    size_t end = in.find("\r\n\r\n");
-    if (end != std::string::npos) {
-      size_t at = in.find("Content-Length: ");
-      size_t length = at == std::string::npos ? 0 : std::stoul(in.substr(at + 16));
-      if (in.size() >= end + 4 + length) return true;
-    }
-    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
-    if (n <= 0) return false;
-    in.append(buffer, static_cast<size_t>(n));
-  }
 }
 
 // Whether a socket of this process's machine that the far end closed (CLOSE_WAIT) is
@@ -454,11 +453,7 @@ TEST_F(Proxy, TheLoopKeepsItsUpstreamConnectionUntilTheUpstreamClosesIt) {
   std::atomic<int> accepted{0};
   std::atomic<bool> first_closed{false};
   std::thread upstream([listener, &accepted, &first_closed] {
-    std::string answer =
-        R"({"id":"x","object":"chat.completion","model":"deepseek-flash","choices":[],)"
-        R"("usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}})";
-    std::string out = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-                      std::to_string(answer.size()) + "\r\n\r\n" + answer;
+    const std::string& out = CannedAnswer();
     for (int answers : {3, -1}) {
       int fd = accept(listener, nullptr, nullptr);
       if (fd < 0) return;
