@@ -115,10 +115,10 @@ Result<RequestFacts> Anthropic::ReadRequest(const Route& route, const json& body
   return f;
 }
 
-bool Anthropic::Rewrite(const Route&, const RequestFacts&, std::optional<int64_t> max_output,
-                        json* body) const {
+Rewritten Anthropic::Rewrite(const Route&, const RequestFacts&,
+                             std::optional<int64_t> max_output, json* body) const {
   if (max_output) (*body)["max_tokens"] = *max_output;
-  return false;
+  return {.changed = max_output.has_value()};
 }
 
 Usage Anthropic::UsageFromAnswer(const Route&, const json& answer) const {

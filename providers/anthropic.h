@@ -12,7 +12,7 @@ class Anthropic final : public Provider {
   std::string_view name() const override { return "anthropic"; }
   std::optional<Route> Match(std::string_view method, std::string_view path) const override;
   Result<RequestFacts> ReadRequest(const Route& route, const nlohmann::json& body) const override;
-  bool Rewrite(const Route& route, const RequestFacts& facts, std::optional<int64_t> max_output,
+  Rewritten Rewrite(const Route& route, const RequestFacts& facts, std::optional<int64_t> max_output,
                nlohmann::json* body) const override;
   Usage UsageFromAnswer(const Route& route, const nlohmann::json& answer) const override;
   std::unique_ptr<StreamObserver> ObserveStream(const Route& route,

@@ -78,6 +78,12 @@ class StreamObserver {
   int64_t relayed_text_bytes_ = 0;
 };
 
+// What Rewrite did to a request body.
+struct Rewritten {
+  bool changed = false;           // the body differs from what the caller sent
+  bool hide_usage_chunk = false;  // include_usage was asked for on the caller's behalf
+};
+
 class Provider {
  public:
   virtual ~Provider() = default;
@@ -89,9 +95,9 @@ class Provider {
   virtual Result<RequestFacts> ReadRequest(const Route& route,
                                            const nlohmann::json& body) const = 0;
   // Prepares the body for the upstream: provider quirks, and an output cap when the
-  // gate clamps. Returns true when it injected include_usage (hide that chunk).
-  virtual bool Rewrite(const Route& route, const RequestFacts& facts,
-                       std::optional<int64_t> max_output, nlohmann::json* body) const = 0;
+  // gate clamps. An unchanged body goes upstream as the caller's own bytes.
+  virtual Rewritten Rewrite(const Route& route, const RequestFacts& facts,
+                            std::optional<int64_t> max_output, nlohmann::json* body) const = 0;
   virtual Usage UsageFromAnswer(const Route& route, const nlohmann::json& answer) const = 0;
   virtual std::unique_ptr<StreamObserver> ObserveStream(const Route& route,
                                                         bool hide_usage_chunk) const = 0;

@@ -45,10 +45,14 @@ class OpenAIShaped : public Provider {
 
  protected:
   // Asks for usage on a stream when the client did not (PROVIDERS.md 4.3, 5.3).
-  static bool RequestUsage(const RequestFacts& f, json* body) {
-    if (!f.stream || f.client_asked_usage) return false;
-    (*body)["stream_options"] = {{"include_usage", true}};
-    return true;
+  // A stream's usage comes only when asked for: asked on the caller's behalf, the
+  // usage chunk is then kept from the caller, who did not ask for it.
+  static Rewritten CapAndRequestUsage(const RequestFacts& f, std::optional<int64_t> max_output,
+                                      json* body) {
+    if (max_output) openai_style::SetMaxTokens(body, *max_output);
+    bool ask = f.stream && !f.client_asked_usage;
+    if (ask) (*body)["stream_options"] = {{"include_usage", true}};
+    return {.changed = ask || max_output.has_value(), .hide_usage_chunk = ask};
   }
 };
 
@@ -64,11 +68,12 @@ class Mistral final : public OpenAIShaped {
       return Route{Endpoint::kListing, true};
     return std::nullopt;
   }
-  bool Rewrite(const Route&, const RequestFacts&, std::optional<int64_t> max_output,
-               json* body) const override {
-    body->erase("stream_options");  // Mistral answers 422 to it and sends usage anyway
+  Rewritten Rewrite(const Route&, const RequestFacts&, std::optional<int64_t> max_output,
+                    json* body) const override {
+    // Mistral answers 422 to stream_options and sends usage anyway.
+    bool erased = body->erase("stream_options") > 0;
     if (max_output) openai_style::SetMaxTokens(body, *max_output);
-    return false;
+    return {.changed = erased || max_output.has_value()};
   }
   std::string ErrorBody(const Route*, ErrorKind kind, const std::string& message) const override {
     // OpenAI-style envelope (what the openai SDK unwraps) plus Mistral's own top-level
@@ -95,10 +100,9 @@ class DeepSeek final : public OpenAIShaped {
       return Route{Endpoint::kListing, true};
     return std::nullopt;
   }
-  bool Rewrite(const Route&, const RequestFacts& f, std::optional<int64_t> max_output,
-               json* body) const override {
-    if (max_output) openai_style::SetMaxTokens(body, *max_output);
-    return RequestUsage(f, body);
+  Rewritten Rewrite(const Route&, const RequestFacts& f, std::optional<int64_t> max_output,
+                    json* body) const override {
+    return CapAndRequestUsage(f, max_output, body);
   }
 };
 
@@ -120,14 +124,11 @@ class Ollama final : public OpenAIShaped {
     return route.openai_style ? OpenAIShaped::ReadRequest(route, body)
                               : ollama_native::ReadRequest(route, body);
   }
-  bool Rewrite(const Route& route, const RequestFacts& f, std::optional<int64_t> max_output,
-               json* body) const override {
-    if (!route.openai_style) {
-      if (max_output) ollama_native::SetMaxTokens(body, *max_output);
-      return false;
-    }
-    if (max_output) openai_style::SetMaxTokens(body, *max_output);
-    return RequestUsage(f, body);
+  Rewritten Rewrite(const Route& route, const RequestFacts& f, std::optional<int64_t> max_output,
+                    json* body) const override {
+    if (route.openai_style) return CapAndRequestUsage(f, max_output, body);
+    if (max_output) ollama_native::SetMaxTokens(body, *max_output);
+    return {.changed = max_output.has_value()};
   }
   Usage UsageFromAnswer(const Route& route, const json& answer) const override {
     return route.openai_style ? OpenAIShaped::UsageFromAnswer(route, answer)

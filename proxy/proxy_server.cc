@@ -389,9 +389,10 @@ void ProxyService::BuildUpstream(Exchange& x, const httplib::Request& req, json&
   x.upstream.method = req.method == "GET" ? "GET" : "POST";
   x.upstream.headers = UpstreamHeaders(*x.provider, req);
   if (x.route.endpoint != Endpoint::kListing) {
-    x.hide_usage_chunk =
+    Rewritten rewritten =
         x.provider->Rewrite(x.route, x.facts, x.admission.clamped_max_tokens, &body);
-    x.upstream.body = body.dump();
+    x.hide_usage_chunk = rewritten.hide_usage_chunk;
+    x.upstream.body = rewritten.changed ? body.dump() : req.body;
   }
   if (x.upstream.method == "POST" &&
       x.upstream.headers.find("Content-Type") == x.upstream.headers.end())

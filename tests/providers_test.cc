@@ -130,21 +130,48 @@ TEST(Providers, RewritesFollowEachProvidersQuirks) {
   json body = json::parse(
       R"({"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[]})");
   RequestFacts f = *m->ReadRequest(route, body);
-  EXPECT_FALSE(m->Rewrite(route, f, 300, &body));
+  Rewritten mr = m->Rewrite(route, f, 300, &body);
+  EXPECT_TRUE(mr.changed);
+  EXPECT_FALSE(mr.hide_usage_chunk);
   EXPECT_FALSE(body.contains("stream_options"));
   EXPECT_EQ(body["max_tokens"], 300);
 
   const Provider* d = FindProvider("deepseek");
   json ds = json::parse(R"({"model":"x","stream":true,"messages":[]})");
   RequestFacts df = *d->ReadRequest(*d->Match("POST", "chat/completions"), ds);
-  EXPECT_TRUE(d->Rewrite(*d->Match("POST", "chat/completions"), df, std::nullopt, &ds));
+  Rewritten dr = d->Rewrite(*d->Match("POST", "chat/completions"), df, std::nullopt, &ds);
+  EXPECT_TRUE(dr.changed);
+  EXPECT_TRUE(dr.hide_usage_chunk);
   EXPECT_TRUE(ds["stream_options"]["include_usage"]);
 
   const Provider* o = FindProvider("ollama");
   json ol = json::parse(R"({"model":"x","prompt":"p"})");
   auto oroute = *o->Match("POST", "api/generate");
-  o->Rewrite(oroute, *o->ReadRequest(oroute, ol), 99, &ol);
+  EXPECT_TRUE(o->Rewrite(oroute, *o->ReadRequest(oroute, ol), 99, &ol).changed);
   EXPECT_EQ(ol["options"]["num_predict"], 99);
+}
+
+TEST(Providers, ABodyWithoutQuirksOrClampIsUnchanged) {
+  // Unchanged, the caller's own bytes go upstream (no re-serialising on the hot path).
+  for (const char* name : {"mistral", "deepseek", "ollama", "anthropic"}) {
+    const Provider* p = FindProvider(name);
+    std::string path = std::string(name) == "anthropic" ? "v1/messages"
+                       : std::string(name) == "deepseek" ? "chat/completions"
+                                                         : "v1/chat/completions";
+    auto route = *p->Match("POST", path);
+    json body = json::parse(R"({"model":"x","max_tokens":5,"messages":[]})");
+    json before = body;
+    Rewritten r = p->Rewrite(route, *p->ReadRequest(route, body), std::nullopt, &body);
+    EXPECT_FALSE(r.changed) << name;
+    EXPECT_FALSE(r.hide_usage_chunk) << name;
+    EXPECT_EQ(body, before) << name;
+  }
+  // A stream that asked for its usage itself needs nothing added either.
+  const Provider* d = FindProvider("deepseek");
+  auto route = *d->Match("POST", "chat/completions");
+  json asked = json::parse(
+      R"({"model":"x","stream":true,"stream_options":{"include_usage":true},"messages":[]})");
+  EXPECT_FALSE(d->Rewrite(route, *d->ReadRequest(route, asked), std::nullopt, &asked).changed);
 }
 
 TEST(Providers, NativeErrorEnvelopes) {
@@ -173,6 +200,24 @@ TEST(JsonBounded, RefusesDeepNestingWithoutCrashing) {
   EXPECT_NE(error.find("nested deeper"), std::string::npos);
   EXPECT_TRUE(ParseJsonBounded(R"({"a":[[[1]]]})", &error).has_value());
   EXPECT_FALSE(ParseJsonBounded("{", &error).has_value());
+  EXPECT_NE(error.find("not valid JSON"), std::string::npos);
+}
+
+TEST(JsonBounded, CountsOnlyBracketsOutsideStrings) {
+  auto nested = [](int levels) {
+    return std::string(levels, '[') + "1" + std::string(levels, ']');
+  };
+  std::string error;
+  EXPECT_TRUE(ParseJsonBounded(nested(kMaxJsonDepth), &error).has_value());
+  EXPECT_FALSE(ParseJsonBounded(nested(kMaxJsonDepth + 1), &error).has_value());
+  EXPECT_NE(error.find("nested deeper than 64 levels"), std::string::npos);
+  // Brackets in strings, after an escaped quote too, are text, not depth.
+  std::string text = R"({"a":"\"[[[[{{{{", "b":")" + std::string(1000, '[') + R"("})";
+  auto parsed = ParseJsonBounded(text, &error);
+  ASSERT_TRUE(parsed.has_value()) << error;
+  EXPECT_EQ((*parsed)["b"].get<std::string>().size(), 1000u);
+  // Unbalanced closers are the parser's to refuse, not a negative depth's to allow.
+  EXPECT_FALSE(ParseJsonBounded("]]]" + nested(kMaxJsonDepth + 3), &error).has_value());
   EXPECT_NE(error.find("not valid JSON"), std::string::npos);
 }
 

@@ -132,6 +132,22 @@ TEST_F(Proxy, MistralNeverReceivesStreamOptions) {
   EXPECT_EQ(row.price_id, "mistral/mistral-large-2512@2025-12-01");
 }
 
+TEST_F(Proxy, ABodyNothingChangesGoesUpstreamByteForByte) {
+  // Spacing, key order and number spelling are the caller's; nothing is re-serialised.
+  const std::string sent =
+      R"({ "temperature": 1E0,  "model":"mistral-large-latest", "max_tokens": 16,)"
+      R"( "messages": [ {"role":"user", "content":"caf\u00e9"} ] })";
+  httplib::Headers headers{{"Authorization", "Bearer " + key_}};
+  auto r = client_->Post("/mistral/v1/chat/completions", headers, sent, "application/json");
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(SimSaw()["body"].get<std::string>(), sent);
+  // A body tollgate must change (a clamp, a quirk) is written anew.
+  json quirky = Chat("mistral-large-latest", true);
+  quirky["stream_options"] = {{"include_usage", true}};
+  ASSERT_EQ(Post("/mistral/v1/chat/completions", quirky)->status, 200);
+  EXPECT_NE(SimSaw()["body"].get<std::string>(), quirky.dump());
+}
+
 TEST_F(Proxy, MistralEmbeddingsAndModels) {
   auto e = Post("/mistral/v1/embeddings", {{"model", "mistral-embed"}, {"input", {"abcdefgh"}}});
   ASSERT_EQ(e->status, 200) << e->body;
