@@ -148,6 +148,24 @@ TEST_F(AsyncRedisTest, PipelinedRepliesComeBackInOrderInTheSelectedDatabase) {
   loop_.Stop();  // before the connection goes: its loop must not call it any more
 }
 
+TEST_F(AsyncRedisTest, CommandsAreBinarySafeWhateverTheirArguments) {
+  HiredisAsync redis(address_, loop_, std::chrono::milliseconds(2000));
+  std::string odd("a\0b\r\n$3\r\n*", 11);  // bytes that mean something in the protocol
+  std::string large(200000, 'x');
+  auto replies = Batch(redis, {{"SET", prefix_ + "odd", odd},
+                               {"SET", prefix_ + "empty", ""},
+                               {"SET", prefix_ + "large", large},
+                               {"MGET", prefix_ + "odd", prefix_ + "empty", prefix_ + "large"}});
+  ASSERT_EQ(replies.size(), 4u);
+  ASSERT_TRUE(replies[3].ok()) << replies[3].status().message();
+  ASSERT_EQ(replies[3]->elements.size(), 3u);
+  EXPECT_EQ(replies[3]->elements[0].str, odd);
+  EXPECT_EQ(replies[3]->elements[1].str, "");
+  EXPECT_EQ(replies[3]->elements[1].type, RedisReply::Type::kString);
+  EXPECT_EQ(replies[3]->elements[2].str, large);
+  loop_.Stop();
+}
+
 TEST_F(AsyncRedisTest, AnUnreachableOrSilentRedisFailsEveryCommandAsUnavailable) {
   int refused_port = 0;
   int refused = testing::LoopbackSocket(&refused_port, false);
