@@ -121,9 +121,10 @@ Rewritten Anthropic::Rewrite(const Route&, const RequestFacts&,
   return {.changed = max_output.has_value()};
 }
 
-Usage Anthropic::UsageFromAnswer(const Route&, const json& answer) const {
+Usage Anthropic::UsageFromAnswer(const Route&, std::string_view answer) const {
   Usage u;
-  if (answer.is_object() && answer.contains("usage")) MergeUsage(answer["usage"], &u);
+  json top = TopLevelMembers(answer, {"usage"});
+  if (top.contains("usage")) MergeUsage(top["usage"], &u);
   return u;
 }
 

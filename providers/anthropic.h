@@ -14,7 +14,7 @@ class Anthropic final : public Provider {
   Result<RequestFacts> ReadRequest(const Route& route, const nlohmann::json& body) const override;
   Rewritten Rewrite(const Route& route, const RequestFacts& facts, std::optional<int64_t> max_output,
                nlohmann::json* body) const override;
-  Usage UsageFromAnswer(const Route& route, const nlohmann::json& answer) const override;
+  Usage UsageFromAnswer(const Route& route, std::string_view answer) const override;
   std::unique_ptr<StreamObserver> ObserveStream(const Route& route,
                                                 bool hide_usage_chunk) const override;
   std::string ErrorBody(const Route* route, ErrorKind kind,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -15,5 +16,11 @@ constexpr int kMaxJsonDepth = 64;
 // "nested deeper than 64 levels").
 std::optional<nlohmann::json> ParseJsonBounded(std::string_view text, std::string* error,
                                                int max_depth = kMaxJsonDepth);
+
+// The members named in `names` of the object `text` holds, each parsed with the bound
+// above; the rest is only scanned for its strings and brackets, never built. For an
+// answer's usage, whatever else it carries. Not an object, or none there: {}.
+nlohmann::json TopLevelMembers(std::string_view text,
+                               std::initializer_list<std::string_view> names);
 
 }  // namespace tollgate

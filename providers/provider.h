@@ -98,7 +98,8 @@ class Provider {
   // gate clamps. An unchanged body goes upstream as the caller's own bytes.
   virtual Rewritten Rewrite(const Route& route, const RequestFacts& facts,
                             std::optional<int64_t> max_output, nlohmann::json* body) const = 0;
-  virtual Usage UsageFromAnswer(const Route& route, const nlohmann::json& answer) const = 0;
+  // The usage a whole (non-streamed) answer reports, from its bytes.
+  virtual Usage UsageFromAnswer(const Route& route, std::string_view answer) const = 0;
   virtual std::unique_ptr<StreamObserver> ObserveStream(const Route& route,
                                                         bool hide_usage_chunk) const = 0;
 

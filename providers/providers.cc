@@ -2,6 +2,7 @@
 // departs from the OpenAI shape (openai_style.h); Anthropic and Ollama's native API
 // have their own formats in anthropic.cc and ollama_native.cc.
 #include "providers/anthropic.h"
+#include "providers/json_bounded.h"
 #include "providers/ollama_native.h"
 #include "providers/openai_style.h"
 
@@ -23,9 +24,9 @@ class OpenAIShaped : public Provider {
   Result<RequestFacts> ReadRequest(const Route& route, const json& body) const override {
     return openai_style::ReadRequest(route, body);
   }
-  Usage UsageFromAnswer(const Route&, const json& answer) const override {
-    return answer.is_object() && answer.contains("usage") ? openai_style::ReadUsage(answer["usage"])
-                                                          : Usage{};
+  Usage UsageFromAnswer(const Route&, std::string_view answer) const override {
+    json top = TopLevelMembers(answer, {"usage"});
+    return top.contains("usage") ? openai_style::ReadUsage(top["usage"]) : Usage{};
   }
   std::unique_ptr<StreamObserver> ObserveStream(const Route&,
                                                 bool hide_usage_chunk) const override {
@@ -130,9 +131,10 @@ class Ollama final : public OpenAIShaped {
     if (max_output) ollama_native::SetMaxTokens(body, *max_output);
     return {.changed = max_output.has_value()};
   }
-  Usage UsageFromAnswer(const Route& route, const json& answer) const override {
-    return route.openai_style ? OpenAIShaped::UsageFromAnswer(route, answer)
-                              : ollama_native::ReadUsage(answer);
+  Usage UsageFromAnswer(const Route& route, std::string_view answer) const override {
+    return route.openai_style
+               ? OpenAIShaped::UsageFromAnswer(route, answer)
+               : ollama_native::ReadUsage(TopLevelMembers(answer, {"prompt_eval_count", "eval_count"}));
   }
   std::unique_ptr<StreamObserver> ObserveStream(const Route& route, bool hide) const override {
     return route.openai_style ? OpenAIShaped::ObserveStream(route, hide)

@@ -537,11 +537,7 @@ void ProxyService::ForwardBuffered(Exchange& x, httplib::Response& res) {
 void ProxyService::Answered(Exchange& x, const ResponseHead& head, std::string answer,
                             httplib::Response& res) {
   Usage usage;
-  if (head.status >= 200 && head.status < 300) {
-    std::string parse_error;
-    if (auto parsed = ParseJsonBounded(answer, &parse_error))
-      usage = x.provider->UsageFromAnswer(x.route, *parsed);
-  }
+  if (head.status >= 200 && head.status < 300) usage = x.provider->UsageFromAnswer(x.route, answer);
   PassOn(head, std::move(answer), res);
   Finish(x, head.status, usage, false);
 }

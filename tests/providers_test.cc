@@ -221,5 +221,60 @@ TEST(JsonBounded, CountsOnlyBracketsOutsideStrings) {
   EXPECT_NE(error.find("not valid JSON"), std::string::npos);
 }
 
+TEST(TopLevelMembers, FindsOnlyTheObjectsOwnMembers) {
+  // Decoys: "usage" inside a string (escaped quotes, a trailing escaped backslash) and
+  // inside a nested object; the real one comes last, pretty-printed.
+  std::string answer = R"({"id":"x","choices":[{"index":0,"usage":{"prompt_tokens":1},)"
+                       R"("message":{"content":"say \"usage\": {\"prompt_tokens\": 999}, \"} once C:\\"}}],)"
+                       "\n  \"created\" : 17,\n  \"usage\" :\t{ \"prompt_tokens\": 12,"
+                       " \"completion_tokens\": 8 }\n}";
+  json top = TopLevelMembers(answer, {"usage", "created", "absent"});
+  EXPECT_EQ(top, json::parse(R"({"usage":{"prompt_tokens":12,"completion_tokens":8},"created":17})"));
+  EXPECT_EQ(top["usage"], json::parse(answer)["usage"]);  // what a whole parse finds
+
+  // Scalars at the end of the object, strings, and values that are not there.
+  EXPECT_EQ(TopLevelMembers(R"({"model":"m","prompt_eval_count":12,"eval_count":7})",
+                            {"prompt_eval_count", "eval_count", "model"}),
+            json::parse(R"({"model":"m","prompt_eval_count":12,"eval_count":7})"));
+  for (const char* odd : {"", "[1,2]", "\"usage\"", "{", "{\"usage\"", "{\"usage\":",
+                          "{\"a\":[1,2", "{\"usage\":{\"x\":1"}) {
+    EXPECT_EQ(TopLevelMembers(odd, {"usage"}), json::object()) << odd;
+  }
+  // The bound holds for what is parsed; what is skipped may be as deep as it likes.
+  std::string deep = std::string(100, '[') + std::string(100, ']');
+  EXPECT_EQ(TopLevelMembers(R"({"usage":)" + deep + "}", {"usage"}), json::object());
+  EXPECT_EQ(TopLevelMembers(R"({"skip":)" + deep + R"(,"usage":{"a":1}})", {"usage"})["usage"]["a"], 1);
+}
+
+TEST(Providers, UsageOfAWholeAnswerMatchesAFullParse) {
+  struct Case {
+    const char* provider;
+    const char* path;
+    const char* answer;
+  };
+  for (const Case& c : std::initializer_list<Case>{
+           {"mistral", "v1/chat/completions",
+            R"({"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20}})"},
+           {"deepseek", "chat/completions",
+            R"({"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_cache_hit_tokens":4,"prompt_cache_miss_tokens":6,"completion_tokens_details":{"reasoning_tokens":2}},"choices":[]})"},
+           {"anthropic", "v1/messages",
+            R"({"content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":9,"output_tokens":3,"cache_read_input_tokens":2,"cache_creation_input_tokens":1}})"},
+           {"ollama", "api/chat",
+            R"({"message":{"content":"hi"},"done":true,"prompt_eval_count":11,"eval_count":6})"}}) {
+    const Provider* p = FindProvider(c.provider);
+    Usage u = p->UsageFromAnswer(*p->Match("POST", c.path), c.answer);
+    EXPECT_TRUE(u.reported) << c.provider;
+    EXPECT_GT(u.input_tokens + u.cache_read_tokens, 0) << c.provider;
+    EXPECT_GT(u.output_tokens, 0) << c.provider;
+    // The same bytes with the members in another order and spaced out give the same usage.
+    json whole = json::parse(c.answer);
+    Usage again = p->UsageFromAnswer(*p->Match("POST", c.path), whole.dump(2));
+    EXPECT_EQ(again.input_tokens, u.input_tokens) << c.provider;
+    EXPECT_EQ(again.output_tokens, u.output_tokens) << c.provider;
+    EXPECT_EQ(again.cache_read_tokens, u.cache_read_tokens) << c.provider;
+    EXPECT_EQ(again.reasoning_tokens, u.reasoning_tokens) << c.provider;
+  }
+}
+
 }  // namespace
 }  // namespace tollgate
