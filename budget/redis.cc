@@ -2,8 +2,9 @@
 
 #include <async.h>
 #include <hiredis.h>
-#include <charconv>
 #include <sys/epoll.h>
+
+#include <charconv>
 
 namespace tollgate {
 namespace {

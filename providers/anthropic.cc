@@ -115,8 +115,8 @@ Result<RequestFacts> Anthropic::ReadRequest(const Route& route, const json& body
   return f;
 }
 
-Rewritten Anthropic::Rewrite(const Route&, const RequestFacts&,
-                             std::optional<int64_t> max_output, json* body) const {
+Rewritten Anthropic::Rewrite(const Route&, const RequestFacts&, std::optional<int64_t> max_output,
+                             json* body) const {
   if (max_output) (*body)["max_tokens"] = *max_output;
   return {.changed = max_output.has_value()};
 }

@@ -78,7 +78,8 @@ nlohmann::json TopLevelMembers(std::string_view text,
     ++i;
     while (i < text.size() && IsSpace(text[i])) ++i;
     size_t value_end = ValueEnd(text, i);
-    if (value_end <= i) return found;
+    if (value_end <= i || value_end == text.size())
+      return found;  // cut short: the object never closes
     for (std::string_view name : names) {
       if (key != name) continue;
       std::string error;

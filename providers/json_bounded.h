@@ -2,8 +2,8 @@
 // it builds and destroys deep documents, and 100,000 '[' would overflow the stack.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <initializer_list>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>

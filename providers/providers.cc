@@ -132,9 +132,9 @@ class Ollama final : public OpenAIShaped {
     return {.changed = max_output.has_value()};
   }
   Usage UsageFromAnswer(const Route& route, std::string_view answer) const override {
-    return route.openai_style
-               ? OpenAIShaped::UsageFromAnswer(route, answer)
-               : ollama_native::ReadUsage(TopLevelMembers(answer, {"prompt_eval_count", "eval_count"}));
+    return route.openai_style ? OpenAIShaped::UsageFromAnswer(route, answer)
+                              : ollama_native::ReadUsage(
+                                    TopLevelMembers(answer, {"prompt_eval_count", "eval_count"}));
   }
   std::unique_ptr<StreamObserver> ObserveStream(const Route& route, bool hide) const override {
     return route.openai_style ? OpenAIShaped::ObserveStream(route, hide)

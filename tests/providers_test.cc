@@ -155,7 +155,7 @@ TEST(Providers, ABodyWithoutQuirksOrClampIsUnchanged) {
   // Unchanged, the caller's own bytes go upstream (no re-serialising on the hot path).
   for (const char* name : {"mistral", "deepseek", "ollama", "anthropic"}) {
     const Provider* p = FindProvider(name);
-    std::string path = std::string(name) == "anthropic" ? "v1/messages"
+    std::string path = std::string(name) == "anthropic"  ? "v1/messages"
                        : std::string(name) == "deepseek" ? "chat/completions"
                                                          : "v1/chat/completions";
     auto route = *p->Match("POST", path);
@@ -224,26 +224,40 @@ TEST(JsonBounded, CountsOnlyBracketsOutsideStrings) {
 TEST(TopLevelMembers, FindsOnlyTheObjectsOwnMembers) {
   // Decoys: "usage" inside a string (escaped quotes, a trailing escaped backslash) and
   // inside a nested object; the real one comes last, pretty-printed.
-  std::string answer = R"({"id":"x","choices":[{"index":0,"usage":{"prompt_tokens":1},)"
-                       R"("message":{"content":"say \"usage\": {\"prompt_tokens\": 999}, \"} once C:\\"}}],)"
-                       "\n  \"created\" : 17,\n  \"usage\" :\t{ \"prompt_tokens\": 12,"
-                       " \"completion_tokens\": 8 }\n}";
+  std::string answer =
+      R"({"id":"x","choices":[{"index":0,"usage":{"prompt_tokens":1},)"
+      R"("message":{"content":"say \"usage\": {\"prompt_tokens\": 999}, \"} once C:\\"}}],)"
+      "\n  \"created\" : 17,\n  \"usage\" :\t{ \"prompt_tokens\": 12,"
+      " \"completion_tokens\": 8 }\n}";
   json top = TopLevelMembers(answer, {"usage", "created", "absent"});
-  EXPECT_EQ(top, json::parse(R"({"usage":{"prompt_tokens":12,"completion_tokens":8},"created":17})"));
+  EXPECT_EQ(top,
+            json::parse(R"({"usage":{"prompt_tokens":12,"completion_tokens":8},"created":17})"));
   EXPECT_EQ(top["usage"], json::parse(answer)["usage"]);  // what a whole parse finds
+  // Cut anywhere, the answer gives the usage whole or not at all.
+  for (size_t n = 0; n < answer.size(); ++n) {
+    json cut = TopLevelMembers(std::string_view(answer).substr(0, n), {"usage"});
+    if (cut.contains("usage")) {
+      EXPECT_EQ(cut["usage"], top["usage"]) << n;
+    }
+  }
 
+  std::string counts = R"({"prompt_eval_count":12,"eval_count":345})";
+  for (size_t n = 0; n < counts.size(); ++n) {  // never a count cut to its first digits
+    EXPECT_EQ(TopLevelMembers(counts.substr(0, n), {"eval_count"}), json::object()) << n;
+  }
   // Scalars at the end of the object, strings, and values that are not there.
   EXPECT_EQ(TopLevelMembers(R"({"model":"m","prompt_eval_count":12,"eval_count":7})",
                             {"prompt_eval_count", "eval_count", "model"}),
             json::parse(R"({"model":"m","prompt_eval_count":12,"eval_count":7})"));
-  for (const char* odd : {"", "[1,2]", "\"usage\"", "{", "{\"usage\"", "{\"usage\":",
-                          "{\"a\":[1,2", "{\"usage\":{\"x\":1"}) {
+  for (const char* odd : {"", "[1,2]", "\"usage\"", "{", "{\"usage\"", "{\"usage\":", "{\"a\":[1,2",
+                          "{\"usage\":{\"x\":1"}) {
     EXPECT_EQ(TopLevelMembers(odd, {"usage"}), json::object()) << odd;
   }
   // The bound holds for what is parsed; what is skipped may be as deep as it likes.
   std::string deep = std::string(100, '[') + std::string(100, ']');
   EXPECT_EQ(TopLevelMembers(R"({"usage":)" + deep + "}", {"usage"}), json::object());
-  EXPECT_EQ(TopLevelMembers(R"({"skip":)" + deep + R"(,"usage":{"a":1}})", {"usage"})["usage"]["a"], 1);
+  EXPECT_EQ(TopLevelMembers(R"({"skip":)" + deep + R"(,"usage":{"a":1}})", {"usage"})["usage"]["a"],
+            1);
 }
 
 TEST(Providers, UsageOfAWholeAnswerMatchesAFullParse) {
@@ -252,15 +266,16 @@ TEST(Providers, UsageOfAWholeAnswerMatchesAFullParse) {
     const char* path;
     const char* answer;
   };
-  for (const Case& c : std::initializer_list<Case>{
-           {"mistral", "v1/chat/completions",
-            R"({"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20}})"},
-           {"deepseek", "chat/completions",
-            R"({"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_cache_hit_tokens":4,"prompt_cache_miss_tokens":6,"completion_tokens_details":{"reasoning_tokens":2}},"choices":[]})"},
-           {"anthropic", "v1/messages",
-            R"({"content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":9,"output_tokens":3,"cache_read_input_tokens":2,"cache_creation_input_tokens":1}})"},
-           {"ollama", "api/chat",
-            R"({"message":{"content":"hi"},"done":true,"prompt_eval_count":11,"eval_count":6})"}}) {
+  for (
+      const Case& c : std::initializer_list<Case>{
+          {"mistral", "v1/chat/completions",
+           R"({"choices":[{"message":{"content":"hi"}}],"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20}})"},
+          {"deepseek", "chat/completions",
+           R"({"usage":{"prompt_tokens":10,"completion_tokens":5,"prompt_cache_hit_tokens":4,"prompt_cache_miss_tokens":6,"completion_tokens_details":{"reasoning_tokens":2}},"choices":[]})"},
+          {"anthropic", "v1/messages",
+           R"({"content":[{"type":"text","text":"hi"}],"usage":{"input_tokens":9,"output_tokens":3,"cache_read_input_tokens":2,"cache_creation_input_tokens":1}})"},
+          {"ollama", "api/chat",
+           R"({"message":{"content":"hi"},"done":true,"prompt_eval_count":11,"eval_count":6})"}}) {
     const Provider* p = FindProvider(c.provider);
     Usage u = p->UsageFromAnswer(*p->Match("POST", c.path), c.answer);
     EXPECT_TRUE(u.reported) << c.provider;
