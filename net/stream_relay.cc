@@ -34,7 +34,8 @@ struct StreamRelay::Relay {
   bool client_gone = false;    // a write failed, or the client stalled
   bool draining = false;       // reading on for the usage after the client left
   bool completed = false;
-  uint32_t upstream_events = 0;  // as registered in epoll
+  bool ended_before_added = false;  // Start read the upstream's answer to its end
+  uint32_t upstream_events = 0;     // as registered in epoll
   uint32_t client_events = 0;
   SteadyClock::time_point upstream_active;
   SteadyClock::time_point client_active;
@@ -86,6 +87,7 @@ void StreamRelay::Add(std::unique_ptr<HttpConnection> upstream, ReleaseUpstream 
                       .stream = std::move(stream)};
   r->upstream_tag.relay = r->client_tag.relay = r;
   r->upstream_active = r->client_active = SteadyClock::now();
+  Start(r);
   {
     std::lock_guard lock(mu_);
     incoming_.push_back(r);
@@ -134,13 +136,30 @@ void StreamRelay::Loop() {
   }
 }
 
+// On the thread that adds the stream, before the relay knows of it: the body bytes that
+// came with the upstream's head (often its first event) go to the client at once, so a
+// stream's first byte waits for no other thread. What the client does not take at once,
+// and all failures, are the relay's to handle.
+void StreamRelay::Start(Relay* r) {
+  std::string body;
+  ClientError error = ClientError::kNone;
+  HttpConnection::Progress progress = r->upstream->ReadAvailable(&body, &error, kMaxReadPerWake);
+  r->ended_before_added = progress != HttpConnection::Progress::kWouldBlock;
+  if (body.empty()) return;
+  std::string out = r->stream->Transform(body);
+  if (out.empty()) return;
+  r->pending = ChunkFrame(out);
+  ssize_t n = send(r->client.fd, r->pending.data(), r->pending.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n > 0) r->sent = static_cast<size_t>(n);
+}
+
 void StreamRelay::Register(Relay* r) {
   epoll_event none{.events = 0, .data = {.ptr = &r->upstream_tag}};
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, r->upstream->fd(), &none);
   epoll_event client{.events = 0, .data = {.ptr = &r->client_tag}};
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, r->client.fd, &client);
-  // The head's read may have brought body bytes along: relay them now.
-  OnUpstream(r);
+  if (r->ended_before_added) return EndUpstream(r);
+  OnUpstream(r);  // whatever came since Start
 }
 
 void StreamRelay::OnUpstream(Relay* r) {

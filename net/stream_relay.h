@@ -62,7 +62,8 @@ class StreamRelay {
   StreamRelay(const StreamRelay&) = delete;
   StreamRelay& operator=(const StreamRelay&) = delete;
 
-  // Takes over a stream whose head the client has already been sent. Any thread.
+  // Takes over a stream whose head the client has already been sent. Any thread; the body
+  // bytes already in are sent to the client from it.
   void Add(std::unique_ptr<HttpConnection> upstream, ReleaseUpstream release,
            ResponseWriter::Detached client, std::unique_ptr<RelayedStream> stream);
 
@@ -79,6 +80,7 @@ class StreamRelay {
   };
 
   void Loop();
+  void Start(Relay* r);
   void Register(Relay* r);
   void OnUpstream(Relay* r);
   void OnClient(Relay* r, uint32_t events);

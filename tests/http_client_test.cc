@@ -27,13 +27,7 @@ class RawServer {
       for (int i = 0; i < connections; ++i) {
         int fd = accept(listen_fd_, nullptr, nullptr);
         if (fd < 0) return;
-        std::string head;
-        char buffer[4096];
-        while (head.find("\r\n\r\n") == std::string::npos) {
-          ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
-          if (n <= 0) break;
-          head.append(buffer, static_cast<size_t>(n));
-        }
+        testing::ReadRequestHead(fd);
         answer_(fd, i);
         close(fd);
       }

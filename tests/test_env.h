@@ -130,6 +130,19 @@ inline int LoopbackSocket(int* port, bool listen_too = true) {
   return fd;
 }
 
+// A raw server's side: reads a request's head from `fd` (up to the blank line, or what
+// came before the peer closed).
+inline std::string ReadRequestHead(int fd) {
+  std::string head;
+  char buffer[4096];
+  while (head.find("\r\n\r\n") == std::string::npos) {
+    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    head.append(buffer, static_cast<size_t>(n));
+  }
+  return head;
+}
+
 // One POST through an upstream pool, its answer read whole and the connection given
 // back: what came, or how it failed.
 struct UpstreamAnswer {
