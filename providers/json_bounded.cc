@@ -3,61 +3,90 @@
 namespace tollgate {
 namespace {
 
-// Whether no point of `text` sits inside more than `max_depth` open arrays and
-// objects, counting brackets outside strings. One pass over the bytes: far cheaper than
-// a parser callback on every value, and it needs no valid JSON (the parse judges that).
-bool DepthWithin(std::string_view text, int max_depth) {
-  int depth = 0;
+// Calls `visit(i)` for each byte of `text` from `from` on that is not inside a string
+// (the quotes that open and close strings are visited; escaped ones are content). Stops
+// at the first visit that returns false and gives its index; text.size() otherwise. The
+// scans below need no valid JSON: a parse judges that.
+template <typename Visit>
+size_t ForEachOutsideStrings(std::string_view text, size_t from, Visit visit) {
   bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
+  for (size_t i = from; i < text.size(); ++i) {
     char c = text[i];
     if (in_string) {
       if (c == '\\') {
         ++i;  // the escaped character cannot end the string
-      } else if (c == '"') {
-        in_string = false;
+        continue;
       }
+      if (c != '"') continue;
+      in_string = false;
     } else if (c == '"') {
       in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > max_depth) return false;
-    } else if (c == ']' || c == '}') {
-      --depth;
     }
-  }
-  return true;
-}
-
-// Where the JSON value starting at `at` ends (one past it), scanning strings and
-// brackets only; text.size() if it never does.
-size_t ValueEnd(std::string_view text, size_t at) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = at; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;
-      } else if (c == '"') {
-        in_string = false;
-        if (depth == 0) return i + 1;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      ++depth;
-    } else if (c == ']' || c == '}') {
-      if (--depth <= 0) return depth == 0 ? i + 1 : i;
-    } else if (depth == 0 && (c == ',' || c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
-      return i;  // the end of a number, true, false or null
-    }
+    if (!visit(i)) return i;
   }
   return text.size();
 }
 
+// Whether no point of `text` sits inside more than `max_depth` open arrays and objects:
+// far cheaper than a parser callback on every value.
+bool DepthWithin(std::string_view text, int max_depth) {
+  int depth = 0;
+  return ForEachOutsideStrings(text, 0, [&](size_t i) {
+           char c = text[i];
+           if (c == '[' || c == '{') return ++depth <= max_depth;
+           if (c == ']' || c == '}') --depth;
+           return true;
+         }) == text.size();
+}
+
 bool IsSpace(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 
+// Where the JSON value starting at `at` ends (one past it); text.size() if it never does.
+size_t ValueEnd(std::string_view text, size_t at) {
+  int depth = 0;
+  bool open = false;  // a string at depth 0 is the value itself
+  size_t end = text.size();
+  ForEachOutsideStrings(text, at, [&](size_t i) {
+    char c = text[i];
+    if (c == '"') {
+      open = !open;
+      if (open || depth != 0) return true;
+      end = i + 1;
+    } else if (c == '[' || c == '{') {
+      ++depth;
+      return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+      if (depth > 0) return true;
+      end = depth == 0 ? i + 1 : i;  // below 0: the closer ends a number, true or null
+    } else if (depth != 0 || (c != ',' && !IsSpace(c))) {
+      return true;
+    } else {
+      end = i;  // the end of a number, true, false or null
+    }
+    return false;
+  });
+  return end;
+}
+
+size_t MembersInTree(const nlohmann::json& j) {
+  size_t n = j.is_object() ? j.size() : 0;
+  if (j.is_structured()) {
+    for (const auto& child : j) n += MembersInTree(child);
+  }
+  return n;
+}
+
 }  // namespace
+
+bool NoMemberDropped(std::string_view text, const nlohmann::json& parsed) {
+  size_t colons = 0;  // one per member written
+  ForEachOutsideStrings(text, 0, [&](size_t i) {
+    colons += text[i] == ':';
+    return true;
+  });
+  return colons == MembersInTree(parsed);
+}
 
 nlohmann::json TopLevelMembers(std::string_view text,
                                std::initializer_list<std::string_view> names) {

@@ -17,6 +17,11 @@ constexpr int kMaxJsonDepth = 64;
 std::optional<nlohmann::json> ParseJsonBounded(std::string_view text, std::string* error,
                                                int max_depth = kMaxJsonDepth);
 
+// Whether `parsed`, the tree parsed from `text`, holds every object member the text
+// spells out: false when a key repeats within an object (the parser keeps one of them,
+// another reader might keep the other). One pass over the bytes and one over the tree.
+bool NoMemberDropped(std::string_view text, const nlohmann::json& parsed);
+
 // The members named in `names` of the object `text` holds, each parsed with the bound
 // above; the rest is only scanned for its strings and brackets, never built. For an
 // answer's usage, whatever else it carries. Not an object, or none there: {}.

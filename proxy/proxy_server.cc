@@ -392,7 +392,10 @@ void ProxyService::BuildUpstream(Exchange& x, const httplib::Request& req, json&
     Rewritten rewritten =
         x.provider->Rewrite(x.route, x.facts, x.admission.clamped_max_tokens, &body);
     x.hide_usage_chunk = rewritten.hide_usage_chunk;
-    x.upstream.body = rewritten.changed ? body.dump() : req.body;
+    // The caller's bytes, unless changed, or unless a key repeats: then the upstream gets
+    // the one member the gate read (the model it priced), not a choice of its own.
+    x.upstream.body =
+        rewritten.changed || !NoMemberDropped(req.body, body) ? body.dump() : req.body;
   }
   if (x.upstream.method == "POST" &&
       x.upstream.headers.find("Content-Type") == x.upstream.headers.end())

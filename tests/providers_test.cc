@@ -291,5 +291,19 @@ TEST(Providers, UsageOfAWholeAnswerMatchesAFullParse) {
   }
 }
 
+TEST(JsonBounded, NoMemberDroppedFindsRepeatedKeys) {
+  auto same = [](const std::string& text) {
+    std::string error;
+    auto parsed = ParseJsonBounded(text, &error);
+    EXPECT_TRUE(parsed.has_value()) << error;
+    return parsed && NoMemberDropped(text, *parsed);
+  };
+  EXPECT_TRUE(same(R"({"model":"a","messages":[{"role":"user","content":"x: y"}]})"));
+  EXPECT_TRUE(same(R"({"a":"\":","b":[1,{"c":{}}],"d":"::"})"));
+  EXPECT_TRUE(same(R"([1,"a:b",[]])"));
+  EXPECT_FALSE(same(R"({"model":"cheap","messages":[],"model":"dear"})"));
+  EXPECT_FALSE(same(R"({"a":[{"x":1,"x":2}]})"));
+}
+
 }  // namespace
 }  // namespace tollgate

@@ -141,6 +141,15 @@ TEST_F(Proxy, ABodyNothingChangesGoesUpstreamByteForByte) {
   auto r = client_->Post("/mistral/v1/chat/completions", headers, sent, "application/json");
   ASSERT_EQ(r->status, 200) << r->body;
   EXPECT_EQ(SimSaw()["body"].get<std::string>(), sent);
+  // A key written twice: the upstream gets the one member the gate read and priced.
+  const std::string twice =
+      R"({"model":"mistral-large-latest","max_tokens":16,"messages":[],"model":"mistral-small-latest"})";
+  ASSERT_EQ(
+      client_->Post("/mistral/v1/chat/completions", headers, twice, "application/json")->status,
+      200);
+  json seen = json::parse(SimSaw()["body"].get<std::string>());
+  EXPECT_EQ(seen["model"], LastRow().model);
+  EXPECT_EQ(SimSaw()["body"].get<std::string>(), json::parse(twice).dump());
   // A body tollgate must change (a clamp, a quirk) is written anew.
   json quirky = Chat("mistral-large-latest", true);
   quirky["stream_options"] = {{"include_usage", true}};
