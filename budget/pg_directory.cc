@@ -120,7 +120,9 @@ Result<User> PgDirectory::CreateUser(const NewUser& u, const BudgetDefaults& def
 Result<User> PgDirectory::FindUser(const std::string& name_or_id) {
   std::optional<User> found;
   Status s = pool_.Run([&](pqxx::connection& c) {
-    pqxx::read_transaction w(c);
+    // The caches' loads: look-ups that need no snapshot, so no transaction (one round
+    // trip each instead of BEGIN, the query and ROLLBACK).
+    pqxx::nontransaction w(c);
     pqxx::result r;
     if (IsNumber(name_or_id)) {
       r = w.exec_params("SELECT " + kUserColumns + " FROM users WHERE id = $1",
@@ -215,7 +217,7 @@ Result<CreatedKey> PgDirectory::CreateKey(int64_t user_id, const std::string& na
 Result<ApiKey> PgDirectory::FindKeyByHash(const std::string& hash) {
   std::optional<ApiKey> found;
   Status s = pool_.Run([&](pqxx::connection& c) {
-    pqxx::read_transaction w(c);
+    pqxx::nontransaction w(c);  // one round trip, as in FindUser
     auto r = w.exec_params("SELECT " + kKeyColumns + " FROM api_keys WHERE key_hash = $1", hash);
     if (!r.empty()) found = ReadKey(r[0]);
   });
@@ -265,7 +267,7 @@ Result<std::vector<ApiKey>> PgDirectory::ListKeys(std::optional<int64_t> user_id
 Result<BudgetSettings> PgDirectory::GetSettings(int64_t user_id) {
   std::optional<BudgetSettings> found;
   Status s = pool_.Run([&](pqxx::connection& c) {
-    pqxx::read_transaction w(c);
+    pqxx::nontransaction w(c);  // one round trip, as in FindUser
     auto r = w.exec_params(
         "SELECT " + kSettingsColumns + " FROM budget_settings WHERE user_id = $1", user_id);
     if (!r.empty()) found = ReadSettings(r[0]);
