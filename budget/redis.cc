@@ -31,7 +31,6 @@ RedisReply Convert(const redisReply* r) {
   return out;
 }
 
-// A command's words as hiredis takes them (pointers into `argv`, which must outlive it).
 // A command in Redis's wire form (RESP: an array of bulk strings), binary-safe. Written
 // here with plain appends: hiredis's own formatter goes through printf-style sds calls
 // that cost more than the gate's whole script takes Redis to run.
