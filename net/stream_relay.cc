@@ -141,14 +141,8 @@ void StreamRelay::Loop() {
 // stream's first byte waits for no other thread. What the client does not take at once,
 // and all failures, are the relay's to handle.
 void StreamRelay::Start(Relay* r) {
-  std::string body;
-  ClientError error = ClientError::kNone;
-  HttpConnection::Progress progress = r->upstream->ReadAvailable(&body, &error, kMaxReadPerWake);
-  r->ended_before_added = progress != HttpConnection::Progress::kWouldBlock;
-  if (body.empty()) return;
-  std::string out = r->stream->Transform(body);
-  if (out.empty()) return;
-  r->pending = ChunkFrame(out);
+  r->ended_before_added = ReadAndFrame(r) != HttpConnection::Progress::kWouldBlock;
+  if (r->pending.empty()) return;
   ssize_t n = send(r->client.fd, r->pending.data(), r->pending.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n > 0) r->sent = static_cast<size_t>(n);
 }
@@ -162,7 +156,8 @@ void StreamRelay::Register(Relay* r) {
   OnUpstream(r);  // whatever came since Start
 }
 
-void StreamRelay::OnUpstream(Relay* r) {
+// Reads what the upstream has, passes it through the stream and frames it for the client.
+HttpConnection::Progress StreamRelay::ReadAndFrame(Relay* r) {
   std::string body;
   ClientError error = ClientError::kNone;
   HttpConnection::Progress progress = r->upstream->ReadAvailable(&body, &error, kMaxReadPerWake);
@@ -171,7 +166,11 @@ void StreamRelay::OnUpstream(Relay* r) {
     std::string out = r->stream->Transform(body);
     if (!r->client_gone && !out.empty()) r->pending += ChunkFrame(out);
   }
-  if (progress != HttpConnection::Progress::kWouldBlock) return EndUpstream(r);
+  return progress;
+}
+
+void StreamRelay::OnUpstream(Relay* r) {
+  if (ReadAndFrame(r) != HttpConnection::Progress::kWouldBlock) return EndUpstream(r);
   Flush(r);
 }
 

@@ -81,6 +81,7 @@ class StreamRelay {
 
   void Loop();
   void Start(Relay* r);
+  HttpConnection::Progress ReadAndFrame(Relay* r);
   void Register(Relay* r);
   void OnUpstream(Relay* r);
   void OnClient(Relay* r, uint32_t events);

@@ -12,8 +12,8 @@ class Anthropic final : public Provider {
   std::string_view name() const override { return "anthropic"; }
   std::optional<Route> Match(std::string_view method, std::string_view path) const override;
   Result<RequestFacts> ReadRequest(const Route& route, const nlohmann::json& body) const override;
-  Rewritten Rewrite(const Route& route, const RequestFacts& facts, std::optional<int64_t> max_output,
-               nlohmann::json* body) const override;
+  Rewritten Rewrite(const Route& route, const RequestFacts& facts,
+                    std::optional<int64_t> max_output, nlohmann::json* body) const override;
   Usage UsageFromAnswer(const Route& route, std::string_view answer) const override;
   std::unique_ptr<StreamObserver> ObserveStream(const Route& route,
                                                 bool hide_usage_chunk) const override;
