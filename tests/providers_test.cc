@@ -152,19 +152,28 @@ TEST(Providers, RewritesFollowEachProvidersQuirks) {
 }
 
 TEST(Providers, ABodyWithoutQuirksOrClampIsUnchanged) {
-  // Unchanged, the caller's own bytes go upstream (no re-serialising on the hot path).
-  for (const char* name : {"mistral", "deepseek", "ollama", "anthropic"}) {
-    const Provider* p = FindProvider(name);
-    std::string path = std::string(name) == "anthropic"  ? "v1/messages"
-                       : std::string(name) == "deepseek" ? "chat/completions"
-                                                         : "v1/chat/completions";
-    auto route = *p->Match("POST", path);
+  // Unchanged, the caller's own bytes go upstream (no re-serialising on the hot path);
+  // a clamp must always count as a change, or the cap the gate reserved for is lost.
+  struct Case {
+    const char* provider;
+    const char* path;
+  };
+  for (const Case& c : std::initializer_list<Case>{{"mistral", "v1/chat/completions"},
+                                                   {"deepseek", "chat/completions"},
+                                                   {"ollama", "v1/chat/completions"},
+                                                   {"ollama", "api/chat"},
+                                                   {"anthropic", "v1/messages"}}) {
+    const Provider* p = FindProvider(c.provider);
+    auto route = *p->Match("POST", c.path);
     json body = json::parse(R"({"model":"x","max_tokens":5,"messages":[]})");
     json before = body;
-    Rewritten r = p->Rewrite(route, *p->ReadRequest(route, body), std::nullopt, &body);
-    EXPECT_FALSE(r.changed) << name;
-    EXPECT_FALSE(r.hide_usage_chunk) << name;
-    EXPECT_EQ(body, before) << name;
+    RequestFacts facts = *p->ReadRequest(route, body);
+    Rewritten r = p->Rewrite(route, facts, std::nullopt, &body);
+    EXPECT_FALSE(r.changed) << c.path;
+    EXPECT_FALSE(r.hide_usage_chunk) << c.path;
+    EXPECT_EQ(body, before) << c.path;
+    EXPECT_TRUE(p->Rewrite(route, facts, 3, &body).changed) << c.path;
+    EXPECT_NE(body, before) << c.path;
   }
   // A stream that asked for its usage itself needs nothing added either.
   const Provider* d = FindProvider("deepseek");
