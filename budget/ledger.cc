@@ -7,8 +7,10 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <pqxx/stream_to>
 
 #include "budget/keys.h"
+#include "config/clock.h"
 
 namespace tollgate {
 
@@ -219,17 +221,82 @@ Result<Money> PgLedger::SpendSince(int64_t user_id, Timestamp from) {
   });
 }
 
-// One transaction per batch, one short statement per kStatementRows of it: each column
-// travels as one Postgres array literal and unnest() turns them back into rows. The
-// batch commits once; its statements are short so that the Postgres backend, which
-// shares the machine's cores with the proxy, gives the CPU back between them (one
-// statement for a whole batch ran for milliseconds and held back the hot path).
+namespace {
+
+// The ledger's columns, in the order both ways of writing a row give them.
+const std::vector<std::string> kLedgerColumns = {"request_id",
+                                                 "user_id",
+                                                 "key_id",
+                                                 "provider",
+                                                 "model",
+                                                 "price_id",
+                                                 "started_at",
+                                                 "input_tokens",
+                                                 "output_tokens",
+                                                 "cache_read_tokens",
+                                                 "cache_write_tokens",
+                                                 "cache_write_1h_tokens",
+                                                 "reasoning_tokens",
+                                                 "cost_nanos",
+                                                 "status",
+                                                 "streamed",
+                                                 "estimated",
+                                                 "latency_ms"};
+
+// Postgres text cannot hold NUL; a model name may carry one.
+std::string WithoutNul(const std::string& v) {
+  if (v.find('\0') == std::string::npos) return v;
+  std::string out;
+  for (char ch : v) {
+    if (ch != '\0') out += ch;
+  }
+  return out;
+}
+
+}  // namespace
+
+// One transaction per batch, one short statement per kStatementRows of it, so that the
+// Postgres backend, which shares the machine's cores with the proxy, gives the CPU back
+// between them (one statement for a whole batch ran for milliseconds and held back the
+// hot path). The rows go in by COPY: no statement to parse and plan per chunk, and
+// Postgres inserts them in bulk. COPY cannot skip a request id already stored, which
+// happens only when a spooled batch whose first write did commit is replayed; that
+// batch is written again by InsertBatch, which skips them.
 Status PgLedger::WriteBatch(const std::vector<UsageRecord>& batch) {
+  Status copied = CopyBatch(batch);
+  if (copied.code() != Status::Code::kConflict) return copied;
+  return InsertBatch(batch);
+}
+
+Status PgLedger::CopyBatch(const std::vector<UsageRecord>& batch) {
+  return pool_.Run([&](pqxx::connection& c) {
+    pqxx::work w(c);
+    for (size_t from = 0; from < batch.size(); from += kStatementRows) {
+      pqxx::stream_to copy(w, "usage_ledger", kLedgerColumns);
+      for (size_t i = from; i < std::min(batch.size(), from + kStatementRows); ++i) {
+        const UsageRecord& r = batch[i];
+        std::string key_id = std::to_string(r.key_id);
+        copy << std::make_tuple(
+            WithoutNul(r.request_id), r.user_id, r.key_id != 0 ? key_id.c_str() : nullptr,
+            WithoutNul(r.provider), WithoutNul(r.model), WithoutNul(r.price_id),
+            FormatRfc3339(r.started_at), r.usage.input_tokens, r.usage.output_tokens,
+            r.usage.cache_read_tokens, r.usage.cache_write_5m_tokens, r.usage.cache_write_1h_tokens,
+            r.usage.reasoning_tokens, r.cost.nanos(), r.status, r.streamed ? "t" : "f",
+            r.estimated ? "t" : "f", r.latency_ms);
+      }
+      copy.complete();
+    }
+    w.commit();
+  });
+}
+
+// The same rows by INSERT: each column travels as one Postgres array literal and
+// unnest() turns them back into rows; a request id already stored is skipped.
+Status PgLedger::InsertBatch(const std::vector<UsageRecord>& batch) {
   constexpr int kColumns = 18;
   auto text = [](std::string& out, const std::string& v) {
     out += '"';
-    for (char ch : v) {
-      if (ch == '\0') continue;  // Postgres text cannot hold NUL; a model name may carry one
+    for (char ch : WithoutNul(v)) {
       if (ch == '"' || ch == '\\') out += '\\';
       out += ch;
     }
@@ -271,21 +338,21 @@ Status PgLedger::WriteBatch(const std::vector<UsageRecord>& batch) {
     for (size_t from = 0; from < batch.size(); from += kStatementRows) {
       auto arrays = columns(from, std::min(batch.size(), from + kStatementRows));
       w.exec_params(
-          "INSERT INTO usage_ledger (request_id, user_id, key_id, provider, model, price_id,"
-          " started_at, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
-          " cache_write_1h_tokens, reasoning_tokens, cost_nanos, status, streamed, estimated,"
-          " latency_ms)"
-          " SELECT request_id, user_id, nullif(key_id, 0), provider, model, price_id,"
-          " timestamptz 'epoch' + started * interval '1 microsecond', input_tokens,"
-          " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
-          " reasoning_tokens, cost_nanos, status, streamed, estimated, latency_ms"
-          " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],"
-          " $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[],"
-          " $13::bigint[], $14::bigint[], $15::int[], $16::boolean[], $17::boolean[], $18::int[])"
-          " AS t(request_id, user_id, key_id, provider, model, price_id, started, input_tokens,"
-          " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
-          " reasoning_tokens, cost_nanos, status, streamed, estimated, latency_ms)"
-          " ON CONFLICT (request_id) DO NOTHING",
+          "INSERT INTO usage_ledger (" + pqxx::separated_list(", ", kLedgerColumns) + ")" +
+              " SELECT request_id, user_id, nullif(key_id, 0), provider, model, price_id,"
+              " timestamptz 'epoch' + started * interval '1 microsecond', input_tokens,"
+              " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
+              " reasoning_tokens, cost_nanos, status, streamed, estimated, latency_ms"
+              " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], "
+              "$6::text[],"
+              " $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], "
+              "$12::bigint[],"
+              " $13::bigint[], $14::bigint[], $15::int[], $16::boolean[], $17::boolean[], "
+              "$18::int[])"
+              " AS t(request_id, user_id, key_id, provider, model, price_id, started, input_tokens,"
+              " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
+              " reasoning_tokens, cost_nanos, status, streamed, estimated, latency_ms)"
+              " ON CONFLICT (request_id) DO NOTHING",
           pqxx::prepare::make_dynamic_params(arrays));
     }
     w.commit();

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <thread>
 
@@ -159,13 +160,28 @@ TEST_F(PostgresIntegration, LedgerBatchKeepsEveryFieldWhateverTheText) {
   int64_t user = dir.CreateUser({.name = "batch"}, BudgetDefaults{}, now_)->id;
   Metrics metrics;
   PgLedger ledger(*pool_, metrics);
-  const std::vector<std::string> models = {
-      "plain", "quote\"d", "back\\slash",      "{brace},comma",
-      "NULL",  "",         "caf\u00e9 \u2603", std::string("nul\0byte", 8)};
+  // Text that means something to COPY, to array literals or to SQL.
+  const std::vector<std::string> models = {"plain",
+                                           "quote\"d",
+                                           "back\\slash",
+                                           "{brace},comma",
+                                           "NULL",
+                                           "",
+                                           "caf\u00e9 \u2603",
+                                           std::string("nul\0byte", 8),
+                                           "tab\there",
+                                           "new\nline\rcr",
+                                           "\\N",
+                                           "\\.",
+                                           "back\\nslash-n"};
+  auto request_id = [](size_t i) {
+    return "odd-" + std::string(i < 10 ? "0" : "") + std::to_string(i);
+  };
   for (size_t i = 0; i < models.size(); ++i) {
     UsageRecord r;
-    r.request_id = "odd-" + std::to_string(i);
+    r.request_id = request_id(i);
     r.user_id = user;
+    r.key_id = i % 2 == 0 ? 0 : 40 + static_cast<int64_t>(i);
     r.provider = "mistral";
     r.model = models[i];
     r.price_id = "p\"" + std::to_string(i);
@@ -185,7 +201,7 @@ TEST_F(PostgresIntegration, LedgerBatchKeepsEveryFieldWhateverTheText) {
   }
   ledger.Append([&] {  // a duplicate request id in the same batch is written once
     UsageRecord r;
-    r.request_id = "odd-0";
+    r.request_id = request_id(0);
     r.user_id = user;
     r.started_at = now_;
     return r;
@@ -194,7 +210,7 @@ TEST_F(PostgresIntegration, LedgerBatchKeepsEveryFieldWhateverTheText) {
   pqxx::connection c(url_);
   auto rows = pqxx::nontransaction(c).exec(
       "SELECT model, price_id, input_tokens, cache_write_1h_tokens, cost_nanos, streamed,"
-      " estimated, (extract(epoch from started_at) * 1000000)::bigint, key_id IS NULL"
+      " estimated, (extract(epoch from started_at) * 1000000)::bigint, key_id"
       " FROM usage_ledger ORDER BY request_id");
   ASSERT_EQ(rows.size(), models.size());
   for (size_t i = 0; i < models.size(); ++i) {
@@ -208,7 +224,11 @@ TEST_F(PostgresIntegration, LedgerBatchKeepsEveryFieldWhateverTheText) {
     EXPECT_EQ(rows[i][5].as<bool>(), i % 2 == 1);
     EXPECT_EQ(rows[i][6].as<bool>(), i % 3 == 0);
     EXPECT_EQ(rows[i][7].as<int64_t>(), Micros(now_) + static_cast<int64_t>(i));
-    EXPECT_TRUE(rows[i][8].as<bool>()) << "key id 0 is stored as NULL";
+    if (i % 2 == 0) {
+      EXPECT_TRUE(rows[i][8].is_null()) << "key id 0 is stored as NULL";
+    } else {
+      EXPECT_EQ(rows[i][8].as<int64_t>(), 40 + static_cast<int64_t>(i));
+    }
   }
 }
 
@@ -330,6 +350,43 @@ TEST_F(PostgresIntegration, LedgerRowsSpooledDuringAnOutageAreWrittenLater) {
   EXPECT_EQ(rows()[0].as<int>(), 3);
   EXPECT_EQ(rows()[1].as<int64_t>(), 1000 + 1001 + 1002);
   EXPECT_TRUE(std::filesystem::is_empty(spool)) << "the replayed spool file is removed";
+}
+
+// A batch whose commit went through but whose answer was lost is spooled and replayed:
+// the rows already stored are skipped, the others written, none twice.
+TEST_F(PostgresIntegration, ReplayingRowsAlreadyStoredWritesOnlyTheOthers) {
+  MigrateOrFail();
+  PgDirectory dir(*pool_);
+  int64_t user = dir.CreateUser({.name = "replay"}, BudgetDefaults{}, now_)->id;
+  Metrics metrics;
+  std::vector<UsageRecord> rows;
+  for (int i = 0; i < 5; ++i)
+    rows.push_back(LedgerRow("replay-" + std::to_string(i), user, now_, 100 + i));
+  {
+    PgLedger ledger(*pool_, metrics);
+    ledger.Append(rows[1]);
+    ledger.Append(rows[3]);
+  }
+  std::string spool = ::testing::TempDir() + "spool_" + RandomHex(4);
+  std::filesystem::create_directories(spool);
+  {
+    std::ofstream out(spool + "/ledger-lost-answer.jsonl");
+    for (const UsageRecord& r : rows) out << PgLedger::ToSpoolLine(r) << "\n";
+  }
+  PgLedger recovered(*pool_, metrics, spool);  // replays what it finds
+  pqxx::connection c(url_);
+  auto stored = [&] {
+    return pqxx::nontransaction(c).exec1(
+        "SELECT count(*), count(DISTINCT request_id), sum(cost_nanos) FROM usage_ledger");
+  };
+  for (int i = 0; i < 200 && !std::filesystem::is_empty(spool); ++i)
+    std::this_thread::sleep_for(50ms);  // bounded wait for the writer thread
+  auto got = stored();
+  EXPECT_EQ(got[0].as<int>(), 5);
+  EXPECT_EQ(got[1].as<int>(), 5);
+  EXPECT_EQ(got[2].as<int64_t>(), 100 + 101 + 102 + 103 + 104);
+  EXPECT_TRUE(std::filesystem::is_empty(spool)) << "the replayed spool file is removed";
+  std::filesystem::remove_all(spool);
 }
 
 TEST(PostgresUnreachable, IsUnavailableNotAnException) {
