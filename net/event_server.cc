@@ -220,12 +220,28 @@ void EventServer::Delete(const std::string& pattern, Handler handler) {
 }
 void EventServer::Streaming(const std::string& method, const std::string& pattern,
                             StreamingHandler handler) {
-  routes_.push_back({method, std::regex(pattern), std::move(handler), nullptr});
+  routes_.push_back({method, std::regex(pattern), "", std::move(handler), nullptr});
+}
+void EventServer::Streaming(const std::string& method, PathPrefix prefix,
+                            StreamingHandler handler) {
+  routes_.push_back({method, std::nullopt, std::move(prefix.prefix), std::move(handler), nullptr});
 }
 void EventServer::OnLoop(const std::string& method, const std::string& pattern, LoopHandler on_loop,
                          StreamingHandler on_worker) {
-  routes_.push_back({method, std::regex(pattern), std::move(on_worker), std::move(on_loop)});
+  routes_.push_back({method, std::regex(pattern), "", std::move(on_worker), std::move(on_loop)});
   has_loop_routes_ = true;
+}
+void EventServer::OnLoop(const std::string& method, PathPrefix prefix, LoopHandler on_loop,
+                         StreamingHandler on_worker) {
+  routes_.push_back(
+      {method, std::nullopt, std::move(prefix.prefix), std::move(on_worker), std::move(on_loop)});
+  has_loop_routes_ = true;
+}
+
+bool EventServer::Route::Matches(httplib::Request& req) const {
+  if (method != req.method) return false;
+  if (pattern) return std::regex_match(req.path, req.matches, *pattern);
+  return req.path.starts_with(prefix);
 }
 
 void LoopReply::Send(httplib::Response& res) const {
@@ -499,8 +515,7 @@ bool EventServer::TryOnLoop(Connection* c) {
   c->request = std::make_unique<httplib::Request>(TakeRequest(*c));
   httplib::Request& req = *c->request;
   for (const auto& route : routes_) {
-    if (route.method != req.method || !std::regex_match(req.path, req.matches, route.pattern))
-      continue;
+    if (!route.Matches(req)) continue;
     // Declined: the worker's Answer() takes the request as it is.
     return route.on_loop && route.on_loop(req, LoopReply(this, c, keep_alive));
   }
@@ -596,8 +611,7 @@ EventServer::Outcome EventServer::Answer(Connection& c) {
 
 bool EventServer::Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer) {
   for (const auto& route : routes_) {
-    if (route.method != req.method || !std::regex_match(req.path, req.matches, route.pattern))
-      continue;
+    if (!route.Matches(req)) continue;
     try {
       route.handler(req, res, writer);
     } catch (const std::exception& e) {

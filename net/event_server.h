@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <string>
 #include <string_view>
@@ -107,6 +108,11 @@ class LoopReply {
   bool keep_alive_;
 };
 
+// Routes every path that starts with `prefix` (see EventServer's routes).
+struct PathPrefix {
+  std::string prefix;
+};
+
 class EventServer final : public EventLoop {
  public:
   friend class ResponseWriter;
@@ -129,15 +135,20 @@ class EventServer final : public EventLoop {
   EventServer& operator=(const EventServer&) = delete;
 
   // Routes, tried in order; `pattern` must match the whole path (query excluded) and
-  // its groups land in req.matches. Register them before Start().
+  // its groups land in req.matches. Register them before Start(). A route given a
+  // PathPrefix takes every path that starts with it, compared as bytes (no regex on the
+  // hot path); req.matches stays empty and the handler reads req.path.
   void Get(const std::string& pattern, Handler handler);
   void Post(const std::string& pattern, Handler handler);
   void Put(const std::string& pattern, Handler handler);
   void Delete(const std::string& pattern, Handler handler);
   // A route whose handler may answer through the ResponseWriter.
   void Streaming(const std::string& method, const std::string& pattern, StreamingHandler handler);
+  void Streaming(const std::string& method, PathPrefix prefix, StreamingHandler handler);
   // A route tried on the loop thread first, on a worker when `on_loop` declines.
   void OnLoop(const std::string& method, const std::string& pattern, LoopHandler on_loop,
+              StreamingHandler on_worker);
+  void OnLoop(const std::string& method, PathPrefix prefix, LoopHandler on_loop,
               StreamingHandler on_worker);
   void set_error_renderer(ErrorRenderer renderer) { render_error_ = std::move(renderer); }
 
@@ -164,9 +175,11 @@ class EventServer final : public EventLoop {
   struct Connection;
   struct Route {
     std::string method;
-    std::regex pattern;
+    std::optional<std::regex> pattern;  // or, without one:
+    std::string prefix;
     StreamingHandler handler;
     LoopHandler on_loop;  // may be empty
+    bool Matches(httplib::Request& req) const;
   };
 
   void Loop();

@@ -140,12 +140,12 @@ std::unique_ptr<EventServer> ProxyService::BuildServer() {
                                                  .read_timeout_seconds = 60,
                                                  .keep_alive_seconds = 60});
   for (const Provider* p : AllProviders()) {
-    std::string pattern = "/" + std::string(p->name()) + "/(.*)";
+    PathPrefix prefix{"/" + std::string(p->name()) + "/"};
     auto handler = [this, p](const httplib::Request& req, httplib::Response& res,
                              ResponseWriter& writer) { Handle(*p, req, res, writer); };
-    server->Streaming("GET", pattern, handler);
+    server->Streaming("GET", prefix, handler);
     server->OnLoop(
-        "POST", pattern,
+        "POST", prefix,
         [this, p](const httplib::Request& req, const LoopReply& reply) {
           return HandleOnLoop(*p, req, reply);
         },
@@ -217,7 +217,7 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
   x.on_loop = on_loop;
   x.t0 = std::chrono::steady_clock::now();
   x.started = deps_.clock.Now();
-  std::string path = req.matches[1];
+  std::string path = req.path.substr(provider.name().size() + 2);  // after "/<name>/"
   auto route = provider.Match(req.method, path);
   auto refuse = [&](ErrorKind kind, const std::string& message, Counter counter) {
     deps_.metrics.Inc(counter);

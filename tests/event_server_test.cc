@@ -129,6 +129,26 @@ class EventServerTest : public ::testing::Test {
         [](const httplib::Request& req, httplib::Response& res, ResponseWriter&) {
           res.set_content("worker " + req.body, "text/plain");
         });
+    // Prefix routes, on the loop (POST) and on a worker (GET); a regex route after them
+    // takes what they do not.
+    server_->OnLoop(
+        "POST", PathPrefix{"/pre/"},
+        [](const httplib::Request& req, const LoopReply& reply) {
+          httplib::Response res;
+          res.set_content(
+              "prefix loop [" + req.path + "] groups " + std::to_string(req.matches.size()),
+              "text/plain");
+          reply.Send(res);
+          return true;
+        },
+        nullptr);
+    server_->Streaming("GET", PathPrefix{"/pre/"},
+                       [](const httplib::Request& req, httplib::Response& res, ResponseWriter&) {
+                         res.set_content("prefix worker [" + req.path + "]", "text/plain");
+                       });
+    server_->Get("/pre(.*)", [](const httplib::Request& req, httplib::Response& res) {
+      res.set_content("regex [" + std::string(req.matches[1]) + "]", "text/plain");
+    });
     server_->set_error_renderer([](const httplib::Request& req, int status,
                                    const std::string& message, httplib::Response& res) {
       res.set_content("rendered " + std::to_string(status) + " for [" + req.path + "]: " + message,
@@ -317,6 +337,24 @@ TEST_F(EventServerTest, LoopRoutesAnswerOnTheLoopOrHandTheRequestToAWorker) {
   EXPECT_LT(a, b);
   EXPECT_LT(b, last);
   EXPECT_EQ(Count(all, "HTTP/1.1 200 OK"), 3u);
+}
+
+TEST_F(EventServerTest, PrefixRoutesTakeEveryPathThatStartsWithTheirPrefixAndNoOther) {
+  auto ask = [&](const std::string& request, const std::string& expected) {
+    RawClient c(port_);
+    c.Send(request);
+    std::string reply = c.ReadUntil(expected);
+    EXPECT_NE(reply.find(expected), std::string::npos) << request << " got:\n" << reply;
+  };
+  ask("POST /pre/v1/chat/completions?x=1 HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+      "prefix loop [/pre/v1/chat/completions] groups 0");
+  ask("POST /pre/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "prefix loop [/pre/] groups 0");
+  ask("GET /pre/a/b HTTP/1.1\r\n\r\n", "prefix worker [/pre/a/b]");
+  // Not the prefix: the next route (a regex) or none.
+  ask("GET /pre HTTP/1.1\r\n\r\n", "regex []");
+  ask("GET /prefix/a HTTP/1.1\r\n\r\n", "regex [fix/a]");
+  ask("GET /x/pre/a HTTP/1.1\r\n\r\n", "rendered 404 for [/x/pre/a]");
+  ask("PUT /pre/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "rendered 404 for [/pre/a]");
 }
 
 TEST_F(EventServerTest, StopWaitsForARequestTakenByTheLoopAndKeepsTheLoopRunning) {
