@@ -4,10 +4,11 @@
 #include <unistd.h>
 
 #include <array>
+#include <charconv>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <pqxx/stream_to>
+#include <pqxx/tablewriter>
 
 #include "budget/keys.h"
 #include "config/clock.h"
@@ -253,6 +254,65 @@ std::string WithoutNul(const std::string& v) {
   return out;
 }
 
+// Text for COPY's text format: backslash, tab, newline and carriage return escaped, NUL
+// (which Postgres text cannot hold) dropped.
+void AppendCopyText(std::string& out, const std::string& v) {
+  for (char ch : v) {
+    switch (ch) {
+      case '\0':
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        out += ch;
+    }
+  }
+}
+
+void AppendCopyNumber(std::string& out, int64_t v) {
+  char digits[24];
+  auto end = std::to_chars(digits, digits + sizeof digits, v).ptr;
+  out.append(digits, end);
+}
+
+// One ledger row as a line of COPY's text format, its fields in kLedgerColumns' order.
+void AppendCopyLine(std::string& out, const UsageRecord& r) {
+  AppendCopyText(out, r.request_id);
+  out += '\t';
+  AppendCopyNumber(out, r.user_id);
+  out += '\t';
+  if (r.key_id != 0) {
+    AppendCopyNumber(out, r.key_id);
+  } else {
+    out += "\\N";
+  }
+  for (const std::string* text : {&r.provider, &r.model, &r.price_id}) {
+    out += '\t';
+    AppendCopyText(out, *text);
+  }
+  out += '\t';
+  out += FormatRfc3339(r.started_at);
+  for (int64_t n : {r.usage.input_tokens, r.usage.output_tokens, r.usage.cache_read_tokens,
+                    r.usage.cache_write_5m_tokens, r.usage.cache_write_1h_tokens,
+                    r.usage.reasoning_tokens, r.cost.nanos(), int64_t{r.status}}) {
+    out += '\t';
+    AppendCopyNumber(out, n);
+  }
+  out += r.streamed ? "\tt" : "\tf";
+  out += r.estimated ? "\tt\t" : "\tf\t";
+  AppendCopyNumber(out, r.latency_ms);
+}
+
 }  // namespace
 
 // One transaction per batch, one short statement per kStatementRows of it, so that the
@@ -271,19 +331,20 @@ Status PgLedger::WriteBatch(const std::vector<UsageRecord>& batch) {
 Status PgLedger::CopyBatch(const std::vector<UsageRecord>& batch) {
   return pool_.Run([&](pqxx::connection& c) {
     pqxx::work w(c);
+    std::string lines;
     for (size_t from = 0; from < batch.size(); from += kStatementRows) {
-      pqxx::stream_to copy(w, "usage_ledger", kLedgerColumns);
+      lines.clear();
       for (size_t i = from; i < std::min(batch.size(), from + kStatementRows); ++i) {
-        const UsageRecord& r = batch[i];
-        std::string key_id = std::to_string(r.key_id);
-        copy << std::make_tuple(
-            WithoutNul(r.request_id), r.user_id, r.key_id != 0 ? key_id.c_str() : nullptr,
-            WithoutNul(r.provider), WithoutNul(r.model), WithoutNul(r.price_id),
-            FormatRfc3339(r.started_at), r.usage.input_tokens, r.usage.output_tokens,
-            r.usage.cache_read_tokens, r.usage.cache_write_5m_tokens, r.usage.cache_write_1h_tokens,
-            r.usage.reasoning_tokens, r.cost.nanos(), r.status, r.streamed ? "t" : "f",
-            r.estimated ? "t" : "f", r.latency_ms);
+        if (i > from) lines += '\n';
+        AppendCopyLine(lines, batch[i]);
       }
+      // libpqxx 6.4's stream_to escapes each field through a string of its own (most of
+      // the writer's time per row); tablewriter takes lines we wrote, but is deprecated.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+      pqxx::tablewriter copy(w, "usage_ledger", kLedgerColumns.begin(), kLedgerColumns.end());
+#pragma GCC diagnostic pop
+      copy.write_raw_line(lines);
       copy.complete();
     }
     w.commit();
