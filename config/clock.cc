@@ -12,8 +12,24 @@ std::string FormatRfc3339(Timestamp t) {
   auto day = floor<days>(t);
   year_month_day ymd{day};
   hh_mm_ss hms{t - day};
-  char buf[48];
   auto micros = hms.subseconds().count();
+  int y = static_cast<int>(ymd.year());
+  if (y >= 0 && y <= 9999) {  // the common case without printf (the ledger formats each row)
+    char out[] = "0000-00-00T00:00:00.000000Z";
+    auto put = [&](size_t at, int width, long v) {
+      for (int i = width - 1; i >= 0; --i, v /= 10) out[at + i] = static_cast<char>('0' + v % 10);
+    };
+    put(0, 4, y);
+    put(5, 2, static_cast<unsigned>(ymd.month()));
+    put(8, 2, static_cast<unsigned>(ymd.day()));
+    put(11, 2, hms.hours().count());
+    put(14, 2, hms.minutes().count());
+    put(17, 2, hms.seconds().count());
+    if (micros == 0) return std::string(out, 19) + "Z";
+    put(20, 6, micros);
+    return std::string(out, sizeof out - 1);
+  }
+  char buf[48];
   if (micros == 0) {
     std::snprintf(buf, sizeof buf, "%04d-%02u-%02uT%02ld:%02ld:%02ldZ",
                   static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),

@@ -18,6 +18,28 @@ TEST(Window, MonthlyInUtcCoversMonthEnds) {
   EXPECT_EQ(FormatRfc3339(dec.end), "2027-01-01T00:00:00Z");
 }
 
+TEST(Rfc3339, FormatsEveryFieldAndReadsBackTheSameInstant) {
+  using std::chrono::microseconds;
+  EXPECT_EQ(FormatRfc3339(Timestamp(microseconds(1'795'000'000'398'978))),
+            "2026-11-18T11:06:40.398978Z");
+  EXPECT_EQ(FormatRfc3339(Timestamp(microseconds(1))), "1970-01-01T00:00:00.000001Z");
+  EXPECT_EQ(FormatRfc3339(Timestamp(microseconds(-1))), "1969-12-31T23:59:59.999999Z");
+  EXPECT_EQ(FormatRfc3339(At("9999-12-31T23:59:59Z")), "9999-12-31T23:59:59Z");
+  EXPECT_EQ(FormatRfc3339(At("9999-12-31T23:59:59Z") + std::chrono::seconds(1)),
+            "10000-01-01T00:00:00Z");
+  // Instants spread over the years a ledger can hold, each read back to itself.
+  uint64_t x = 88172645463325252u;
+  for (int i = 0; i < 2000; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    Timestamp t(microseconds(static_cast<int64_t>(x % 8'000'000'000'000'000u)));  // to ~2223
+    if (i % 3 == 0) t = std::chrono::floor<std::chrono::seconds>(t);
+    std::string text = FormatRfc3339(t);
+    Timestamp back;
+    ASSERT_TRUE(ParseRfc3339(text, &back)) << text;
+    EXPECT_EQ(back, t) << text;
+  }
+}
+
 TEST(Window, LeapDay) {
   Window d = CurrentWindow(Period::kDaily, 0, "UTC", kLongAgo, At("2028-02-29T12:00:00Z"));
   EXPECT_EQ(FormatRfc3339(d.start), "2028-02-29T00:00:00Z");
