@@ -1,5 +1,7 @@
 #include "providers/json_bounded.h"
 
+#include <cstring>
+
 namespace tollgate {
 namespace {
 
@@ -9,22 +11,29 @@ namespace {
 // scans below need no valid JSON: a parse judges that.
 template <typename Visit>
 size_t ForEachOutsideStrings(std::string_view text, size_t from, Visit visit) {
-  bool in_string = false;
-  for (size_t i = from; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') {
-        ++i;  // the escaped character cannot end the string
-        continue;
-      }
-      if (c != '"') continue;
-      in_string = false;
-    } else if (c == '"') {
-      in_string = true;
+  const size_t n = text.size();
+  // Where byte `c` next occurs in [at, until); `until` if it does not.
+  auto find = [&](char c, size_t at, size_t until) {
+    const void* hit = at < until ? std::memchr(text.data() + at, c, until - at) : nullptr;
+    return hit ? static_cast<size_t>(static_cast<const char*>(hit) - text.data()) : until;
+  };
+  for (size_t i = from; i < n; ++i) {
+    if (!visit(i)) return i;
+    if (text[i] != '"') continue;
+    // A string opens at i. Its plain bytes are skipped by memchr, not one by one (an
+    // answer's text is most of its bytes): the end is the first quote no backslash escapes.
+    size_t quote = find('"', i + 1, n);
+    for (size_t at = i + 1;;) {
+      size_t escape = find('\\', at, quote);
+      if (escape == quote) break;
+      at = escape + 2;                           // the escaped byte is content
+      if (at > quote) quote = find('"', at, n);  // it was that quote
     }
+    if (quote >= n) return n;  // never closed
+    i = quote;
     if (!visit(i)) return i;
   }
-  return text.size();
+  return n;
 }
 
 // Whether no point of `text` sits inside more than `max_depth` open arrays and objects:

@@ -250,6 +250,16 @@ TEST(TopLevelMembers, FindsOnlyTheObjectsOwnMembers) {
     }
   }
 
+  // A long answer whose text is mostly escapes, quotes escaped and backslashes escaped
+  // in turn, with brackets and a decoy between: the scan skips the text, not into it.
+  std::string text;
+  for (int i = 0; i < 5000; ++i) text += i % 2 ? R"(\"usage\":{[,]} \\)" : R"(\\\" \n)";
+  std::string long_answer = R"({"choices":[{"message":{"content":")" + text +
+                            R"("}}],"usage":{"prompt_tokens":7,"completion_tokens":5}})";
+  std::string content = json::parse(long_answer)["choices"][0]["message"]["content"];
+  ASSERT_NE(content.find(R"("usage":{[,]} \\" )"), std::string::npos);  // the decoys, decoded
+  EXPECT_EQ(TopLevelMembers(long_answer, {"usage"})["usage"], json::parse(long_answer)["usage"]);
+
   std::string counts = R"({"prompt_eval_count":12,"eval_count":345})";
   for (size_t n = 0; n < counts.size(); ++n) {  // never a count cut to its first digits
     EXPECT_EQ(TopLevelMembers(counts.substr(0, n), {"eval_count"}), json::object()) << n;
