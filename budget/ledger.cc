@@ -225,34 +225,13 @@ Result<Money> PgLedger::SpendSince(int64_t user_id, Timestamp from) {
 namespace {
 
 // The ledger's columns, in the order both ways of writing a row give them.
-const std::vector<std::string> kLedgerColumns = {"request_id",
-                                                 "user_id",
-                                                 "key_id",
-                                                 "provider",
-                                                 "model",
-                                                 "price_id",
-                                                 "started_at",
-                                                 "input_tokens",
-                                                 "output_tokens",
-                                                 "cache_read_tokens",
-                                                 "cache_write_tokens",
-                                                 "cache_write_1h_tokens",
-                                                 "reasoning_tokens",
-                                                 "cost_nanos",
-                                                 "status",
-                                                 "streamed",
-                                                 "estimated",
-                                                 "latency_ms"};
-
-// Postgres text cannot hold NUL; a model name may carry one.
-std::string WithoutNul(const std::string& v) {
-  if (v.find('\0') == std::string::npos) return v;
-  std::string out;
-  for (char ch : v) {
-    if (ch != '\0') out += ch;
-  }
-  return out;
-}
+// clang-format off
+const std::vector<std::string> kLedgerColumns = {
+    "request_id", "user_id", "key_id", "provider", "model", "price_id", "started_at",
+    "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+    "cache_write_1h_tokens", "reasoning_tokens", "cost_nanos", "status", "streamed",
+    "estimated", "latency_ms"};
+// clang-format on
 
 // Text for COPY's text format: backslash, tab, newline and carriage return escaped, NUL
 // (which Postgres text cannot hold) dropped.
@@ -357,7 +336,8 @@ Status PgLedger::InsertBatch(const std::vector<UsageRecord>& batch) {
   constexpr int kColumns = 18;
   auto text = [](std::string& out, const std::string& v) {
     out += '"';
-    for (char ch : WithoutNul(v)) {
+    for (char ch : v) {
+      if (ch == '\0') continue;  // Postgres text cannot hold NUL; a model name may carry one
       if (ch == '"' || ch == '\\') out += '\\';
       out += ch;
     }
@@ -399,20 +379,19 @@ Status PgLedger::InsertBatch(const std::vector<UsageRecord>& batch) {
     for (size_t from = 0; from < batch.size(); from += kStatementRows) {
       auto arrays = columns(from, std::min(batch.size(), from + kStatementRows));
       w.exec_params(
-          "INSERT INTO usage_ledger (" + pqxx::separated_list(", ", kLedgerColumns) + ")" +
-              " SELECT request_id, user_id, nullif(key_id, 0), provider, model, price_id,"
+          "INSERT INTO usage_ledger (" + pqxx::separated_list(", ", kLedgerColumns) +
+              ") SELECT request_id, user_id, nullif(key_id, 0), provider, model, price_id,"
               " timestamptz 'epoch' + started * interval '1 microsecond', input_tokens,"
               " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
               " reasoning_tokens, cost_nanos, status, streamed, estimated, latency_ms"
-              " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], "
-              "$6::text[],"
-              " $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], "
-              "$12::bigint[],"
-              " $13::bigint[], $14::bigint[], $15::int[], $16::boolean[], $17::boolean[], "
-              "$18::int[])"
-              " AS t(request_id, user_id, key_id, provider, model, price_id, started, input_tokens,"
-              " output_tokens, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens,"
-              " reasoning_tokens, cost_nanos, status, streamed, estimated, latency_ms)"
+              " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[],"
+              " $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],"
+              " $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::int[],"
+              " $16::boolean[], $17::boolean[], $18::int[])"
+              " AS t(request_id, user_id, key_id, provider, model, price_id, started,"
+              " input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,"
+              " cache_write_1h_tokens, reasoning_tokens, cost_nanos, status, streamed,"
+              " estimated, latency_ms)"
               " ON CONFLICT (request_id) DO NOTHING",
           pqxx::prepare::make_dynamic_params(arrays));
     }

@@ -175,7 +175,7 @@ class EventServer final : public EventLoop {
   struct Connection;
   struct Route {
     std::string method;
-    std::optional<std::regex> pattern;  // or, without one:
+    std::optional<std::regex> pattern;  // none for a PathPrefix route, which has:
     std::string prefix;
     StreamingHandler handler;
     LoopHandler on_loop;  // may be empty

@@ -374,14 +374,11 @@ TEST_F(PostgresIntegration, ReplayingRowsAlreadyStoredWritesOnlyTheOthers) {
     for (const UsageRecord& r : rows) out << PgLedger::ToSpoolLine(r) << "\n";
   }
   PgLedger recovered(*pool_, metrics, spool);  // replays what it finds
-  pqxx::connection c(url_);
-  auto stored = [&] {
-    return pqxx::nontransaction(c).exec1(
-        "SELECT count(*), count(DISTINCT request_id), sum(cost_nanos) FROM usage_ledger");
-  };
   for (int i = 0; i < 200 && !std::filesystem::is_empty(spool); ++i)
     std::this_thread::sleep_for(50ms);  // bounded wait for the writer thread
-  auto got = stored();
+  pqxx::connection c(url_);
+  auto got = pqxx::nontransaction(c).exec1(
+      "SELECT count(*), count(DISTINCT request_id), sum(cost_nanos) FROM usage_ledger");
   EXPECT_EQ(got[0].as<int>(), 5);
   EXPECT_EQ(got[1].as<int>(), 5);
   EXPECT_EQ(got[2].as<int64_t>(), 100 + 101 + 102 + 103 + 104);
