@@ -10,45 +10,46 @@ namespace tollgate {
 namespace {
 
 // Amounts are nano-dollars; Lua numbers are doubles, exact up to 2^53 nanos
-// (about $9 million), far above any per-user window. Amounts going back to Redis stay
-// strings (a Lua number may print as 1e+17, which INCRBY refuses).
+// (about $9 million), far above any per-user window. Amounts going back to Redis are
+// the caller's strings, or formatted with '%.0f' (a Lua number may print as 1e+17,
+// which INCRBY refuses); so is an expiry, computed by the caller.
 //
-// KEYS: spend counter, holds hash, held total, expiry index. A reservation costs the
-// same whatever the number of holds in flight: the held total is kept as a counter, and
-// only holds past their expiry (an instance that crashed) are visited, found through the
-// sorted expiry index.
+// KEYS: spend counter, held total, hold index. A hold is one member of the index,
+// "<amount>:<request id>", scored by its expiry (ms): a reservation costs the same
+// whatever the number of holds in flight (the total is a counter), and only holds past
+// their expiry (an instance that crashed) are visited. The total is deleted when it
+// comes back to zero and the index when its last member goes, so neither needs an
+// expiry of its own (one that could lapse while a hold is still counted in it).
 const char* kReserveScript = R"lua(
 local spend = redis.call('GET', KEYS[1])
 if not spend then return {-1, 0, 0} end
 spend = tonumber(spend)
-local now = tonumber(ARGV[4])
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', now)) do
-  local v = redis.call('HGET', KEYS[2], id)
-  if v then
-    redis.call('DECRBY', KEYS[3], string.sub(v, 1, string.find(v, ':', 1, true) - 1))
-    redis.call('HDEL', KEYS[2], id)
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
+if #lapsed > 0 then
+  local freed = 0
+  for i, m in ipairs(lapsed) do
+    freed = freed + tonumber(string.sub(m, 1, string.find(m, ':', 1, true) - 1))
+    redis.call('ZREM', KEYS[3], m)
   end
-  redis.call('ZREM', KEYS[4], id)
+  if redis.call('DECRBY', KEYS[2], string.format('%.0f', freed)) <= 0 then
+    redis.call('DEL', KEYS[2])
+  end
 end
-local held = tonumber(redis.call('GET', KEYS[3]) or '0')
+local held = tonumber(redis.call('GET', KEYS[2]) or '0')
 if spend + held + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return {0, spend, held} end
-local expires = now + tonumber(ARGV[5])
-redis.call('HSET', KEYS[2], ARGV[3], ARGV[1] .. ':' .. expires)
-redis.call('ZADD', KEYS[4], expires, ARGV[3])
-redis.call('INCRBY', KEYS[3], ARGV[1])
-for i = 2, 4 do redis.call('PEXPIRE', KEYS[i], tonumber(ARGV[5]) * 2) end
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
+redis.call('INCRBY', KEYS[2], ARGV[1])
 return {1, spend, held}
 )lua";
 
-// A missing counter is left missing: the rebuild from the ledger will count this row.
+// ARGV: the hold's member, its amount, the cost. A hold already lapsed (cleared by a
+// reservation) is not taken off the total twice. A missing counter is left missing:
+// the rebuild from the ledger will count this row.
 const char* kSettleScript = R"lua(
-local v = redis.call('HGET', KEYS[2], ARGV[1])
-if v then
-  redis.call('DECRBY', KEYS[3], string.sub(v, 1, string.find(v, ':', 1, true) - 1))
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[4], ARGV[1])
+if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
+  if redis.call('DECRBY', KEYS[2], ARGV[2]) <= 0 then redis.call('DEL', KEYS[2]) end
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[2]) end
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[3]) end
 return -1
 )lua";
 
@@ -56,10 +57,9 @@ return -1
 const char* kStateScript = R"lua(
 local spend = redis.call('GET', KEYS[1])
 if not spend then return {-1, 0} end
-local held = tonumber(redis.call('GET', KEYS[3]) or '0')
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[4], '-inf', ARGV[1])) do
-  local v = redis.call('HGET', KEYS[2], id)
-  if v then held = held - tonumber(string.sub(v, 1, string.find(v, ':', 1, true) - 1)) end
+local held = tonumber(redis.call('GET', KEYS[2]) or '0')
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])) do
+  held = held - tonumber(string.sub(m, 1, string.find(m, ':', 1, true) - 1))
 end
 return {tonumber(spend), held}
 )lua";
@@ -102,18 +102,52 @@ Result<std::array<int64_t, 3>> ReserveReply(const RedisReply& r) {
                                 r.elements[2].integer};
 }
 
-// "<user window>/<global window or ->/<request id>"
-struct HoldWindows {
-  Timestamp user;
-  std::optional<Timestamp> global;
+// What settle needs of a hold, carried in its id:
+// "<user window>/<global window or ->/<amount>/<global amount>/<request id>" (windows
+// in micros since the epoch); the global amount may differ from the user's when the
+// user's reservation was clamped after the global one was taken.
+struct HoldRef {
+  Timestamp user_window;
+  std::optional<Timestamp> global_window;
+  Money amount;
+  Money global_amount;
+  std::string request_id;
 };
-HoldWindows WindowsOfHold(const std::string& hold_id) {
-  auto first = hold_id.find('/');
-  auto second = hold_id.find('/', first + 1);
-  HoldWindows w{Timestamp(std::chrono::microseconds(std::stoll(hold_id.substr(0, first)))), {}};
-  std::string global = hold_id.substr(first + 1, second - first - 1);
-  if (global != "-") w.global = Timestamp(std::chrono::microseconds(std::stoll(global)));
-  return w;
+
+std::string HoldId(const HoldRef& h) {
+  auto micros = [](Timestamp t) { return std::to_string(t.time_since_epoch().count()); };
+  return micros(h.user_window) + "/" + (h.global_window ? micros(*h.global_window) : "-") + "/" +
+         std::to_string(h.amount.nanos()) + "/" + std::to_string(h.global_amount.nanos()) + "/" +
+         h.request_id;
+}
+
+HoldRef ParseHoldId(const std::string& id) {
+  size_t at = 0;
+  auto next = [&] {
+    size_t slash = id.find('/', at);
+    std::string field = id.substr(at, slash - at);
+    at = slash + 1;
+    return field;
+  };
+  auto micros = [](const std::string& f) { return Timestamp(std::chrono::microseconds(std::stoll(f))); };
+  HoldRef h;
+  h.user_window = micros(next());
+  std::string global = next();
+  if (global != "-") h.global_window = micros(global);
+  h.amount = Money::FromNanos(std::stoll(next()));
+  h.global_amount = Money::FromNanos(std::stoll(next()));
+  h.request_id = id.substr(at);
+  return h;
+}
+
+// A hold's member in the hold index: its amount first, for the scripts to read.
+std::string Member(Money amount, const std::string& request_id) {
+  return std::to_string(amount.nanos()) + ":" + request_id;
+}
+
+std::vector<std::string> SettleArgs(Money amount, const std::string& request_id, Money cost) {
+  return {Member(amount, request_id), std::to_string(amount.nanos()),
+          std::to_string(cost.nanos())};
 }
 
 // Only a hard limit refuses; soft and off still count, against no limit.
@@ -151,7 +185,7 @@ std::string RedisGate::SpendKey(int64_t user_id, Timestamp window_start) {
 
 std::vector<std::string> RedisGate::HoldKeys(int64_t user_id) {
   std::string tag = Tag(user_id);
-  return {tag + ":holds", tag + ":held", tag + ":hold-expiry"};
+  return {tag + ":hold-total", tag + ":hold-index"};
 }
 
 std::vector<std::string> RedisGate::ScriptKeys(int64_t user_id, Timestamp window_start) {
@@ -190,10 +224,10 @@ Status RedisGate::RebuildCounter(int64_t user_id, const Window& w) {
 
 Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t user_id, const Window& w,
                                                       Money amount, Money limit,
-                                                      const std::string& hold) {
+                                                      const std::string& request_id) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     auto r = Eval(kReserveScript, ReserveSha(), ScriptKeys(user_id, w.start),
-                  ReserveArgs(amount, limit, hold));
+                  ReserveArgs(amount, limit, request_id));
     if (!r.ok()) return r.status();
     auto reply = ReserveReply(*r);
     if (!reply.ok()) return reply.status();
@@ -212,15 +246,16 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
   Money limit = EnforcedLimit(budget->settings);
   std::optional<Window> gw;
   if (global_cap_) gw = GlobalWindow();
-  std::string hold = HoldId(w, gw, request.request_id);
+  const std::string& id = request.request_id;
 
   auto first = PlanReservation(request, Money::FromNanos(kUnlimited));
   Money amount = first ? first->amount : Money();
   auto release_global = [&] {
-    if (gw) Eval(kSettleScript, SettleSha(), ScriptKeys(0, gw->start), {hold, "0"});
+    if (gw)
+      Eval(kSettleScript, SettleSha(), ScriptKeys(0, gw->start), SettleArgs(amount, id, Money()));
   };
   if (gw) {
-    auto g = RunReserve(0, *gw, amount, global_cap_->limit, hold);
+    auto g = RunReserve(0, *gw, amount, global_cap_->limit, id);
     if (!g.ok() || g->status != 1) {
       a.refusal = g.ok() ? Refusal::kGlobalCap : Refusal::kUnavailable;
       a.message = g.ok() ? "global cap $" + global_cap_->limit.ToUsdString() + ", spent $" +
@@ -229,7 +264,8 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
       return a;
     }
   }
-  auto r = RunReserve(request.user_id, w, amount, limit, hold);
+  HoldRef hold{w.start, gw ? std::optional(gw->start) : std::nullopt, amount, amount, id};
+  auto r = RunReserve(request.user_id, w, amount, limit, id);
   if (!r.ok()) {
     release_global();
     a.refusal = Refusal::kUnavailable;
@@ -241,9 +277,9 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
     // Not enough for the full reservation: an unset cap may be clamped to what is left.
     auto plan = PlanReservation(request, limit - r->spend - r->held);
     if (plan) {
-      r = RunReserve(request.user_id, w, plan->amount, limit, hold);
+      r = RunReserve(request.user_id, w, plan->amount, limit, id);
       if (r.ok() && r->status == 1) {
-        amount = plan->amount;
+        hold.amount = plan->amount;
         a.clamped_max_tokens = plan->clamped_max_tokens;
       }
     }
@@ -254,26 +290,26 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
       return a;
     }
   }
-  a.hold_id = hold;
-  a.held = amount;
+  a.hold_id = HoldId(hold);
+  a.held = hold.amount;
   return a;
 }
 
 void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) {
   if (hold_id.empty()) return;
-  HoldWindows w = WindowsOfHold(hold_id);
+  HoldRef h = ParseHoldId(hold_id);
   // A failed settle leaves the hold to expire; the cost is in the ledger row, which a
   // rebuilt counter includes.
-  auto spent = Eval(kSettleScript, SettleSha(), ScriptKeys(user_id, w.user),
-                    {hold_id, std::to_string(cost.nanos())});
+  auto spent = Eval(kSettleScript, SettleSha(), ScriptKeys(user_id, h.user_window),
+                    SettleArgs(h.amount, h.request_id, cost));
   if (alerts_ && spent.ok() && spent->integer >= 0 && cost > Money()) {
     auto budget = settings_.Get(user_id);
-    RaiseAlert(user_id, w.user, cost, *spent,
+    RaiseAlert(user_id, h.user_window, cost, *spent,
                budget.ok() ? std::optional<UserBudget>(*budget) : std::nullopt);
   }
-  if (w.global)
-    Eval(kSettleScript, SettleSha(), ScriptKeys(0, *w.global),
-         {hold_id, std::to_string(cost.nanos())});
+  if (h.global_window)
+    Eval(kSettleScript, SettleSha(), ScriptKeys(0, *h.global_window),
+         SettleArgs(h.global_amount, h.request_id, cost));
 }
 
 void RedisGate::RaiseAlert(int64_t user_id, Timestamp user_window, Money cost,
@@ -287,18 +323,12 @@ void RedisGate::RaiseAlert(int64_t user_id, Timestamp user_window, Money cost,
       {user_id, LevelOf(spend, s.limit, s.yellow, s.orange, s.red), user_window, spend, s.limit});
 }
 
-std::string RedisGate::HoldId(const Window& w, const std::optional<Window>& global,
-                              const std::string& request_id) {
-  return std::to_string(w.start.time_since_epoch().count()) + "/" +
-         (global ? std::to_string(global->start.time_since_epoch().count()) : "-") + "/" +
-         request_id;
-}
-
 std::vector<std::string> RedisGate::ReserveArgs(Money amount, Money limit,
-                                                const std::string& hold) const {
-  return {std::to_string(amount.nanos()), std::to_string(limit.nanos()), hold,
-          std::to_string(NowMs(clock_.Now())),
-          std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count())};
+                                                const std::string& request_id) const {
+  int64_t now = NowMs(clock_.Now());
+  int64_t ttl = std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count();
+  return {std::to_string(amount.nanos()), std::to_string(limit.nanos()),
+          Member(amount, request_id), std::to_string(now), std::to_string(now + ttl)};
 }
 
 void RedisGate::EvalNoWait(const char* script, const std::string& sha,
@@ -327,11 +357,12 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
   auto budget = CachedBudgetForAdmission(settings_, request.user_id, &a);
   if (!budget) return false;
   Money limit = EnforcedLimit(budget->settings);
-  std::string hold = HoldId(budget->window, std::nullopt, request.request_id);
   auto plan = PlanReservation(request, Money::FromNanos(kUnlimited));
   Money amount = plan ? plan->amount : Money();
+  std::string hold =
+      HoldId({budget->window.start, std::nullopt, amount, Money(), request.request_id});
   EvalNoWait(kReserveScript, ReserveSha(), ScriptKeys(request.user_id, budget->window.start),
-             ReserveArgs(amount, limit, hold),
+             ReserveArgs(amount, limit, request.request_id),
              [a, hold, amount, done = std::move(done)](Result<RedisReply> r) mutable {
                auto reply = r.ok() ? ReserveReply(*r) : Result<std::array<int64_t, 3>>(r.status());
                // Refused (the cap may yet be clamped), a counter to rebuild, or Redis
@@ -348,18 +379,18 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
 bool RedisGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) {
   if (async_ == nullptr) return false;
   if (hold_id.empty()) return true;
-  HoldWindows w = WindowsOfHold(hold_id);
-  EvalNoWait(kSettleScript, SettleSha(), ScriptKeys(user_id, w.user),
-             {hold_id, std::to_string(cost.nanos())},
-             [this, user_id, user = w.user, cost](Result<RedisReply> spent) {
+  HoldRef h = ParseHoldId(hold_id);
+  EvalNoWait(kSettleScript, SettleSha(), ScriptKeys(user_id, h.user_window),
+             SettleArgs(h.amount, h.request_id, cost),
+             [this, user_id, user = h.user_window, cost](Result<RedisReply> spent) {
                // The settings as cached, even if due for a reload: an alert level
                // needs the limit, which a reload would rarely change.
                if (alerts_ && spent.ok())
                  RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
              });
-  if (w.global)
-    EvalNoWait(kSettleScript, SettleSha(), ScriptKeys(0, *w.global),
-               {hold_id, std::to_string(cost.nanos())}, [](Result<RedisReply>) {});
+  if (h.global_window)
+    EvalNoWait(kSettleScript, SettleSha(), ScriptKeys(0, *h.global_window),
+               SettleArgs(h.global_amount, h.request_id, cost), [](Result<RedisReply>) {});
   return true;
 }
 

@@ -3,10 +3,12 @@
 // expire (a crashed instance's holds are released); settle releases the hold and adds
 // the real cost. Keys carry a per-user hash tag ({u:ID}) so Redis Cluster works:
 //   tg:{u:ID}:spend:<window start, micros>   spend in the window, nano-dollars
-//   tg:{u:ID}:holds                          hold id -> "amount:expires_at_ms"
-//   tg:{u:ID}:held                           sum of the amounts in :holds
-//   tg:{u:ID}:hold-expiry                    sorted set: hold id by expiry (ms)
+//   tg:{u:ID}:hold-total                     sum of the amounts of the live holds
+//   tg:{u:ID}:hold-index                     sorted set: "<amount>:<request id>" by
+//                                            expiry (ms), one member per hold
 // so a reservation costs the same with 1 or 2,000 requests of the user in flight.
+// Both hold keys go when the last hold does (no expiry that could lapse under a live
+// hold); a crashed instance's lapsed holds are cleared by the user's next reservation.
 // With a global cap, the same keys exist under {global}, reserved first and
 // released when the user's own reservation fails.
 #pragma once
@@ -61,18 +63,16 @@ class RedisGate final : public Gate {
     Money spend, held;
   };
   Result<ScriptResult> RunReserve(int64_t user_id, const Window& w, Money amount, Money limit,
-                                  const std::string& hold);
-  std::vector<std::string> ReserveArgs(Money amount, Money limit, const std::string& hold) const;
-  // The hold id names the windows it was taken in, so settle finds the same counters.
-  static std::string HoldId(const Window& w, const std::optional<Window>& global,
-                            const std::string& request_id);
+                                  const std::string& request_id);
+  std::vector<std::string> ReserveArgs(Money amount, Money limit,
+                                       const std::string& request_id) const;
   void RaiseAlert(int64_t user_id, Timestamp user_window, Money cost, const RedisReply& spent,
                   const std::optional<UserBudget>& budget);
   // EVALSHA, or EVAL when Redis does not know the script yet, without waiting.
   void EvalNoWait(const char* script, const std::string& sha, const std::vector<std::string>& keys,
                   const std::vector<std::string>& args, AsyncRedis::Callback done);
   Status RebuildCounter(int64_t user_id, const Window& w);
-  // The four keys every script takes: spend counter, then HoldKeys().
+  // The three keys every script takes: spend counter, then HoldKeys().
   static std::vector<std::string> ScriptKeys(int64_t user_id, Timestamp window_start);
   Window GlobalWindow() const;
   Result<RedisReply> Eval(const std::string& script, const std::string& sha,
