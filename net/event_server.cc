@@ -29,7 +29,8 @@ struct EventServer::Connection final : EventLoop::Watcher {
   RequestParser parser;
   bool continue_sent = false;
   bool peer_closed = false;
-  bool busy = false;                          // with a worker or a loop handler (guarded by mu_)
+  bool busy = false;   // with a worker or a loop handler (guarded by mu_)
+  bool armed = false;  // in the epoll set (guarded by mu_)
   std::unique_ptr<httplib::Request> request;  // taken for a loop handler
   std::chrono::steady_clock::time_point last_active;
 };
@@ -37,7 +38,9 @@ struct EventServer::Connection final : EventLoop::Watcher {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT;
+// Level-triggered, and left in the epoll set from one request to the next for as long
+// as the loop has the connection: a request answered on the loop costs no epoll_ctl.
+constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP;
 constexpr int kWriteTimeoutMs = 60'000;
 
 const char* Reason(int status) {
@@ -453,20 +456,39 @@ void EventServer::Accept() {
     auto* c = new Connection(this, fd, limits_);
     FillRemote(addr, &c->remote_addr, &c->remote_port);
     c->last_active = Clock::now();
-    {
-      std::lock_guard lock(mu_);
-      connections_.insert(c);
-    }
-    Arm(c, EPOLL_CTL_ADD);
+    std::lock_guard lock(mu_);
+    connections_.insert(c);
+    Arm(c);
   }
 }
 
-void EventServer::Arm(Connection* c, int op) {
+void EventServer::Arm(Connection* c) {
+  if (c->armed) return;
   epoll_event ev{.events = kReadEvents, .data = {.ptr = static_cast<Watcher*>(c)}};
-  epoll_ctl(epoll_fd_, op, c->fd, &ev);
+  epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, c->fd, &ev);
+  c->armed = true;
+}
+
+// Out of the epoll set altogether: a connection merely disabled would still report
+// EPOLLHUP and EPOLLERR.
+void EventServer::Disarm(Connection* c) {
+  std::lock_guard lock(mu_);
+  if (!c->armed) return;
+  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+  c->armed = false;
 }
 
 void EventServer::OnReadable(Connection* c) {
+  {
+    // Spoke (or hung up) while its request is still being answered on the loop: heard
+    // again once the answer is out (Release), not read now.
+    std::lock_guard lock(mu_);
+    if (c->busy) {
+      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
+      c->armed = false;
+      return;
+    }
+  }
   char buffer[64 * 1024];
   for (;;) {
     ssize_t n = recv(c->fd, buffer, sizeof(buffer), 0);
@@ -493,7 +515,7 @@ void EventServer::OnReadable(Connection* c) {
       c->continue_sent = true;
       if (send(c->fd, kContinue, sizeof(kContinue) - 1, MSG_NOSIGNAL) < 0) return Close(c);
     }
-    return Arm(c, EPOLL_CTL_MOD);
+    return;  // still armed: the rest wakes the loop
   }
   {
     std::lock_guard lock(mu_);
@@ -504,9 +526,10 @@ void EventServer::OnReadable(Connection* c) {
 }
 
 void EventServer::Dispatch(Connection* c) {
-  if (!has_loop_routes_) return pool_->Submit([this, c] { Serve(c); });
-  if (!InLoopThread()) return Post([this, c] { Dispatch(c); });
-  if (!TryOnLoop(c)) pool_->Submit([this, c] { Serve(c); });
+  if (has_loop_routes_ && !InLoopThread()) return Post([this, c] { Dispatch(c); });
+  if (has_loop_routes_ && TryOnLoop(c)) return;
+  Disarm(c);  // a worker's until Release: the loop must not hear of it meanwhile
+  pool_->Submit([this, c] { Serve(c); });
 }
 
 bool EventServer::TryOnLoop(Connection* c) {
@@ -532,6 +555,7 @@ void EventServer::SendOnLoop(Connection* c, httplib::Response& res, bool keep_al
   if (sent < 0) return AfterAnswer(c, false);
   if (static_cast<size_t>(sent) == out.size()) return AfterAnswer(c, keep_alive);
   // A client reading slowly: a worker waits for it, the loop does not.
+  Disarm(c);
   pool_->Submit([this, c, keep_alive, rest = out.substr(static_cast<size_t>(sent))] {
     AfterAnswer(c, Send(c->fd, rest.data(), rest.size()) && keep_alive);
   });
@@ -689,7 +713,7 @@ void EventServer::Release(Connection* c) {
       c->busy = false;
       --busy_;
       c->last_active = Clock::now();
-      Arm(c, EPOLL_CTL_MOD);
+      Arm(c);
       idle_.notify_all();
       return;
     }

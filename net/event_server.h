@@ -205,7 +205,9 @@ class EventServer final : public EventLoop {
   bool Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer);
   bool WriteResponse(Connection& c, const httplib::Request& req, httplib::Response& res,
                      bool keep_alive);
-  void Arm(Connection* c, int op);
+  // Into / out of the epoll set; Arm with mu_ held, Disarm takes it.
+  void Arm(Connection* c);
+  void Disarm(Connection* c);
   void Release(Connection* c);
   void Close(Connection* c);
   void Sweep();

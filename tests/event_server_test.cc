@@ -45,6 +45,7 @@ class RawClient {
     return closed_;
   }
   void Clear() { buffer_.clear(); }
+  void HangUpWriting() { shutdown(fd_, SHUT_WR); }
 
  private:
   bool ReadSome() {
@@ -371,6 +372,44 @@ TEST_F(EventServerTest, StopWaitsForARequestTakenByTheLoopAndKeepsTheLoopRunning
   EXPECT_NE(c.ReadUntil("late answer").find("late answer"), std::string::npos);
   EXPECT_TRUE(c.ReadsToClose()) << "a stopping server closes the connection after the answer";
   stopped.get();
+}
+
+// The loop keeps a connection in its epoll set while it answers: what the client sends
+// meanwhile waits until the answer is out, then is read as the next request.
+TEST_F(EventServerTest, WhatAClientSendsWhileTheLoopAnswersIsTheNextRequest) {
+  RawClient c(port_);
+  c.Send("POST /loop/later HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+  LoopReply reply = later_.get_future().get();
+  c.Send("POST /loop/here HTTP/1.1\r\nContent-Len");
+  c.Send("gth: 1\r\n\r\ny");
+  reply.loop().Post([reply] {
+    httplib::Response res;
+    res.set_content("late answer", "text/plain");
+    reply.Send(res);
+  });
+  std::string all = c.ReadUntil("loop y on the loop");
+  ASSERT_NE(all.find("late answer"), std::string::npos) << all;
+  ASSERT_NE(all.find("loop y on the loop"), std::string::npos) << all;
+  EXPECT_LT(all.find("late answer"), all.find("loop y"));
+  EXPECT_EQ(Count(all, "HTTP/1.1 200 OK"), 2u);
+}
+
+TEST_F(EventServerTest, AClientHangingUpWhileTheLoopAnswersGetsItsAnswerThenTheClose) {
+  RawClient c(port_);
+  c.Send("POST /loop/later HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+  LoopReply reply = later_.get_future().get();
+  c.HangUpWriting();
+  reply.loop().Post([reply] {
+    httplib::Response res;
+    res.set_content("late answer", "text/plain");
+    reply.Send(res);
+  });
+  EXPECT_NE(c.ReadUntil("late answer").find("late answer"), std::string::npos);
+  EXPECT_TRUE(c.ReadsToClose());
+  // The loop still serves others.
+  RawClient d(port_);
+  d.Send("POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nd");
+  EXPECT_NE(d.ReadUntil("loop d on the loop").find("loop d on the loop"), std::string::npos);
 }
 
 TEST_F(EventServerTest, TheWriterReportsAClientThatHungUp) {
