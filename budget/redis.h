@@ -79,6 +79,8 @@ class AsyncRedis {
   // Loop thread only. `done` runs later on the loop thread, exactly once, with the
   // reply or the failure (as Redis::Command's).
   virtual void Command(const std::vector<std::string>& argv, Callback done) = 0;
+  // Writes the commands issued so far now, not after the loop's batch.
+  virtual void Flush() = 0;
 };
 
 // One hiredis connection driven by an EventLoop. Opened (without blocking) on first
@@ -95,9 +97,9 @@ class HiredisAsync final : public AsyncRedis, private EventLoop::Watcher {
   // Commands issued while the loop handles one batch of events are written together,
   // by a task posted to run after the batch (tasks posted after them run later).
   void Command(const std::vector<std::string>& argv, Callback done) override;
+  void Flush() override;
 
  private:
-  void Flush();
   struct Pending;
   void OnEvents(uint32_t events) override;
   bool Connect(std::string* error);

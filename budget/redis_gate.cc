@@ -2,6 +2,7 @@
 
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <array>
 
 #include "budget/keys.h"
@@ -53,6 +54,87 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], 
 return -1
 )lua";
 
+// Every reservation and settlement of one user asked for on the event loop while it
+// handles one batch of events, in the order asked, each decided exactly as the two
+// scripts above decide it alone; the shared reads (counters, held total) and writes
+// (the index's new members, the totals) are done once for all of them.
+// KEYS: held total, hold index, then the spend counters the operations name.
+// ARGV[1]: now (ms); then each operation:
+//   'R', counter (index into KEYS), amount, limit, member, expiry (ms)
+//   'S', counter, member, amount, cost
+// Returns, per operation: a reservation's {status, spend, held} as the reserve script
+// does; a settlement's counter after it (-1: missing).
+const char* kBatchScript = R"lua(
+local held, delta = nil, 0
+local function load_held()
+  if held then return end
+  local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+  for _, m in ipairs(lapsed) do
+    delta = delta - tonumber(string.sub(m, 1, string.find(m, ':', 1, true) - 1))
+    redis.call('ZREM', KEYS[2], m)
+  end
+  held = tonumber(redis.call('GET', KEYS[1]) or '0') + delta
+end
+local spends, costs = {}, {}
+local function spend_of(k)
+  if spends[k] == nil then
+    local v = redis.call('GET', KEYS[k])
+    spends[k] = v and tonumber(v) or false
+  end
+  return spends[k]
+end
+local out, adds = {}, {}
+local i = 2
+while i <= #ARGV do
+  local k = tonumber(ARGV[i + 1])
+  if ARGV[i] == 'R' then
+    local spend = spend_of(k)
+    if not spend then
+      out[#out + 1] = {-1, 0, 0}
+    else
+      load_held()
+      local amount = tonumber(ARGV[i + 2])
+      if spend + held + amount > tonumber(ARGV[i + 3]) then
+        out[#out + 1] = {0, spend, held}
+      else
+        out[#out + 1] = {1, spend, held}
+        adds[#adds + 1] = ARGV[i + 5]
+        adds[#adds + 1] = ARGV[i + 4]
+        held = held + amount
+        delta = delta + amount
+      end
+    end
+    i = i + 6
+  else
+    if redis.call('ZREM', KEYS[2], ARGV[i + 2]) == 1 then
+      local amount = tonumber(ARGV[i + 3])
+      delta = delta - amount
+      if held then held = held - amount end
+    end
+    local spend = spend_of(k)
+    if spend then
+      spend = spend + tonumber(ARGV[i + 4])
+      spends[k] = spend
+      costs[k] = (costs[k] or 0) + tonumber(ARGV[i + 4])
+      out[#out + 1] = spend
+    else
+      out[#out + 1] = -1
+    end
+    i = i + 5
+  end
+end
+if #adds > 0 then redis.call('ZADD', KEYS[2], unpack(adds)) end
+if delta ~= 0 then
+  if redis.call('INCRBY', KEYS[1], string.format('%.0f', delta)) <= 0 then
+    redis.call('DEL', KEYS[1])
+  end
+end
+for k, c in pairs(costs) do
+  if c ~= 0 then redis.call('INCRBY', KEYS[k], string.format('%.0f', c)) end
+end
+return out
+)lua";
+
 // Read-only: holds past their expiry are not counted (the next reservation clears them).
 const char* kStateScript = R"lua(
 local spend = redis.call('GET', KEYS[1])
@@ -76,6 +158,10 @@ const std::string& ReserveSha() {
 }
 const std::string& SettleSha() {
   static const std::string sha = Sha1Hex(kSettleScript);
+  return sha;
+}
+const std::string& BatchSha() {
+  static const std::string sha = Sha1Hex(kBatchScript);
   return sha;
 }
 const std::string& StateSha() {
@@ -361,18 +447,21 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
   Money amount = plan ? plan->amount : Money();
   std::string hold =
       HoldId({budget->window.start, std::nullopt, amount, Money(), request.request_id});
-  EvalNoWait(kReserveScript, ReserveSha(), ScriptKeys(request.user_id, budget->window.start),
-             ReserveArgs(amount, limit, request.request_id),
-             [a, hold, amount, done = std::move(done)](Result<RedisReply> r) mutable {
-               auto reply = r.ok() ? ReserveReply(*r) : Result<std::array<int64_t, 3>>(r.status());
-               // Refused (the cap may yet be clamped), a counter to rebuild, or Redis
-               // failing: Reserve() decides.
-               if (!reply.ok() || (*reply)[0] != 1) return done(std::nullopt);
-               a.spend = Money::FromNanos((*reply)[1]);
-               a.hold_id = hold;
-               a.held = amount;
-               done(a);
-             });
+  std::vector<std::string> args = ReserveArgs(amount, limit, request.request_id);
+  args.erase(args.begin() + 3);  // "now" is the batch's
+  Enqueue(request.user_id,
+          {'R', SpendKey(request.user_id, budget->window.start), std::move(args),
+           [a, hold, amount, done = std::move(done)](const RedisReply* r) mutable {
+             // Refused (the cap may yet be clamped), a counter to rebuild, or Redis
+             // failing: Reserve() decides.
+             if (r == nullptr) return done(std::nullopt);
+             auto reply = ReserveReply(*r);
+             if (!reply.ok() || (*reply)[0] != 1) return done(std::nullopt);
+             a.spend = Money::FromNanos((*reply)[1]);
+             a.hold_id = hold;
+             a.held = amount;
+             done(a);
+           }});
   return true;
 }
 
@@ -380,18 +469,56 @@ bool RedisGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money 
   if (async_ == nullptr) return false;
   if (hold_id.empty()) return true;
   HoldRef h = ParseHoldId(hold_id);
-  EvalNoWait(kSettleScript, SettleSha(), ScriptKeys(user_id, h.user_window),
-             SettleArgs(h.amount, h.request_id, cost),
-             [this, user_id, user = h.user_window, cost](Result<RedisReply> spent) {
-               // The settings as cached, even if due for a reload: an alert level
-               // needs the limit, which a reload would rarely change.
-               if (alerts_ && spent.ok())
-                 RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
-             });
+  Enqueue(user_id, {'S', SpendKey(user_id, h.user_window), SettleArgs(h.amount, h.request_id, cost),
+                    [this, user_id, user = h.user_window, cost](const RedisReply* spent) {
+                      // The settings as cached, even if due for a reload: an alert level
+                      // needs the limit, which a reload would rarely change.
+                      if (alerts_ && spent)
+                        RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
+                    }});
   if (h.global_window)
-    EvalNoWait(kSettleScript, SettleSha(), ScriptKeys(0, *h.global_window),
-               SettleArgs(h.global_amount, h.request_id, cost), [](Result<RedisReply>) {});
+    Enqueue(0, {'S', SpendKey(0, *h.global_window),
+                SettleArgs(h.global_amount, h.request_id, cost), [](const RedisReply*) {}});
   return true;
+}
+
+void RedisGate::Enqueue(int64_t user_id, LoopOp op) {
+  auto batch = batches_.try_emplace(user_id).first;
+  batch->second.push_back(std::move(op));
+  if (batch->second.size() >= kMaxBatch) {
+    std::vector<LoopOp> full = std::move(batch->second);
+    batches_.erase(batch);
+    SendBatch(user_id, std::move(full));
+    return async_->Flush();
+  }
+  if (batch_posted_) return;
+  batch_posted_ = true;
+  // Posted now, so it runs before whatever the caller posts next (an answer goes out
+  // after the settlement it bills has been written to Redis).
+  loop_->Post([this] {
+    batch_posted_ = false;
+    for (auto& [user, ops] : std::exchange(batches_, {})) SendBatch(user, std::move(ops));
+    async_->Flush();
+  });
+}
+
+void RedisGate::SendBatch(int64_t user_id, std::vector<LoopOp> ops) {
+  std::vector<std::string> keys = HoldKeys(user_id);
+  std::vector<std::string> args = {std::to_string(NowMs(clock_.Now()))};
+  for (LoopOp& op : ops) {
+    auto counter = std::find(keys.begin() + 2, keys.end(), op.counter);
+    if (counter == keys.end()) counter = keys.insert(keys.end(), std::move(op.counter));
+    args.push_back(std::string(1, op.kind));
+    args.push_back(std::to_string(counter - keys.begin() + 1));
+    for (std::string& a : op.args) args.push_back(std::move(a));
+  }
+  EvalNoWait(kBatchScript, BatchSha(), keys, args,
+             [this, ops = std::move(ops)](Result<RedisReply> r) {
+               bool whole = r.ok() && r->type == RedisReply::Type::kArray &&
+                            r->elements.size() == ops.size();
+               if (r.ok() && !whole) metrics_.Inc(Counter::kRedisErrors);
+               for (size_t i = 0; i < ops.size(); ++i) ops[i].done(whole ? &r->elements[i] : nullptr);
+             });
 }
 
 Result<SpendState> RedisGate::State(int64_t user_id) {

@@ -13,6 +13,8 @@
 // released when the user's own reservation fails.
 #pragma once
 
+#include <map>
+
 #include "budget/alerts.h"
 #include "budget/gate.h"
 #include "budget/ledger.h"
@@ -42,11 +44,17 @@ class RedisGate final : public Gate {
   Admission Reserve(const ReserveRequest& request) override;
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
   // Through `async` (set_async), when the user's settings are cached and there is
-  // no global cap; the same script, so both kinds of call share the counters.
+  // no global cap. The calls one user makes while the loop handles one batch of events
+  // go to Redis as one script call, which decides each of them in order exactly as the
+  // single scripts do, on the same keys.
   bool ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) override;
   bool SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) override;
-  // The proxy event loop's connection; before the loop starts. Null: no NoWait calls.
-  void set_async(AsyncRedis* async) { async_ = async; }
+  // The proxy event loop and its connection; before the loop starts. Null: no NoWait
+  // calls.
+  void set_async(AsyncRedis* async, EventLoop* loop) {
+    async_ = async;
+    loop_ = loop;
+  }
   // Spend and holds in the user's current window (rebuilt from the ledger if missing).
   Result<SpendState> State(int64_t user_id);
   // The same in a given window (the admin list computes windows from its own read).
@@ -79,6 +87,19 @@ class RedisGate final : public Gate {
                           const std::vector<std::string>& keys,
                           const std::vector<std::string>& args);
 
+  // A NoWait call waiting for its batch: 'R' or 'S', the spend counter it names, its
+  // arguments after those (see kBatchScript), and what it does with its reply (null:
+  // the batch failed).
+  struct LoopOp {
+    char kind;
+    std::string counter;
+    std::vector<std::string> args;
+    std::function<void(const RedisReply*)> done;
+  };
+  static constexpr size_t kMaxBatch = 256;
+  void Enqueue(int64_t user_id, LoopOp op);
+  void SendBatch(int64_t user_id, std::vector<LoopOp> ops);
+
   Redis& redis_;
   SettingsCache& settings_;
   Ledger& ledger_;
@@ -88,6 +109,11 @@ class RedisGate final : public Gate {
   const std::optional<GlobalCap> global_cap_;
   AlertSink* const alerts_;  // may be null: no alerts
   AsyncRedis* async_ = nullptr;
+  EventLoop* loop_ = nullptr;
+  // Loop thread only: the NoWait calls of the batch being handled, by user (0: the
+  // global cap's counters), sent by a task posted with the first of them.
+  std::map<int64_t, std::vector<LoopOp>> batches_;
+  bool batch_posted_ = false;
 };
 
 }  // namespace tollgate

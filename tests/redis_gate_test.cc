@@ -264,7 +264,7 @@ TEST_F(RedisGateTest, ReservesAndSettlesWithoutBlockingOnAnEventLoop) {
   auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
   HiredisAsync async(*address, loop, 2000ms);
   // The fixture's settings are never cached: the loop cannot decide, a worker must.
-  gate_->set_async(&async);
+  gate_->set_async(&async, &loop);
   // Runs `work` on the loop and waits (10 s at most) for what it hands to `result`.
   using Answer = std::shared_ptr<std::promise<std::optional<Admission>>>;
   auto on_loop = [&](std::function<void(Answer)> work) -> std::optional<Admission> {
@@ -285,7 +285,7 @@ TEST_F(RedisGateTest, ReservesAndSettlesWithoutBlockingOnAnEventLoop) {
 
   SettingsCache cached(directory_, clock_, 1h);
   RedisGate gate(*redis_, cached, ledger_, clock_, metrics_, 60s);
-  gate.set_async(&async);
+  gate.set_async(&async, &loop);
   ASSERT_TRUE(cached.Get(user_).ok());
   // The counter does not exist yet: rebuilding it from the ledger is Reserve()'s job.
   EXPECT_FALSE(reserve(Request(99, "n1"), gate).has_value());
@@ -312,6 +312,75 @@ TEST_F(RedisGateTest, ReservesAndSettlesWithoutBlockingOnAnEventLoop) {
   ASSERT_TRUE(state.ok());
   EXPECT_EQ(state->spend.nanos(), 30'000);
   EXPECT_EQ(state->held.nanos(), 900'000);
+  loop.Stop();
+}
+
+// Calls made while the loop handles one batch go to Redis together, and each is
+// decided in the order it was made, seeing the ones before it.
+TEST_F(RedisGateTest, CallsOfOneLoopBatchAreDecidedInTheOrderMade) {
+  EventServer loop(ServerTuning{.worker_threads = 2});
+  ASSERT_GT(loop.Start("127.0.0.1", 0), 0);
+  auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
+  HiredisAsync async(*address, loop, 2000ms);
+  SettingsCache cached(directory_, clock_, 1h);
+  RedisGate gate(*redis_, cached, ledger_, clock_, metrics_, 60s);
+  gate.set_async(&async, &loop);
+  ASSERT_TRUE(cached.Get(user_).ok());
+  Admission first = gate.Reserve(Request(99, "w"));  // builds the counter; holds 100,000
+  ASSERT_TRUE(first.allowed());
+
+  // Runs `calls` in one loop task and waits for the `n` answers they give.
+  using Answers = std::vector<std::optional<Admission>>;
+  auto in_one_batch = [&](size_t n, std::function<void(std::function<void(size_t, std::optional<Admission>)>)> calls) {
+    auto answers = std::make_shared<Answers>(n);
+    auto left = std::make_shared<size_t>(n);
+    auto all = std::make_shared<std::promise<void>>();
+    auto done = all->get_future();
+    loop.Post([=] {
+      calls([=](size_t i, std::optional<Admission> a) {
+        (*answers)[i] = std::move(a);
+        if (--*left == 0) all->set_value();
+      });
+    });
+    EXPECT_EQ(done.wait_for(10s), std::future_status::ready);
+    return *answers;
+  };
+  // Twelve reservations of 100,000 with 900,000 of 1,000,000 left: the first nine.
+  Answers a = in_one_batch(12, [&](auto answer) {
+    for (size_t i = 0; i < 12; ++i) {
+      ASSERT_TRUE(gate.ReserveNoWait(Request(99, "b" + std::to_string(i)),
+                                     [answer, i](std::optional<Admission> got) { answer(i, got); }));
+    }
+  });
+  for (size_t i = 0; i < 12; ++i) EXPECT_EQ(a[i].has_value(), i < 9) << i;
+  // Settlements free room for the reservation made after them in the same batch, and
+  // only for that one: 1,000,000 - 30,000 spent - 800,000 held leaves 170,000.
+  Answers b = in_one_batch(2, [&](auto answer) {
+    EXPECT_TRUE(gate.SettleNoWait(user_, a[0]->hold_id, Money::FromNanos(10'000)));
+    EXPECT_TRUE(gate.SettleNoWait(user_, a[1]->hold_id, Money::FromNanos(20'000)));
+    for (size_t i = 0; i < 2; ++i) {
+      ASSERT_TRUE(gate.ReserveNoWait(Request(99, "c" + std::to_string(i)),
+                                     [answer, i](std::optional<Admission> got) { answer(i, got); }));
+    }
+  });
+  ASSERT_TRUE(b[0].has_value());
+  EXPECT_FALSE(b[1].has_value());
+  auto state = gate.State(user_);
+  ASSERT_TRUE(state.ok());
+  EXPECT_EQ(state->spend.nanos(), 30'000);
+  EXPECT_EQ(state->held.nanos(), 900'000);
+  // Settling everything in one batch brings the total back to nothing.
+  in_one_batch(1, [&](auto answer) {
+    EXPECT_TRUE(gate.SettleNoWait(user_, first.hold_id, Money::FromNanos(1'000)));
+    for (size_t i = 2; i < 9; ++i)
+      EXPECT_TRUE(gate.SettleNoWait(user_, a[i]->hold_id, Money::FromNanos(1'000)));
+    EXPECT_TRUE(gate.SettleNoWait(user_, b[0]->hold_id, Money::FromNanos(1'000)));
+    async.Command({"PING"}, [answer](Result<RedisReply>) { answer(0, std::nullopt); });
+  });
+  state = gate.State(user_);
+  EXPECT_EQ(state->spend.nanos(), 30'000 + 9 * 1'000);
+  EXPECT_EQ(state->held.nanos(), 0);
+  EXPECT_EQ(redis_->Command({"EXISTS", RedisGate::HoldKeys(user_)[0], RedisGate::HoldKeys(user_)[1]})->integer, 0);
   loop.Stop();
 }
 
