@@ -56,8 +56,9 @@ return -1
 
 // Every reservation and settlement of one user asked for on the event loop while it
 // handles one batch of events, in the order asked, each decided exactly as the two
-// scripts above decide it alone; the shared reads (counters, held total) and writes
-// (the index's new members, the totals) are done once for all of them.
+// scripts above decide it alone (the held total is followed in a variable, floored at
+// zero as their DEL does, and written once); the shared reads (counters, held total)
+// and writes (the index's new members, the totals) are done once for all of them.
 // KEYS: held total, hold index, then the spend counters the operations name.
 // ARGV[1]: now (ms); then each operation:
 //   'R', counter (index into KEYS), amount, limit, member, expiry (ms)
@@ -65,15 +66,22 @@ return -1
 // Returns, per operation: a reservation's {status, spend, held} as the reserve script
 // does; a settlement's counter after it (-1: missing).
 const char* kBatchScript = R"lua(
-local held, delta = nil, 0
-local function load_held()
-  if held then return end
+local total, changed, swept = nil, false, false
+local function held()
+  if not total then total = tonumber(redis.call('GET', KEYS[1]) or '0') end
+  return total
+end
+local function sweep()
+  if swept then return end
+  swept = true
   local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+  if #lapsed == 0 then return end
+  local freed = 0
   for _, m in ipairs(lapsed) do
-    delta = delta - tonumber(string.sub(m, 1, string.find(m, ':', 1, true) - 1))
+    freed = freed + tonumber(string.sub(m, 1, string.find(m, ':', 1, true) - 1))
     redis.call('ZREM', KEYS[2], m)
   end
-  held = tonumber(redis.call('GET', KEYS[1]) or '0') + delta
+  total, changed = math.max(held() - freed, 0), true
 end
 local spends, costs = {}, {}
 local function spend_of(k)
@@ -92,31 +100,27 @@ while i <= #ARGV do
     if not spend then
       out[#out + 1] = {-1, 0, 0}
     else
-      load_held()
-      local amount = tonumber(ARGV[i + 2])
-      if spend + held + amount > tonumber(ARGV[i + 3]) then
-        out[#out + 1] = {0, spend, held}
+      sweep()
+      local h, amount = held(), tonumber(ARGV[i + 2])
+      if spend + h + amount > tonumber(ARGV[i + 3]) then
+        out[#out + 1] = {0, spend, h}
       else
-        out[#out + 1] = {1, spend, held}
+        out[#out + 1] = {1, spend, h}
         adds[#adds + 1] = ARGV[i + 5]
         adds[#adds + 1] = ARGV[i + 4]
-        held = held + amount
-        delta = delta + amount
+        total, changed = h + amount, true
       end
     end
     i = i + 6
   else
     if redis.call('ZREM', KEYS[2], ARGV[i + 2]) == 1 then
-      local amount = tonumber(ARGV[i + 3])
-      delta = delta - amount
-      if held then held = held - amount end
+      total, changed = math.max(held() - tonumber(ARGV[i + 3]), 0), true
     end
     local spend = spend_of(k)
     if spend then
-      spend = spend + tonumber(ARGV[i + 4])
-      spends[k] = spend
-      costs[k] = (costs[k] or 0) + tonumber(ARGV[i + 4])
-      out[#out + 1] = spend
+      local cost = tonumber(ARGV[i + 4])
+      spends[k], costs[k] = spend + cost, (costs[k] or 0) + cost
+      out[#out + 1] = spend + cost
     else
       out[#out + 1] = -1
     end
@@ -124,8 +128,10 @@ while i <= #ARGV do
   end
 end
 if #adds > 0 then redis.call('ZADD', KEYS[2], unpack(adds)) end
-if delta ~= 0 then
-  if redis.call('INCRBY', KEYS[1], string.format('%.0f', delta)) <= 0 then
+if changed then
+  if total > 0 then
+    redis.call('SET', KEYS[1], string.format('%.0f', total))
+  else
     redis.call('DEL', KEYS[1])
   end
 end

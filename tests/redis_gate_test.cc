@@ -381,6 +381,27 @@ TEST_F(RedisGateTest, CallsOfOneLoopBatchAreDecidedInTheOrderMade) {
   EXPECT_EQ(state->spend.nanos(), 30'000 + 9 * 1'000);
   EXPECT_EQ(state->held.nanos(), 0);
   EXPECT_EQ(redis_->Command({"EXISTS", RedisGate::HoldKeys(user_)[0], RedisGate::HoldKeys(user_)[1]})->integer, 0);
+
+  // Holds that lapsed are cleared by a batch's reservation, and a late settlement of
+  // one of them in the same batch is not taken off the total a second time.
+  Answers d = in_one_batch(2, [&](auto answer) {
+    for (size_t i = 0; i < 2; ++i) {
+      ASSERT_TRUE(gate.ReserveNoWait(Request(99, "d" + std::to_string(i)),
+                                     [answer, i](std::optional<Admission> got) { answer(i, got); }));
+    }
+  });
+  ASSERT_TRUE(d[0] && d[1]);
+  clock_.Advance(61s);
+  Answers e = in_one_batch(1, [&](auto answer) {
+    ASSERT_TRUE(gate.ReserveNoWait(Request(99, "e"),
+                                   [answer](std::optional<Admission> got) { answer(0, got); }));
+    EXPECT_TRUE(gate.SettleNoWait(user_, d[0]->hold_id, Money::FromNanos(5'000)));
+  });
+  ASSERT_TRUE(e[0].has_value());
+  state = gate.State(user_);
+  EXPECT_EQ(state->held.nanos(), 100'000) << "only the new hold";
+  EXPECT_EQ(state->spend.nanos(), 39'000 + 5'000);
+  EXPECT_EQ(redis_->Command({"GET", RedisGate::HoldKeys(user_)[0]})->str, "100000");
   loop.Stop();
 }
 
