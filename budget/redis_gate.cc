@@ -15,20 +15,21 @@ namespace {
 // the caller's strings, or formatted with '%.0f' (a Lua number may print as 1e+17,
 // which INCRBY refuses); so is an expiry, computed by the caller.
 //
-// KEYS: spend counter, held total, hold index. A hold is one member of the index,
-// "<amount>:<request id>", scored by its expiry (ms): a reservation costs the same
-// whatever the number of holds in flight (the total is a counter), and only holds past
-// their expiry (an instance that crashed) are visited. The total is deleted when it
+// KEYS: spend counter, held total, hold index. ARGV: now (ms), then ReserveArgs().
+// A hold is one member of the index, "<amount>:<request id>", scored by its expiry
+// (ms): a reservation costs the same whatever the number of holds in flight (the total
+// is a counter), and only holds past their expiry (an instance that crashed) are
+// visited. The total is deleted when it
 // comes back to zero and the index when its last member goes, so neither needs an
 // expiry of its own (one that could lapse while a hold is still counted in it).
 const char* kReserveScript = R"lua(
 local spend = redis.call('GET', KEYS[1])
 if not spend then return {-1, 0, 0} end
 spend = tonumber(spend)
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[4])
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])
 if #lapsed > 0 then
   local freed = 0
-  for i, m in ipairs(lapsed) do
+  for _, m in ipairs(lapsed) do
     freed = freed + tonumber(string.sub(m, 1, string.find(m, ':', 1, true) - 1))
     redis.call('ZREM', KEYS[3], m)
   end
@@ -37,9 +38,9 @@ if #lapsed > 0 then
   end
 end
 local held = tonumber(redis.call('GET', KEYS[2]) or '0')
-if spend + held + tonumber(ARGV[1]) > tonumber(ARGV[2]) then return {0, spend, held} end
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[3])
-redis.call('INCRBY', KEYS[2], ARGV[1])
+if spend + held + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return {0, spend, held} end
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+redis.call('INCRBY', KEYS[2], ARGV[2])
 return {1, spend, held}
 )lua";
 
@@ -221,7 +222,9 @@ HoldRef ParseHoldId(const std::string& id) {
     at = slash + 1;
     return field;
   };
-  auto micros = [](const std::string& f) { return Timestamp(std::chrono::microseconds(std::stoll(f))); };
+  auto micros = [](const std::string& f) {
+    return Timestamp(std::chrono::microseconds(std::stoll(f)));
+  };
   HoldRef h;
   h.user_window = micros(next());
   std::string global = next();
@@ -238,8 +241,7 @@ std::string Member(Money amount, const std::string& request_id) {
 }
 
 std::vector<std::string> SettleArgs(Money amount, const std::string& request_id, Money cost) {
-  return {Member(amount, request_id), std::to_string(amount.nanos()),
-          std::to_string(cost.nanos())};
+  return {Member(amount, request_id), std::to_string(amount.nanos()), std::to_string(cost.nanos())};
 }
 
 // Only a hard limit refuses; soft and off still count, against no limit.
@@ -318,8 +320,9 @@ Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t user_id, const Win
                                                       Money amount, Money limit,
                                                       const std::string& request_id) {
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto r = Eval(kReserveScript, ReserveSha(), ScriptKeys(user_id, w.start),
-                  ReserveArgs(amount, limit, request_id));
+    std::vector<std::string> args = ReserveArgs(amount, limit, request_id);
+    args.insert(args.begin(), std::to_string(NowMs(clock_.Now())));
+    auto r = Eval(kReserveScript, ReserveSha(), ScriptKeys(user_id, w.start), args);
     if (!r.ok()) return r.status();
     auto reply = ReserveReply(*r);
     if (!reply.ok()) return reply.status();
@@ -417,10 +420,10 @@ void RedisGate::RaiseAlert(int64_t user_id, Timestamp user_window, Money cost,
 
 std::vector<std::string> RedisGate::ReserveArgs(Money amount, Money limit,
                                                 const std::string& request_id) const {
-  int64_t now = NowMs(clock_.Now());
-  int64_t ttl = std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count();
-  return {std::to_string(amount.nanos()), std::to_string(limit.nanos()),
-          Member(amount, request_id), std::to_string(now), std::to_string(now + ttl)};
+  int64_t expires = NowMs(clock_.Now()) +
+                    std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count();
+  return {std::to_string(amount.nanos()), std::to_string(limit.nanos()), Member(amount, request_id),
+          std::to_string(expires)};
 }
 
 void RedisGate::EvalNoWait(const char* script, const std::string& sha,
@@ -453,21 +456,19 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
   Money amount = plan ? plan->amount : Money();
   std::string hold =
       HoldId({budget->window.start, std::nullopt, amount, Money(), request.request_id});
-  std::vector<std::string> args = ReserveArgs(amount, limit, request.request_id);
-  args.erase(args.begin() + 3);  // "now" is the batch's
-  Enqueue(request.user_id,
-          {'R', SpendKey(request.user_id, budget->window.start), std::move(args),
-           [a, hold, amount, done = std::move(done)](const RedisReply* r) mutable {
-             // Refused (the cap may yet be clamped), a counter to rebuild, or Redis
-             // failing: Reserve() decides.
-             if (r == nullptr) return done(std::nullopt);
-             auto reply = ReserveReply(*r);
-             if (!reply.ok() || (*reply)[0] != 1) return done(std::nullopt);
-             a.spend = Money::FromNanos((*reply)[1]);
-             a.hold_id = hold;
-             a.held = amount;
-             done(a);
-           }});
+  Enqueue(request.user_id, {'R', SpendKey(request.user_id, budget->window.start),
+                            ReserveArgs(amount, limit, request.request_id),
+                            [a, hold, amount, done = std::move(done)](const RedisReply* r) mutable {
+                              // Refused (the cap may yet be clamped), a counter to rebuild, or
+                              // Redis failing: Reserve() decides.
+                              if (r == nullptr) return done(std::nullopt);
+                              auto reply = ReserveReply(*r);
+                              if (!reply.ok() || (*reply)[0] != 1) return done(std::nullopt);
+                              a.spend = Money::FromNanos((*reply)[1]);
+                              a.hold_id = hold;
+                              a.held = amount;
+                              done(a);
+                            }});
   return true;
 }
 
@@ -483,8 +484,8 @@ bool RedisGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money 
                         RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
                     }});
   if (h.global_window)
-    Enqueue(0, {'S', SpendKey(0, *h.global_window),
-                SettleArgs(h.global_amount, h.request_id, cost), [](const RedisReply*) {}});
+    Enqueue(0, {'S', SpendKey(0, *h.global_window), SettleArgs(h.global_amount, h.request_id, cost),
+                [](const RedisReply*) {}});
   return true;
 }
 
@@ -518,13 +519,13 @@ void RedisGate::SendBatch(int64_t user_id, std::vector<LoopOp> ops) {
     args.push_back(std::to_string(counter - keys.begin() + 1));
     for (std::string& a : op.args) args.push_back(std::move(a));
   }
-  EvalNoWait(kBatchScript, BatchSha(), keys, args,
-             [this, ops = std::move(ops)](Result<RedisReply> r) {
-               bool whole = r.ok() && r->type == RedisReply::Type::kArray &&
-                            r->elements.size() == ops.size();
-               if (r.ok() && !whole) metrics_.Inc(Counter::kRedisErrors);
-               for (size_t i = 0; i < ops.size(); ++i) ops[i].done(whole ? &r->elements[i] : nullptr);
-             });
+  EvalNoWait(
+      kBatchScript, BatchSha(), keys, args, [this, ops = std::move(ops)](Result<RedisReply> r) {
+        bool whole =
+            r.ok() && r->type == RedisReply::Type::kArray && r->elements.size() == ops.size();
+        if (r.ok() && !whole) metrics_.Inc(Counter::kRedisErrors);
+        for (size_t i = 0; i < ops.size(); ++i) ops[i].done(whole ? &r->elements[i] : nullptr);
+      });
 }
 
 Result<SpendState> RedisGate::State(int64_t user_id) {

@@ -72,6 +72,7 @@ class RedisGate final : public Gate {
   };
   Result<ScriptResult> RunReserve(int64_t user_id, const Window& w, Money amount, Money limit,
                                   const std::string& request_id);
+  // A reservation's arguments after "now": amount, limit, member, expiry (ms).
   std::vector<std::string> ReserveArgs(Money amount, Money limit,
                                        const std::string& request_id) const;
   void RaiseAlert(int64_t user_id, Timestamp user_window, Money cost, const RedisReply& spent,

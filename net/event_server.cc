@@ -29,8 +29,8 @@ struct EventServer::Connection final : EventLoop::Watcher {
   RequestParser parser;
   bool continue_sent = false;
   bool peer_closed = false;
-  bool busy = false;   // with a worker or a loop handler (guarded by mu_)
-  bool armed = false;  // in the epoll set (guarded by mu_)
+  bool busy = false;                          // with a worker or a loop handler (guarded by mu_)
+  bool armed = false;                         // in the epoll set (guarded by mu_)
   std::unique_ptr<httplib::Request> request;  // taken for a loop handler
   std::chrono::steady_clock::time_point last_active;
 };

@@ -331,25 +331,28 @@ TEST_F(RedisGateTest, CallsOfOneLoopBatchAreDecidedInTheOrderMade) {
 
   // Runs `calls` in one loop task and waits for the `n` answers they give.
   using Answers = std::vector<std::optional<Admission>>;
-  auto in_one_batch = [&](size_t n, std::function<void(std::function<void(size_t, std::optional<Admission>)>)> calls) {
-    auto answers = std::make_shared<Answers>(n);
-    auto left = std::make_shared<size_t>(n);
-    auto all = std::make_shared<std::promise<void>>();
-    auto done = all->get_future();
-    loop.Post([=] {
-      calls([=](size_t i, std::optional<Admission> a) {
-        (*answers)[i] = std::move(a);
-        if (--*left == 0) all->set_value();
-      });
-    });
-    EXPECT_EQ(done.wait_for(10s), std::future_status::ready);
-    return *answers;
-  };
+  auto in_one_batch =
+      [&](size_t n,
+          std::function<void(std::function<void(size_t, std::optional<Admission>)>)> calls) {
+        auto answers = std::make_shared<Answers>(n);
+        auto left = std::make_shared<size_t>(n);
+        auto all = std::make_shared<std::promise<void>>();
+        auto done = all->get_future();
+        loop.Post([=] {
+          calls([=](size_t i, std::optional<Admission> a) {
+            (*answers)[i] = std::move(a);
+            if (--*left == 0) all->set_value();
+          });
+        });
+        EXPECT_EQ(done.wait_for(10s), std::future_status::ready);
+        return *answers;
+      };
   // Twelve reservations of 100,000 with 900,000 of 1,000,000 left: the first nine.
   Answers a = in_one_batch(12, [&](auto answer) {
     for (size_t i = 0; i < 12; ++i) {
-      ASSERT_TRUE(gate.ReserveNoWait(Request(99, "b" + std::to_string(i)),
-                                     [answer, i](std::optional<Admission> got) { answer(i, got); }));
+      ASSERT_TRUE(
+          gate.ReserveNoWait(Request(99, "b" + std::to_string(i)),
+                             [answer, i](std::optional<Admission> got) { answer(i, got); }));
     }
   });
   for (size_t i = 0; i < 12; ++i) EXPECT_EQ(a[i].has_value(), i < 9) << i;
@@ -359,8 +362,9 @@ TEST_F(RedisGateTest, CallsOfOneLoopBatchAreDecidedInTheOrderMade) {
     EXPECT_TRUE(gate.SettleNoWait(user_, a[0]->hold_id, Money::FromNanos(10'000)));
     EXPECT_TRUE(gate.SettleNoWait(user_, a[1]->hold_id, Money::FromNanos(20'000)));
     for (size_t i = 0; i < 2; ++i) {
-      ASSERT_TRUE(gate.ReserveNoWait(Request(99, "c" + std::to_string(i)),
-                                     [answer, i](std::optional<Admission> got) { answer(i, got); }));
+      ASSERT_TRUE(
+          gate.ReserveNoWait(Request(99, "c" + std::to_string(i)),
+                             [answer, i](std::optional<Admission> got) { answer(i, got); }));
     }
   });
   ASSERT_TRUE(b[0].has_value());
@@ -380,14 +384,18 @@ TEST_F(RedisGateTest, CallsOfOneLoopBatchAreDecidedInTheOrderMade) {
   state = gate.State(user_);
   EXPECT_EQ(state->spend.nanos(), 30'000 + 9 * 1'000);
   EXPECT_EQ(state->held.nanos(), 0);
-  EXPECT_EQ(redis_->Command({"EXISTS", RedisGate::HoldKeys(user_)[0], RedisGate::HoldKeys(user_)[1]})->integer, 0);
+  EXPECT_EQ(
+      redis_->Command({"EXISTS", RedisGate::HoldKeys(user_)[0], RedisGate::HoldKeys(user_)[1]})
+          ->integer,
+      0);
 
   // Holds that lapsed are cleared by a batch's reservation, and a late settlement of
   // one of them in the same batch is not taken off the total a second time.
   Answers d = in_one_batch(2, [&](auto answer) {
     for (size_t i = 0; i < 2; ++i) {
-      ASSERT_TRUE(gate.ReserveNoWait(Request(99, "d" + std::to_string(i)),
-                                     [answer, i](std::optional<Admission> got) { answer(i, got); }));
+      ASSERT_TRUE(
+          gate.ReserveNoWait(Request(99, "d" + std::to_string(i)),
+                             [answer, i](std::optional<Admission> got) { answer(i, got); }));
     }
   });
   ASSERT_TRUE(d[0] && d[1]);
