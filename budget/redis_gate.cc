@@ -15,57 +15,24 @@ namespace {
 // the caller's strings, or formatted with '%.0f' (a Lua number may print as 1e+17,
 // which INCRBY refuses); so is an expiry, computed by the caller.
 //
-// KEYS: spend counter, held total, hold index. ARGV: now (ms), then ReserveArgs().
-// A hold is one member of the index, "<amount>:<request id>", scored by its expiry
+// The gate's one script: reservations and settlements of one user, in the order asked,
+// each decided atomically. The worker path sends one operation at a time; the event
+// loop sends every operation of one user asked for while it handles one batch of
+// events, so the shared reads (counters, held total) and writes (the index's new
+// members, the totals) are done once for all of them.
+// A hold is one member of the hold index, "<amount>:<request id>", scored by its expiry
 // (ms): a reservation costs the same whatever the number of holds in flight (the total
 // is a counter), and only holds past their expiry (an instance that crashed) are
-// visited. The total is deleted when it
-// comes back to zero and the index when its last member goes, so neither needs an
-// expiry of its own (one that could lapse while a hold is still counted in it).
-const char* kReserveScript = R"lua(
-local spend = redis.call('GET', KEYS[1])
-if not spend then return {-1, 0, 0} end
-spend = tonumber(spend)
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])
-if #lapsed > 0 then
-  local freed = 0
-  for _, m in ipairs(lapsed) do
-    freed = freed + tonumber(string.sub(m, 1, string.find(m, ':', 1, true) - 1))
-    redis.call('ZREM', KEYS[3], m)
-  end
-  if redis.call('DECRBY', KEYS[2], string.format('%.0f', freed)) <= 0 then
-    redis.call('DEL', KEYS[2])
-  end
-end
-local held = tonumber(redis.call('GET', KEYS[2]) or '0')
-if spend + held + tonumber(ARGV[2]) > tonumber(ARGV[3]) then return {0, spend, held} end
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
-redis.call('INCRBY', KEYS[2], ARGV[2])
-return {1, spend, held}
-)lua";
-
-// ARGV: the hold's member, its amount, the cost. A hold already lapsed (cleared by a
-// reservation) is not taken off the total twice. A missing counter is left missing:
-// the rebuild from the ledger will count this row.
-const char* kSettleScript = R"lua(
-if redis.call('ZREM', KEYS[3], ARGV[1]) == 1 then
-  if redis.call('DECRBY', KEYS[2], ARGV[2]) <= 0 then redis.call('DEL', KEYS[2]) end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[3]) end
-return -1
-)lua";
-
-// Every reservation and settlement of one user asked for on the event loop while it
-// handles one batch of events, in the order asked, each decided exactly as the two
-// scripts above decide it alone (the held total is followed in a variable, floored at
-// zero as their DEL does, and written once); the shared reads (counters, held total)
-// and writes (the index's new members, the totals) are done once for all of them.
+// visited, by the first reservation of a call. The total is deleted when it comes back
+// to zero and the index when its last member goes, so neither needs an expiry of its
+// own (one that could lapse while a hold is still counted in it).
 // KEYS: held total, hold index, then the spend counters the operations name.
 // ARGV[1]: now (ms); then each operation:
 //   'R', counter (index into KEYS), amount, limit, member, expiry (ms)
 //   'S', counter, member, amount, cost
-// Returns, per operation: a reservation's {status, spend, held} as the reserve script
-// does; a settlement's counter after it (-1: missing).
+// Returns, per operation: a reservation's {status (1 held, 0 refused, -1 counter
+// missing), spend, held}; a settlement's counter after it (-1: missing, left so: the
+// rebuild from the ledger will count this row).
 const char* kBatchScript = R"lua(
 local total, changed, swept = nil, false, false
 local function held()
@@ -159,14 +126,6 @@ std::string Sha1Hex(const std::string& s) {
   return HexEncode(d, sizeof d);
 }
 
-const std::string& ReserveSha() {
-  static const std::string sha = Sha1Hex(kReserveScript);
-  return sha;
-}
-const std::string& SettleSha() {
-  static const std::string sha = Sha1Hex(kSettleScript);
-  return sha;
-}
 const std::string& BatchSha() {
   static const std::string sha = Sha1Hex(kBatchScript);
   return sha;
@@ -320,9 +279,8 @@ Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t user_id, const Win
                                                       Money amount, Money limit,
                                                       const std::string& request_id) {
   for (int attempt = 0; attempt < 2; ++attempt) {
-    std::vector<std::string> args = ReserveArgs(amount, limit, request_id);
-    args.insert(args.begin(), std::to_string(NowMs(clock_.Now())));
-    auto r = Eval(kReserveScript, ReserveSha(), ScriptKeys(user_id, w.start), args);
+    auto r =
+        RunOne(user_id, {'R', SpendKey(user_id, w.start), ReserveArgs(amount, limit, request_id)});
     if (!r.ok()) return r.status();
     auto reply = ReserveReply(*r);
     if (!reply.ok()) return reply.status();
@@ -346,8 +304,7 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
   auto first = PlanReservation(request, Money::FromNanos(kUnlimited));
   Money amount = first ? first->amount : Money();
   auto release_global = [&] {
-    if (gw)
-      Eval(kSettleScript, SettleSha(), ScriptKeys(0, gw->start), SettleArgs(amount, id, Money()));
+    if (gw) RunOne(0, {'S', SpendKey(0, gw->start), SettleArgs(amount, id, Money())});
   };
   if (gw) {
     auto g = RunReserve(0, *gw, amount, global_cap_->limit, id);
@@ -395,16 +352,16 @@ void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) 
   HoldRef h = ParseHoldId(hold_id);
   // A failed settle leaves the hold to expire; the cost is in the ledger row, which a
   // rebuilt counter includes.
-  auto spent = Eval(kSettleScript, SettleSha(), ScriptKeys(user_id, h.user_window),
-                    SettleArgs(h.amount, h.request_id, cost));
+  auto spent = RunOne(
+      user_id, {'S', SpendKey(user_id, h.user_window), SettleArgs(h.amount, h.request_id, cost)});
   if (alerts_ && spent.ok() && spent->integer >= 0 && cost > Money()) {
     auto budget = settings_.Get(user_id);
     RaiseAlert(user_id, h.user_window, cost, *spent,
                budget.ok() ? std::optional<UserBudget>(*budget) : std::nullopt);
   }
   if (h.global_window)
-    Eval(kSettleScript, SettleSha(), ScriptKeys(0, *h.global_window),
-         SettleArgs(h.global_amount, h.request_id, cost));
+    RunOne(0,
+           {'S', SpendKey(0, *h.global_window), SettleArgs(h.global_amount, h.request_id, cost)});
 }
 
 void RedisGate::RaiseAlert(int64_t user_id, Timestamp user_window, Money cost,
@@ -456,8 +413,8 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
   Money amount = plan ? plan->amount : Money();
   std::string hold =
       HoldId({budget->window.start, std::nullopt, amount, Money(), request.request_id});
-  Enqueue(request.user_id, {'R', SpendKey(request.user_id, budget->window.start),
-                            ReserveArgs(amount, limit, request.request_id),
+  Enqueue(request.user_id, {{'R', SpendKey(request.user_id, budget->window.start),
+                             ReserveArgs(amount, limit, request.request_id)},
                             [a, hold, amount, done = std::move(done)](const RedisReply* r) mutable {
                               // Refused (the cap may yet be clamped), a counter to rebuild, or
                               // Redis failing: Reserve() decides.
@@ -476,16 +433,18 @@ bool RedisGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money 
   if (async_ == nullptr) return false;
   if (hold_id.empty()) return true;
   HoldRef h = ParseHoldId(hold_id);
-  Enqueue(user_id, {'S', SpendKey(user_id, h.user_window), SettleArgs(h.amount, h.request_id, cost),
-                    [this, user_id, user = h.user_window, cost](const RedisReply* spent) {
-                      // The settings as cached, even if due for a reload: an alert level
-                      // needs the limit, which a reload would rarely change.
-                      if (alerts_ && spent)
-                        RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
-                    }});
+  Enqueue(user_id,
+          {{'S', SpendKey(user_id, h.user_window), SettleArgs(h.amount, h.request_id, cost)},
+           [this, user_id, user = h.user_window, cost](const RedisReply* spent) {
+             // The settings as cached, even if due for a reload: an alert level
+             // needs the limit, which a reload would rarely change.
+             if (alerts_ && spent)
+               RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
+           }});
   if (h.global_window)
-    Enqueue(0, {'S', SpendKey(0, *h.global_window), SettleArgs(h.global_amount, h.request_id, cost),
-                [](const RedisReply*) {}});
+    Enqueue(0,
+            {{'S', SpendKey(0, *h.global_window), SettleArgs(h.global_amount, h.request_id, cost)},
+             [](const RedisReply*) {}});
   return true;
 }
 
@@ -509,22 +468,46 @@ void RedisGate::Enqueue(int64_t user_id, LoopOp op) {
   });
 }
 
-void RedisGate::SendBatch(int64_t user_id, std::vector<LoopOp> ops) {
-  std::vector<std::string> keys = HoldKeys(user_id);
-  std::vector<std::string> args = {std::to_string(NowMs(clock_.Now()))};
-  for (LoopOp& op : ops) {
-    auto counter = std::find(keys.begin() + 2, keys.end(), op.counter);
-    if (counter == keys.end()) counter = keys.insert(keys.end(), std::move(op.counter));
-    args.push_back(std::string(1, op.kind));
-    args.push_back(std::to_string(counter - keys.begin() + 1));
-    for (std::string& a : op.args) args.push_back(std::move(a));
+void RedisGate::BatchCall(int64_t user_id, std::vector<GateOp> ops, std::vector<std::string>* keys,
+                          std::vector<std::string>* args) const {
+  *keys = HoldKeys(user_id);
+  *args = {std::to_string(NowMs(clock_.Now()))};
+  for (GateOp& op : ops) {
+    auto counter = std::find(keys->begin() + 2, keys->end(), op.counter);
+    if (counter == keys->end()) counter = keys->insert(keys->end(), std::move(op.counter));
+    args->push_back(std::string(1, op.kind));
+    args->push_back(std::to_string(counter - keys->begin() + 1));
+    for (std::string& a : op.args) args->push_back(std::move(a));
   }
+}
+
+Result<RedisReply> RedisGate::RunOne(int64_t user_id, GateOp op) {
+  std::vector<std::string> keys, args;
+  BatchCall(user_id, {std::move(op)}, &keys, &args);
+  auto r = Eval(kBatchScript, BatchSha(), keys, args);
+  if (!r.ok()) return r.status();
+  if (r->type != RedisReply::Type::kArray || r->elements.size() != 1) {
+    metrics_.Inc(Counter::kRedisErrors);
+    return Status::Internal("gate script: bad reply");
+  }
+  return std::move(r->elements[0]);
+}
+
+void RedisGate::SendBatch(int64_t user_id, std::vector<LoopOp> waiting) {
+  std::vector<GateOp> ops;
+  std::vector<std::function<void(const RedisReply*)>> dones;
+  for (LoopOp& w : waiting) {
+    ops.push_back(std::move(w.op));
+    dones.push_back(std::move(w.done));
+  }
+  std::vector<std::string> keys, args;
+  BatchCall(user_id, std::move(ops), &keys, &args);
   EvalNoWait(
-      kBatchScript, BatchSha(), keys, args, [this, ops = std::move(ops)](Result<RedisReply> r) {
+      kBatchScript, BatchSha(), keys, args, [this, dones = std::move(dones)](Result<RedisReply> r) {
         bool whole =
-            r.ok() && r->type == RedisReply::Type::kArray && r->elements.size() == ops.size();
+            r.ok() && r->type == RedisReply::Type::kArray && r->elements.size() == dones.size();
         if (r.ok() && !whole) metrics_.Inc(Counter::kRedisErrors);
-        for (size_t i = 0; i < ops.size(); ++i) ops[i].done(whole ? &r->elements[i] : nullptr);
+        for (size_t i = 0; i < dones.size(); ++i) dones[i](whole ? &r->elements[i] : nullptr);
       });
 }
 

@@ -45,8 +45,8 @@ class RedisGate final : public Gate {
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
   // Through `async` (set_async), when the user's settings are cached and there is
   // no global cap. The calls one user makes while the loop handles one batch of events
-  // go to Redis as one script call, which decides each of them in order exactly as the
-  // single scripts do, on the same keys.
+  // go to Redis as one call of the gate script, which decides each of them in order;
+  // Reserve() and Settle() send it one operation at a time.
   bool ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) override;
   bool SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) override;
   // The proxy event loop and its connection; before the loop starts. Null: no NoWait
@@ -81,25 +81,34 @@ class RedisGate final : public Gate {
   void EvalNoWait(const char* script, const std::string& sha, const std::vector<std::string>& keys,
                   const std::vector<std::string>& args, AsyncRedis::Callback done);
   Status RebuildCounter(int64_t user_id, const Window& w);
-  // The three keys every script takes: spend counter, then HoldKeys().
+  // The state script's keys: spend counter, then HoldKeys().
   static std::vector<std::string> ScriptKeys(int64_t user_id, Timestamp window_start);
   Window GlobalWindow() const;
   Result<RedisReply> Eval(const std::string& script, const std::string& sha,
                           const std::vector<std::string>& keys,
                           const std::vector<std::string>& args);
 
-  // A NoWait call waiting for its batch: 'R' or 'S', the spend counter it names, its
-  // arguments after those (see kBatchScript), and what it does with its reply (null:
-  // the batch failed).
-  struct LoopOp {
+  // One operation of the gate script: 'R' or 'S', the spend counter it names, and its
+  // arguments after those (see kBatchScript in the .cc).
+  struct GateOp {
     char kind;
     std::string counter;
     std::vector<std::string> args;
+  };
+  // The script's KEYS and ARGV for `ops`, all of one user.
+  void BatchCall(int64_t user_id, std::vector<GateOp> ops, std::vector<std::string>* keys,
+                 std::vector<std::string>* args) const;
+  // One operation, waited for: its part of the script's reply.
+  Result<RedisReply> RunOne(int64_t user_id, GateOp op);
+  // A NoWait operation waiting for its batch, and what it does with its part of the
+  // reply (null: the batch failed).
+  struct LoopOp {
+    GateOp op;
     std::function<void(const RedisReply*)> done;
   };
   static constexpr size_t kMaxBatch = 256;
   void Enqueue(int64_t user_id, LoopOp op);
-  void SendBatch(int64_t user_id, std::vector<LoopOp> ops);
+  void SendBatch(int64_t user_id, std::vector<LoopOp> waiting);
 
   Redis& redis_;
   SettingsCache& settings_;
