@@ -84,8 +84,9 @@ class FakeLedger final : public Ledger {
 class PgLedger final : public Ledger {
  public:
   static constexpr size_t kBatchRows = 500;
-  // Rows per COPY (or INSERT) statement within a batch's one transaction. With one statement per
-  // batch, one connection through the proxy saw p99 3.4 ms; with 32, 1.5 ms (bench/RESULTS.md).
+  // Rows per COPY (or INSERT) statement within a batch's one transaction. With one
+  // statement per batch, one connection through the proxy saw p99 3.4 ms; with 32,
+  // 1.5 ms (bench/RESULTS.md; 128 gained nothing with COPY either).
   static constexpr size_t kStatementRows = 32;
   PgLedger(PgPool& pool, Metrics& metrics, std::string spool_dir = "",
            std::chrono::milliseconds linger = std::chrono::milliseconds(20));

@@ -472,7 +472,6 @@ void EventServer::Arm(Connection* c) {
 // Out of the epoll set altogether: a connection merely disabled would still report
 // EPOLLHUP and EPOLLERR.
 void EventServer::Disarm(Connection* c) {
-  std::lock_guard lock(mu_);
   if (!c->armed) return;
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
   c->armed = false;
@@ -483,11 +482,7 @@ void EventServer::OnReadable(Connection* c) {
     // Spoke (or hung up) while its request is still being answered on the loop: heard
     // again once the answer is out (Release), not read now.
     std::lock_guard lock(mu_);
-    if (c->busy) {
-      epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, c->fd, nullptr);
-      c->armed = false;
-      return;
-    }
+    if (c->busy) return Disarm(c);
   }
   char buffer[64 * 1024];
   for (;;) {
@@ -528,7 +523,10 @@ void EventServer::OnReadable(Connection* c) {
 void EventServer::Dispatch(Connection* c) {
   if (has_loop_routes_ && !InLoopThread()) return Post([this, c] { Dispatch(c); });
   if (has_loop_routes_ && TryOnLoop(c)) return;
-  Disarm(c);  // a worker's until Release: the loop must not hear of it meanwhile
+  {
+    std::lock_guard lock(mu_);
+    Disarm(c);  // a worker's until Release: the loop must not hear of it meanwhile
+  }
   pool_->Submit([this, c] { Serve(c); });
 }
 
@@ -555,7 +553,10 @@ void EventServer::SendOnLoop(Connection* c, httplib::Response& res, bool keep_al
   if (sent < 0) return AfterAnswer(c, false);
   if (static_cast<size_t>(sent) == out.size()) return AfterAnswer(c, keep_alive);
   // A client reading slowly: a worker waits for it, the loop does not.
-  Disarm(c);
+  {
+    std::lock_guard lock(mu_);
+    Disarm(c);
+  }
   pool_->Submit([this, c, keep_alive, rest = out.substr(static_cast<size_t>(sent))] {
     AfterAnswer(c, Send(c->fd, rest.data(), rest.size()) && keep_alive);
   });

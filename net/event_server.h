@@ -205,7 +205,7 @@ class EventServer final : public EventLoop {
   bool Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer);
   bool WriteResponse(Connection& c, const httplib::Request& req, httplib::Response& res,
                      bool keep_alive);
-  // Into / out of the epoll set; Arm with mu_ held, Disarm takes it.
+  // Into / out of the epoll set, with mu_ held.
   void Arm(Connection* c);
   void Disarm(Connection* c);
   void Release(Connection* c);
