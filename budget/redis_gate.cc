@@ -81,7 +81,7 @@ while i <= #ARGV do
     end
     i = i + 6
   else
-    if redis.call('ZREM', KEYS[2], ARGV[i + 2]) == 1 then
+    if ARGV[i + 2] ~= '' and redis.call('ZREM', KEYS[2], ARGV[i + 2]) == 1 then
       total, changed = math.max(held() - tonumber(ARGV[i + 3]), 0), true
     end
     local spend = spend_of(k)
@@ -201,6 +201,22 @@ std::string Member(Money amount, const std::string& request_id) {
 
 std::vector<std::string> SettleArgs(Money amount, const std::string& request_id, Money cost) {
   return {Member(amount, request_id), std::to_string(amount.nanos()), std::to_string(cost.nanos())};
+}
+
+// Leases (see redis_gate.h): a request admitted against one holds nothing of its own;
+// its hold id names the lease instead of the request.
+constexpr std::string_view kLeasePrefix = "tgl_";
+constexpr auto kLeaseLife = std::chrono::seconds(1);
+constexpr int64_t kLeaseShare = 16;   // at most 1/16 of what the user has left
+constexpr int64_t kLeaseAtLeast = 4;  // and room for four requests, or no lease
+
+bool Leased(const HoldRef& h) { return h.request_id.starts_with(kLeasePrefix); }
+
+// The script's settlement of `h`: a leased request's adds its cost and releases nothing
+// (the empty member).
+std::vector<std::string> UserSettleArgs(const HoldRef& h, Money cost) {
+  if (Leased(h)) return {"", "0", std::to_string(cost.nanos())};
+  return SettleArgs(h.amount, h.request_id, cost);
 }
 
 // Only a hard limit refuses; soft and off still count, against no limit.
@@ -352,8 +368,8 @@ void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) 
   HoldRef h = ParseHoldId(hold_id);
   // A failed settle leaves the hold to expire; the cost is in the ledger row, which a
   // rebuilt counter includes.
-  auto spent = RunOne(
-      user_id, {'S', SpendKey(user_id, h.user_window), SettleArgs(h.amount, h.request_id, cost)});
+  auto spent = RunOne(user_id, {'S', SpendKey(user_id, h.user_window), UserSettleArgs(h, cost)});
+  if (Leased(h) && loop_) loop_->Post([this, lease = h.request_id] { LeaseSettled(lease); });
   if (alerts_ && spent.ok() && spent->integer >= 0 && cost > Money()) {
     auto budget = settings_.Get(user_id);
     RaiseAlert(user_id, h.user_window, cost, *spent,
@@ -411,41 +427,155 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
   Money limit = EnforcedLimit(budget->settings);
   auto plan = PlanReservation(request, Money::FromNanos(kUnlimited));
   Money amount = plan ? plan->amount : Money();
-  std::string hold =
-      HoldId({budget->window.start, std::nullopt, amount, Money(), request.request_id});
-  Enqueue(request.user_id, {{'R', SpendKey(request.user_id, budget->window.start),
-                             ReserveArgs(amount, limit, request.request_id)},
-                            [a, hold, amount, done = std::move(done)](const RedisReply* r) mutable {
-                              // Refused (the cap may yet be clamped), a counter to rebuild, or
-                              // Redis failing: Reserve() decides.
-                              if (r == nullptr) return done(std::nullopt);
-                              auto reply = ReserveReply(*r);
-                              if (!reply.ok() || (*reply)[0] != 1) return done(std::nullopt);
-                              a.spend = Money::FromNanos((*reply)[1]);
-                              a.hold_id = hold;
-                              a.held = amount;
-                              done(a);
-                            }});
+  Timestamp window = budget->window.start;
+  a.held = amount;
+  if (auto leased = AdmitOnLease(request.user_id, window, limit, amount)) {
+    a.hold_id = std::move(*leased);
+    done(a);
+    return true;
+  }
+  std::string hold = HoldId({window, std::nullopt, amount, Money(), request.request_id});
+  Enqueue(request.user_id,
+          {{'R', SpendKey(request.user_id, window), ReserveArgs(amount, limit, request.request_id)},
+           [this, a, hold, user = request.user_id, window, limit,
+            done = std::move(done)](const RedisReply* r) mutable {
+             // Refused (the cap may yet be clamped), a counter to rebuild, or Redis
+             // failing: Reserve() decides.
+             if (r == nullptr) return done(std::nullopt);
+             auto reply = ReserveReply(*r);
+             if (!reply.ok() || (*reply)[0] != 1) return done(std::nullopt);
+             a.spend = Money::FromNanos((*reply)[1]);
+             a.hold_id = hold;
+             TakeLease(user, window, limit, a.held, a.spend, Money::FromNanos((*reply)[2]));
+             done(a);
+           }});
   return true;
+}
+
+void RedisGate::set_async(AsyncRedis* async, EventLoop* loop) {
+  async_ = async;
+  loop_ = loop;
+  if (loop_ && lease_requests_ > 0)
+    loop_->Post([this] { loop_->EverySecond([this] { RetireOldLeases(); }); });
+}
+
+std::optional<std::string> RedisGate::AdmitOnLease(int64_t user_id, Timestamp window, Money limit,
+                                                   Money amount) {
+  auto active = active_lease_.find(user_id);
+  if (active == active_lease_.end()) return std::nullopt;
+  Lease& l = leases_.at(active->second);
+  if (l.window != window || l.limit != limit || clock_.Now() - l.taken >= kLeaseLife ||
+      amount > l.amount - l.used) {
+    Retire(l.id);
+    return std::nullopt;
+  }
+  l.used += amount;
+  ++l.in_flight;
+  metrics_.Inc(Counter::kLeaseAdmissions);
+  return HoldId({l.window, std::nullopt, Money(), Money(), l.id});
+}
+
+void RedisGate::TakeLease(int64_t user_id, Timestamp window, Money limit, Money amount, Money spend,
+                          Money held) {
+  if (lease_requests_ <= 0 || amount <= Money() || leasing_.contains(user_id) ||
+      active_lease_.contains(user_id))
+    return;
+  int64_t size = amount.nanos() * lease_requests_;
+  if (limit.nanos() != kUnlimited)
+    size = std::min(size, (limit - spend - held - amount).nanos() / kLeaseShare);
+  if (size < amount.nanos() * kLeaseAtLeast) return;  // near the limit: requests alone
+  Money lease = Money::FromNanos(size);
+  std::string id = std::string(kLeasePrefix) + RandomHex(8);
+  leasing_.insert(user_id);
+  Enqueue(user_id, {{'R', SpendKey(user_id, window), ReserveArgs(lease, limit, id)},
+                    [this, user_id, window, limit, lease, id](const RedisReply* r) {
+                      leasing_.erase(user_id);
+                      if (r == nullptr) return;  // if taken after all, its hold lapses
+                      auto reply = ReserveReply(*r);
+                      if (!reply.ok() || (*reply)[0] != 1) return;
+                      if (auto old = active_lease_.find(user_id); old != active_lease_.end())
+                        Retire(old->second);
+                      leases_[id] = Lease{.id = id,
+                                          .user_id = user_id,
+                                          .window = window,
+                                          .taken = clock_.Now(),
+                                          .limit = limit,
+                                          .amount = lease};
+                      active_lease_[user_id] = id;
+                    }});
+}
+
+void RedisGate::LeaseSettled(const std::string& lease_id) {
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return;
+  if (--it->second.in_flight == 0 && it->second.retired) Retire(lease_id);
+}
+
+void RedisGate::Retire(const std::string& lease_id) {
+  auto it = leases_.find(lease_id);
+  if (it == leases_.end()) return;
+  Lease& l = it->second;
+  if (!l.retired) {
+    l.retired = true;
+    active_lease_.erase(l.user_id);
+  }
+  if (l.in_flight > 0) return;
+  // Its requests' costs are in the spend counter already: the hold goes, nothing added.
+  Enqueue(l.user_id, {{'S', SpendKey(l.user_id, l.window), SettleArgs(l.amount, l.id, Money())},
+                      [](const RedisReply*) {}});
+  leases_.erase(it);
+}
+
+void RedisGate::RetireOldLeases() {
+  std::vector<std::string> old;
+  for (const auto& [user, id] : active_lease_) {
+    if (clock_.Now() - leases_.at(id).taken >= kLeaseLife) old.push_back(id);
+  }
+  for (const std::string& id : old) Retire(id);
 }
 
 bool RedisGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) {
   if (async_ == nullptr) return false;
   if (hold_id.empty()) return true;
   HoldRef h = ParseHoldId(hold_id);
-  Enqueue(user_id,
-          {{'S', SpendKey(user_id, h.user_window), SettleArgs(h.amount, h.request_id, cost)},
-           [this, user_id, user = h.user_window, cost](const RedisReply* spent) {
-             // The settings as cached, even if due for a reload: an alert level
-             // needs the limit, which a reload would rarely change.
-             if (alerts_ && spent)
-               RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
-           }});
+  if (Leased(h)) {
+    AddLeasedCost(user_id, h.user_window, cost);
+    LeaseSettled(h.request_id);
+    return true;
+  }
+  Enqueue(user_id, {{'S', SpendKey(user_id, h.user_window), UserSettleArgs(h, cost)},
+                    [this, user_id, user = h.user_window, cost](const RedisReply* spent) {
+                      // The settings as cached, even if due for a reload: an alert level
+                      // needs the limit, which a reload would rarely change.
+                      if (alerts_ && spent)
+                        RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
+                    }});
   if (h.global_window)
     Enqueue(0,
             {{'S', SpendKey(0, *h.global_window), SettleArgs(h.global_amount, h.request_id, cost)},
              [](const RedisReply*) {}});
   return true;
+}
+
+// Summed into the batch's first such operation for the counter: the spend counter
+// grows no later than each cost was settled, so before the lease's hold is released.
+void RedisGate::AddLeasedCost(int64_t user_id, Timestamp window, Money cost) {
+  std::string counter = SpendKey(user_id, window);
+  if (auto batch = batches_.find(user_id); batch != batches_.end()) {
+    for (LoopOp& waiting : batch->second) {
+      if (waiting.leased_costs && waiting.op.counter == counter) {
+        *waiting.leased_costs += cost;
+        return;
+      }
+    }
+  }
+  auto costs = std::make_shared<Money>(cost);
+  Enqueue(user_id, {{'S', std::move(counter), {"", "0", ""}},
+                    [this, user_id, window, costs](const RedisReply* spent) {
+                      if (alerts_ && spent)
+                        RaiseAlert(user_id, window, *costs, *spent, settings_.Peek(user_id, true));
+                    },
+                    costs});
 }
 
 void RedisGate::Enqueue(int64_t user_id, LoopOp op) {
@@ -497,6 +627,7 @@ void RedisGate::SendBatch(int64_t user_id, std::vector<LoopOp> waiting) {
   std::vector<GateOp> ops;
   std::vector<std::function<void(const RedisReply*)>> dones;
   for (LoopOp& w : waiting) {
+    if (w.leased_costs) w.op.args[2] = std::to_string(w.leased_costs->nanos());
     ops.push_back(std::move(w.op));
     dones.push_back(std::move(w.done));
   }
@@ -507,6 +638,11 @@ void RedisGate::SendBatch(int64_t user_id, std::vector<LoopOp> waiting) {
         bool whole =
             r.ok() && r->type == RedisReply::Type::kArray && r->elements.size() == dones.size();
         if (r.ok() && !whole) metrics_.Inc(Counter::kRedisErrors);
+        if (!whole) {
+          // Redis failing: no more admissions against leases (their holds lapse).
+          leases_.clear();
+          active_lease_.clear();
+        }
         for (size_t i = 0; i < dones.size(); ++i) dones[i](whole ? &r->elements[i] : nullptr);
       });
 }

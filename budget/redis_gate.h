@@ -11,9 +11,23 @@
 // hold); a crashed instance's lapsed holds are cleared by the user's next reservation.
 // With a global cap, the same keys exist under {global}, reserved first and
 // released when the user's own reservation fails.
+//
+// Budget leases (set_leases; gate.lease_requests): the event loop may reserve a slice
+// of a user's budget as one hold ("<amount>:tgl_<hex>", reserved by the same script and
+// rules as a request's) and admit the user's next requests against it without asking
+// Redis, as long as the ones admitted reserve no more than the slice together. Their
+// costs go to the spend counter as they settle, as before; the lease's hold goes when
+// it is retired (after a second, when full, or when the window or the limit changes)
+// and its last request has settled. So Redis counts spend + every hold, leases whole,
+// never less than what may still be spent: the limit holds across instances as with
+// per-request holds. A lease is at most 1/16 of what the user has left and is not
+// taken when that is under four requests' worth (each request then reserves alone);
+// while held it shows in the user's reserved amount. Not with a global cap.
 #pragma once
 
 #include <map>
+#include <memory>
+#include <set>
 
 #include "budget/alerts.h"
 #include "budget/gate.h"
@@ -51,10 +65,10 @@ class RedisGate final : public Gate {
   bool SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) override;
   // The proxy event loop and its connection; before the loop starts. Null: no NoWait
   // calls.
-  void set_async(AsyncRedis* async, EventLoop* loop) {
-    async_ = async;
-    loop_ = loop;
-  }
+  void set_async(AsyncRedis* async, EventLoop* loop);
+  // Up to `requests` times a request's reservation per lease (see the top of this
+  // file); 0 (the default) reserves each request on its own. Before set_async().
+  void set_leases(int requests) { lease_requests_ = requests; }
   // Spend and holds in the user's current window (rebuilt from the ledger if missing).
   Result<SpendState> State(int64_t user_id);
   // The same in a given window (the admin list computes windows from its own read).
@@ -105,6 +119,9 @@ class RedisGate final : public Gate {
   struct LoopOp {
     GateOp op;
     std::function<void(const RedisReply*)> done;
+    // Leased requests' costs settled during the batch, summed into this one operation
+    // (its cost argument is written when the batch is sent); null for the others.
+    std::shared_ptr<Money> leased_costs;
   };
   static constexpr size_t kMaxBatch = 256;
   void Enqueue(int64_t user_id, LoopOp op);
@@ -124,6 +141,38 @@ class RedisGate final : public Gate {
   // global cap's counters), sent by a task posted with the first of them.
   std::map<int64_t, std::vector<LoopOp>> batches_;
   bool batch_posted_ = false;
+
+  // Loop thread only: the leases, active (one per user at most) and retired ones whose
+  // requests have not all settled.
+  struct Lease {
+    std::string id;  // "tgl_<hex>"
+    int64_t user_id = 0;
+    Timestamp window;
+    Timestamp taken;
+    Money limit;  // the enforced limit it was taken under; another one retires it
+    Money amount;
+    Money used;  // reserved by the requests admitted against it
+    int in_flight = 0;
+    bool retired = false;
+  };
+  // A hold id for `amount` against the user's lease, or nullopt (retiring a lease that
+  // no longer serves).
+  std::optional<std::string> AdmitOnLease(int64_t user_id, Timestamp window, Money limit,
+                                          Money amount);
+  // After a reservation on its own was admitted (spend and held as its script saw them
+  // before it): takes a lease when the user has none and there is room for one.
+  void TakeLease(int64_t user_id, Timestamp window, Money limit, Money amount, Money spend,
+                 Money held);
+  void LeaseSettled(const std::string& lease_id);
+  // A leased request's cost, added to the batch's sum for the counter (see LoopOp).
+  void AddLeasedCost(int64_t user_id, Timestamp window, Money cost);
+  // Admits nothing more against it; releases its hold once its requests have settled.
+  void Retire(const std::string& lease_id);
+  void RetireOldLeases();
+  int lease_requests_ = 0;
+  std::map<std::string, Lease> leases_;
+  std::map<int64_t, std::string> active_lease_;  // by user
+  std::set<int64_t> leasing_;                    // users with a lease being taken
 };
 
 }  // namespace tollgate

@@ -145,6 +145,7 @@ int Serve(Context& ctx, const Args&) {
   // The proxy's hot path reserves and settles through one pipelined connection driven
   // by its event loop (the worker path keeps the pool above).
   HiredisAsync loop_redis(*redis_address, *proxy, std::chrono::milliseconds(2000));
+  gate.set_leases(c.lease_requests);
   gate.set_async(&loop_redis, proxy.get());
 
   auto side_addr = ParseHostPort(c.admin_listen);

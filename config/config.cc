@@ -175,10 +175,11 @@ Status ReadFile(const json& root, Config* c) {
 
   if (root.contains("gate")) {
     const json& j = root["gate"];
-    if (Status s = CheckKeys(j, "gate",
-                             {"enabled", "clamp_max_tokens", "min_output_tokens",
-                              "hold_ttl_seconds", "redis_down", "auto_create_end_users",
-                              "fallback_price", "drain_max_concurrent", "drain_timeout_seconds"});
+    if (Status s =
+            CheckKeys(j, "gate",
+                      {"enabled", "clamp_max_tokens", "min_output_tokens", "hold_ttl_seconds",
+                       "lease_requests", "redis_down", "auto_create_end_users", "fallback_price",
+                       "drain_max_concurrent", "drain_timeout_seconds"});
         !s.ok())
       return s;
     Status checks[] = {
@@ -187,6 +188,7 @@ Status ReadFile(const json& root, Config* c) {
         ReadInt(j, "min_output_tokens", "gate.min_output_tokens", 1, 1000000,
                 &c->min_output_tokens),
         ReadInt(j, "hold_ttl_seconds", "gate.hold_ttl_seconds", 10, 86400, &c->hold_ttl_seconds),
+        ReadInt(j, "lease_requests", "gate.lease_requests", 0, 4096, &c->lease_requests),
         ReadBool(j, "auto_create_end_users", "gate.auto_create_end_users",
                  &c->auto_create_end_users),
         ReadInt(j, "drain_max_concurrent", "gate.drain_max_concurrent", 0, 100000,

@@ -90,6 +90,7 @@ struct Config {
   bool clamp_max_tokens = true;                      // gate.clamp_max_tokens
   int min_output_tokens = 256;                       // gate.min_output_tokens (clamp floor)
   int hold_ttl_seconds = 900;                        // gate.hold_ttl_seconds
+  int lease_requests = 256;                          // gate.lease_requests (0: no leases)
   bool redis_down_use_postgres = true;               // gate.redis_down: "postgres" | "fail_closed"
   bool auto_create_end_users = true;                 // gate.auto_create_end_users
   std::optional<Money> fallback_input_per_million;   // gate.fallback_price.input (USD/M)

@@ -26,6 +26,8 @@ constexpr CounterInfo kInfo[] = {
     {"tollgate_postgres_errors_total", "", "Postgres operations that failed."},
     {"tollgate_proxy_loop_answers_total", "",
      "Proxy requests answered on the event loop without a worker thread (the hot path)."},
+    {"tollgate_lease_admissions_total", "",
+     "Requests admitted against a budget lease held by this instance, without a Redis call."},
 };
 static_assert(std::size(kInfo) == static_cast<size_t>(Counter::kCount));
 

@@ -25,6 +25,7 @@ enum class Counter : int {
   kRedisErrors,              // Redis commands that failed
   kPostgresErrors,           // Postgres operations that failed
   kProxyAnsweredOnLoop,      // answered on the event loop, no worker thread involved
+  kLeaseAdmissions,          // admitted against a budget lease, without asking Redis
   kCount
 };
 

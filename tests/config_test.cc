@@ -37,6 +37,16 @@ TEST(Config, ShippedFileLoadsAndPointsAtShippedPricing) {
   EXPECT_EQ(c->user_defaults.period, Period::kMonthly);
   EXPECT_TRUE(c->admin_defaults.can_reset);
   EXPECT_FALSE(c->global_cap.has_value());
+  EXPECT_EQ(c->lease_requests, 256);
+}
+
+TEST(Config, LeasesCanBeTurnedOffButNotBelow) {
+  auto off = LoadConfig(WriteTemp(R"({"gate": {"lease_requests": 0}})"), {});
+  ASSERT_TRUE(off.ok()) << off.status().message();
+  EXPECT_EQ(off->lease_requests, 0);
+  auto bad = LoadConfig(WriteTemp(R"({"gate": {"lease_requests": -1}})"), {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("gate.lease_requests"), std::string::npos);
 }
 
 TEST(Config, EnvironmentOverridesTheFile) {

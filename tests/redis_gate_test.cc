@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <optional>
 #include <thread>
 
 #include "budget/fake_directory.h"
@@ -34,6 +35,27 @@ class RedisGateTest : public ::testing::Test {
         .input_cost = Money::FromNanos(1000),
         .output_rate = TokenRate::FromNanosPerMillion(1'000'000'000),  // 1,000 nanos per token
         .max_output_tokens = max_output};
+  }
+  // The gate as the proxy's event loop has it: its own Redis connection on a running
+  // loop, the fixture's user's settings cached; `leases` as set_leases takes it.
+  struct LoopGate {
+    EventServer loop{ServerTuning{.worker_threads = 2}};
+    std::optional<HiredisAsync> async;
+    std::optional<SettingsCache> cached;
+    std::optional<RedisGate> gate;
+    ~LoopGate() { loop.Stop(); }
+  };
+  std::unique_ptr<LoopGate> StartLoopGate(int leases = 0) {
+    auto g = std::make_unique<LoopGate>();
+    EXPECT_GT(g->loop.Start("127.0.0.1", 0), 0);
+    auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
+    g->async.emplace(*address, g->loop, 2000ms);
+    g->cached.emplace(directory_, clock_, 1h);
+    g->gate.emplace(*redis_, *g->cached, ledger_, clock_, metrics_, 60s);
+    g->gate->set_leases(leases);
+    g->gate->set_async(&*g->async, &g->loop);
+    EXPECT_TRUE(g->cached->Get(user_).ok());
+    return g;
   }
   ManualClock clock_{Timestamp(std::chrono::microseconds(1'794'830'400'000'000)) +
                      std::chrono::hours(24 * 365 * 3)};
@@ -318,14 +340,10 @@ TEST_F(RedisGateTest, ReservesAndSettlesWithoutBlockingOnAnEventLoop) {
 // Calls made while the loop handles one batch go to Redis together, and each is
 // decided in the order it was made, seeing the ones before it.
 TEST_F(RedisGateTest, CallsOfOneLoopBatchAreDecidedInTheOrderMade) {
-  EventServer loop(ServerTuning{.worker_threads = 2});
-  ASSERT_GT(loop.Start("127.0.0.1", 0), 0);
-  auto address = ParseRedisUrl(testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
-  HiredisAsync async(*address, loop, 2000ms);
-  SettingsCache cached(directory_, clock_, 1h);
-  RedisGate gate(*redis_, cached, ledger_, clock_, metrics_, 60s);
-  gate.set_async(&async, &loop);
-  ASSERT_TRUE(cached.Get(user_).ok());
+  auto on_loop = StartLoopGate();
+  EventServer& loop = on_loop->loop;
+  HiredisAsync& async = *on_loop->async;
+  RedisGate& gate = *on_loop->gate;
   Admission first = gate.Reserve(Request(99, "w"));  // builds the counter; holds 100,000
   ASSERT_TRUE(first.allowed());
 
@@ -410,7 +428,135 @@ TEST_F(RedisGateTest, CallsOfOneLoopBatchAreDecidedInTheOrderMade) {
   EXPECT_EQ(state->held.nanos(), 100'000) << "only the new hold";
   EXPECT_EQ(state->spend.nanos(), 39'000 + 5'000);
   EXPECT_EQ(redis_->Command({"GET", RedisGate::HoldKeys(user_)[0]})->str, "100000");
-  loop.Stop();
+}
+
+// Leases: the loop admits a user's requests against a slice of the budget held in
+// Redis as one hold, answering at once; the limit holds as with per-request holds.
+TEST_F(RedisGateTest, LeasesAdmitAtOnceAndNeverLetRequestsPassTheLimit) {
+  auto on_loop = StartLoopGate(8);
+  EventServer& loop = on_loop->loop;
+  HiredisAsync& async = *on_loop->async;
+  SettingsCache& cached = *on_loop->cached;
+  RedisGate& gate = *on_loop->gate;
+  ASSERT_TRUE(gate.Reserve(Request(9, "w")).allowed());  // builds the counter; holds 10,000
+
+  // Runs `calls` in one loop task; `sync` counts the answers given before their call
+  // returned (admitted against a lease, without Redis). Waits for every answer and for
+  // Redis to have done what the batch asked.
+  struct Batch {
+    std::vector<std::optional<Admission>> answers;
+    size_t sync = 0;
+  };
+  auto reserve_batch = [&](std::vector<std::string> ids, std::function<void()> before = nullptr) {
+    auto out = std::make_shared<Batch>();
+    out->answers.resize(ids.size());
+    auto left = std::make_shared<size_t>(ids.size() + 1);
+    auto all = std::make_shared<std::promise<void>>();
+    auto done = all->get_future();
+    auto one_done = [left, all] {
+      if (--*left == 0) all->set_value();
+    };
+    loop.Post([&, ids, out, one_done] {
+      if (before) before();
+      for (size_t i = 0; i < ids.size(); ++i) {
+        auto returned = std::make_shared<bool>(false);
+        ASSERT_TRUE(gate.ReserveNoWait(Request(9, ids[i]), [returned, out, i, one_done](auto a) {
+          out->answers[i] = std::move(a);
+          if (!*returned) ++out->sync;
+          one_done();
+        }));
+        *returned = true;
+      }
+      // Behind whatever the batch sends, and behind a lease it takes on its reply.
+      loop.Post([&, one_done] {
+        async.Command({"PING"}, [&, one_done](Result<RedisReply>) {
+          loop.Post([&, one_done] {
+            async.Command({"PING"}, [one_done](Result<RedisReply>) { one_done(); });
+            async.Flush();
+          });
+        });
+        async.Flush();
+      });
+    });
+    EXPECT_EQ(done.wait_for(10s), std::future_status::ready);
+    return *out;
+  };
+  auto held = [&] { return gate.State(user_)->held.nanos(); };
+  auto spend = [&] { return gate.State(user_)->spend.nanos(); };
+
+  // The first reservation goes to Redis alone; its reply takes a lease of
+  // min(8 x 10,000, (1,000,000 - 0 - 10,000 - 10,000) / 16) = 61,250.
+  Batch first = reserve_batch({"a"});
+  ASSERT_TRUE(first.answers[0] && first.answers[0]->allowed());
+  EXPECT_EQ(first.sync, 0u);
+  EXPECT_EQ(held(), 10'000 + 10'000 + 61'250);
+
+  // Six of 10,000 fit the lease and are answered at once; the seventh retires it and
+  // goes to Redis alone, whose reply takes the next lease:
+  // (1,000,000 - 81,250 - 10,000) / 16 = 56,796.
+  Batch second = reserve_batch({"b0", "b1", "b2", "b3", "b4", "b5", "b6"});
+  EXPECT_EQ(second.sync, 6u);
+  for (size_t i = 0; i < 7; ++i) {
+    ASSERT_TRUE(second.answers[i] && second.answers[i]->allowed()) << i;
+    EXPECT_EQ(second.answers[i]->held.nanos(), 10'000);
+    EXPECT_EQ(second.answers[i]->hold_id.find("tgl_") != std::string::npos, i < 6) << i;
+  }
+  EXPECT_EQ(held(), 81'250 + 10'000 + 56'796);
+
+  // Their costs go to the spend counter; the retired lease's hold goes with the last.
+  auto settle_batch = [&](std::vector<Admission> admitted, int64_t cost) {
+    auto all = std::make_shared<std::promise<void>>();
+    auto done = all->get_future();
+    loop.Post([&, admitted, all] {
+      for (const Admission& a : admitted)
+        EXPECT_TRUE(gate.SettleNoWait(user_, a.hold_id, Money::FromNanos(cost)));
+      async.Command({"PING"}, [all](Result<RedisReply>) { all->set_value(); });
+      async.Flush();
+    });
+    EXPECT_EQ(done.wait_for(10s), std::future_status::ready);
+  };
+  settle_batch({*second.answers[0], *second.answers[1]}, 1'000);
+  EXPECT_EQ(spend(), 2'000);
+  EXPECT_EQ(held(), 81'250 + 10'000 + 56'796) << "the retired lease still has requests";
+  settle_batch({*second.answers[2], *second.answers[3], *second.answers[4]}, 1'000);
+  EXPECT_EQ(held(), 81'250 + 10'000 + 56'796);
+  // The last from a worker (a request that went on there): the loop learns it settled.
+  gate.Settle(user_, second.answers[5]->hold_id, Money::FromNanos(1'000));
+  settle_batch({}, 0);  // runs after the loop's task for the worker's settlement
+  settle_batch({}, 0);  // and its release has reached Redis
+  EXPECT_EQ(spend(), 6'000);
+  EXPECT_EQ(held(), 20'000 + 10'000 + 56'796);
+
+  // A lease taken under another limit admits nothing: the next request goes to Redis
+  // alone (and takes a lease under the new limit).
+  auto settings = directory_.GetSettings(user_);
+  settings->limit = Money::FromNanos(900'000);
+  ASSERT_TRUE(directory_.PutSettingsMany({*settings}, "test").ok());
+  cached.Invalidate(user_);
+  ASSERT_TRUE(cached.Get(user_).ok());
+  Batch changed = reserve_batch({"l0"});
+  ASSERT_TRUE(changed.answers[0] && changed.answers[0]->allowed());
+  EXPECT_EQ(changed.sync, 0u);
+  EXPECT_EQ(reserve_batch({"l1"}).sync, 1u);
+  // Nor does a lease older than a second.
+  clock_.Advance(2s);
+  EXPECT_EQ(reserve_batch({"l2"}).sync, 0u);
+
+  // Reserving until refused, nothing settled: what was admitted, with what was spent
+  // and held by the requests before, stays within the limit.
+  std::vector<std::string> many;
+  for (int i = 0; i < 120; ++i) many.push_back("m" + std::to_string(i));
+  Batch third = reserve_batch(many);
+  int64_t admitted = 0;
+  for (const auto& a : third.answers) admitted += a ? a->held.nanos() : 0;
+  EXPECT_GT(third.sync, 0u);
+  EXPECT_LE(6'000 + 60'000 + admitted, 900'000);
+  EXPECT_GE(admitted, 750'000) << "leases shrink near the limit: little is refused early";
+  EXPECT_LE(spend() + held(), 900'000);
+
+  // Leases of an instance that stopped lapse like any hold.
+  clock_.Advance(61s);
+  EXPECT_EQ(held(), 0);
 }
 
 }  // namespace
