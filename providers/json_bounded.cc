@@ -1,5 +1,7 @@
 #include "providers/json_bounded.h"
 
+#include <algorithm>
+#include <charconv>
 #include <cstring>
 
 namespace tollgate {
@@ -97,35 +99,73 @@ bool NoMemberDropped(std::string_view text, const nlohmann::json& parsed) {
   return colons == MembersInTree(parsed);
 }
 
-nlohmann::json TopLevelMembers(std::string_view text,
-                               std::initializer_list<std::string_view> names) {
-  nlohmann::json found = nlohmann::json::object();
+namespace {
+
+// Calls `visit(key, value)` for each member of the object `text` holds, with the
+// value's raw text, until it returns false; stops at whatever is not an object.
+template <typename Visit>
+void ForEachTopLevelMember(std::string_view text, Visit visit) {
   size_t i = 0;
   while (i < text.size() && IsSpace(text[i])) ++i;
-  if (i == text.size() || text[i] != '{') return found;
+  if (i == text.size() || text[i] != '{') return;
   ++i;
   // At the object's own level: a key, ':', a value, then ',' or '}'.
   while (i < text.size()) {
     while (i < text.size() && (IsSpace(text[i]) || text[i] == ',')) ++i;
-    if (i == text.size() || text[i] != '"') return found;  // '}' or not JSON
+    if (i == text.size() || text[i] != '"') return;  // '}' or not JSON
     size_t key_end = ValueEnd(text, i);
     std::string_view key = text.substr(i + 1, key_end - i - 2);  // raw: names have no escapes
     i = key_end;
     while (i < text.size() && IsSpace(text[i])) ++i;
-    if (i == text.size() || text[i] != ':') return found;
+    if (i == text.size() || text[i] != ':') return;
     ++i;
     while (i < text.size() && IsSpace(text[i])) ++i;
     size_t value_end = ValueEnd(text, i);
-    if (value_end <= i || value_end == text.size())
-      return found;  // cut short: the object never closes
-    for (std::string_view name : names) {
-      if (key != name) continue;
-      std::string error;
-      if (auto value = ParseJsonBounded(text.substr(i, value_end - i), &error))
-        found[std::string(key)] = std::move(*value);
-    }
+    if (value_end <= i || value_end == text.size()) return;  // cut short: never closes
+    if (!visit(key, text.substr(i, value_end - i))) return;
     i = value_end;
   }
+}
+
+// A plain integer (the most of an answer's usage) without the parser; nullopt when the
+// text is anything else, or too long to be sure it fits.
+std::optional<nlohmann::json> PlainInteger(std::string_view v) {
+  size_t digits = !v.empty() && v[0] == '-' ? 1 : 0;
+  if (v.size() == digits || v.size() - digits > 18) return std::nullopt;
+  if (v[digits] == '0' && v.size() > digits + 1) return std::nullopt;  // not JSON
+  int64_t n = 0;
+  auto [end, err] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (err != std::errc() || end != v.data() + v.size()) return std::nullopt;
+  return nlohmann::json(n);
+}
+
+}  // namespace
+
+nlohmann::json TopLevelMembers(std::string_view text, std::initializer_list<std::string_view> names,
+                               bool* whole) {
+  if (whole) *whole = true;
+  nlohmann::json found = nlohmann::json::object();
+  ForEachTopLevelMember(text, [&](std::string_view key, std::string_view value) {
+    if (std::find(names.begin(), names.end(), key) == names.end()) return true;
+    std::string error;
+    auto parsed = PlainInteger(value);
+    if (!parsed) parsed = ParseJsonBounded(value, &error);
+    if (parsed) {
+      found[std::string(key)] = std::move(*parsed);
+    } else if (whole) {
+      *whole = false;
+    }
+    return true;
+  });
+  return found;
+}
+
+std::optional<std::string_view> TopLevelObject(std::string_view text, std::string_view name) {
+  std::optional<std::string_view> found;
+  ForEachTopLevelMember(text, [&](std::string_view key, std::string_view value) {
+    if (key == name) found = value[0] == '{' ? std::optional(value) : std::nullopt;
+    return true;
+  });
   return found;
 }
 

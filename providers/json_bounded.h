@@ -25,7 +25,13 @@ bool NoMemberDropped(std::string_view text, const nlohmann::json& parsed);
 // The members named in `names` of the object `text` holds, each parsed with the bound
 // above; the rest is only scanned for its strings and brackets, never built. For an
 // answer's usage, whatever else it carries. Not an object, or none there: {}.
-nlohmann::json TopLevelMembers(std::string_view text,
-                               std::initializer_list<std::string_view> names);
+// `whole`, if given, is set false when a member named is there but not valid JSON.
+nlohmann::json TopLevelMembers(std::string_view text, std::initializer_list<std::string_view> names,
+                               bool* whole = nullptr);
+
+// The raw text of the object the member `name` of the object `text` holds (the last,
+// if it repeats, as the parser keeps), for TopLevelMembers to read a few of its members
+// in turn; nullopt when there is none or it is not an object.
+std::optional<std::string_view> TopLevelObject(std::string_view text, std::string_view name);
 
 }  // namespace tollgate

@@ -136,6 +136,18 @@ Usage ReadUsage(const json& u) {
   return usage;
 }
 
+Usage UsageFromAnswer(std::string_view answer) {
+  auto usage = TopLevelObject(answer, "usage");
+  if (!usage) return Usage{};
+  bool whole = true;
+  json members =
+      TopLevelMembers(*usage,
+                      {"prompt_tokens", "prompt_cache_hit_tokens", "prompt_tokens_details",
+                       "completion_tokens", "completion_tokens_details"},
+                      &whole);
+  return whole ? ReadUsage(members) : Usage{};  // not JSON: none, as a whole parse finds
+}
+
 std::unique_ptr<StreamObserver> NewObserver(bool hide_usage_chunk) {
   return std::make_unique<Observer>(hide_usage_chunk);
 }

@@ -13,6 +13,8 @@ Result<RequestFacts> ReadRequest(const Route& route, const nlohmann::json& body)
 // usage.prompt_tokens / completion_tokens, cached tokens from DeepSeek's
 // prompt_cache_hit_tokens or prompt_tokens_details.cached_tokens, reasoning tokens.
 Usage ReadUsage(const nlohmann::json& usage);
+// The same from a whole answer's bytes, parsing only the members ReadUsage reads.
+Usage UsageFromAnswer(std::string_view answer);
 
 // Observes "data: {chunk}" frames: the last non-null usage wins; [DONE] ends the
 // stream; a frame with an "error" key is an in-stream error. When `hide_usage_chunk`,

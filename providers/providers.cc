@@ -25,8 +25,7 @@ class OpenAIShaped : public Provider {
     return openai_style::ReadRequest(route, body);
   }
   Usage UsageFromAnswer(const Route&, std::string_view answer) const override {
-    json top = TopLevelMembers(answer, {"usage"});
-    return top.contains("usage") ? openai_style::ReadUsage(top["usage"]) : Usage{};
+    return openai_style::UsageFromAnswer(answer);
   }
   std::unique_ptr<StreamObserver> ObserveStream(const Route&,
                                                 bool hide_usage_chunk) const override {

@@ -310,6 +310,36 @@ TEST(Providers, UsageOfAWholeAnswerMatchesAFullParse) {
   }
 }
 
+// Reading only the usage's own members gives what reading the whole parse gives.
+TEST(OpenAIStyleUsage, FromTheAnswersBytesAsFromAFullParse) {
+  for (const char* usage :
+       {R"({"prompt_tokens":12,"completion_tokens":8,"total_tokens":20})",
+        R"({"prompt_tokens":30,"completion_tokens":9,"prompt_tokens_details":{"cached_tokens":20},)"
+        R"("completion_tokens_details":{"reasoning_tokens":4}})",
+        R"({"prompt_tokens":10,"prompt_cache_hit_tokens":4,"completion_tokens":5})",
+        R"({ "prompt_tokens" : -1 , "completion_tokens" : 0 })",
+        R"({"prompt_tokens":012,"completion_tokens":5})",  // not JSON: nothing read
+        R"({"prompt_tokens":1e3,"completion_tokens":12.0})",
+        R"({"prompt_tokens":99999999999999999999,"completion_tokens":123456789012345678})",
+        R"({"prompt_tokens":"12","completion_tokens":null})", "null", "[]", "7"}) {
+    std::string answer = R"({"choices":[{"message":{"content":"hi"}}],"usage":)" +
+                         std::string(usage) + R"(,"model":"m"})";
+    Usage fast = openai_style::UsageFromAnswer(answer);
+    // A usage that is not JSON is none at all, as when the parser reads it whole.
+    Usage full = openai_style::ReadUsage(json::parse(usage, nullptr, false));
+    EXPECT_EQ(fast.reported, full.reported) << usage;
+    EXPECT_EQ(fast.input_tokens, full.input_tokens) << usage;
+    EXPECT_EQ(fast.cache_read_tokens, full.cache_read_tokens) << usage;
+    EXPECT_EQ(fast.output_tokens, full.output_tokens) << usage;
+    EXPECT_EQ(fast.reasoning_tokens, full.reasoning_tokens) << usage;
+  }
+  // Repeated, the last usage counts, as in a full parse.
+  Usage last = openai_style::UsageFromAnswer(
+      R"({"usage":{"prompt_tokens":1,"completion_tokens":1},"usage":{"prompt_tokens":7,"completion_tokens":3}})");
+  EXPECT_EQ(last.input_tokens, 7);
+  EXPECT_EQ(last.output_tokens, 3);
+}
+
 TEST(JsonBounded, NoMemberDroppedFindsRepeatedKeys) {
   auto same = [](const std::string& text) {
     std::string error;
