@@ -572,6 +572,12 @@ void RedisGate::AddLeasedCost(int64_t user_id, Timestamp window, Money cost) {
   auto costs = std::make_shared<Money>(cost);
   Enqueue(user_id, {{'S', std::move(counter), {"", "0", ""}},
                     [this, user_id, window, costs](const RedisReply* spent) {
+                      // The counter is gone (Redis lost it, with the lease's hold): no
+                      // more admissions against the lease; a reservation rebuilds it.
+                      if (spent && spent->integer < 0) {
+                        if (auto lease = active_lease_.find(user_id); lease != active_lease_.end())
+                          Retire(lease->second);
+                      }
                       if (alerts_ && spent)
                         RaiseAlert(user_id, window, *costs, *spent, settings_.Peek(user_id, true));
                     },
