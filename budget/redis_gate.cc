@@ -526,6 +526,15 @@ void RedisGate::Retire(const std::string& lease_id) {
   leases_.erase(it);
 }
 
+void RedisGate::ReleaseLeases() {
+  for (const auto& [id, l] : leases_) {
+    if (l.in_flight == 0)
+      RunOne(l.user_id, {'S', SpendKey(l.user_id, l.window), SettleArgs(l.amount, id, Money())});
+  }
+  leases_.clear();
+  active_lease_.clear();
+}
+
 void RedisGate::RetireOldLeases() {
   std::vector<std::string> old;
   for (const auto& [user, id] : active_lease_) {

@@ -69,6 +69,10 @@ class RedisGate final : public Gate {
   // Up to `requests` times a request's reservation per lease (see the top of this
   // file); 0 (the default) reserves each request on its own. Before set_async().
   void set_leases(int requests) { lease_requests_ = requests; }
+  // At shutdown, once the loop has stopped: leases whose requests have all settled are
+  // released now instead of lapsing (each holds part of a user's budget until
+  // hold_ttl); one with requests unsettled is left to lapse, as their own holds would.
+  void ReleaseLeases();
   // Spend and holds in the user's current window (rebuilt from the ledger if missing).
   Result<SpendState> State(int64_t user_id);
   // The same in a given window (the admin list computes windows from its own read).

@@ -163,6 +163,7 @@ int Serve(Context& ctx, const Args&) {
   while (!g_stop) pause();
   ctx.out << "tollgate: shutting down" << std::endl;
   proxy->Stop();
+  gate.ReleaseLeases();
   side->Stop();
   ledger.Flush();
   return 0;

@@ -57,6 +57,54 @@ class RedisGateTest : public ::testing::Test {
     EXPECT_TRUE(g->cached->Get(user_).ok());
     return g;
   }
+  // The answers to reservations made in one loop task; `sync` counts those given before
+  // their call returned (admitted against a lease, without Redis).
+  struct Batch {
+    std::vector<std::optional<Admission>> answers;
+    size_t sync = 0;
+  };
+  // Reserves Request(9, id) for each id in one loop task, then waits for every answer
+  // and for Redis to have done what the batch asked, and a lease taken on its reply.
+  Batch ReserveBatch(LoopGate& g, std::vector<std::string> ids) {
+    auto out = std::make_shared<Batch>();
+    out->answers.resize(ids.size());
+    auto left = std::make_shared<size_t>(ids.size() + 1);
+    auto all = std::make_shared<std::promise<void>>();
+    auto done = all->get_future();
+    auto one_done = [left, all] {
+      if (--*left == 0) all->set_value();
+    };
+    g.loop.Post([&, ids, out, one_done] {
+      for (size_t i = 0; i < ids.size(); ++i) {
+        auto returned = std::make_shared<bool>(false);
+        ASSERT_TRUE(g.gate->ReserveNoWait(Request(9, ids[i]), [returned, out, i, one_done](auto a) {
+          out->answers[i] = std::move(a);
+          if (!*returned) ++out->sync;
+          one_done();
+        }));
+        *returned = true;
+      }
+      g.loop.Post([&g, one_done] { RoundTrip(g, [&g, one_done] { RoundTrip(g, one_done); }); });
+    });
+    EXPECT_EQ(done.wait_for(10s), std::future_status::ready);
+    return *out;
+  }
+  // Settles each of `admitted` at `cost` in one loop task; waits for Redis to have done it.
+  void SettleBatch(LoopGate& g, std::vector<Admission> admitted, int64_t cost) {
+    auto all = std::make_shared<std::promise<void>>();
+    auto done = all->get_future();
+    g.loop.Post([&, admitted, all] {
+      for (const Admission& a : admitted)
+        EXPECT_TRUE(g.gate->SettleNoWait(user_, a.hold_id, Money::FromNanos(cost)));
+      RoundTrip(g, [all] { all->set_value(); });
+    });
+    EXPECT_EQ(done.wait_for(10s), std::future_status::ready);
+  }
+  // On the loop: `then` runs on it once Redis has answered what was sent before.
+  static void RoundTrip(LoopGate& g, std::function<void()> then) {
+    g.async->Command({"PING"}, [&g, then](Result<RedisReply>) { g.loop.Post(then); });
+    g.async->Flush();
+  }
   ManualClock clock_{Timestamp(std::chrono::microseconds(1'794'830'400'000'000)) +
                      std::chrono::hours(24 * 365 * 3)};
   // Test processes share one Redis: a random id space per test keeps their keys apart.
@@ -434,59 +482,16 @@ TEST_F(RedisGateTest, CallsOfOneLoopBatchAreDecidedInTheOrderMade) {
 // Redis as one hold, answering at once; the limit holds as with per-request holds.
 TEST_F(RedisGateTest, LeasesAdmitAtOnceAndNeverLetRequestsPassTheLimit) {
   auto on_loop = StartLoopGate(8);
-  EventServer& loop = on_loop->loop;
-  HiredisAsync& async = *on_loop->async;
   SettingsCache& cached = *on_loop->cached;
   RedisGate& gate = *on_loop->gate;
   ASSERT_TRUE(gate.Reserve(Request(9, "w")).allowed());  // builds the counter; holds 10,000
 
-  // Runs `calls` in one loop task; `sync` counts the answers given before their call
-  // returned (admitted against a lease, without Redis). Waits for every answer and for
-  // Redis to have done what the batch asked.
-  struct Batch {
-    std::vector<std::optional<Admission>> answers;
-    size_t sync = 0;
-  };
-  auto reserve_batch = [&](std::vector<std::string> ids, std::function<void()> before = nullptr) {
-    auto out = std::make_shared<Batch>();
-    out->answers.resize(ids.size());
-    auto left = std::make_shared<size_t>(ids.size() + 1);
-    auto all = std::make_shared<std::promise<void>>();
-    auto done = all->get_future();
-    auto one_done = [left, all] {
-      if (--*left == 0) all->set_value();
-    };
-    loop.Post([&, ids, out, one_done] {
-      if (before) before();
-      for (size_t i = 0; i < ids.size(); ++i) {
-        auto returned = std::make_shared<bool>(false);
-        ASSERT_TRUE(gate.ReserveNoWait(Request(9, ids[i]), [returned, out, i, one_done](auto a) {
-          out->answers[i] = std::move(a);
-          if (!*returned) ++out->sync;
-          one_done();
-        }));
-        *returned = true;
-      }
-      // Behind whatever the batch sends, and behind a lease it takes on its reply.
-      loop.Post([&, one_done] {
-        async.Command({"PING"}, [&, one_done](Result<RedisReply>) {
-          loop.Post([&, one_done] {
-            async.Command({"PING"}, [one_done](Result<RedisReply>) { one_done(); });
-            async.Flush();
-          });
-        });
-        async.Flush();
-      });
-    });
-    EXPECT_EQ(done.wait_for(10s), std::future_status::ready);
-    return *out;
-  };
   auto held = [&] { return gate.State(user_)->held.nanos(); };
   auto spend = [&] { return gate.State(user_)->spend.nanos(); };
 
   // The first reservation goes to Redis alone; its reply takes a lease of
   // min(8 x 10,000, (1,000,000 - 0 - 10,000 - 10,000) / 16) = 61,250.
-  Batch first = reserve_batch({"a"});
+  Batch first = ReserveBatch(*on_loop, {"a"});
   ASSERT_TRUE(first.answers[0] && first.answers[0]->allowed());
   EXPECT_EQ(first.sync, 0u);
   EXPECT_EQ(held(), 10'000 + 10'000 + 61'250);
@@ -494,7 +499,7 @@ TEST_F(RedisGateTest, LeasesAdmitAtOnceAndNeverLetRequestsPassTheLimit) {
   // Six of 10,000 fit the lease and are answered at once; the seventh retires it and
   // goes to Redis alone, whose reply takes the next lease:
   // (1,000,000 - 81,250 - 10,000) / 16 = 56,796.
-  Batch second = reserve_batch({"b0", "b1", "b2", "b3", "b4", "b5", "b6"});
+  Batch second = ReserveBatch(*on_loop, {"b0", "b1", "b2", "b3", "b4", "b5", "b6"});
   EXPECT_EQ(second.sync, 6u);
   for (size_t i = 0; i < 7; ++i) {
     ASSERT_TRUE(second.answers[i] && second.answers[i]->allowed()) << i;
@@ -504,26 +509,16 @@ TEST_F(RedisGateTest, LeasesAdmitAtOnceAndNeverLetRequestsPassTheLimit) {
   EXPECT_EQ(held(), 81'250 + 10'000 + 56'796);
 
   // Their costs go to the spend counter; the retired lease's hold goes with the last.
-  auto settle_batch = [&](std::vector<Admission> admitted, int64_t cost) {
-    auto all = std::make_shared<std::promise<void>>();
-    auto done = all->get_future();
-    loop.Post([&, admitted, all] {
-      for (const Admission& a : admitted)
-        EXPECT_TRUE(gate.SettleNoWait(user_, a.hold_id, Money::FromNanos(cost)));
-      async.Command({"PING"}, [all](Result<RedisReply>) { all->set_value(); });
-      async.Flush();
-    });
-    EXPECT_EQ(done.wait_for(10s), std::future_status::ready);
-  };
-  settle_batch({*second.answers[0], *second.answers[1]}, 1'000);
+
+  SettleBatch(*on_loop, {*second.answers[0], *second.answers[1]}, 1'000);
   EXPECT_EQ(spend(), 2'000);
   EXPECT_EQ(held(), 81'250 + 10'000 + 56'796) << "the retired lease still has requests";
-  settle_batch({*second.answers[2], *second.answers[3], *second.answers[4]}, 1'000);
+  SettleBatch(*on_loop, {*second.answers[2], *second.answers[3], *second.answers[4]}, 1'000);
   EXPECT_EQ(held(), 81'250 + 10'000 + 56'796);
   // The last from a worker (a request that went on there): the loop learns it settled.
   gate.Settle(user_, second.answers[5]->hold_id, Money::FromNanos(1'000));
-  settle_batch({}, 0);  // runs after the loop's task for the worker's settlement
-  settle_batch({}, 0);  // and its release has reached Redis
+  SettleBatch(*on_loop, {}, 0);  // runs after the loop's task for the worker's settlement
+  SettleBatch(*on_loop, {}, 0);  // and its release has reached Redis
   EXPECT_EQ(spend(), 6'000);
   EXPECT_EQ(held(), 20'000 + 10'000 + 56'796);
 
@@ -534,22 +529,22 @@ TEST_F(RedisGateTest, LeasesAdmitAtOnceAndNeverLetRequestsPassTheLimit) {
   ASSERT_TRUE(directory_.PutSettingsMany({*settings}, "test").ok());
   cached.Invalidate(user_);
   ASSERT_TRUE(cached.Get(user_).ok());
-  Batch changed = reserve_batch({"l0"});
+  Batch changed = ReserveBatch(*on_loop, {"l0"});
   ASSERT_TRUE(changed.answers[0] && changed.answers[0]->allowed());
   EXPECT_EQ(changed.sync, 0u);
-  EXPECT_EQ(reserve_batch({"l1"}).sync, 1u);
+  EXPECT_EQ(ReserveBatch(*on_loop, {"l1"}).sync, 1u);
   // Nor does a lease older than a second.
   clock_.Advance(2s);
-  EXPECT_EQ(reserve_batch({"l2"}).sync, 0u);
+  EXPECT_EQ(ReserveBatch(*on_loop, {"l2"}).sync, 0u);
   // Redis losing the spend counter (and the lease's hold with it) ends the lease: the
   // settlement that finds the counter gone retires it; the next request goes to Redis,
   // which leaves rebuilding the counter to Reserve().
-  Batch l3 = reserve_batch({"l3"});
+  Batch l3 = ReserveBatch(*on_loop, {"l3"});
   ASSERT_EQ(l3.sync, 1u);
   ASSERT_TRUE(
       redis_->Command({"DEL", RedisGate::SpendKey(user_, cached.Get(user_)->window.start)}).ok());
-  settle_batch({*l3.answers[0]}, 1'000);
-  Batch l4 = reserve_batch({"l4"});
+  SettleBatch(*on_loop, {*l3.answers[0]}, 1'000);
+  Batch l4 = ReserveBatch(*on_loop, {"l4"});
   EXPECT_EQ(l4.sync, 0u);
   EXPECT_FALSE(l4.answers[0].has_value());
   ledger_.Append({.request_id = "spent",
@@ -558,14 +553,14 @@ TEST_F(RedisGateTest, LeasesAdmitAtOnceAndNeverLetRequestsPassTheLimit) {
                   .cost = Money::FromNanos(7'000)});
   ASSERT_TRUE(gate.Reserve(Request(9, "l5")).allowed());
   EXPECT_EQ(spend(), 7'000) << "rebuilt from the ledger";
-  Batch l6 = reserve_batch({"l6"});  // on the loop again: alone, then a lease
+  Batch l6 = ReserveBatch(*on_loop, {"l6"});  // on the loop again: alone, then a lease
   ASSERT_TRUE(l6.answers[0] && l6.answers[0]->allowed());
 
   // Reserving until refused, nothing settled: what was admitted, with what was spent
   // and held by the requests before, stays within the limit.
   std::vector<std::string> many;
   for (int i = 0; i < 120; ++i) many.push_back("m" + std::to_string(i));
-  Batch third = reserve_batch(many);
+  Batch third = ReserveBatch(*on_loop, many);
   int64_t admitted = 0;
   for (const auto& a : third.answers) admitted += a ? a->held.nanos() : 0;
   EXPECT_GT(third.sync, 0u);
@@ -576,6 +571,33 @@ TEST_F(RedisGateTest, LeasesAdmitAtOnceAndNeverLetRequestsPassTheLimit) {
   // Leases of an instance that stopped lapse like any hold.
   clock_.Advance(61s);
   EXPECT_EQ(held(), 0);
+}
+
+// A stopping instance gives its leases back rather than leaving them to lapse, unless a
+// request admitted against one has not settled.
+TEST_F(RedisGateTest, LeasesGoBackAtShutdown) {
+  auto on_loop = StartLoopGate(8);
+  RedisGate& gate = *on_loop->gate;
+  ASSERT_TRUE(gate.Reserve(Request(9, "w")).allowed());  // builds the counter; holds 10,000
+  Batch first = ReserveBatch(*on_loop, {"a"});           // alone, then a lease of 61,250
+  ASSERT_TRUE(first.answers[0] && first.answers[0]->allowed());
+  Batch leased = ReserveBatch(*on_loop, {"b"});
+  ASSERT_EQ(leased.sync, 1u);
+  SettleBatch(*on_loop, {*leased.answers[0]}, 1'000);
+  EXPECT_EQ(gate.State(user_)->held.nanos(), 20'000 + 61'250);
+  on_loop->loop.Stop();
+  gate.ReleaseLeases();
+  EXPECT_EQ(gate.State(user_)->held.nanos(), 20'000);
+  EXPECT_EQ(gate.State(user_)->spend.nanos(), 1'000);
+
+  // A lease with a request in flight stays (and lapses with hold_ttl).
+  auto again = StartLoopGate(8);
+  ASSERT_TRUE(ReserveBatch(*again, {"c"}).answers[0].has_value());  // alone, then a lease
+  ASSERT_EQ(ReserveBatch(*again, {"d"}).sync, 1u);                  // in flight at the stop
+  int64_t before = again->gate->State(user_)->held.nanos();
+  again->loop.Stop();
+  again->gate->ReleaseLeases();
+  EXPECT_EQ(again->gate->State(user_)->held.nanos(), before);
 }
 
 }  // namespace
