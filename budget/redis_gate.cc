@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <future>
 
 #include "budget/keys.h"
 
@@ -308,6 +309,7 @@ Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t user_id, const Win
 }
 
 Admission RedisGate::Reserve(const ReserveRequest& request) {
+  if (auto through_loop = ReserveThroughLoop(request)) return *std::move(through_loop);
   Admission a;
   auto budget = BudgetForAdmission(settings_, request.user_id, &a);
   if (!budget) return a;
@@ -450,6 +452,23 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
              done(a);
            }});
   return true;
+}
+
+// A worker's reservation (a stream's) is asked of the loop first, where the user's
+// lease may admit it without Redis, and where a reservation alone may take a lease.
+std::optional<Admission> RedisGate::ReserveThroughLoop(const ReserveRequest& request) {
+  if (lease_requests_ <= 0 || loop_ == nullptr || global_cap_ || loop_->InLoopThread())
+    return std::nullopt;
+  auto answer = std::make_shared<std::promise<std::optional<Admission>>>();
+  auto got = answer->get_future();
+  loop_->Post([this, request, answer] {
+    auto done = [answer](std::optional<Admission> a) { answer->set_value(std::move(a)); };
+    if (!ReserveNoWait(request, done)) done(std::nullopt);
+  });
+  // A loop that has stopped never answers: decide here. (Should it answer later, what
+  // it reserved lapses with hold_ttl.)
+  if (got.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return std::nullopt;
+  return got.get();
 }
 
 void RedisGate::set_async(AsyncRedis* async, EventLoop* loop) {

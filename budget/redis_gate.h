@@ -22,7 +22,8 @@
 // never less than what may still be spent: the limit holds across instances as with
 // per-request holds. A lease is at most 1/16 of what the user has left and is not
 // taken when that is under four requests' worth (each request then reserves alone);
-// while held it shows in the user's reserved amount. Not with a global cap.
+// while held it shows in the user's reserved amount. Not with a global cap. Reserve()
+// on a worker (a stream) asks the loop first, so it is admitted against the same lease.
 #pragma once
 
 #include <map>
@@ -167,6 +168,7 @@ class RedisGate final : public Gate {
   // before it): takes a lease when the user has none and there is room for one.
   void TakeLease(int64_t user_id, Timestamp window, Money limit, Money amount, Money spend,
                  Money held);
+  std::optional<Admission> ReserveThroughLoop(const ReserveRequest& request);
   void LeaseSettled(const std::string& lease_id);
   // A leased request's cost, added to the batch's sum for the counter (see LoopOp).
   void AddLeasedCost(int64_t user_id, Timestamp window, Money cost);

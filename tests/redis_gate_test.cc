@@ -600,5 +600,25 @@ TEST_F(RedisGateTest, LeasesGoBackAtShutdown) {
   EXPECT_EQ(again->gate->State(user_)->held.nanos(), before);
 }
 
+// A worker's reservation (a stream's) goes through the loop, so the user's lease admits
+// it without a Redis round trip of its own.
+TEST_F(RedisGateTest, AWorkersReservationIsAdmittedAgainstTheLoopsLease) {
+  auto on_loop = StartLoopGate(8);
+  RedisGate& gate = *on_loop->gate;
+  Admission w = gate.Reserve(Request(9, "w"));  // here: the counter is built
+  Admission x = gate.Reserve(Request(9, "x"));  // on the loop, alone: takes a lease
+  ASSERT_TRUE(w.allowed() && x.allowed());
+  SettleBatch(*on_loop, {}, 0);  // the lease's reply has come
+  Admission y = gate.Reserve(Request(9, "y"));
+  ASSERT_TRUE(y.allowed());
+  EXPECT_EQ(x.hold_id.find("tgl_"), std::string::npos);
+  EXPECT_NE(y.hold_id.find("tgl_"), std::string::npos);
+  EXPECT_EQ(y.held.nanos(), 10'000);
+  EXPECT_EQ(gate.State(user_)->held.nanos(), 20'000 + 61'250);
+  gate.Settle(user_, y.hold_id, Money::FromNanos(2'000));
+  EXPECT_EQ(gate.State(user_)->spend.nanos(), 2'000);
+  EXPECT_EQ(gate.State(user_)->held.nanos(), 20'000 + 61'250) << "the lease is still the loop's";
+}
+
 }  // namespace
 }  // namespace tollgate
