@@ -465,9 +465,11 @@ std::optional<Admission> RedisGate::ReserveThroughLoop(const ReserveRequest& req
     auto done = [answer](std::optional<Admission> a) { answer->set_value(std::move(a)); };
     if (!ReserveNoWait(request, done)) done(std::nullopt);
   });
-  // A loop that has stopped never answers: decide here. (Should it answer later, what
-  // it reserved lapses with hold_ttl.)
-  if (got.wait_for(std::chrono::seconds(2)) != std::future_status::ready) return std::nullopt;
+  // The loop answers at once from a lease, or within a Redis round trip. One that does
+  // not (stopped, or Redis hanging) is not waited for long: decide here, as before.
+  // (Should it answer later, what it reserved lapses with hold_ttl.)
+  if (got.wait_for(std::chrono::milliseconds(500)) != std::future_status::ready)
+    return std::nullopt;
   return got.get();
 }
 
@@ -571,13 +573,14 @@ bool RedisGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money 
     LeaseSettled(h.request_id);
     return true;
   }
-  Enqueue(user_id, {{'S', SpendKey(user_id, h.user_window), UserSettleArgs(h, cost)},
-                    [this, user_id, user = h.user_window, cost](const RedisReply* spent) {
-                      // The settings as cached, even if due for a reload: an alert level
-                      // needs the limit, which a reload would rarely change.
-                      if (alerts_ && spent)
-                        RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
-                    }});
+  Enqueue(user_id,
+          {{'S', SpendKey(user_id, h.user_window), SettleArgs(h.amount, h.request_id, cost)},
+           [this, user_id, user = h.user_window, cost](const RedisReply* spent) {
+             // The settings as cached, even if due for a reload: an alert level
+             // needs the limit, which a reload would rarely change.
+             if (alerts_ && spent)
+               RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
+           }});
   if (h.global_window)
     Enqueue(0,
             {{'S', SpendKey(0, *h.global_window), SettleArgs(h.global_amount, h.request_id, cost)},
