@@ -60,8 +60,9 @@ if (mode === 'rps') {
   }).filter((x) => !Number.isNaN(x));
   const summary = {};
   out.push('', '## Concurrent slow streams (20 tokens, 100 ms apart, DeepSeek format)', '',
-    `Rounds: ${rounds}; completed and errors are totals over the rounds, times the rounds' medians.`, '',
-    '| streams | via | completed | errors | TTFB p50 ms | TTFB p99 ms | added p50 ms | added p99 ms | tollgate peak RSS | CPU s tollgate / sim |',
+    `Rounds: ${rounds}; in each, N streams direct and N through tollgate at once, one in two each way from one client; ` +
+      `completed and errors are totals over the rounds, times the rounds' medians.`, '',
+    '| streams | via | completed | errors | TTFB p50 ms | TTFB p99 ms | added p50 ms | added p99 ms | tollgate peak RSS | CPU s tollgate / sim (both ways) |',
     '|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const n of counts) {
     for (const via of ['direct', 'tollgate']) {
