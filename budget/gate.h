@@ -23,6 +23,7 @@ struct ReserveRequest {
   int64_t default_output_cap = 4096;         // reserved when it asks for nothing
   bool clamp = true;                         // lower an unset cap to what the budget affords
   int64_t min_output_tokens = 256;           // never clamp below this
+  bool declined_on_loop = false;             // ReserveNoWait left it to Reserve(): no retry
 };
 
 enum class Refusal { kNone, kBudget, kGlobalCap, kUnavailable, kUserDisabled };

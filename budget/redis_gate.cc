@@ -213,11 +213,14 @@ constexpr int64_t kLeaseAtLeast = 4;  // and room for four requests, or no lease
 
 bool Leased(const HoldRef& h) { return h.request_id.starts_with(kLeasePrefix); }
 
-// The script's settlement of `h`: a leased request's adds its cost and releases nothing
-// (the empty member).
+// A leased request's settlement: its cost, and no hold of its own to release (the
+// empty member).
+std::vector<std::string> LeasedCostArgs(Money cost) {
+  return {"", "0", std::to_string(cost.nanos())};
+}
+
 std::vector<std::string> UserSettleArgs(const HoldRef& h, Money cost) {
-  if (Leased(h)) return {"", "0", std::to_string(cost.nanos())};
-  return SettleArgs(h.amount, h.request_id, cost);
+  return Leased(h) ? LeasedCostArgs(cost) : SettleArgs(h.amount, h.request_id, cost);
 }
 
 // Only a hard limit refuses; soft and off still count, against no limit.
@@ -457,7 +460,8 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
 // A worker's reservation (a stream's) is asked of the loop first, where the user's
 // lease may admit it without Redis, and where a reservation alone may take a lease.
 std::optional<Admission> RedisGate::ReserveThroughLoop(const ReserveRequest& request) {
-  if (lease_requests_ <= 0 || loop_ == nullptr || global_cap_ || loop_->InLoopThread())
+  if (lease_requests_ <= 0 || loop_ == nullptr || global_cap_ || request.declined_on_loop ||
+      loop_->InLoopThread())
     return std::nullopt;
   auto answer = std::make_shared<std::promise<std::optional<Admission>>>();
   auto got = answer->get_future();
@@ -541,16 +545,18 @@ void RedisGate::Retire(const std::string& lease_id) {
     active_lease_.erase(l.user_id);
   }
   if (l.in_flight > 0) return;
-  // Its requests' costs are in the spend counter already: the hold goes, nothing added.
-  Enqueue(l.user_id, {{'S', SpendKey(l.user_id, l.window), SettleArgs(l.amount, l.id, Money())},
-                      [](const RedisReply*) {}});
+  Enqueue(l.user_id, {ReleaseOp(l), [](const RedisReply*) {}});
   leases_.erase(it);
+}
+
+// Its requests' costs are in the spend counter already: the hold goes, nothing added.
+RedisGate::GateOp RedisGate::ReleaseOp(const Lease& l) {
+  return {'S', SpendKey(l.user_id, l.window), SettleArgs(l.amount, l.id, Money())};
 }
 
 void RedisGate::ReleaseLeases() {
   for (const auto& [id, l] : leases_) {
-    if (l.in_flight == 0)
-      RunOne(l.user_id, {'S', SpendKey(l.user_id, l.window), SettleArgs(l.amount, id, Money())});
+    if (l.in_flight == 0) RunOne(l.user_id, ReleaseOp(l));
   }
   leases_.clear();
   active_lease_.clear();
@@ -601,7 +607,7 @@ void RedisGate::AddLeasedCost(int64_t user_id, Timestamp window, Money cost) {
     }
   }
   auto costs = std::make_shared<Money>(cost);
-  Enqueue(user_id, {{'S', std::move(counter), {"", "0", ""}},
+  Enqueue(user_id, {{'S', std::move(counter), LeasedCostArgs(Money())},
                     [this, user_id, window, costs](const RedisReply* spent) {
                       // The counter is gone (Redis lost it, with the lease's hold): no
                       // more admissions against the lease; a reservation rebuilds it.
@@ -664,7 +670,7 @@ void RedisGate::SendBatch(int64_t user_id, std::vector<LoopOp> waiting) {
   std::vector<GateOp> ops;
   std::vector<std::function<void(const RedisReply*)>> dones;
   for (LoopOp& w : waiting) {
-    if (w.leased_costs) w.op.args[2] = std::to_string(w.leased_costs->nanos());
+    if (w.leased_costs) w.op.args = LeasedCostArgs(*w.leased_costs);
     ops.push_back(std::move(w.op));
     dones.push_back(std::move(w.done));
   }

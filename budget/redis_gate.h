@@ -23,7 +23,8 @@
 // per-request holds. A lease is at most 1/16 of what the user has left and is not
 // taken when that is under four requests' worth (each request then reserves alone);
 // while held it shows in the user's reserved amount. Not with a global cap. Reserve()
-// on a worker (a stream) asks the loop first, so it is admitted against the same lease.
+// on a worker (a stream) asks the loop first, so it is admitted against the same lease,
+// unless the loop declined that request already (ReserveRequest::declined_on_loop).
 #pragma once
 
 #include <map>
@@ -170,6 +171,7 @@ class RedisGate final : public Gate {
                  Money held);
   std::optional<Admission> ReserveThroughLoop(const ReserveRequest& request);
   void LeaseSettled(const std::string& lease_id);
+  static GateOp ReleaseOp(const Lease& lease);
   // A leased request's cost, added to the batch's sum for the counter (see LoopOp).
   void AddLeasedCost(int64_t user_id, Timestamp window, Money cost);
   // Admits nothing more against it; releases its hold once its requests have settled.

@@ -102,7 +102,7 @@ bool NoMemberDropped(std::string_view text, const nlohmann::json& parsed) {
 namespace {
 
 // Calls `visit(key, value)` for each member of the object `text` holds, with the
-// value's raw text, until it returns false; stops at whatever is not an object.
+// value's raw text; stops at whatever is not an object.
 template <typename Visit>
 void ForEachTopLevelMember(std::string_view text, Visit visit) {
   size_t i = 0;
@@ -122,7 +122,7 @@ void ForEachTopLevelMember(std::string_view text, Visit visit) {
     while (i < text.size() && IsSpace(text[i])) ++i;
     size_t value_end = ValueEnd(text, i);
     if (value_end <= i || value_end == text.size()) return;  // cut short: never closes
-    if (!visit(key, text.substr(i, value_end - i))) return;
+    visit(key, text.substr(i, value_end - i));
     i = value_end;
   }
 }
@@ -146,7 +146,7 @@ nlohmann::json TopLevelMembers(std::string_view text, std::initializer_list<std:
   if (whole) *whole = true;
   nlohmann::json found = nlohmann::json::object();
   ForEachTopLevelMember(text, [&](std::string_view key, std::string_view value) {
-    if (std::find(names.begin(), names.end(), key) == names.end()) return true;
+    if (std::find(names.begin(), names.end(), key) == names.end()) return;
     std::string error;
     auto parsed = PlainInteger(value);
     if (!parsed) parsed = ParseJsonBounded(value, &error);
@@ -155,7 +155,6 @@ nlohmann::json TopLevelMembers(std::string_view text, std::initializer_list<std:
     } else if (whole) {
       *whole = false;
     }
-    return true;
   });
   return found;
 }
@@ -164,7 +163,6 @@ std::optional<std::string_view> TopLevelObject(std::string_view text, std::strin
   std::optional<std::string_view> found;
   ForEachTopLevelMember(text, [&](std::string_view key, std::string_view value) {
     if (key == name) found = value[0] == '{' ? std::optional(value) : std::nullopt;
-    return true;
   });
   return found;
 }

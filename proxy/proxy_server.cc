@@ -487,6 +487,7 @@ void ProxyService::OnWorker(const std::shared_ptr<LoopCall>& call, bool reserve)
     if (reserve) {
       ReserveRequest r = ReserveFor(x);
       r.request_id += "-w";
+      r.declined_on_loop = true;
       x.admission = deps_.gate.Reserve(r);
       admitted = Admitted(x, *call->req, call->body, call->res);
     }

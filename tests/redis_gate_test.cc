@@ -615,9 +615,16 @@ TEST_F(RedisGateTest, AWorkersReservationIsAdmittedAgainstTheLoopsLease) {
   EXPECT_NE(y.hold_id.find("tgl_"), std::string::npos);
   EXPECT_EQ(y.held.nanos(), 10'000);
   EXPECT_EQ(gate.State(user_)->held.nanos(), 20'000 + 61'250);
+  // One the loop has already declined (a refusal to word, a cap to clamp) is decided
+  // here at once, not asked of the loop a second time.
+  ReserveRequest declined = Request(9, "z");
+  declined.declined_on_loop = true;
+  Admission z = gate.Reserve(declined);
+  ASSERT_TRUE(z.allowed());
+  EXPECT_EQ(z.hold_id.find("tgl_"), std::string::npos);
   gate.Settle(user_, y.hold_id, Money::FromNanos(2'000));
   EXPECT_EQ(gate.State(user_)->spend.nanos(), 2'000);
-  EXPECT_EQ(gate.State(user_)->held.nanos(), 20'000 + 61'250) << "the lease is still the loop's";
+  EXPECT_EQ(gate.State(user_)->held.nanos(), 30'000 + 61'250) << "the lease is still the loop's";
 }
 
 }  // namespace
