@@ -120,14 +120,13 @@ TlsContext::TlsContext(const std::string& ca_file) {
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 
 std::string FormatRequest(const std::string& method, const std::string& target,
-                          const std::string& authority, const httplib::Headers& headers,
+                          const std::string& authority, const HeaderList& headers,
                           const std::string& body) {
   std::string out;
   out.reserve(256 + body.size());
   out += method + " " + target + " HTTP/1.1\r\nHost: " + authority + "\r\n";
   for (const auto& [name, value] : headers) {
-    if (strcasecmp(name.c_str(), "Host") == 0 || strcasecmp(name.c_str(), "Content-Length") == 0)
-      continue;
+    if (EqualsIgnoreCase(name, "Host") || EqualsIgnoreCase(name, "Content-Length")) continue;
     out += name + ": " + value + "\r\n";
   }
   if (!body.empty() || method == "POST" || method == "PUT")
@@ -325,27 +324,26 @@ HttpConnection::Progress HttpConnection::ReadHeadAvailable(ResponseHead* head,
     }
     bool http10 = line[7] == '0';
     int status = std::stoi(std::string(line.substr(9, 3)));
-    httplib::Headers headers;
-    if (ParseFields(text.substr(std::min(eol + 2, text.size())), kMaxHeaders, &headers).status !=
-        0)
+    HeaderList headers;
+    if (ParseFields(text.substr(std::min(eol + 2, text.size())), kMaxHeaders, &headers).status != 0)
       return fail(ClientError::kProtocol);
     in_.erase(0, end + 4);
     if (status >= 100 && status < 200) continue;  // 100 Continue and friends: the answer follows
 
     head->status = status;
     head->headers = std::move(headers);
-    const httplib::Headers& h = head->headers;
+    const HeaderList& h = head->headers;
     keep_alive_ =
         http10 ? ListsToken(h, "Connection", "keep-alive") : !ListsToken(h, "Connection", "close");
-    auto length = h.find("Content-Length");
+    const std::string* length = h.Find("Content-Length");
     if (method == "HEAD" || status == 204 || status == 304) {
       framing_ = Framing::kNone;
-    } else if (h.count("Transfer-Encoding") > 0) {
+    } else if (h.Count("Transfer-Encoding") > 0) {
       // We never ask for other codings.
       if (!ListsToken(h, "Transfer-Encoding", "chunked")) return fail(ClientError::kProtocol);
       framing_ = Framing::kChunked;
-    } else if (length != h.end()) {
-      const std::string& v = length->second;
+    } else if (length != nullptr) {
+      const std::string& v = *length;
       if (v.empty() || v.size() > 18 ||
           !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return fail(ClientError::kProtocol);

@@ -9,7 +9,6 @@
 // thread that wakes for every chunk (measured: ~120 µs of CPU per relayed chunk).
 #pragma once
 
-#include <httplib.h>
 #include <openssl/ssl.h>
 
 #include <chrono>
@@ -20,6 +19,7 @@
 
 #include "config/config.h"
 #include "net/chunked_decoder.h"
+#include "net/header_list.h"
 
 namespace tollgate {
 
@@ -47,13 +47,13 @@ class TlsContext {
 
 struct ResponseHead {
   int status = 0;
-  httplib::Headers headers;
+  HeaderList headers;
 };
 
 // The request line, Host, the caller's headers and Content-Length (when there is a
 // body or the method is POST), then the body.
 std::string FormatRequest(const std::string& method, const std::string& target,
-                          const std::string& authority, const httplib::Headers& headers,
+                          const std::string& authority, const HeaderList& headers,
                           const std::string& body);
 
 class HttpConnection {

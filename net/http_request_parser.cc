@@ -31,29 +31,19 @@ std::string_view TrimOws(std::string_view s) {
   return s;
 }
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
-}  // namespace
-
-bool ListsToken(const httplib::Headers& headers, const char* name, std::string_view token) {
-  auto [from, to] = headers.equal_range(name);
-  for (auto it = from; it != to; ++it) {
-    std::string value = Lower(it->second);
-    size_t pos = 0;
-    while (pos <= value.size()) {
-      size_t comma = std::min(value.find(',', pos), value.size());
-      if (TrimOws(std::string_view(value).substr(pos, comma - pos)) == token) return true;
-      pos = comma + 1;
-    }
+bool ValueListsToken(std::string_view value, std::string_view token) {
+  size_t pos = 0;
+  while (pos <= value.size()) {
+    size_t comma = std::min(value.find(',', pos), value.size());
+    if (EqualsIgnoreCase(TrimOws(value.substr(pos, comma - pos)), token)) return true;
+    pos = comma + 1;
   }
   return false;
 }
 
-FieldError ParseFields(std::string_view lines, size_t max_fields, httplib::Headers* out) {
+// Calls `add(name, value)` for each well-formed field line.
+template <typename Add>
+FieldError ParseFieldsWith(std::string_view lines, size_t max_fields, Add add) {
   size_t pos = 0;
   size_t count = 0;
   while (pos < lines.size()) {
@@ -68,9 +58,35 @@ FieldError ParseFields(std::string_view lines, size_t max_fields, httplib::Heade
     std::string_view value = TrimOws(field.substr(colon + 1));
     if (!IsFieldValue(value)) return {400, "header value holds control characters"};
     if (++count > max_fields) return {431, "more than " + std::to_string(max_fields) + " headers"};
-    out->emplace(std::string(field.substr(0, colon)), std::string(value));
+    add(std::string(field.substr(0, colon)), std::string(value));
   }
   return {};
+}
+
+}  // namespace
+
+bool ListsToken(const httplib::Headers& headers, const char* name, std::string_view token) {
+  auto [from, to] = headers.equal_range(name);
+  return std::any_of(from, to,
+                     [&](const auto& field) { return ValueListsToken(field.second, token); });
+}
+
+bool ListsToken(const HeaderList& headers, std::string_view name, std::string_view token) {
+  return std::any_of(headers.begin(), headers.end(), [&](const HeaderList::Field& field) {
+    return EqualsIgnoreCase(field.first, name) && ValueListsToken(field.second, token);
+  });
+}
+
+FieldError ParseFields(std::string_view lines, size_t max_fields, httplib::Headers* out) {
+  return ParseFieldsWith(lines, max_fields, [out](std::string name, std::string value) {
+    out->emplace(std::move(name), std::move(value));
+  });
+}
+
+FieldError ParseFields(std::string_view lines, size_t max_fields, HeaderList* out) {
+  return ParseFieldsWith(lines, max_fields, [out](std::string name, std::string value) {
+    out->Add(std::move(name), std::move(value));
+  });
 }
 
 RequestParser::State RequestParser::Fail(int status, std::string message) {
@@ -152,7 +168,7 @@ RequestParser::State RequestParser::ParseHead(std::string& in) {
   size_t lengths = h.count("Content-Length");
   if (encodings > 0) {
     if (lengths > 0) return Fail(400, "both Content-Length and Transfer-Encoding are present");
-    if (encodings > 1 || Lower(h.find("Transfer-Encoding")->second) != "chunked")
+    if (encodings > 1 || !EqualsIgnoreCase(h.find("Transfer-Encoding")->second, "chunked"))
       return Fail(501, "only Transfer-Encoding: chunked is supported");
     if (version == "HTTP/1.0") return Fail(400, "chunked bodies need HTTP/1.1");
     chunked_ = true;

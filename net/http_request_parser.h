@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "net/chunked_decoder.h"
+#include "net/header_list.h"
 
 namespace tollgate {
 
@@ -39,8 +40,10 @@ struct FieldError {
   std::string message;
 };
 FieldError ParseFields(std::string_view lines, size_t max_fields, httplib::Headers* out);
+FieldError ParseFields(std::string_view lines, size_t max_fields, HeaderList* out);
 // Whether a comma-separated header (Connection, Expect) lists `token` (lower case).
 bool ListsToken(const httplib::Headers& headers, const char* name, std::string_view token);
+bool ListsToken(const HeaderList& headers, std::string_view name, std::string_view token);
 
 class RequestParser {
  public:

@@ -33,6 +33,15 @@ int64_t EstimateInputTokens(int64_t text_bytes, int64_t messages) {
   return (text_bytes * 12 + 34) / 35 + 4 * messages + 3;
 }
 
+PromptKey ClassifyPromptKey(std::string_view key) {
+  // Everything textual counts except identifiers that never reach the tokenizer.
+  if (key == "role" || key == "type" || key == "id" || key == "tool_call_id" ||
+      key == "cache_control")
+    return PromptKey::kSkipped;
+  if (key == "image_url" || key == "source" || key == "images") return PromptKey::kImage;
+  return PromptKey::kText;
+}
+
 int64_t PromptTextBytes(const nlohmann::json& j) {
   if (j.is_string()) return static_cast<int64_t>(j.get_ref<const std::string&>().size());
   int64_t n = 0;
@@ -40,15 +49,16 @@ int64_t PromptTextBytes(const nlohmann::json& j) {
     for (const auto& e : j) n += PromptTextBytes(e);
   } else if (j.is_object()) {
     for (const auto& [key, value] : j.items()) {
-      // Everything textual counts except identifiers that never reach the tokenizer.
-      if (key == "role" || key == "type" || key == "id" || key == "tool_call_id" ||
-          key == "cache_control")
-        continue;
-      if (key == "image_url" || key == "source" || key == "images") {
-        n += 1500 * 4;  // an image is ~1,500 tokens of budget; no pixels are counted
-        continue;
+      switch (ClassifyPromptKey(key)) {
+        case PromptKey::kText:
+          n += PromptTextBytes(value);
+          break;
+        case PromptKey::kSkipped:
+          break;
+        case PromptKey::kImage:
+          n += kImageTextBytes;
+          break;
       }
-      n += PromptTextBytes(value);
     }
   } else if (j.is_number() || j.is_boolean()) {
     n += 4;

@@ -4,6 +4,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "providers/provider.h"
+
 namespace tollgate {
 namespace {
 
@@ -127,19 +129,17 @@ void ForEachTopLevelMember(std::string_view text, Visit visit) {
   }
 }
 
-// A plain integer (the most of an answer's usage) without the parser; nullopt when the
-// text is anything else, or too long to be sure it fits.
-std::optional<nlohmann::json> PlainInteger(std::string_view v) {
+}  // namespace
+
+std::optional<int64_t> PlainInteger(std::string_view v) {
   size_t digits = !v.empty() && v[0] == '-' ? 1 : 0;
   if (v.size() == digits || v.size() - digits > 18) return std::nullopt;
   if (v[digits] == '0' && v.size() > digits + 1) return std::nullopt;  // not JSON
   int64_t n = 0;
   auto [end, err] = std::from_chars(v.data(), v.data() + v.size(), n);
   if (err != std::errc() || end != v.data() + v.size()) return std::nullopt;
-  return nlohmann::json(n);
+  return n;
 }
-
-}  // namespace
 
 nlohmann::json TopLevelMembers(std::string_view text, std::initializer_list<std::string_view> names,
                                bool* whole) {
@@ -148,8 +148,12 @@ nlohmann::json TopLevelMembers(std::string_view text, std::initializer_list<std:
   ForEachTopLevelMember(text, [&](std::string_view key, std::string_view value) {
     if (std::find(names.begin(), names.end(), key) == names.end()) return;
     std::string error;
-    auto parsed = PlainInteger(value);
-    if (!parsed) parsed = ParseJsonBounded(value, &error);
+    std::optional<nlohmann::json> parsed;
+    if (auto n = PlainInteger(value)) {
+      parsed = *n;
+    } else {
+      parsed = ParseJsonBounded(value, &error);
+    }
     if (parsed) {
       found[std::string(key)] = std::move(*parsed);
     } else if (whole) {
@@ -182,6 +186,249 @@ std::optional<nlohmann::json> ParseJsonBounded(std::string_view text, std::strin
     *error = std::string("not valid JSON: ") + e.what();
   }
   return std::nullopt;
+}
+
+namespace {
+
+// The recursive reader behind ScanObject: each call reads one piece at `at_` and says
+// whether it is one the parser would take and ScanObject may stand in for.
+class Scanner {
+ public:
+  Scanner(std::string_view text, int max_depth) : text_(text), max_depth_(max_depth) {}
+
+  std::optional<std::vector<ScannedMember>> Object() {
+    std::vector<ScannedMember> members;
+    SkipSpace();
+    if (Peek() != '{') return std::nullopt;
+    bool ok = Members(1, [&](std::string_view key, int depth) {
+      ScannedMember m;
+      m.key = key;
+      size_t from = at_;
+      m.kind = Peek();
+      if (!Value(depth, &m.text_bytes, &m.elements)) return false;
+      m.value = text_.substr(from, at_ - from);
+      members.push_back(m);
+      return true;
+    });
+    SkipSpace();
+    if (!ok || at_ != text_.size()) return std::nullopt;
+    return members;
+  }
+
+ private:
+  static constexpr size_t kMaxMembers = 32;
+  static constexpr size_t kMaxNumberBytes = 100;
+
+  char Peek() const { return at_ < text_.size() ? text_[at_] : '\0'; }
+  void SkipSpace() {
+    while (at_ < text_.size() && IsSpace(text_[at_])) ++at_;
+  }
+
+  // An object at `at_` (on its '{'), `depth` brackets deep counting its own; calls
+  // `value(key, depth)` at each member's value.
+  template <typename OnValue>
+  bool Members(int depth, OnValue value) {
+    if (depth > max_depth_) return false;
+    ++at_;
+    SkipSpace();
+    if (Peek() == '}') return ++at_, true;
+    std::string_view keys[kMaxMembers];
+    for (size_t n = 0;; ++n) {
+      SkipSpace();
+      std::string_view key;
+      int64_t unused = 0;
+      if (n == kMaxMembers || Peek() != '"' || !String(&unused, &key)) return false;
+      if (std::find(keys, keys + n, key) != keys + n) return false;  // the parser keeps one
+      keys[n] = key;
+      SkipSpace();
+      if (Peek() != ':') return false;
+      ++at_;
+      SkipSpace();
+      if (!value(key, depth)) return false;
+      SkipSpace();
+      if (Peek() == '}') return ++at_, true;
+      if (Peek() != ',') return false;
+      ++at_;
+    }
+  }
+
+  // Any value at `at_` inside `depth` brackets: adds its prompt text to `text_bytes`
+  // and, for an array, its length to `elements`.
+  bool Value(int depth, int64_t* text_bytes, int64_t* elements) {
+    switch (Peek()) {
+      case '{':
+        return Members(depth + 1, [&](std::string_view key, int inner) {
+          int64_t bytes = 0, unused = 0;
+          if (!Value(inner, &bytes, &unused)) return false;
+          switch (ClassifyPromptKey(key)) {
+            case PromptKey::kText:
+              *text_bytes += bytes;
+              break;
+            case PromptKey::kSkipped:
+              break;
+            case PromptKey::kImage:
+              *text_bytes += kImageTextBytes;
+              break;
+          }
+          return true;
+        });
+      case '[':
+        if (depth + 1 > max_depth_) return false;
+        ++at_;
+        SkipSpace();
+        if (Peek() == ']') return ++at_, true;
+        for (;;) {
+          int64_t unused = 0;
+          SkipSpace();
+          if (!Value(depth + 1, text_bytes, &unused)) return false;
+          ++*elements;
+          SkipSpace();
+          if (Peek() == ']') return ++at_, true;
+          if (Peek() != ',') return false;
+          ++at_;
+        }
+      case '"':
+        return String(text_bytes, nullptr);
+      case 't':
+        return Word("true", text_bytes, 4);
+      case 'f':
+        return Word("false", text_bytes, 4);
+      case 'n':
+        return Word("null", text_bytes, 0);
+      default:
+        return Number(text_bytes);
+    }
+  }
+
+  bool Word(std::string_view word, int64_t* text_bytes, int64_t adds) {
+    if (text_.substr(at_, word.size()) != word) return false;
+    at_ += word.size();
+    *text_bytes += adds;
+    return true;
+  }
+
+  // -?(0|[1-9][0-9]*)(.[0-9]+)?, short: what the parser reads as a finite number.
+  bool Number(int64_t* text_bytes) {
+    size_t from = at_;
+    auto digits = [&] {
+      size_t start = at_;
+      while (at_ < text_.size() && text_[at_] >= '0' && text_[at_] <= '9') ++at_;
+      return at_ - start;
+    };
+    if (Peek() == '-') ++at_;
+    if (Peek() == '0') {
+      ++at_;
+    } else if (digits() == 0) {
+      return false;
+    }
+    if (Peek() == '.') {
+      ++at_;
+      if (digits() == 0) return false;
+    }
+    if (Peek() == 'e' || Peek() == 'E' || at_ - from >= kMaxNumberBytes) return false;
+    *text_bytes += 4;
+    return true;
+  }
+
+  // A string at `at_` (on its quote): adds its UTF-8 length once decoded to `bytes`. A
+  // key (`key` given) is declined if escaped, and set to its text between the quotes.
+  bool String(int64_t* bytes, std::string_view* key) {
+    size_t start = ++at_;
+    int64_t decoded = 0;
+    for (;;) {
+      size_t plain = at_;
+      while (at_ < text_.size()) {
+        auto c = static_cast<unsigned char>(text_[at_]);
+        if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
+        ++at_;
+      }
+      decoded += static_cast<int64_t>(at_ - plain);
+      if (at_ == text_.size()) return false;
+      auto c = static_cast<unsigned char>(text_[at_]);
+      if (c == '"') break;
+      if (c < 0x20) return false;  // control characters must be escaped
+      if (c == '\\') {
+        if (key != nullptr) return false;
+        int64_t n = Escape();
+        if (n == 0) return false;
+        decoded += n;
+        continue;
+      }
+      size_t n = Utf8Sequence();
+      if (n == 0) return false;
+      at_ += n;
+      decoded += static_cast<int64_t>(n);
+    }
+    if (key != nullptr) *key = text_.substr(start, at_ - start);
+    ++at_;
+    *bytes += decoded;
+    return true;
+  }
+
+  // The escape at `at_` (on its backslash), passed: the UTF-8 bytes it stands for, or
+  // 0 if the parser refuses it (an unknown escape, a lone or unpaired surrogate).
+  int64_t Escape() {
+    if (at_ + 1 >= text_.size()) return 0;
+    char e = text_[at_ + 1];
+    at_ += 2;
+    if (std::strchr("\"\\/bfnrt", e) != nullptr && e != '\0') return 1;
+    if (e != 'u') return 0;
+    int unit = Hex4();
+    if (unit < 0) return 0;
+    if (unit >= 0xDC00 && unit <= 0xDFFF) return 0;
+    if (unit >= 0xD800 && unit <= 0xDBFF) {
+      if (text_.substr(at_, 2) != "\\u") return 0;
+      at_ += 2;
+      int low = Hex4();
+      return low >= 0xDC00 && low <= 0xDFFF ? 4 : 0;
+    }
+    return unit < 0x80 ? 1 : unit < 0x800 ? 2 : 3;
+  }
+
+  int Hex4() {
+    if (at_ + 4 > text_.size()) return -1;
+    int v = 0;
+    for (int i = 0; i < 4; ++i) {
+      char c = text_[at_++];
+      int d = c >= '0' && c <= '9'   ? c - '0'
+              : c >= 'a' && c <= 'f' ? c - 'a' + 10
+              : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                     : -1;
+      if (d < 0) return -1;
+      v = v * 16 + d;
+    }
+    return v;
+  }
+
+  // The length of the well-formed UTF-8 sequence at `at_` (Unicode table 3-7, as the
+  // parser checks), 0 if it is not one.
+  size_t Utf8Sequence() const {
+    auto byte = [&](size_t i) {
+      return at_ + i < text_.size() ? static_cast<unsigned char>(text_[at_ + i]) : 0;
+    };
+    auto in = [](unsigned char c, unsigned lo, unsigned hi) { return c >= lo && c <= hi; };
+    unsigned char b0 = byte(0);
+    if (in(b0, 0xC2, 0xDF)) return in(byte(1), 0x80, 0xBF) ? 2 : 0;
+    if (in(b0, 0xE0, 0xEF)) {
+      unsigned lo = b0 == 0xE0 ? 0xA0 : 0x80, hi = b0 == 0xED ? 0x9F : 0xBF;
+      return in(byte(1), lo, hi) && in(byte(2), 0x80, 0xBF) ? 3 : 0;
+    }
+    if (in(b0, 0xF0, 0xF4)) {
+      unsigned lo = b0 == 0xF0 ? 0x90 : 0x80, hi = b0 == 0xF4 ? 0x8F : 0xBF;
+      return in(byte(1), lo, hi) && in(byte(2), 0x80, 0xBF) && in(byte(3), 0x80, 0xBF) ? 4 : 0;
+    }
+    return 0;
+  }
+
+  const std::string_view text_;
+  const int max_depth_;
+  size_t at_ = 0;
+};
+
+}  // namespace
+
+std::optional<std::vector<ScannedMember>> ScanObject(std::string_view text, int max_depth) {
+  return Scanner(text, max_depth).Object();
 }
 
 }  // namespace tollgate

@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace tollgate {
 
@@ -22,12 +23,36 @@ std::optional<nlohmann::json> ParseJsonBounded(std::string_view text, std::strin
 // another reader might keep the other). One pass over the bytes and one over the tree.
 bool NoMemberDropped(std::string_view text, const nlohmann::json& parsed);
 
+// A plain integer's value (JSON's -?(0|[1-9][0-9]*), 18 digits at most, so it fits)
+// without the parser; nullopt for any other text.
+std::optional<int64_t> PlainInteger(std::string_view text);
+
 // The members named in `names` of the object `text` holds, each parsed with the bound
 // above; the rest is only scanned for its strings and brackets, never built. For an
 // answer's usage, whatever else it carries. Not an object, or none there: {}.
 // `whole`, if given, is set false when a member named is there but not valid JSON.
 nlohmann::json TopLevelMembers(std::string_view text, std::initializer_list<std::string_view> names,
                                bool* whole = nullptr);
+
+// One member of an object read by ScanObject: its key and value as written, and what
+// the request readers need of the value without building it.
+struct ScannedMember {
+  std::string_view key;    // as written: ScanObject declines keys with escapes
+  std::string_view value;  // the value's text
+  char kind = 0;           // '{', '[', '"', 't', 'f', 'n', or '0' for a number
+  int64_t text_bytes = 0;  // PromptTextBytes of the value (strings: their UTF-8 bytes)
+  int64_t elements = 0;    // of an array
+};
+
+// The members of the object `text` holds, read without building a tree, when the
+// parser would take the text whole and build exactly these members: valid JSON (strings
+// as the parser checks them: escapes, surrogate pairs, UTF-8), nested within
+// `max_depth`, no key repeated or escaped in any object, no number the parser could
+// overflow (one with an exponent, or of 100 bytes or more). nullopt otherwise, or when
+// the text holds something else than an object or more than 32 members in one object:
+// then the caller parses. For the hot path's small requests (see bench/RESULTS.md).
+std::optional<std::vector<ScannedMember>> ScanObject(std::string_view text,
+                                                     int max_depth = kMaxJsonDepth);
 
 // The raw text of the object the member `name` of the object `text` holds (the last,
 // if it repeats, as the parser keeps), for TopLevelMembers to read a few of its members

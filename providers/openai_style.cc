@@ -119,6 +119,51 @@ Result<RequestFacts> ReadRequest(const Route& route, const json& body) {
   return f;
 }
 
+std::optional<RequestFacts> ReadRequestBytes(const Route& route, std::string_view body) {
+  if (route.endpoint != Endpoint::kChat || !route.openai_style) return std::nullopt;
+  auto members = ScanObject(body);
+  if (!members) return std::nullopt;
+  // A string's text when it holds no escape (the scan checked the rest).
+  auto plain_text = [](const ScannedMember& m) -> std::optional<std::string> {
+    if (m.kind != '"' || m.value.find('\\') != std::string_view::npos) return std::nullopt;
+    return std::string(m.value.substr(1, m.value.size() - 2));
+  };
+  RequestFacts f;
+  std::optional<int64_t> max_tokens, max_completion_tokens;
+  const ScannedMember* messages = nullptr;
+  int64_t tools = 0;
+  for (const ScannedMember& m : *members) {
+    if (m.key == "model") {
+      auto model = plain_text(m);
+      if (!model || model->empty()) return std::nullopt;
+      f.model = std::move(*model);
+    } else if (m.key == "stream") {
+      if (m.kind != 'f' && m.kind != 'n') return std::nullopt;  // a stream is the relay's
+    } else if (m.key == "max_tokens" || m.key == "max_completion_tokens") {
+      if (m.kind == 'n') continue;
+      auto count = PlainInteger(m.value);
+      if (!count || *count < 0) return std::nullopt;
+      (m.key == "max_tokens" ? max_tokens : max_completion_tokens) = count;
+    } else if (m.key == "user") {
+      if (m.kind != '"') continue;
+      auto user = plain_text(m);
+      if (!user) return std::nullopt;
+      f.end_user = std::move(*user);
+    } else if (m.key == "stream_options") {
+      return std::nullopt;
+    } else if (m.key == "messages") {
+      if (m.kind != '[') return std::nullopt;
+      messages = &m;
+    } else if (m.key == "tools") {
+      tools = m.text_bytes;
+    }
+  }
+  if (f.model.empty() || messages == nullptr) return std::nullopt;
+  f.max_output_tokens = max_completion_tokens ? max_completion_tokens : max_tokens;
+  f.input_tokens_estimate = EstimateInputTokens(messages->text_bytes + tools, messages->elements);
+  return f;
+}
+
 Usage ReadUsage(const json& u) {
   Usage usage;
   if (!u.is_object()) return usage;

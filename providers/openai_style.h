@@ -9,6 +9,10 @@ namespace tollgate::openai_style {
 // Reads model, stream, max_tokens / max_completion_tokens, user, include_usage, and
 // estimates input from messages (chat) / prompt + suffix (FIM) / input (embeddings).
 Result<RequestFacts> ReadRequest(const Route& route, const nlohmann::json& body);
+// The same for the most common chat request, from its bytes (Provider::ReadRequestBytes):
+// a chat with messages, not a stream, no stream_options (Mistral's Rewrite drops them),
+// a plain model and user, caps that are plain counts.
+std::optional<RequestFacts> ReadRequestBytes(const Route& route, std::string_view body);
 
 // usage.prompt_tokens / completion_tokens, cached tokens from DeepSeek's
 // prompt_cache_hit_tokens or prompt_tokens_details.cached_tokens, reasoning tokens.

@@ -94,6 +94,12 @@ class Provider {
   // Reads what the gate needs; a bad body gives Invalid with a message naming the field.
   virtual Result<RequestFacts> ReadRequest(const Route& route,
                                            const nlohmann::json& body) const = 0;
+  // The same facts from the body's bytes, without a tree, for a body that is valid,
+  // that ReadRequest takes, and that Rewrite leaves as it is unless the gate clamps its
+  // cap; nullopt for any other (then the caller parses and calls ReadRequest).
+  virtual std::optional<RequestFacts> ReadRequestBytes(const Route&, std::string_view) const {
+    return std::nullopt;
+  }
   // Prepares the body for the upstream: provider quirks, and an output cap when the
   // gate clamps. An unchanged body goes upstream as the caller's own bytes.
   virtual Rewritten Rewrite(const Route& route, const RequestFacts& facts,
@@ -126,5 +132,10 @@ int StatusFor(ErrorKind kind);
 int64_t EstimateInputTokens(int64_t text_bytes, int64_t messages);
 // Sums the UTF-8 bytes of the strings under `j` that count as prompt text.
 int64_t PromptTextBytes(const nlohmann::json& j);
+// What an object member named `key` adds to PromptTextBytes: its value's text; nothing
+// (identifiers that never reach the tokenizer); or an image's flat kImageTextBytes.
+enum class PromptKey { kText, kSkipped, kImage };
+PromptKey ClassifyPromptKey(std::string_view key);
+constexpr int64_t kImageTextBytes = 1500 * 4;  // ~1,500 tokens of budget; no pixels counted
 
 }  // namespace tollgate

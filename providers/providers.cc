@@ -24,6 +24,10 @@ class OpenAIShaped : public Provider {
   Result<RequestFacts> ReadRequest(const Route& route, const json& body) const override {
     return openai_style::ReadRequest(route, body);
   }
+  std::optional<RequestFacts> ReadRequestBytes(const Route& route,
+                                               std::string_view body) const override {
+    return openai_style::ReadRequestBytes(route, body);
+  }
   Usage UsageFromAnswer(const Route&, std::string_view answer) const override {
     return openai_style::UsageFromAnswer(answer);
   }

@@ -22,7 +22,8 @@ struct Exchange {
   bool on_loop = false;  // settles without blocking
   Admission admission;
   bool hide_usage_chunk = false;
-  int status = 0;  // the upstream's, once its head is in
+  bool read_from_bytes = false;  // facts from the body's bytes: its tree not built
+  int status = 0;                // the upstream's, once its head is in
   bool finished = false;
 };
 
@@ -30,38 +31,23 @@ namespace {
 
 using nlohmann::json;
 
-bool IsHopByHop(const std::string& name) {
-  static const char* kDrop[] = {"host",
-                                "content-length",
-                                "connection",
-                                "keep-alive",
-                                "transfer-encoding",
-                                "te",
-                                "trailer",
-                                "upgrade",
-                                "proxy-authorization",
-                                "proxy-connection",
-                                "authorization",
-                                "x-api-key",
-                                "x-tollgate-user",
-                                "accept-encoding",
-                                "remote_addr",
-                                "remote_port",
-                                "local_addr",
-                                "local_port"};
-  for (const char* d : kDrop) {
-    if (strcasecmp(name.c_str(), d) == 0) return true;
-  }
-  return false;
+// Whether `name` is one of `names`: header names (tokens), compared ASCII
+// case-insensitively.
+bool IsOneOf(std::string_view name, std::initializer_list<std::string_view> names) {
+  return std::any_of(names.begin(), names.end(),
+                     [&](std::string_view n) { return EqualsIgnoreCase(name, n); });
 }
 
-bool IsResponseHopByHop(const std::string& name) {
-  static const char* kDrop[] = {"content-length",    "connection",       "keep-alive",
-                                "transfer-encoding", "content-encoding", "content-type"};
-  for (const char* d : kDrop) {
-    if (strcasecmp(name.c_str(), d) == 0) return true;
-  }
-  return false;
+bool IsHopByHop(std::string_view name) {
+  return IsOneOf(name, {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
+                        "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection",
+                        "authorization", "x-api-key", "x-tollgate-user", "accept-encoding",
+                        "remote_addr", "remote_port", "local_addr", "local_port"});
+}
+
+bool IsResponseHopByHop(std::string_view name) {
+  return IsOneOf(name, {"content-length", "connection", "keep-alive", "transfer-encoding",
+                        "content-encoding", "content-type"});
 }
 
 // Reads an answer's body to its end, keeping at most `limit` bytes, and gives the
@@ -80,11 +66,10 @@ ClientError ReadWhole(UpstreamPool& pool, std::unique_ptr<HttpConnection> upstre
 void PassOn(const ResponseHead& head, std::string body, httplib::Response& res) {
   res.status = head.status;
   for (const auto& [name, value] : head.headers) {
-    if (!IsResponseHopByHop(name)) res.set_header(name, value);
+    if (!IsResponseHopByHop(name)) res.headers.emplace(name, value);
   }
-  auto type = head.headers.find("Content-Type");
-  res.set_content(std::move(body),
-                  type != head.headers.end() ? type->second : std::string("application/json"));
+  const std::string* type = head.headers.Find("Content-Type");
+  res.set_content(std::move(body), type ? *type : std::string("application/json"));
 }
 
 // Time-ordered (microseconds since the epoch, then 48 random bits): a burst of rows
@@ -189,19 +174,17 @@ void ProxyService::Refuse(const Provider& provider, const std::optional<Route>& 
   res.set_content(provider.ErrorBody(route ? &*route : nullptr, kind, message), "application/json");
 }
 
-httplib::Headers ProxyService::UpstreamHeaders(const Provider& provider,
-                                               const httplib::Request& req) const {
-  httplib::Headers h;
+HeaderList ProxyService::UpstreamHeaders(const Provider& provider,
+                                         const httplib::Request& req) const {
+  HeaderList h;
   for (const auto& [name, value] : req.headers) {
-    if (!IsHopByHop(name)) h.emplace(name, value);
+    if (!IsHopByHop(name)) h.Add(name, value);
   }
   const Upstream& up = deps_.config.upstreams.at(std::string(provider.name()));
-  for (const auto& [name, value] : provider.Credentials(up.api_key)) {
-    bool is_credential = strcasecmp(name.c_str(), "authorization") == 0 ||
-                         strcasecmp(name.c_str(), "x-api-key") == 0;
-    if (is_credential || h.find(name) == h.end()) {
-      h.erase(name);
-      h.emplace(name, value);
+  for (auto& [name, value] : provider.Credentials(up.api_key)) {
+    if (IsOneOf(name, {"authorization", "x-api-key"}) || h.Find(name) == nullptr) {
+      h.Erase(name);
+      h.Add(std::move(name), std::move(value));
     }
   }
   return h;
@@ -262,17 +245,22 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
 
   // 2. What is asked.
   if (route->endpoint != Endpoint::kListing) {
-    std::string error;
-    auto parsed = ParseJsonBounded(req.body, &error);
-    if (!parsed)
-      return refuse(ErrorKind::kInvalidRequest, "request body is " + error,
-                    Counter::kProxyRefusedBadRequest);
-    body = std::move(*parsed);
-    auto facts = provider.ReadRequest(*route, body);
-    if (!facts.ok())
-      return refuse(ErrorKind::kInvalidRequest, facts.status().message(),
-                    Counter::kProxyRefusedBadRequest);
-    x.facts = std::move(*facts);
+    if (auto facts = provider.ReadRequestBytes(*route, req.body)) {
+      x.facts = std::move(*facts);
+      x.read_from_bytes = true;
+    } else {
+      std::string error;
+      auto parsed = ParseJsonBounded(req.body, &error);
+      if (!parsed)
+        return refuse(ErrorKind::kInvalidRequest, "request body is " + error,
+                      Counter::kProxyRefusedBadRequest);
+      body = std::move(*parsed);
+      auto read = provider.ReadRequest(*route, body);
+      if (!read.ok())
+        return refuse(ErrorKind::kInvalidRequest, read.status().message(),
+                      Counter::kProxyRefusedBadRequest);
+      x.facts = std::move(*read);
+    }
   }
   if (on_loop && x.facts.stream) return Prepared::kWouldBlock;
 
@@ -389,17 +377,25 @@ void ProxyService::BuildUpstream(Exchange& x, const httplib::Request& req, json&
   x.upstream.method = req.method == "GET" ? "GET" : "POST";
   x.upstream.headers = UpstreamHeaders(*x.provider, req);
   if (x.route.endpoint != Endpoint::kListing) {
-    Rewritten rewritten =
-        x.provider->Rewrite(x.route, x.facts, x.admission.clamped_max_tokens, &body);
-    x.hide_usage_chunk = rewritten.hide_usage_chunk;
-    // The caller's bytes, unless changed, or unless a key repeats: then the upstream gets
-    // the one member the gate read (the model it priced), not a choice of its own.
-    x.upstream.body =
-        rewritten.changed || !NoMemberDropped(req.body, body) ? body.dump() : req.body;
+    // Read from its bytes, a body goes as it came unless its cap is clamped (the
+    // provider's word: ReadRequestBytes); clamped, it is parsed now, as the scan found it
+    // valid. Otherwise: the caller's bytes, unless changed, or unless a key repeats: then
+    // the upstream gets the one member the gate read (the model it priced), not a choice
+    // of its own.
+    if (x.read_from_bytes && !x.admission.clamped_max_tokens) {
+      x.upstream.body = req.body;
+    } else {
+      std::string unused;
+      if (x.read_from_bytes) body = ParseJsonBounded(req.body, &unused).value_or(json::object());
+      Rewritten rewritten =
+          x.provider->Rewrite(x.route, x.facts, x.admission.clamped_max_tokens, &body);
+      x.hide_usage_chunk = rewritten.hide_usage_chunk;
+      x.upstream.body =
+          rewritten.changed || !NoMemberDropped(req.body, body) ? body.dump() : req.body;
+    }
   }
-  if (x.upstream.method == "POST" &&
-      x.upstream.headers.find("Content-Type") == x.upstream.headers.end())
-    x.upstream.headers.emplace("Content-Type", "application/json");
+  if (x.upstream.method == "POST" && x.upstream.headers.Find("Content-Type") == nullptr)
+    x.upstream.headers.Add("Content-Type", "application/json");
 }
 
 void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
@@ -627,9 +623,8 @@ void ProxyService::ForwardStreaming(Exchange&& x, httplib::Response& res, Respon
   for (const auto& [name, value] : head.headers) {
     if (!IsResponseHopByHop(name)) out.emplace(name, value);
   }
-  auto type = head.headers.find("Content-Type");
-  out.emplace("Content-Type",
-              type != head.headers.end() ? type->second : std::string("text/event-stream"));
+  const std::string* type = head.headers.Find("Content-Type");
+  out.emplace("Content-Type", type ? *type : std::string("text/event-stream"));
   writer.Begin(head.status, out);  // a client already gone is found by the relay's first write
   x.status = head.status;
   x.upstream = UpstreamRequest{};  // sent: a long stream need not hold a long prompt

@@ -75,7 +75,7 @@ class ProxyService {
               const std::string& message, httplib::Response& res);
   // Settles the hold and appends the ledger row: exactly once per forwarded request.
   void Finish(Exchange& x, int status, Usage usage, bool estimated);
-  httplib::Headers UpstreamHeaders(const Provider& provider, const httplib::Request& req) const;
+  HeaderList UpstreamHeaders(const Provider& provider, const httplib::Request& req) const;
   bool TryStartDrain();
   void EndDrain();
   friend class RelayedExchange;

@@ -15,7 +15,7 @@ namespace tollgate {
 struct UpstreamRequest {
   std::string method;
   std::string target;  // path and query
-  httplib::Headers headers;
+  HeaderList headers;
   std::string body;
 };
 

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <random>
+
 #include "providers/anthropic.h"
 #include "providers/framing.h"
 #include "providers/json_bounded.h"
@@ -352,6 +355,191 @@ TEST(JsonBounded, NoMemberDroppedFindsRepeatedKeys) {
   EXPECT_TRUE(same(R"([1,"a:b",[]])"));
   EXPECT_FALSE(same(R"({"model":"cheap","messages":[],"model":"dear"})"));
   EXPECT_FALSE(same(R"({"a":[{"x":1,"x":2}]})"));
+}
+
+// What ReadRequestBytes gives for `body` must be what a full parse and ReadRequest give,
+// with nothing Rewrite would change unless clamped; or nothing. Whether it read.
+bool ReadsAsTheParserDoes(const Provider& p, const Route& route, const std::string& body) {
+  auto fast = p.ReadRequestBytes(route, body);
+  if (!fast) return false;
+  std::string error;
+  auto parsed = ParseJsonBounded(body, &error);
+  EXPECT_TRUE(parsed.has_value()) << body << ": " << error;
+  if (!parsed) return true;
+  EXPECT_TRUE(NoMemberDropped(body, *parsed)) << body;
+  auto members = ScanObject(body);  // each member's prompt text, byte for byte
+  EXPECT_TRUE(members.has_value()) << body;
+  for (const ScannedMember& member : members.value_or(std::vector<ScannedMember>{})) {
+    const json& v = (*parsed)[std::string(member.key)];
+    EXPECT_EQ(member.text_bytes, PromptTextBytes(v)) << member.key << " in " << body;
+    EXPECT_EQ(member.elements, v.is_array() ? static_cast<int64_t>(v.size()) : 0) << body;
+  }
+  auto full = p.ReadRequest(route, *parsed);
+  EXPECT_TRUE(full.ok()) << body;
+  if (!full.ok()) return true;
+  EXPECT_EQ(fast->model, full->model) << body;
+  EXPECT_EQ(fast->stream, full->stream) << body;
+  EXPECT_EQ(fast->max_output_tokens, full->max_output_tokens) << body;
+  EXPECT_EQ(fast->input_tokens_estimate, full->input_tokens_estimate) << body;
+  EXPECT_EQ(fast->end_user, full->end_user) << body;
+  EXPECT_EQ(fast->client_asked_usage, full->client_asked_usage) << body;
+  json before = *parsed;
+  EXPECT_FALSE(p.Rewrite(route, *full, std::nullopt, &*parsed).changed) << body;
+  EXPECT_EQ(*parsed, before) << body;
+  return true;
+}
+
+TEST(RequestBytes, ReadsTheCommonChatAsTheParserDoes) {
+  const Provider& m = *FindProvider("mistral");
+  const Route chat = *m.Match("POST", "v1/chat/completions");
+  // Read from the bytes: what most chat requests look like.
+  for (
+      const char* body : {
+          R"({"model":"mistral-small-latest","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16})",
+          R"( { "model" : "m" , "messages" : [ ] , "stream" : false , "max_tokens" : null } )",
+          R"({"model":"m","max_tokens":5,"max_completion_tokens":7,"user":"u-9","temperature":0.7,"top_p":1,
+               "messages":[{"role":"system","content":"Line one\nline \"two\" \\ \/ \u00e9\u4e2d\ud83d\ude00"},
+                           {"role":"user","content":[{"type":"text","text":"caf\u00e9 ☕ 中文 😀"},
+                                                     {"type":"image_url","image_url":{"url":"data:x"}}]},
+                           {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function",
+                             "function":{"name":"f","arguments":"{\"a\":1}"}}]},
+                           {"role":"tool","tool_call_id":"c1","content":"42"}],
+               "tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object","x":[true,-0.5,0]}}}]})",
+          "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"\\u0000\\t\"}],"
+          "\"stream\":null}",
+      }) {
+    EXPECT_TRUE(ReadsAsTheParserDoes(m, chat, body)) << body;
+  }
+  // Left to the parser: not JSON, not what ReadRequest takes, or what Rewrite changes.
+  std::string deep =
+      R"({"model":"m","messages":[)" + std::string(62, '[') + std::string(62, ']') + "]}";
+  EXPECT_TRUE(ReadsAsTheParserDoes(m, chat, deep)) << "64 levels are within the bound";
+  std::string deeper =
+      R"({"model":"m","messages":[)" + std::string(63, '[') + std::string(63, ']') + "]}";
+  std::string objects;  // 64 levels of objects, the outer one counted
+  for (int i = 0; i < 63; ++i) objects += R"({"x":)";
+  objects += "1" + std::string(63, '}');
+  EXPECT_FALSE(m.ReadRequestBytes(chat, R"({"model":"m","messages":[)" + objects + "]}"));
+  EXPECT_TRUE(ReadsAsTheParserDoes(
+      m, chat, R"({"model":"m","messages":[)" + objects.substr(5, objects.size() - 6) + "]}"));
+  for (const std::string& body : std::initializer_list<std::string>{
+           deeper,
+           R"({"model":"m","messages":[],"stream":true})",
+           R"({"model":"m","messages":[],"stream_options":{"include_usage":false}})",
+           R"({"model":"m","messages":[],"model":"n"})",
+           R"({"model":"m","messages":[{"role":"user","role":"x"}]})",
+           R"({"model":"","messages":[]})",
+           R"({"model":"m\u0041","messages":[]})",
+           R"({"model":"m","user":"\u0041","messages":[]})",
+           R"({"mo\u0064el":"m","messages":[]})",
+           R"({"model":"m","prompt":"fim"})",
+           R"({"model":"m","messages":{}})",
+           R"({"model":7,"messages":[]})",
+           R"({"model":"m","messages":[],"max_tokens":-1})",
+           R"({"model":"m","messages":[],"max_tokens":1.0})",
+           R"({"model":"m","messages":[],"max_tokens":"5"})",
+           R"({"model":"m","messages":[],"max_tokens":1234567890123456789})",
+           R"({"model":"m","messages":[],"temperature":1e400})",
+           R"({"model":"m","messages":[],"temperature":1E2})",
+           R"({"model":"m","messages":[],"n":01})",
+           R"({"model":"m","messages":[],"n":1.})",
+           R"({"model":"m","messages":[],"n":-})",
+           R"({"model":"m","messages":[],"n":.5})",
+           R"({"model":"m","messages":[],"n":tru})",
+           R"({"model":"m","messages":["\ud800"]})",
+           R"({"model":"m","messages":["\udc00\ud800"]})",
+           R"({"model":"m","messages":["\ud800\u0041"]})",
+           R"({"model":"m","messages":["\x"]})",
+           R"({"model":"m","messages":["\u12G4"]})",
+           std::string("{\"model\":\"m\",\"messages\":[\"\x01\"]}"),
+           std::string("{\"model\":\"m\",\"messages\":[\"\xC0\xAF\"]}"),          // overlong
+           std::string("{\"model\":\"m\",\"messages\":[\"\xED\xA0\x80\"]}"),      // a surrogate
+           std::string("{\"model\":\"m\",\"messages\":[\"\xF4\x90\x80\x80\"]}"),  // past U+10FFFF
+           std::string("{\"model\":\"m\",\"messages\":[\"\xE2\x82\"]}"),          // cut short
+           std::string("\xEF\xBB\xBF{\"model\":\"m\",\"messages\":[]}"),          // a BOM
+           R"({"model":"m","messages":[]} x)",
+           R"({"model":"m","messages":[],})",
+           R"({"model":"m","messages":[1,]})",
+           R"({"model":"m","messages":[])",
+           R"([{"model":"m","messages":[]}])",
+           "",
+       }) {
+    EXPECT_FALSE(m.ReadRequestBytes(chat, body).has_value()) << body;
+  }
+  EXPECT_FALSE(
+      m.ReadRequestBytes(*m.Match("POST", "v1/embeddings"), R"({"model":"m","input":"x"})"));
+  const Provider& o = *FindProvider("ollama");
+  EXPECT_FALSE(o.ReadRequestBytes(*o.Match("POST", "api/chat"), R"({"model":"m","messages":[]})"))
+      << "Ollama's native chat streams by default: its own reader";
+  const Provider& a = *FindProvider("anthropic");
+  EXPECT_FALSE(a.ReadRequestBytes(*a.Match("POST", "v1/messages"),
+                                  R"({"model":"m","max_tokens":5,"messages":[]})"));
+}
+
+// Bodies put together at random from pieces that are valid, odd or broken: whatever
+// ReadRequestBytes reads, it reads as the parser does, for each OpenAI-shaped chat.
+TEST(RequestBytes, AgreesWithTheParserOnRandomBodies) {
+  std::mt19937 rng(20261129);
+  auto pick = [&](std::initializer_list<const char*> options) {
+    return std::string(options.begin()[rng() % options.size()]);
+  };
+  std::function<std::string(int)> value = [&](int depth) -> std::string {
+    switch (rng() % (depth > 3 ? 4 : 7)) {
+      case 0:
+        return "\"" +
+               pick({"hi", "a\\nb", "\\u00e9\\ud83d\\ude00", "caf\xC3\xA9", "\\\"", "\\ud800",
+                     "\xFF", "\\q", "", "tab\\t", "\x7F"}) +
+               "\"";
+      case 1:
+        return pick({"0", "-1", "16", "2.5", "1e3", "012", "99999999999999999999", "-0", "1."});
+      case 2:
+        return pick({"true", "false", "null", "nul"});
+      case 3:
+        return pick({"[]", "{}", "\"x\""});
+      case 4: {
+        std::string a = "[";
+        for (int i = 0, n = static_cast<int>(rng() % 4); i < n; ++i)
+          a += (i ? "," : "") + value(depth + 1);
+        return a + "]";
+      }
+      default: {
+        std::string o = "{";
+        for (int i = 0, n = static_cast<int>(rng() % 4); i < n; ++i) {
+          o += (i ? "," : "") +
+               ("\"" +
+                pick({"role", "content", "type", "image_url", "id", "text", "name", "source",
+                      "tool_call_id", "x"}) +
+                "\":") +
+               value(depth + 1);
+        }
+        return o + "}";
+      }
+    }
+  };
+  std::vector<std::pair<const Provider*, Route>> chats;
+  for (auto [name, path] :
+       {std::pair{"mistral", "v1/chat/completions"}, std::pair{"deepseek", "chat/completions"},
+        std::pair{"ollama", "v1/chat/completions"}}) {
+    chats.emplace_back(FindProvider(name), *FindProvider(name)->Match("POST", path));
+  }
+  int read = 0;
+  for (int i = 0; i < 4000; ++i) {
+    std::string body = "{\"model\":\"" + pick({"m", "deepseek-chat", "", "m\\u0041"}) + "\"";
+    body += ",\"messages\":[" + value(1);
+    for (int n = static_cast<int>(rng() % 3); n > 0; --n) body += "," + value(1);
+    body += "]";
+    for (int n = static_cast<int>(rng() % 4); n > 0; --n) {
+      body += ",\"" +
+              pick({"max_tokens", "max_completion_tokens", "user", "stream", "tools", "temperature",
+                    "model", "stream_options"}) +
+              "\":" + value(2);
+    }
+    body += "}";
+    if (rng() % 8 == 0) body.resize(rng() % body.size());  // cut short
+    const auto& [provider, route] = chats[static_cast<size_t>(i) % chats.size()];
+    read += ReadsAsTheParserDoes(*provider, route, body);
+  }
+  EXPECT_GT(read, 200) << "plain bodies are read from their bytes";
 }
 
 }  // namespace
