@@ -44,11 +44,10 @@ const EVP_MD* Sha256() {
 
 std::string HexEncode(const unsigned char* data, size_t n) {
   static const char* hex = "0123456789abcdef";
-  std::string out;
-  out.reserve(2 * n);
+  std::string out(2 * n, '\0');
   for (size_t i = 0; i < n; ++i) {
-    out += hex[data[i] >> 4];
-    out += hex[data[i] & 15];
+    out[2 * i] = hex[data[i] >> 4];
+    out[2 * i + 1] = hex[data[i] & 15];
   }
   return out;
 }

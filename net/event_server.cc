@@ -15,6 +15,8 @@
 #include <cstring>
 #include <iostream>
 
+#include "net/header_list.h"
+
 namespace tollgate {
 
 struct EventServer::Connection final : EventLoop::Watcher {
@@ -103,18 +105,20 @@ const char* Reason(int status) {
 }
 
 // Framing headers are the server's to write, whatever the handler set.
-bool IsFramingHeader(const std::string& name) {
-  return strcasecmp(name.c_str(), "Content-Length") == 0 ||
-         strcasecmp(name.c_str(), "Transfer-Encoding") == 0 ||
-         strcasecmp(name.c_str(), "Connection") == 0;
+bool IsFramingHeader(std::string_view name) {
+  return EqualsIgnoreCase(name, "Content-Length") || EqualsIgnoreCase(name, "Transfer-Encoding") ||
+         EqualsIgnoreCase(name, "Connection");
 }
 
 // The status line and the handler's headers; the framing lines and the blank line
 // are the caller's.
 std::string StatusAndHeaders(int status, const httplib::Headers& headers, bool keep_alive) {
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + Reason(status) + "\r\n";
+  std::string out;
+  out.reserve(256);
+  out.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(Reason(status));
+  out.append("\r\n");
   for (const auto& [name, value] : headers) {
-    if (!IsFramingHeader(name)) out += name + ": " + value + "\r\n";
+    if (!IsFramingHeader(name)) out.append(name).append(": ").append(value).append("\r\n");
   }
   if (!keep_alive) out += "Connection: close\r\n";
   return out;
@@ -163,7 +167,8 @@ void CompleteAnswer(httplib::Response& res, const std::string& error_text) {
 // A plain answer (no content provider), framed with its length.
 std::string PlainAnswer(const httplib::Response& res, bool keep_alive, bool head_only) {
   std::string out = StatusAndHeaders(res.status, res.headers, keep_alive);
-  out += "Content-Length: " + std::to_string(res.body.size()) + "\r\n\r\n";
+  out.reserve(out.size() + 32 + (head_only ? 0 : res.body.size()));
+  out.append("Content-Length: ").append(std::to_string(res.body.size())).append("\r\n\r\n");
   if (!head_only) out += res.body;
   return out;
 }

@@ -32,6 +32,9 @@ class HeaderList {
   // Removes every field named `name`; how many there were.
   size_t Erase(std::string_view name);
 
+  // The fields, moved out; the list is left empty.
+  std::vector<Field> Release() { return std::exchange(fields_, {}); }
+
   std::vector<Field>::const_iterator begin() const { return fields_.begin(); }
   std::vector<Field>::const_iterator end() const { return fields_.end(); }
   size_t size() const { return fields_.size(); }

@@ -1,17 +1,23 @@
 #include "net/http_request_parser.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <string_view>
 
 namespace tollgate {
 namespace {
 
-bool IsTokenChar(char c) {
-  if (c >= '0' && c <= '9') return true;
-  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
+// RFC 9110 tchar, by table: every byte of every header name is looked up.
+constexpr std::array<bool, 256> kTokenChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = t[c - 'a' + 'A'] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+  return t;
+}();
+
+bool IsTokenChar(char c) { return kTokenChars[static_cast<unsigned char>(c)]; }
 
 bool IsToken(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), IsTokenChar);
@@ -159,38 +165,47 @@ RequestParser::State RequestParser::ParseHead(std::string& in) {
   request_.target = target;
   request_.version = version;
 
-  FieldError bad = ParseFields(head.substr(std::min(eol + 2, head.size())), limits_.max_headers,
-                               &request_.headers);
+  // Read and checked as a flat list, then kept as the map handlers take.
+  HeaderList fields;
+  FieldError bad =
+      ParseFields(head.substr(std::min(eol + 2, head.size())), limits_.max_headers, &fields);
   if (bad.status != 0) return Fail(bad.status, std::move(bad.message));
+  bad = ReadFraming(fields, version);
+  request_.keep_alive = version == "HTTP/1.1" ? !ListsToken(fields, "Connection", "close")
+                                              : ListsToken(fields, "Connection", "keep-alive");
+  request_.expect_continue = version == "HTTP/1.1" && ListsToken(fields, "Expect", "100-continue");
+  for (auto& [name, value] : fields.Release())
+    request_.headers.emplace(std::move(name), std::move(value));
+  if (bad.status != 0) return Fail(bad.status, std::move(bad.message));
+  head_done_ = true;
+  return State::kDone;
+}
 
-  const httplib::Headers& h = request_.headers;
-  size_t encodings = h.count("Transfer-Encoding");
-  size_t lengths = h.count("Content-Length");
+// How the body is framed: chunked, or Content-Length (0 when neither).
+FieldError RequestParser::ReadFraming(const HeaderList& h, std::string_view version) {
+  size_t encodings = h.Count("Transfer-Encoding");
+  size_t lengths = h.Count("Content-Length");
   if (encodings > 0) {
-    if (lengths > 0) return Fail(400, "both Content-Length and Transfer-Encoding are present");
-    if (encodings > 1 || !EqualsIgnoreCase(h.find("Transfer-Encoding")->second, "chunked"))
-      return Fail(501, "only Transfer-Encoding: chunked is supported");
-    if (version == "HTTP/1.0") return Fail(400, "chunked bodies need HTTP/1.1");
+    if (lengths > 0) return {400, "both Content-Length and Transfer-Encoding are present"};
+    if (encodings > 1 || !EqualsIgnoreCase(*h.Find("Transfer-Encoding"), "chunked"))
+      return {501, "only Transfer-Encoding: chunked is supported"};
+    if (version == "HTTP/1.0") return {400, "chunked bodies need HTTP/1.1"};
     chunked_ = true;
   } else if (lengths > 0) {
-    auto [from, to] = h.equal_range("Content-Length");
-    const std::string& first = from->second;
-    for (auto it = from; it != to; ++it) {
-      if (it->second != first) return Fail(400, "differing Content-Length headers");
+    const std::string& first = *h.Find("Content-Length");
+    for (const auto& [name, value] : h) {
+      if (EqualsIgnoreCase(name, "Content-Length") && value != first)
+        return {400, "differing Content-Length headers"};
     }
     if (first.empty() || first.size() > 18 ||
         !std::all_of(first.begin(), first.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      return Fail(400, "malformed Content-Length");
+      return {400, "malformed Content-Length"};
     content_length_ = std::stoull(first);
     if (content_length_ > limits_.max_body_bytes)
-      return Fail(
-          413, "request body is larger than " + std::to_string(limits_.max_body_bytes) + " bytes");
+      return {413,
+              "request body is larger than " + std::to_string(limits_.max_body_bytes) + " bytes"};
   }
-  request_.keep_alive = version == "HTTP/1.1" ? !ListsToken(h, "Connection", "close")
-                                              : ListsToken(h, "Connection", "keep-alive");
-  request_.expect_continue = version == "HTTP/1.1" && ListsToken(h, "Expect", "100-continue");
-  head_done_ = true;
-  return State::kDone;
+  return {};
 }
 
 RequestParser::State RequestParser::ParseChunked(std::string& in) {

@@ -68,6 +68,7 @@ class RequestParser {
  private:
   State Fail(int status, std::string message);
   State ParseHead(std::string& in);
+  FieldError ReadFraming(const HeaderList& fields, std::string_view version);
   State ParseChunked(std::string& in);
 
   const ParserLimits limits_;

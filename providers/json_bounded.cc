@@ -204,7 +204,7 @@ class Scanner {
       ScannedMember m;
       m.key = key;
       size_t from = at_;
-      m.kind = Peek();
+      m.kind = std::strchr("{[\"tfn", Peek()) != nullptr ? Peek() : '0';
       if (!Value(depth, &m.text_bytes, &m.elements)) return false;
       m.value = text_.substr(from, at_ - from);
       members.push_back(m);

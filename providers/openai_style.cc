@@ -164,26 +164,66 @@ std::optional<RequestFacts> ReadRequestBytes(const Route& route, std::string_vie
   return f;
 }
 
-Usage ReadUsage(const json& u) {
+namespace {
+
+// The counts an OpenAI-shaped usage reports; cached -1 when it names none.
+struct UsageCounts {
+  int64_t prompt = 0, cached = -1, completion = 0, reasoning = 0;
+};
+
+// A negative count (a broken upstream) counts as none: usage never pays back.
+Usage FromCounts(UsageCounts c) {
   Usage usage;
-  if (!u.is_object()) return usage;
   usage.reported = true;
-  int64_t prompt = IntOr(u, "prompt_tokens", 0);
-  int64_t cached = IntOr(u, "prompt_cache_hit_tokens", -1);
-  if (cached < 0 && u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object())
-    cached = IntOr(u["prompt_tokens_details"], "cached_tokens", 0);
-  cached = std::clamp<int64_t>(cached, 0, prompt);
+  int64_t prompt = std::max<int64_t>(c.prompt, 0);
+  int64_t cached = std::clamp<int64_t>(c.cached, 0, prompt);
   usage.cache_read_tokens = cached;
   usage.input_tokens = prompt - cached;
-  usage.output_tokens = IntOr(u, "completion_tokens", 0);
-  if (u.contains("completion_tokens_details") && u["completion_tokens_details"].is_object())
-    usage.reasoning_tokens = IntOr(u["completion_tokens_details"], "reasoning_tokens", 0);
+  usage.output_tokens = std::max<int64_t>(c.completion, 0);
+  usage.reasoning_tokens = std::max<int64_t>(c.reasoning, 0);
   return usage;
+}
+
+// A usage of flat counts (Mistral's, DeepSeek's) from its scanned bytes; nullopt when
+// it holds a details object, a count that is not a plain integer, or is not JSON.
+std::optional<Usage> FlatUsage(std::string_view usage) {
+  auto members = ScanObject(usage);
+  if (!members) return std::nullopt;
+  UsageCounts c;
+  for (const ScannedMember& m : *members) {
+    int64_t* count = m.key == "prompt_tokens"             ? &c.prompt
+                     : m.key == "prompt_cache_hit_tokens" ? &c.cached
+                     : m.key == "completion_tokens"       ? &c.completion
+                                                          : nullptr;
+    if (m.key == "prompt_tokens_details" || m.key == "completion_tokens_details")
+      return std::nullopt;
+    if (count == nullptr || m.kind != '0') continue;  // not an integer: as if not there
+    auto n = PlainInteger(m.value);
+    if (!n) return std::nullopt;
+    *count = *n;
+  }
+  return FromCounts(c);
+}
+
+}  // namespace
+
+Usage ReadUsage(const json& u) {
+  if (!u.is_object()) return Usage{};
+  UsageCounts c;
+  c.prompt = IntOr(u, "prompt_tokens", 0);
+  c.cached = IntOr(u, "prompt_cache_hit_tokens", -1);
+  if (c.cached < 0 && u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object())
+    c.cached = IntOr(u["prompt_tokens_details"], "cached_tokens", 0);
+  c.completion = IntOr(u, "completion_tokens", 0);
+  if (u.contains("completion_tokens_details") && u["completion_tokens_details"].is_object())
+    c.reasoning = IntOr(u["completion_tokens_details"], "reasoning_tokens", 0);
+  return FromCounts(c);
 }
 
 Usage UsageFromAnswer(std::string_view answer) {
   auto usage = TopLevelObject(answer, "usage");
   if (!usage) return Usage{};
+  if (auto flat = FlatUsage(*usage)) return *flat;
   bool whole = true;
   json members =
       TopLevelMembers(*usage,

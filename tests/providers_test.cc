@@ -336,6 +336,10 @@ TEST(OpenAIStyleUsage, FromTheAnswersBytesAsFromAFullParse) {
     EXPECT_EQ(fast.output_tokens, full.output_tokens) << usage;
     EXPECT_EQ(fast.reasoning_tokens, full.reasoning_tokens) << usage;
   }
+  // Negative counts (a broken upstream) count as none: a usage never pays back.
+  Usage negative = openai_style::UsageFromAnswer(
+      R"({"usage":{"prompt_tokens":-5,"prompt_cache_hit_tokens":-2,"completion_tokens":-7}})");
+  EXPECT_EQ(negative.input_tokens + negative.cache_read_tokens + negative.output_tokens, 0);
   // Repeated, the last usage counts, as in a full parse.
   Usage last = openai_style::UsageFromAnswer(
       R"({"usage":{"prompt_tokens":1,"completion_tokens":1},"usage":{"prompt_tokens":7,"completion_tokens":3}})");
