@@ -545,6 +545,7 @@ void RedisGate::Retire(const std::string& lease_id) {
     active_lease_.erase(l.user_id);
   }
   if (l.in_flight > 0) return;
+  SendLeasedCosts(l.user_id);  // the costs reach the counter before the hold goes
   Enqueue(l.user_id, {ReleaseOp(l), [](const RedisReply*) {}});
   leases_.erase(it);
 }
@@ -555,6 +556,8 @@ RedisGate::GateOp RedisGate::ReleaseOp(const Lease& l) {
 }
 
 void RedisGate::ReleaseLeases() {
+  for (auto& [user, costs] : std::exchange(leased_costs_, {}))
+    RunOne(user, {'S', std::move(costs.counter), LeasedCostArgs(costs.sum)});
   for (const auto& [id, l] : leases_) {
     if (l.in_flight == 0) RunOne(l.user_id, ReleaseOp(l));
   }
@@ -598,27 +601,43 @@ bool RedisGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money 
 // grows no later than each cost was settled, so before the lease's hold is released.
 void RedisGate::AddLeasedCost(int64_t user_id, Timestamp window, Money cost) {
   std::string counter = SpendKey(user_id, window);
-  if (auto batch = batches_.find(user_id); batch != batches_.end()) {
-    for (LoopOp& waiting : batch->second) {
-      if (waiting.leased_costs && waiting.op.counter == counter) {
-        *waiting.leased_costs += cost;
-        return;
-      }
-    }
+  auto pending = leased_costs_.find(user_id);
+  if (pending != leased_costs_.end() && pending->second.counter != counter) {
+    SendLeasedCosts(user_id);  // the window turned: the old counter's sum goes first
+    pending = leased_costs_.end();
   }
-  auto costs = std::make_shared<Money>(cost);
-  Enqueue(user_id, {{'S', std::move(counter), LeasedCostArgs(Money())},
-                    [this, user_id, window, costs](const RedisReply* spent) {
-                      // The counter is gone (Redis lost it, with the lease's hold): no
-                      // more admissions against the lease; a reservation rebuilds it.
-                      if (spent && spent->integer < 0) {
-                        if (auto lease = active_lease_.find(user_id); lease != active_lease_.end())
-                          Retire(lease->second);
-                      }
-                      if (alerts_ && spent)
-                        RaiseAlert(user_id, window, *costs, *spent, settings_.Peek(user_id, true));
-                    },
-                    costs});
+  if (pending == leased_costs_.end())
+    pending = leased_costs_.emplace(user_id, LeasedCosts{std::move(counter), window}).first;
+  pending->second.sum += cost;
+  if (costs_due_) return;
+  costs_due_ = true;
+  loop_->RunAfter(leased_cost_delay_, [this] {
+    costs_due_ = false;
+    FlushLeasedCosts();
+  });
+}
+
+void RedisGate::FlushLeasedCosts() {
+  while (!leased_costs_.empty()) SendLeasedCosts(leased_costs_.begin()->first);
+}
+
+void RedisGate::SendLeasedCosts(int64_t user_id) {
+  auto pending = leased_costs_.find(user_id);
+  if (pending == leased_costs_.end()) return;
+  LeasedCosts costs = std::move(pending->second);
+  leased_costs_.erase(pending);
+  Enqueue(user_id,
+          {{'S', std::move(costs.counter), LeasedCostArgs(costs.sum)},
+           [this, user_id, window = costs.window, sum = costs.sum](const RedisReply* spent) {
+             // The counter is gone (Redis lost it, with the lease's hold): no
+             // more admissions against the lease; a reservation rebuilds it.
+             if (spent && spent->integer < 0) {
+               if (auto lease = active_lease_.find(user_id); lease != active_lease_.end())
+                 Retire(lease->second);
+             }
+             if (alerts_ && spent)
+               RaiseAlert(user_id, window, sum, *spent, settings_.Peek(user_id, true));
+           }});
 }
 
 void RedisGate::Enqueue(int64_t user_id, LoopOp op) {
@@ -670,7 +689,6 @@ void RedisGate::SendBatch(int64_t user_id, std::vector<LoopOp> waiting) {
   std::vector<GateOp> ops;
   std::vector<std::function<void(const RedisReply*)>> dones;
   for (LoopOp& w : waiting) {
-    if (w.leased_costs) w.op.args = LeasedCostArgs(*w.leased_costs);
     ops.push_back(std::move(w.op));
     dones.push_back(std::move(w.done));
   }

@@ -16,7 +16,8 @@
 // of a user's budget as one hold ("<amount>:tgl_<hex>", reserved by the same script and
 // rules as a request's) and admit the user's next requests against it without asking
 // Redis, as long as the ones admitted reserve no more than the slice together. Their
-// costs go to the spend counter as they settle, as before; the lease's hold goes when
+// costs go to the spend counter summed, within set_leased_cost_delay of settling and
+// always before the lease's release; the lease's hold goes when
 // it is retired (after a second, when full, or when the window or the limit changes)
 // and its last request has settled. So Redis counts spend + every hold, leases whole,
 // never less than what may still be spent: the limit holds across instances as with
@@ -71,6 +72,12 @@ class RedisGate final : public Gate {
   // Up to `requests` times a request's reservation per lease (see the top of this
   // file); 0 (the default) reserves each request on its own. Before set_async().
   void set_leases(int requests) { lease_requests_ = requests; }
+  // How long leased requests' costs may wait to be summed into one operation on the
+  // spend counter (default 10 ms). The lease holds their reservations meanwhile, so
+  // Redis never counts less than what may be spent; `spent` catches up within it.
+  void set_leased_cost_delay(std::chrono::milliseconds delay) { leased_cost_delay_ = delay; }
+  // Loop thread: sends the leased costs waiting now (tests; the delay's task).
+  void FlushLeasedCosts();
   // At shutdown, once the loop has stopped: leases whose requests have all settled are
   // released now instead of lapsing (each holds part of a user's budget until
   // hold_ttl); one with requests unsettled is left to lapse, as their own holds would.
@@ -125,9 +132,6 @@ class RedisGate final : public Gate {
   struct LoopOp {
     GateOp op;
     std::function<void(const RedisReply*)> done;
-    // Leased requests' costs settled during the batch, summed into this one operation
-    // (its cost argument is written when the batch is sent); null for the others.
-    std::shared_ptr<Money> leased_costs;
   };
   static constexpr size_t kMaxBatch = 256;
   void Enqueue(int64_t user_id, LoopOp op);
@@ -172,8 +176,11 @@ class RedisGate final : public Gate {
   std::optional<Admission> ReserveThroughLoop(const ReserveRequest& request);
   void LeaseSettled(const std::string& lease_id);
   static GateOp ReleaseOp(const Lease& lease);
-  // A leased request's cost, added to the batch's sum for the counter (see LoopOp).
+  // A leased request's cost, added to the user's sum waiting for the counter: sent
+  // within leased_cost_delay_, before the user's lease is released, or when the window
+  // turns (see set_leased_cost_delay).
   void AddLeasedCost(int64_t user_id, Timestamp window, Money cost);
+  void SendLeasedCosts(int64_t user_id);
   // Admits nothing more against it; releases its hold once its requests have settled.
   void Retire(const std::string& lease_id);
   void RetireOldLeases();
@@ -181,6 +188,14 @@ class RedisGate final : public Gate {
   std::map<std::string, Lease> leases_;
   std::map<int64_t, std::string> active_lease_;  // by user
   std::set<int64_t> leasing_;                    // users with a lease being taken
+  struct LeasedCosts {
+    std::string counter;
+    Timestamp window;
+    Money sum;
+  };
+  std::map<int64_t, LeasedCosts> leased_costs_;  // by user, not yet sent
+  bool costs_due_ = false;                       // a flush is set to run
+  std::chrono::milliseconds leased_cost_delay_{10};
 };
 
 }  // namespace tollgate

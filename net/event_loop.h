@@ -3,6 +3,7 @@
 // never block: they watch their sockets here and are called back when those are ready.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 
@@ -27,6 +28,9 @@ class EventLoop {
   virtual void Post(std::function<void()> task) = 0;
   // Loop thread only: `tick` runs about once a second (timeouts) while the loop runs.
   virtual void EverySecond(std::function<void()> tick) = 0;
+  // Loop thread only: `task` runs once, after a batch of events, `delay` or up to a
+  // millisecond more from now; dropped if the loop stops first.
+  virtual void RunAfter(std::chrono::milliseconds delay, std::function<void()> task) = 0;
   virtual bool InLoopThread() const = 0;
 };
 

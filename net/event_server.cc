@@ -384,7 +384,7 @@ void EventServer::Loop() {
       std::lock_guard lock(mu_);
       if (busy_ == 0) break;  // requests answered on the loop need it to the end
     }
-    int n = epoll_wait(epoll_fd_, events, 256, 1000);
+    int n = epoll_wait(epoll_fd_, events, 256, WaitMs());
     for (int i = 0; i < n; ++i) {
       void* tag = events[i].data.ptr;
       if (tag == &listen_fd_) {
@@ -397,6 +397,7 @@ void EventServer::Loop() {
       }
     }
     RunPosted();
+    if (RunTimers()) RunPosted();  // what the timers posted goes now, not after the next wait
     if (Clock::now() - last_sweep >= std::chrono::seconds(1)) {
       Sweep();
       for (const auto& tick : ticks_) tick();
@@ -437,6 +438,34 @@ void EventServer::RunPosted() {
 }
 
 void EventServer::EverySecond(std::function<void()> tick) { ticks_.push_back(std::move(tick)); }
+
+void EventServer::RunAfter(std::chrono::milliseconds delay, std::function<void()> task) {
+  timers_.push_back({Clock::now() + delay, std::move(task)});
+}
+
+// How long epoll may wait: until the next timer is due (rounded up to the millisecond),
+// at most a second (the sweep and the ticks).
+int EventServer::WaitMs() const {
+  auto wait = std::chrono::milliseconds(1000);
+  auto now = Clock::now();
+  for (const Timer& t : timers_) {
+    wait = std::min(wait, std::chrono::ceil<std::chrono::milliseconds>(std::max(t.due - now, {})));
+  }
+  return static_cast<int>(wait.count());
+}
+
+bool EventServer::RunTimers() {
+  if (timers_.empty()) return false;
+  auto now = Clock::now();
+  std::vector<std::function<void()>> due;
+  std::erase_if(timers_, [&](Timer& t) {
+    if (t.due > now) return false;
+    due.push_back(std::move(t.task));
+    return true;
+  });
+  for (auto& task : due) task();  // may set new timers
+  return !due.empty();
+}
 
 bool EventServer::InLoopThread() const { return std::this_thread::get_id() == loop_id_.load(); }
 

@@ -165,6 +165,7 @@ class EventServer final : public EventLoop {
   void Unwatch(int fd) override;
   void Post(std::function<void()> task) override;
   void EverySecond(std::function<void()> tick) override;
+  void RunAfter(std::chrono::milliseconds delay, std::function<void()> task) override;
   bool InLoopThread() const override;
 
   // Open connections, and threads in the worker pool (for tests and metrics).
@@ -193,6 +194,8 @@ class EventServer final : public EventLoop {
   void AfterAnswer(Connection* c, bool keep_alive);
   void SendOnLoop(Connection* c, httplib::Response& res, bool keep_alive);
   void RunPosted();
+  int WaitMs() const;
+  bool RunTimers();  // whether any ran
   void Wake();
   enum class Outcome { kKeepAlive, kClose, kDetached };
   // Answers the parsed request (or the parse error).
@@ -226,6 +229,11 @@ class EventServer final : public EventLoop {
   std::atomic<std::thread::id> loop_id_;
   bool has_loop_routes_ = false;
   std::vector<std::function<void()>> ticks_;  // loop thread only
+  struct Timer {
+    std::chrono::steady_clock::time_point due;
+    std::function<void()> task;
+  };
+  std::vector<Timer> timers_;  // loop thread only; few
 
   std::mutex post_mu_;
   std::vector<std::function<void()>> posted_;

@@ -466,7 +466,9 @@ void ProxyService::AskOnLoop(const std::shared_ptr<LoopCall>& call) {
 }
 
 // Posted, so the answer goes out after the settlement it bills has been written to
-// Redis (the gate's commands of this batch are written by a task posted before).
+// Redis (the gate's commands of this batch are written by a task posted before); a
+// request admitted against a lease is billed to the lease's hold until its cost, summed
+// with others, reaches the counter (RedisGate::set_leased_cost_delay).
 void ProxyService::AnswerOnLoop(const std::shared_ptr<LoopCall>& call) {
   deps_.metrics.Inc(Counter::kProxyAnsweredOnLoop);
   call->reply.loop().Post([call] { call->reply.Send(call->res); });

@@ -89,14 +89,16 @@ class RedisGateTest : public ::testing::Test {
     EXPECT_EQ(done.wait_for(10s), std::future_status::ready);
     return *out;
   }
-  // Settles each of `admitted` at `cost` in one loop task; waits for Redis to have done it.
-  void SettleBatch(LoopGate& g, std::vector<Admission> admitted, int64_t cost) {
+  // Settles each of `admitted` at `cost` in one loop task, leased costs sent at once
+  // unless not `flush`; waits for Redis to have done what was sent.
+  void SettleBatch(LoopGate& g, std::vector<Admission> admitted, int64_t cost, bool flush = true) {
     auto all = std::make_shared<std::promise<void>>();
     auto done = all->get_future();
-    g.loop.Post([&, admitted, all] {
+    g.loop.Post([&, admitted, all, flush] {
       for (const Admission& a : admitted)
         EXPECT_TRUE(g.gate->SettleNoWait(user_, a.hold_id, Money::FromNanos(cost)));
-      RoundTrip(g, [all] { all->set_value(); });
+      if (flush) g.gate->FlushLeasedCosts();  // not waiting for their delay
+      g.loop.Post([&g, all] { RoundTrip(g, [all] { all->set_value(); }); });  // after the batch
     });
     EXPECT_EQ(done.wait_for(10s), std::future_status::ready);
   }
@@ -571,6 +573,40 @@ TEST_F(RedisGateTest, LeasesAdmitAtOnceAndNeverLetRequestsPassTheLimit) {
   // Leases of an instance that stopped lapse like any hold.
   clock_.Advance(61s);
   EXPECT_EQ(held(), 0);
+}
+
+// Leased requests' costs wait (summed) for their delay, covered by the lease's hold
+// meanwhile; they reach the counter when it has passed, or before the lease is released.
+TEST_F(RedisGateTest, LeasedCostsReachTheCounterWithinTheirDelayAndBeforeTheRelease) {
+  auto on_loop = StartLoopGate(8);
+  RedisGate& gate = *on_loop->gate;
+  gate.set_leased_cost_delay(1h);
+  auto spend = [&] { return gate.State(user_)->spend.nanos(); };
+  auto held = [&] { return gate.State(user_)->held.nanos(); };
+  ASSERT_TRUE(gate.Reserve(Request(9, "w")).allowed());  // builds the counter; holds 10,000
+  ASSERT_TRUE(ReserveBatch(*on_loop, {"a"}).answers[0].has_value());  // alone; a lease of 61,250
+  Batch leased = ReserveBatch(*on_loop, {"b0", "b1", "b2"});
+  ASSERT_EQ(leased.sync, 3u);
+  SettleBatch(*on_loop, {*leased.answers[0], *leased.answers[1]}, 1'000, /*flush=*/false);
+  SettleBatch(*on_loop, {*leased.answers[2]}, 1'000, /*flush=*/false);
+  EXPECT_EQ(spend(), 0) << "waiting for the delay";
+  EXPECT_EQ(held(), 20'000 + 61'250) << "the lease holds their share meanwhile";
+  // Released when it is a second old (the next request retires it): costs first.
+  clock_.Advance(2s);
+  EXPECT_EQ(ReserveBatch(*on_loop, {"c"}).sync, 0u);
+  EXPECT_EQ(spend(), 3'000);
+  EXPECT_EQ(held(), 20'000 + 10'000 + (1'000'000 - 3'000 - 20'000 - 10'000) / 16)
+      << "the old lease gone; c's hold and the next lease, taken after the costs arrived";
+
+  // With a short delay, they arrive by themselves.
+  auto again = StartLoopGate(8);
+  again->gate->set_leased_cost_delay(5ms);
+  ASSERT_TRUE(ReserveBatch(*again, {"d"}).answers[0].has_value());  // alone, then a lease
+  Batch more = ReserveBatch(*again, {"e"});
+  ASSERT_EQ(more.sync, 1u);
+  SettleBatch(*again, {*more.answers[0]}, 2'000, /*flush=*/false);
+  for (int i = 0; i < 200 && spend() != 5'000; ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(spend(), 5'000);
 }
 
 // A stopping instance gives its leases back rather than leaving them to lapse, unless a
