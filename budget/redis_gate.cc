@@ -451,7 +451,9 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
              if (!reply.ok() || (*reply)[0] != 1) return done(std::nullopt);
              a.spend = Money::FromNanos((*reply)[1]);
              a.hold_id = hold;
-             TakeLease(user, window, limit, a.held, a.spend, Money::FromNanos((*reply)[2]));
+             if (!active_lease_.contains(user))
+               TakeLease(user, window, limit, a.held,
+                         limit - a.spend - Money::FromNanos((*reply)[2]) - a.held);
              done(a);
            }});
   return true;
@@ -497,17 +499,24 @@ std::optional<std::string> RedisGate::AdmitOnLease(int64_t user_id, Timestamp wi
   l.used += amount;
   ++l.in_flight;
   metrics_.Inc(Counter::kLeaseAdmissions);
-  return HoldId({l.window, std::nullopt, Money(), Money(), l.id});
+  std::string hold = HoldId({l.window, std::nullopt, Money(), Money(), l.id});
+  // Three quarters used: the next lease is asked for now, so the requests that come
+  // while Redis answers are admitted against this one, not each sent alone. Sized on
+  // what was left after this one, as though it were all spent. Only far from the limit
+  // (a lease of full size): near it, two leases at once would hold more of what is left.
+  bool full_size = l.amount.nanos() >= amount.nanos() * lease_requests_;
+  if (full_size && !l.renewing && (l.amount - l.used).nanos() * 4 < l.amount.nanos()) {
+    l.renewing = true;
+    TakeLease(user_id, window, limit, amount, l.room_after);
+  }
+  return hold;
 }
 
-void RedisGate::TakeLease(int64_t user_id, Timestamp window, Money limit, Money amount, Money spend,
-                          Money held) {
-  if (lease_requests_ <= 0 || amount <= Money() || leasing_.contains(user_id) ||
-      active_lease_.contains(user_id))
-    return;
+void RedisGate::TakeLease(int64_t user_id, Timestamp window, Money limit, Money amount,
+                          Money room) {
+  if (lease_requests_ <= 0 || amount <= Money() || leasing_.contains(user_id)) return;
   int64_t size = amount.nanos() * lease_requests_;
-  if (limit.nanos() != kUnlimited)
-    size = std::min(size, (limit - spend - held - amount).nanos() / kLeaseShare);
+  if (limit.nanos() != kUnlimited) size = std::min(size, room.nanos() / kLeaseShare);
   if (size < amount.nanos() * kLeaseAtLeast) return;  // near the limit: requests alone
   Money lease = Money::FromNanos(size);
   std::string id = std::string(kLeasePrefix) + RandomHex(8);
@@ -520,12 +529,14 @@ void RedisGate::TakeLease(int64_t user_id, Timestamp window, Money limit, Money 
                       if (!reply.ok() || (*reply)[0] != 1) return;
                       if (auto old = active_lease_.find(user_id); old != active_lease_.end())
                         Retire(old->second);
+                      Money before = Money::FromNanos((*reply)[1]) + Money::FromNanos((*reply)[2]);
                       leases_[id] = Lease{.id = id,
                                           .user_id = user_id,
                                           .window = window,
                                           .taken = clock_.Now(),
                                           .limit = limit,
-                                          .amount = lease};
+                                          .amount = lease,
+                                          .room_after = limit - before - lease};
                       active_lease_[user_id] = id;
                     }});
 }

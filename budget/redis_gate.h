@@ -21,7 +21,9 @@
 // it is retired (after a second, when full, or when the window or the limit changes)
 // and its last request has settled. So Redis counts spend + every hold, leases whole,
 // never less than what may still be spent: the limit holds across instances as with
-// per-request holds. A lease is at most 1/16 of what the user has left and is not
+// per-request holds. Far from the limit the next lease is asked for when three
+// quarters of one are used (two are held for a round trip). A lease is at most 1/16 of
+// what the user has left and is not
 // taken when that is under four requests' worth (each request then reserves alone);
 // while held it shows in the user's reserved amount. Not with a global cap. Reserve()
 // on a worker (a stream) asks the loop first, so it is admitted against the same lease,
@@ -161,18 +163,20 @@ class RedisGate final : public Gate {
     Timestamp taken;
     Money limit;  // the enforced limit it was taken under; another one retires it
     Money amount;
-    Money used;  // reserved by the requests admitted against it
+    Money used;        // reserved by the requests admitted against it
+    Money room_after;  // the limit less spend and holds, this one included, when taken
     int in_flight = 0;
     bool retired = false;
+    bool renewing = false;  // the next lease has been asked for
   };
   // A hold id for `amount` against the user's lease, or nullopt (retiring a lease that
   // no longer serves).
   std::optional<std::string> AdmitOnLease(int64_t user_id, Timestamp window, Money limit,
                                           Money amount);
-  // After a reservation on its own was admitted (spend and held as its script saw them
-  // before it): takes a lease when the user has none and there is room for one.
-  void TakeLease(int64_t user_id, Timestamp window, Money limit, Money amount, Money spend,
-                 Money held);
+  // Asks for a lease sized on requests of `amount` and on `room`, what the user has left
+  // (after the reservation alone that was just admitted, or after the lease in use);
+  // none when one is being asked for or there is no room for four requests.
+  void TakeLease(int64_t user_id, Timestamp window, Money limit, Money amount, Money room);
   std::optional<Admission> ReserveThroughLoop(const ReserveRequest& request);
   void LeaseSettled(const std::string& lease_id);
   static GateOp ReleaseOp(const Lease& lease);

@@ -575,6 +575,32 @@ TEST_F(RedisGateTest, LeasesAdmitAtOnceAndNeverLetRequestsPassTheLimit) {
   EXPECT_EQ(held(), 0);
 }
 
+// Far from the limit, the next lease is asked for when three quarters of one are used:
+// the requests that come meanwhile are admitted against the old one, none sent alone.
+TEST_F(RedisGateTest, TheNextLeaseIsAskedForBeforeTheLastRunsOut) {
+  auto on_loop = StartLoopGate(8);
+  RedisGate& gate = *on_loop->gate;
+  auto settings = directory_.GetSettings(user_);
+  settings->limit = Money::FromNanos(100'000'000);
+  ASSERT_TRUE(directory_.PutSettingsMany({*settings}, "test").ok());
+  on_loop->cached->Invalidate(user_);
+  ASSERT_TRUE(on_loop->cached->Get(user_).ok());
+  auto held = [&] { return gate.State(user_)->held.nanos(); };
+  ASSERT_TRUE(gate.Reserve(Request(9, "w")).allowed());  // builds the counter; holds 10,000
+  ASSERT_TRUE(ReserveBatch(*on_loop, {"a"}).answers[0].has_value());  // alone; a lease of 80,000
+  // The seventh leaves a quarter or less: the next lease is asked for with it.
+  Batch b = ReserveBatch(*on_loop, {"b0", "b1", "b2", "b3", "b4", "b5", "b6"});
+  EXPECT_EQ(b.sync, 7u);
+  EXPECT_EQ(held(), 10'000 + 10'000 + 80'000 + 80'000) << "two leases, for a while";
+  Batch c = ReserveBatch(*on_loop, {"c0", "c1", "c2"});
+  EXPECT_EQ(c.sync, 3u) << "the new lease admits them all";
+  std::vector<Admission> old;
+  for (const auto& a : b.answers) old.push_back(*a);
+  SettleBatch(*on_loop, old, 1'000);
+  SettleBatch(*on_loop, {}, 0);  // the old lease's release has reached Redis
+  EXPECT_EQ(held(), 10'000 + 10'000 + 80'000) << "the old lease goes with its last request";
+}
+
 // Leased requests' costs wait (summed) for their delay, covered by the lease's hold
 // meanwhile; they reach the counter when it has passed, or before the lease is released.
 TEST_F(RedisGateTest, LeasedCostsReachTheCounterWithinTheirDelayAndBeforeTheRelease) {
