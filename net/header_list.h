@@ -23,6 +23,7 @@ class HeaderList {
   HeaderList() = default;
   HeaderList(std::initializer_list<Field> fields) : fields_(fields) {}
 
+  void Reserve(size_t fields) { fields_.reserve(fields); }
   void Add(std::string name, std::string value) {
     fields_.emplace_back(std::move(name), std::move(value));
   }

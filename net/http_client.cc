@@ -123,16 +123,16 @@ std::string FormatRequest(const std::string& method, const std::string& target,
                           const std::string& authority, const HeaderList& headers,
                           const std::string& body) {
   std::string out;
-  out.reserve(256 + body.size());
-  out += method + " " + target + " HTTP/1.1\r\nHost: " + authority + "\r\n";
+  out.reserve(512 + body.size());
+  out.append(method).append(" ").append(target).append(" HTTP/1.1\r\nHost: ");
+  out.append(authority).append("\r\n");
   for (const auto& [name, value] : headers) {
     if (EqualsIgnoreCase(name, "Host") || EqualsIgnoreCase(name, "Content-Length")) continue;
-    out += name + ": " + value + "\r\n";
+    out.append(name).append(": ").append(value).append("\r\n");
   }
   if (!body.empty() || method == "POST" || method == "PUT")
-    out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-  out += "\r\n";
-  out += body;
+    out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+  out.append("\r\n").append(body);
   return out;
 }
 

@@ -177,6 +177,7 @@ void ProxyService::Refuse(const Provider& provider, const std::optional<Route>& 
 HeaderList ProxyService::UpstreamHeaders(const Provider& provider,
                                          const httplib::Request& req) const {
   HeaderList h;
+  h.Reserve(req.headers.size() + 2);
   for (const auto& [name, value] : req.headers) {
     if (!IsHopByHop(name)) h.Add(name, value);
   }
