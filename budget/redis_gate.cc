@@ -608,8 +608,9 @@ bool RedisGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money 
   return true;
 }
 
-// Summed into the batch's first such operation for the counter: the spend counter
-// grows no later than each cost was settled, so before the lease's hold is released.
+// Summed with the user's others until leased_cost_delay_ has passed (one timer for all
+// users), or until sent earlier: the window turning, the lease's release (Retire),
+// shutdown (ReleaseLeases). The lease's hold covers them meanwhile.
 void RedisGate::AddLeasedCost(int64_t user_id, Timestamp window, Money cost) {
   std::string counter = SpendKey(user_id, window);
   auto pending = leased_costs_.find(user_id);
