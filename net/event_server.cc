@@ -22,9 +22,7 @@ namespace tollgate {
 struct EventServer::Connection final : EventLoop::Watcher {
   Connection(EventServer* owner, int socket, ParserLimits limits)
       : server(owner), fd(socket), parser(limits) {}
-  void OnEvents(uint32_t) override {
-    if (!closed) server->OnReadable(this);  // closed by an earlier event of the batch
-  }
+  void OnEvents(uint32_t) override { server->OnReadable(this); }
   EventServer* const server;
   const int fd;
   std::string remote_addr;
@@ -37,7 +35,6 @@ struct EventServer::Connection final : EventLoop::Watcher {
   bool armed = false;                         // in the epoll set (guarded by mu_)
   std::unique_ptr<httplib::Request> request;  // taken for a loop handler
   std::chrono::steady_clock::time_point last_active;
-  bool closed = false;  // loop thread: freed after the batch of events that closed it
 };
 
 namespace {
@@ -769,14 +766,7 @@ void EventServer::Close(Connection* c) {
     }
   }
   close(c->fd);
-  // On the loop, an event of the same batch may still name it (a loop handler answers
-  // from another connection's event): freed once the batch is done.
-  if (!InLoopThread()) {
-    delete c;
-    return;
-  }
-  c->closed = true;
-  Post([c] { delete c; });
+  delete c;
 }
 
 void EventServer::Sweep() {

@@ -461,19 +461,17 @@ void ProxyService::AskOnLoop(const std::shared_ptr<LoopCall>& call) {
                                        UpstreamFailed(x, answer.error, answer.detail, call->res);
                                      else
                                        Answered(x, answer.head, std::move(answer.body), call->res);
-                                     AnswerOnLoop(call, /*now=*/true);
+                                     AnswerOnLoop(call);
                                    });
   if (!started) OnWorker(call, false);  // a new connection: connecting may wait
 }
 
-// An upstream's answer goes out `now`, from the event that brought it, not after the
-// loop's batch of events; its settlement reaches Redis with that batch (a leased
-// request's, summed with others, within RedisGate::set_leased_cost_delay: the lease's
-// hold covers it meanwhile, as a request's own hold covers it until then). Other
-// answers are posted: they are given from inside the request's own handling.
-void ProxyService::AnswerOnLoop(const std::shared_ptr<LoopCall>& call, bool now) {
+// Posted, so the answer goes out after the settlement it bills has been written to
+// Redis (the gate's commands of this batch are written by a task posted before); a
+// request admitted against a lease is billed to the lease's hold until its cost, summed
+// with others, reaches the counter (RedisGate::set_leased_cost_delay).
+void ProxyService::AnswerOnLoop(const std::shared_ptr<LoopCall>& call) {
   deps_.metrics.Inc(Counter::kProxyAnsweredOnLoop);
-  if (now) return call->reply.Send(call->res);
   call->reply.loop().Post([call] { call->reply.Send(call->res); });
 }
 

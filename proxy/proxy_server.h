@@ -62,7 +62,7 @@ class ProxyService {
   void BuildUpstream(Exchange& x, const httplib::Request& req, nlohmann::json& body,
                      httplib::Response& res) const;
   void AskOnLoop(const std::shared_ptr<LoopCall>& call);
-  void AnswerOnLoop(const std::shared_ptr<LoopCall>& call, bool now = false);
+  void AnswerOnLoop(const std::shared_ptr<LoopCall>& call);
   void OnWorker(const std::shared_ptr<LoopCall>& call, bool reserve);
   // The upstream's answer passed on, its usage billed.
   void Answered(Exchange& x, const ResponseHead& head, std::string answer, httplib::Response& res);
