@@ -106,8 +106,7 @@ const char* Reason(int status) {
 
 // Framing headers are the server's to write, whatever the handler set.
 bool IsFramingHeader(std::string_view name) {
-  return EqualsIgnoreCase(name, "Content-Length") || EqualsIgnoreCase(name, "Transfer-Encoding") ||
-         EqualsIgnoreCase(name, "Connection");
+  return IsOneOf(name, {"Content-Length", "Transfer-Encoding", "Connection"});
 }
 
 // The status line and the handler's headers; the framing lines and the blank line

@@ -17,6 +17,11 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   return true;
 }
 
+bool IsOneOf(std::string_view name, std::initializer_list<std::string_view> names) {
+  return std::any_of(names.begin(), names.end(),
+                     [&](std::string_view n) { return EqualsIgnoreCase(name, n); });
+}
+
 const std::string* HeaderList::Find(std::string_view name) const {
   for (const Field& f : fields_) {
     if (EqualsIgnoreCase(f.first, name)) return &f.second;

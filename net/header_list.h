@@ -6,6 +6,7 @@
 // for nothing (measured: ~9,000 instructions per proxied request, see bench/RESULTS.md).
 #pragma once
 
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -15,6 +16,8 @@ namespace tollgate {
 
 // ASCII case-insensitive equality (header names are ASCII tokens).
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+// Whether `name` equals one of `names`, ASCII case-insensitively.
+bool IsOneOf(std::string_view name, std::initializer_list<std::string_view> names);
 
 class HeaderList {
  public:

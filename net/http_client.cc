@@ -127,7 +127,7 @@ std::string FormatRequest(const std::string& method, const std::string& target,
   out.append(method).append(" ").append(target).append(" HTTP/1.1\r\nHost: ");
   out.append(authority).append("\r\n");
   for (const auto& [name, value] : headers) {
-    if (EqualsIgnoreCase(name, "Host") || EqualsIgnoreCase(name, "Content-Length")) continue;
+    if (IsOneOf(name, {"Host", "Content-Length"})) continue;
     out.append(name).append(": ").append(value).append("\r\n");
   }
   if (!body.empty() || method == "POST" || method == "PUT")

@@ -47,9 +47,16 @@ bool ValueListsToken(std::string_view value, std::string_view token) {
   return false;
 }
 
-// Calls `add(name, value)` for each well-formed field line.
-template <typename Add>
-FieldError ParseFieldsWith(std::string_view lines, size_t max_fields, Add add) {
+}  // namespace
+
+bool ListsToken(const HeaderList& headers, std::string_view name, std::string_view token) {
+  return std::any_of(headers.begin(), headers.end(), [&](const HeaderList::Field& field) {
+    return EqualsIgnoreCase(field.first, name) && ValueListsToken(field.second, token);
+  });
+}
+
+FieldError ParseFields(std::string_view lines, size_t max_fields, HeaderList* out) {
+  out->Reserve(16);  // a request's or an answer's usual few, without regrowing
   size_t pos = 0;
   size_t count = 0;
   while (pos < lines.size()) {
@@ -64,36 +71,9 @@ FieldError ParseFieldsWith(std::string_view lines, size_t max_fields, Add add) {
     std::string_view value = TrimOws(field.substr(colon + 1));
     if (!IsFieldValue(value)) return {400, "header value holds control characters"};
     if (++count > max_fields) return {431, "more than " + std::to_string(max_fields) + " headers"};
-    add(std::string(field.substr(0, colon)), std::string(value));
+    out->Add(std::string(field.substr(0, colon)), std::string(value));
   }
   return {};
-}
-
-}  // namespace
-
-bool ListsToken(const httplib::Headers& headers, const char* name, std::string_view token) {
-  auto [from, to] = headers.equal_range(name);
-  return std::any_of(from, to,
-                     [&](const auto& field) { return ValueListsToken(field.second, token); });
-}
-
-bool ListsToken(const HeaderList& headers, std::string_view name, std::string_view token) {
-  return std::any_of(headers.begin(), headers.end(), [&](const HeaderList::Field& field) {
-    return EqualsIgnoreCase(field.first, name) && ValueListsToken(field.second, token);
-  });
-}
-
-FieldError ParseFields(std::string_view lines, size_t max_fields, httplib::Headers* out) {
-  return ParseFieldsWith(lines, max_fields, [out](std::string name, std::string value) {
-    out->emplace(std::move(name), std::move(value));
-  });
-}
-
-FieldError ParseFields(std::string_view lines, size_t max_fields, HeaderList* out) {
-  out->Reserve(16);  // a request's or an answer's usual few, without regrowing
-  return ParseFieldsWith(lines, max_fields, [out](std::string name, std::string value) {
-    out->Add(std::move(name), std::move(value));
-  });
 }
 
 RequestParser::State RequestParser::Fail(int status, std::string message) {

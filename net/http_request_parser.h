@@ -39,10 +39,8 @@ struct FieldError {
   int status = 0;  // 0: well formed; 400 malformed; 431 more than max_fields
   std::string message;
 };
-FieldError ParseFields(std::string_view lines, size_t max_fields, httplib::Headers* out);
 FieldError ParseFields(std::string_view lines, size_t max_fields, HeaderList* out);
 // Whether a comma-separated header (Connection, Expect) lists `token` (lower case).
-bool ListsToken(const httplib::Headers& headers, const char* name, std::string_view token);
 bool ListsToken(const HeaderList& headers, std::string_view name, std::string_view token);
 
 class RequestParser {

@@ -31,13 +31,6 @@ namespace {
 
 using nlohmann::json;
 
-// Whether `name` is one of `names`: header names (tokens), compared ASCII
-// case-insensitively.
-bool IsOneOf(std::string_view name, std::initializer_list<std::string_view> names) {
-  return std::any_of(names.begin(), names.end(),
-                     [&](std::string_view n) { return EqualsIgnoreCase(name, n); });
-}
-
 bool IsHopByHop(std::string_view name) {
   return IsOneOf(name, {"host", "content-length", "connection", "keep-alive", "transfer-encoding",
                         "te", "trailer", "upgrade", "proxy-authorization", "proxy-connection",

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <future>
 
 namespace tollgate {
@@ -372,6 +373,28 @@ TEST_F(EventServerTest, StopWaitsForARequestTakenByTheLoopAndKeepsTheLoopRunning
   EXPECT_NE(c.ReadUntil("late answer").find("late answer"), std::string::npos);
   EXPECT_TRUE(c.ReadsToClose()) << "a stopping server closes the connection after the answer";
   stopped.get();
+}
+
+// A task set to run after a delay runs once it has passed, on the loop, and what it
+// posts runs too (the leased costs' flush depends on both).
+TEST_F(EventServerTest, ATaskSetToRunAfterADelayRunsOnceItHasPassed) {
+  using namespace std::chrono_literals;
+  auto ran = std::make_shared<std::promise<std::chrono::steady_clock::duration>>();
+  auto posted = std::make_shared<std::promise<bool>>();
+  auto ran_after = ran->get_future();
+  auto posted_ran = posted->get_future();
+  EventServer* loop = server_.get();
+  loop->Post([loop, ran, posted] {
+    auto set = std::chrono::steady_clock::now();
+    loop->RunAfter(20ms, [loop, ran, posted, set] {
+      ran->set_value(std::chrono::steady_clock::now() - set);
+      loop->Post([loop, posted] { posted->set_value(loop->InLoopThread()); });
+    });
+  });
+  ASSERT_EQ(ran_after.wait_for(10s), std::future_status::ready);
+  EXPECT_GE(ran_after.get(), 20ms) << "not before its delay";
+  ASSERT_EQ(posted_ran.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(posted_ran.get());
 }
 
 // The loop keeps a connection in its epoll set while it answers: what the client sends
