@@ -2,6 +2,7 @@
 // across instances (RedisGate); FakeGate serves unit tests.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -80,13 +81,19 @@ class FakeGate final : public Gate {
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
   // In memory, so never blocking: the proxy's loop path runs on it in unit tests.
   bool ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) override {
-    done(Reserve(request));
+    reserved_without_waiting_.fetch_add(1);
+    done(leave_to_worker_ ? std::nullopt : std::optional(Reserve(request)));
     return true;
   }
   bool SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) override {
     Settle(user_id, hold_id, cost);
     return true;
   }
+  // Reservations asked through ReserveNoWait (the proxy's event loop).
+  size_t reserved_without_waiting() const { return reserved_without_waiting_.load(); }
+  // ReserveNoWait answers nullopt, leaving every decision to Reserve() on a worker (as
+  // RedisGate does with a counter to rebuild or a cap to clamp).
+  void set_leave_to_worker(bool leave) { leave_to_worker_ = leave; }
   Money spend(int64_t user_id) {
     std::lock_guard lock(mu_);
     return spend_[user_id];
@@ -101,6 +108,8 @@ class FakeGate final : public Gate {
   std::mutex mu_;
   std::map<int64_t, Money> spend_;
   std::map<std::string, std::pair<int64_t, Money>> holds_;
+  std::atomic<size_t> reserved_without_waiting_{0};
+  std::atomic<bool> leave_to_worker_{false};
 };
 
 // Shared by every gate: what a request reserves, and how far an unset cap may be

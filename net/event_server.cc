@@ -255,6 +255,16 @@ void LoopReply::Send(httplib::Response& res) const {
   server_->SendOnLoop(static_cast<EventServer::Connection*>(connection_), res, keep_alive_);
 }
 
+void LoopReply::ToWorker(StreamingHandler handler) const {
+  auto* c = static_cast<EventServer::Connection*>(connection_);
+  {
+    std::lock_guard lock(server_->mu_);
+    server_->Disarm(c);  // a worker's until Release, as after Dispatch
+  }
+  server_->pool_->Submit(
+      [server = server_, c, handler = std::move(handler)] { server->Serve(c, &handler); });
+}
+
 EventLoop& LoopReply::loop() const { return *server_; }
 
 bool ResponseWriter::Begin(int status, const httplib::Headers& headers) {
@@ -601,9 +611,10 @@ void EventServer::AfterAnswer(Connection* c, bool keep_alive) {
   Dispatch(c);
 }
 
-void EventServer::Serve(Connection* c) {
+void EventServer::Serve(Connection* c, const StreamingHandler* first) {
   for (;;) {
-    Outcome outcome = Answer(*c);
+    Outcome outcome = Answer(*c, first);
+    first = nullptr;
     if (outcome == Outcome::kDetached) return;  // Resume() takes it from here
     if (outcome == Outcome::kClose) return Close(c);
     if (!NextRequestReady(c)) return Release(c);
@@ -642,7 +653,7 @@ httplib::Request EventServer::TakeRequest(Connection& c) {
   return req;
 }
 
-EventServer::Outcome EventServer::Answer(Connection& c) {
+EventServer::Outcome EventServer::Answer(Connection& c, const StreamingHandler* handler) {
   httplib::Request req = c.request ? std::move(*c.request) : TakeRequest(c);
   c.request.reset();
   httplib::Response res;
@@ -655,6 +666,8 @@ EventServer::Outcome EventServer::Answer(Connection& c) {
     keep_alive = false;
     res.status = error;
     if (render_error_) render_error_(req, error, c.parser.error_message(), res);
+  } else if (handler != nullptr) {
+    Run(*handler, req, res, writer);
   } else if (!Route(req, res, writer)) {
     res.status = 404;
     if (render_error_) render_error_(req, 404, "no route for " + req.method + " " + req.path, res);
@@ -670,19 +683,24 @@ EventServer::Outcome EventServer::Answer(Connection& c) {
 bool EventServer::Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer) {
   for (const auto& route : routes_) {
     if (!route.Matches(req)) continue;
-    try {
-      route.handler(req, res, writer);
-    } catch (const std::exception& e) {
-      // Handlers return errors as values; this is the last line, not the plan.
-      std::cerr << "tollgate: handler for " << req.method << " " << req.path
-                << " threw: " << e.what() << std::endl;
-      writer.Abort();
-      res = httplib::Response();
-      res.status = 500;
-    }
+    Run(route.handler, req, res, writer);
     return true;
   }
   return false;
+}
+
+void EventServer::Run(const StreamingHandler& handler, const httplib::Request& req,
+                      httplib::Response& res, ResponseWriter& writer) {
+  try {
+    handler(req, res, writer);
+  } catch (const std::exception& e) {
+    // Handlers return errors as values; this is the last line, not the plan.
+    std::cerr << "tollgate: handler for " << req.method << " " << req.path << " threw: " << e.what()
+              << std::endl;
+    writer.Abort();
+    res = httplib::Response();
+    res.status = 500;
+  }
 }
 
 bool EventServer::WriteResponse(Connection& c, const httplib::Request& req, httplib::Response& res,

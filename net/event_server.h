@@ -90,6 +90,10 @@ class ResponseWriter {
 std::string ChunkFrame(std::string_view data);
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
 
+// A handler run on a worker thread: it answers through `res`, or through the writer.
+using StreamingHandler =
+    std::function<void(const httplib::Request&, httplib::Response&, ResponseWriter&)>;
+
 // The answer to a request an OnLoop handler took: sent once, from the loop thread
 // (another thread posts it there with loop().Post). Small and copyable.
 class LoopReply {
@@ -97,6 +101,10 @@ class LoopReply {
   // Writes the answer (a plain body; no content provider), then the connection serves
   // its next request.
   void Send(httplib::Response& res) const;
+  // Instead of Send, from any thread: the request goes on on a worker, where `handler`
+  // answers it as a worker route's handler would (a stream through the writer, say).
+  // The request is the one the loop handler was given.
+  void ToWorker(StreamingHandler handler) const;
   EventLoop& loop() const;
 
  private:
@@ -118,8 +126,7 @@ class EventServer final : public EventLoop {
   friend class ResponseWriter;
   friend class LoopReply;
   using Handler = std::function<void(const httplib::Request&, httplib::Response&)>;
-  using StreamingHandler =
-      std::function<void(const httplib::Request&, httplib::Response&, ResponseWriter&)>;
+  using StreamingHandler = ::tollgate::StreamingHandler;
   // Runs on the loop thread and must not block: takes the request (true; `reply` is
   // then sent later, once) or declines it (false, having answered nothing), and the
   // route's worker handler gets it.
@@ -189,7 +196,9 @@ class EventServer final : public EventLoop {
   // A whole request is in: answered on the loop if its route can, else by a worker.
   void Dispatch(Connection* c);
   bool TryOnLoop(Connection* c);
-  void Serve(Connection* c);
+  // Answers on this worker until the connection is idle, detached or closed; the first
+  // request by `first` when given, not by its route.
+  void Serve(Connection* c, const StreamingHandler* first = nullptr);
   // After an answer: the next request, back to waiting, or closed.
   void AfterAnswer(Connection* c, bool keep_alive);
   void SendOnLoop(Connection* c, httplib::Response& res, bool keep_alive);
@@ -199,13 +208,15 @@ class EventServer final : public EventLoop {
   void Wake();
   enum class Outcome { kKeepAlive, kClose, kDetached };
   // Answers the parsed request (or the parse error).
-  Outcome Answer(Connection& c);
+  Outcome Answer(Connection& c, const StreamingHandler* handler);
   // A detached connection comes back: the next request, or closed.
   void Resume(Connection* c, bool keep_alive);
   // Ready for the connection's next request; true if it is already here, whole.
   bool NextRequestReady(Connection* c);
   httplib::Request TakeRequest(Connection& c);
   bool Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer);
+  static void Run(const StreamingHandler& handler, const httplib::Request& req,
+                  httplib::Response& res, ResponseWriter& writer);
   bool WriteResponse(Connection& c, const httplib::Request& req, httplib::Response& res,
                      bool keep_alive);
   // Into / out of the epoll set, with mu_ held.

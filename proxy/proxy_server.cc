@@ -75,19 +75,6 @@ std::string NewRequestId(Timestamp started) {
   return "tgr_" + std::string(micros) + RandomHex(6);
 }
 
-// Whether a body asks for a stream, from its bytes alone ("stream": true): such a
-// request is parsed once, on the worker that relays it, not first on the event loop.
-// A miss costs only that extra parse.
-bool AsksForStream(std::string_view body) {
-  for (size_t at = body.find("\"stream\""); at != std::string_view::npos;
-       at = body.find("\"stream\"", at + 1)) {
-    size_t i = at + 8;
-    while (i < body.size() && (body[i] == ' ' || body[i] == ':' || body[i] == '\t')) ++i;
-    if (body.substr(i, 4) == "true") return true;
-  }
-  return false;
-}
-
 // Output tokens of text already relayed, when the provider's own count never came.
 int64_t TokensOfText(int64_t bytes) { return (bytes + 3) / 4; }
 
@@ -219,8 +206,7 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
                   "missing tollgate key: send Authorization: Bearer tg-... or x-api-key: tg-...",
                   Counter::kProxyRefusedAuth);
   }
-  // On the loop: a key not cached, a stream (for the relay) or an end user to look
-  // up go to a worker.
+  // On the loop: a key not cached or an end user to look up go to a worker.
   std::optional<Result<Identity>> identity =
       on_loop ? deps_.authenticator.AuthenticateCached(key) : deps_.authenticator.Authenticate(key);
   if (!identity) return Prepared::kWouldBlock;
@@ -256,7 +242,6 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
       x.facts = std::move(*read);
     }
   }
-  if (on_loop && x.facts.stream) return Prepared::kWouldBlock;
 
   // 3. On whose budget.
   std::string named = req.get_header_value("X-Tollgate-User");
@@ -410,19 +395,22 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
 // The hot path on the event loop: a buffered request whose caller and budget are
 // cached, reserved through the gate's pipelined Redis connection and asked of the
 // upstream on a kept-alive connection, without a thread waiting on either. Whatever
-// would block goes on on a worker from where it is.
+// would block goes on on a worker from where it is. A stream is admitted here too, then
+// begun by a worker (connecting and waiting for the upstream's head may block) that
+// hands it to the relay: one hand-off between threads before it is asked upstream.
 struct ProxyService::LoopCall {
   Exchange x;
   json body;
-  const httplib::Request* req;  // the server keeps it until the reply is sent
+  const httplib::Request* req;  // the server keeps it until the reply is sent (or the
+                                // worker it was handed to has it; see OnWorker)
   LoopReply reply;
   httplib::Response res;
 };
 
 bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request& req,
                                 const LoopReply& reply) {
-  // A stream is for the relay, a large body is parsed off the loop: a worker's.
-  if (req.body.size() > kLoopBodyBytes || AsksForStream(req.body)) return false;
+  // A large body is parsed off the loop: a worker's.
+  if (req.body.size() > kLoopBodyBytes) return false;
   auto call = std::make_shared<LoopCall>(LoopCall{{}, {}, &req, reply, {}});
   Prepared prepared = Prepare(provider, req, call->res, call->x, call->body, true);
   if (prepared == Prepared::kWouldBlock) return false;
@@ -438,9 +426,11 @@ bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request
                                     deps_.metrics.Inc(Counter::kProxyRequests);
                                     if (!admission) return OnWorker(call, true);
                                     call->x.admission = std::move(*admission);
-                                    if (Admitted(call->x, *call->req, call->body, call->res))
-                                      return AskOnLoop(call);
-                                    AnswerOnLoop(call);
+                                    if (!Admitted(call->x, *call->req, call->body, call->res))
+                                      return AnswerOnLoop(call);
+                                    // A stream's upstream connection goes to the relay.
+                                    if (call->x.facts.stream) return OnWorker(call, false);
+                                    AskOnLoop(call);
                                   });
 }
 
@@ -470,20 +460,30 @@ void ProxyService::AnswerOnLoop(const std::shared_ptr<LoopCall>& call) {
 
 // Goes on on a worker: from the reservation (`reserve`: the gate's own decision,
 // with a hold id of its own in case the loop's attempt took one), or from the
-// upstream exchange; the reply goes back through the loop.
+// upstream exchange. A buffered answer goes back through the loop; a stream is begun
+// by one of the server's workers, which has the client's connection to hand over.
 void ProxyService::OnWorker(const std::shared_ptr<LoopCall>& call, bool reserve) {
-  slow_->Submit([this, call, reserve] {
+  auto admitted = [this, call, reserve](const httplib::Request& req) {
     Exchange& x = call->x;
     x.on_loop = false;
-    bool admitted = true;
-    if (reserve) {
-      ReserveRequest r = ReserveFor(x);
-      r.request_id += "-w";
-      r.declined_on_loop = true;
-      x.admission = deps_.gate.Reserve(r);
-      admitted = Admitted(x, *call->req, call->body, call->res);
-    }
-    if (admitted) ForwardBuffered(x, call->res);
+    if (!reserve) return true;
+    ReserveRequest r = ReserveFor(x);
+    r.request_id += "-w";
+    r.declined_on_loop = true;
+    x.admission = deps_.gate.Reserve(r);
+    return Admitted(x, req, call->body, call->res);
+  };
+  if (call->x.facts.stream) {
+    return call->reply.ToWorker([this, call, admitted](const httplib::Request& req,
+                                                       httplib::Response& res,
+                                                       ResponseWriter& writer) {
+      bool forward = admitted(req);
+      res = std::move(call->res);  // a refusal, or tollgate's own headers
+      if (forward) ForwardStreaming(std::move(call->x), res, writer);
+    });
+  }
+  slow_->Submit([this, call, admitted] {
+    if (admitted(*call->req)) ForwardBuffered(call->x, call->res);
     call->reply.loop().Post([call] { call->reply.Send(call->res); });
   });
 }

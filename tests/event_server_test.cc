@@ -73,6 +73,16 @@ size_t Count(const std::string& haystack, const std::string& needle) {
   return n;
 }
 
+// Each of `parts` is in `all`, each after the one before.
+void ExpectInOrder(const std::string& all, std::initializer_list<std::string> parts) {
+  size_t from = 0;
+  for (const std::string& part : parts) {
+    size_t at = all.find(part, from);
+    ASSERT_NE(at, std::string::npos) << "no \"" << part << "\" in order in:\n" << all;
+    from = at + part.size();
+  }
+}
+
 class EventServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -120,6 +130,17 @@ class EventServerTest : public ::testing::Test {
           if (req.matches[1] == "decline") return false;
           if (req.matches[1] == "later") {
             later_.set_value(reply);
+            return true;
+          }
+          if (req.matches[1] == "handoff") {
+            // Taken on the loop, answered by a worker through a writer: a stream, say.
+            reply.ToWorker(
+                [this](const httplib::Request& handed, httplib::Response&, ResponseWriter& w) {
+                  w.Begin(200, {{"Content-Type", "text/event-stream"}});
+                  w.Write("handed " + handed.body);
+                  w.Write(server_->InLoopThread() ? " on the loop" : " off the loop");
+                  w.End();
+                });
             return true;
           }
           httplib::Response res;
@@ -331,14 +352,22 @@ TEST_F(EventServerTest, LoopRoutesAnswerOnTheLoopOrHandTheRequestToAWorker) {
       "POST /loop/decline HTTP/1.1\r\nContent-Length: 1\r\n\r\nb"
       "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nc");
   std::string all = c.ReadUntil("loop c on the loop");
-  size_t a = all.find("loop a on the loop"), b = all.find("worker b"),
-         last = all.find("loop c on the loop");
-  ASSERT_NE(a, std::string::npos) << all;
-  ASSERT_NE(b, std::string::npos) << all;
-  ASSERT_NE(last, std::string::npos) << all;
-  EXPECT_LT(a, b);
-  EXPECT_LT(b, last);
+  ExpectInOrder(all, {"loop a on the loop", "worker b", "loop c on the loop"});
   EXPECT_EQ(Count(all, "HTTP/1.1 200 OK"), 3u);
+}
+
+TEST_F(EventServerTest, ALoopRouteMayHandItsRequestToAWorkerThatStreamsTheAnswer) {
+  RawClient c(port_);
+  // Pipelined: the handed-off request's answer, then the next request's, in order, on
+  // the one kept-alive connection.
+  c.Send(
+      "POST /loop/handoff HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nc");
+  std::string all = c.ReadUntil("loop c on the loop");
+  // Off the loop thread; the stream's last chunk before the next answer.
+  ExpectInOrder(all, {"Transfer-Encoding: chunked", "handed hello", " off the loop",
+                      "0\r\n\r\nHTTP/1.1 200 OK", "loop c on the loop"});
+  EXPECT_EQ(Count(all, "HTTP/1.1 200 OK"), 2u);
 }
 
 TEST_F(EventServerTest, PrefixRoutesTakeEveryPathThatStartsWithTheirPrefixAndNoOther) {

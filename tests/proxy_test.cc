@@ -377,6 +377,46 @@ TEST_F(Proxy, BufferedRequestsTakeTheEventLoopOnceCallerAndConnectionAreKnown) {
   EXPECT_EQ(metrics_.Get(Counter::kProxyRequests), 7u);
 }
 
+TEST_F(Proxy, StreamsAreAdmittedOnTheEventLoopOnceTheCallerIsKnown) {
+  // The first request finds its key not cached: a worker does it all.
+  auto first = Post("/deepseek/chat/completions", Chat("deepseek-flash", true));
+  ASSERT_EQ(first->status, 200);
+  EXPECT_EQ(gate_->reserved_without_waiting(), 0u);
+  // Then the loop reads, prices and admits a stream; a worker begins it for the relay.
+  for (int i = 0; i < 3; ++i) {
+    auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", true));
+    ASSERT_EQ(r->status, 200);
+    EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos) << r->body;
+    EXPECT_EQ(r->get_header_value("Content-Type"), "text/event-stream");
+    EXPECT_FALSE(r->get_header_value("x-tollgate-request-id").empty());
+  }
+  EXPECT_EQ(gate_->reserved_without_waiting(), 3u);
+  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 0u);
+  // A stream refused (a model without a price) is answered on the loop, natively.
+  auto refused = Post("/deepseek/chat/completions", Chat("no-such-model", true));
+  EXPECT_EQ(refused->status, 400);
+  EXPECT_NE(refused->body.find("no-such-model"), std::string::npos);
+  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 1u);
+  // A stream the gate leaves to a worker to decide: reserved and begun there.
+  gate_->set_leave_to_worker(true);
+  auto decided_on_worker = Post("/deepseek/chat/completions", Chat("deepseek-flash", true));
+  ASSERT_EQ(decided_on_worker->status, 200);
+  EXPECT_NE(decided_on_worker->body.find("data: [DONE]"), std::string::npos);
+  EXPECT_EQ(gate_->reserved_without_waiting(), 4u);
+  // Billed as on a worker: one row each, the gate's spend their sum, no hold left.
+  LastRow(5);
+  int64_t billed = 0;
+  for (const UsageRecord& row : ledger_.rows()) {
+    EXPECT_TRUE(row.streamed);
+    EXPECT_EQ(row.usage.output_tokens, 16);
+    EXPECT_FALSE(row.estimated);
+    billed += row.cost.nanos();
+  }
+  EXPECT_EQ(billed, 5 * (450 + 9600));
+  EXPECT_EQ(gate_->spend(user_.id).nanos(), billed);
+  EXPECT_EQ(gate_->open_holds(), 0u);
+}
+
 TEST_F(Proxy, RequestIdsAreTimeOrderedForTheLedgersIndex) {
   std::vector<std::string> ids;
   for (int i = 0; i < 3; ++i) {
