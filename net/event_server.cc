@@ -123,6 +123,11 @@ std::string StatusAndHeaders(int status, const httplib::Headers& headers, bool k
   return out;
 }
 
+// The head of an answer whose body follows in chunks.
+std::string ChunkedHead(int status, const httplib::Headers& headers, bool keep_alive) {
+  return StatusAndHeaders(status, headers, keep_alive) + "Transfer-Encoding: chunked\r\n\r\n";
+}
+
 // Writes what the socket takes without waiting: the bytes written, or -1 if the
 // connection failed.
 ssize_t SendAvailable(int fd, const char* data, size_t size) {
@@ -270,8 +275,7 @@ EventLoop& LoopReply::loop() const { return *server_; }
 bool ResponseWriter::Begin(int status, const httplib::Headers& headers) {
   if (started_) return !failed_;
   started_ = true;
-  std::string out =
-      StatusAndHeaders(status, headers, keep_alive_) + "Transfer-Encoding: chunked\r\n\r\n";
+  std::string out = ChunkedHead(status, headers, keep_alive_);
   failed_ = !Send(fd_, out.data(), out.size());
   return !failed_;
 }
@@ -293,11 +297,33 @@ bool ResponseWriter::End() {
 
 ResponseWriter::Detached ResponseWriter::Detach() {
   detached_ = true;
-  EventServer* server = server_;
+  return server_->Handed(static_cast<EventServer::Connection*>(connection_),
+                         keep_alive_ && !failed_);
+}
+
+ResponseWriter::Detached ResponseWriter::DetachWithHead(int status,
+                                                        const httplib::Headers& headers) {
+  started_ = true;
+  Detached detached = Detach();
+  detached.head = ChunkedHead(status, headers, keep_alive_);
+  return detached;
+}
+
+ResponseWriter::Detached LoopReply::DetachWithHead(int status,
+                                                   const httplib::Headers& headers) const {
   auto* c = static_cast<EventServer::Connection*>(connection_);
-  bool keep_alive = keep_alive_ && !failed_;
-  return {fd_,
-          [server, c, keep_alive](bool complete) { server->Resume(c, complete && keep_alive); }};
+  c->request.reset();
+  {
+    std::lock_guard lock(server_->mu_);
+    server_->Disarm(c);  // the new owner's until it is resumed
+  }
+  ResponseWriter::Detached detached = server_->Handed(c, keep_alive_);
+  detached.head = ChunkedHead(status, headers, keep_alive_);
+  return detached;
+}
+
+ResponseWriter::Detached EventServer::Handed(Connection* c, bool keep_alive) {
+  return {c->fd, [this, c, keep_alive](bool complete) { Resume(c, complete && keep_alive); }, ""};
 }
 
 size_t EventServer::connections() const {

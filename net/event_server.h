@@ -67,8 +67,12 @@ class ResponseWriter {
   struct Detached {
     int fd = -1;
     std::function<void(bool complete)> finish;
+    std::string head;  // for the new owner to write first (DetachWithHead)
   };
   Detached Detach();
+  // Begin() and Detach() in one, writing nothing: the status line and headers are in
+  // Detached::head, for the new owner to send with the first of the body in one write.
+  Detached DetachWithHead(int status, const httplib::Headers& headers);
   bool detached() const { return detached_; }
 
  private:
@@ -105,6 +109,9 @@ class LoopReply {
   // answers it as a worker route's handler would (a stream through the writer, say).
   // The request is the one the loop handler was given.
   void ToWorker(StreamingHandler handler) const;
+  // Instead of Send, on the loop thread: a chunked answer begun and its connection handed
+  // over, as ResponseWriter::DetachWithHead does (nothing is written here).
+  ResponseWriter::Detached DetachWithHead(int status, const httplib::Headers& headers) const;
   EventLoop& loop() const;
 
  private:
@@ -211,6 +218,8 @@ class EventServer final : public EventLoop {
   Outcome Answer(Connection& c, const StreamingHandler* handler);
   // A detached connection comes back: the next request, or closed.
   void Resume(Connection* c, bool keep_alive);
+  // The connection handed over; `finish` resumes it.
+  ResponseWriter::Detached Handed(Connection* c, bool keep_alive);
   // Ready for the connection's next request; true if it is already here, whole.
   bool NextRequestReady(Connection* c);
   httplib::Request TakeRequest(Connection& c);

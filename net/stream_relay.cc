@@ -86,6 +86,7 @@ void StreamRelay::Add(std::unique_ptr<HttpConnection> upstream, ReleaseUpstream 
                       .client = std::move(client),
                       .stream = std::move(stream)};
   r->upstream_tag.relay = r->client_tag.relay = r;
+  r->pending = std::move(r->client.head);  // the answer's head, if not written yet
   r->upstream_active = r->client_active = SteadyClock::now();
   Start(r);
   {

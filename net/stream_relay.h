@@ -62,8 +62,9 @@ class StreamRelay {
   StreamRelay(const StreamRelay&) = delete;
   StreamRelay& operator=(const StreamRelay&) = delete;
 
-  // Takes over a stream whose head the client has already been sent. Any thread; the body
-  // bytes already in are sent to the client from it.
+  // Takes over a stream whose head the client has been sent, or is in `client.head` to
+  // send first. Any thread; the body bytes already in are sent to the client from it,
+  // with the head in one write.
   void Add(std::unique_ptr<HttpConnection> upstream, ReleaseUpstream release,
            ResponseWriter::Detached client, std::unique_ptr<RelayedStream> stream);
 

@@ -17,11 +17,12 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
   UpstreamPool& pool() const { return pool_; }
   std::unique_ptr<HttpConnection> TakeConnection() { return std::move(connection_); }
 
-  void Begin(std::string bytes, std::string method, Done done) {
+  void Begin(std::string bytes, std::string method, Done done, bool stream) {
     bytes_ = std::move(bytes);
     unsent_ = bytes_;
     method_ = std::move(method);
     done_ = std::move(done);
+    stream_ = stream;
     answer_ = LoopAnswer{};
     phase_ = Phase::kWrite;
     busy_ = true;
@@ -91,7 +92,9 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
           break;
         case Phase::kHead:
           p = connection_->ReadHeadAvailable(&answer_.head, method_, &error);
-          if (p == HttpConnection::Progress::kDone) phase_ = Phase::kBody;
+          if (p != HttpConnection::Progress::kDone) break;
+          if (stream_ && answer_.head.status >= 200 && answer_.head.status < 300) return HandOut();
+          phase_ = Phase::kBody;
           break;
         case Phase::kBody:
           p = connection_->ReadAvailable(&answer_.body, &error);
@@ -122,6 +125,16 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
     done(std::move(answer));
   }
 
+  // A stream's head is in: the connection goes out with the answer, for a relay, and
+  // the link is forgotten.
+  void HandOut() {
+    busy_ = false;
+    Done done = std::move(done_);
+    LoopAnswer answer = std::move(answer_);
+    answer.connection = owner_->Forget(this);
+    done(std::move(answer));
+  }
+
   LoopExchanges* const owner_;
   EventLoop& loop_;
   UpstreamPool& pool_;
@@ -134,6 +147,7 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
   Phase phase_ = Phase::kWrite;
   uint32_t watching_ = 0;
   bool busy_ = false;
+  bool stream_ = false;
   bool dropped_ = false;
   std::chrono::steady_clock::time_point last_progress_;
 };
@@ -146,7 +160,7 @@ LoopExchanges::~LoopExchanges() {
 }
 
 bool LoopExchanges::Start(EventLoop& loop, UpstreamPool& pool, const UpstreamRequest& request,
-                          Done done) {
+                          Done done, bool stream) {
   if (loop_ == nullptr) {
     loop_ = &loop;
     loop.EverySecond([this] { Tick(); });
@@ -158,7 +172,7 @@ bool LoopExchanges::Start(EventLoop& loop, UpstreamPool& pool, const UpstreamReq
     link = new Link(this, loop, pool, std::move(connection));
   }
   active_.insert(link);
-  link->Begin(pool.Format(request), request.method, std::move(done));
+  link->Begin(pool.Format(request), request.method, std::move(done), stream);
   return true;
 }
 
@@ -182,14 +196,20 @@ void LoopExchanges::Park(Link* link) {
 }
 
 void LoopExchanges::Drop(Link* link, bool to_pool) {
+  UpstreamPool& pool = link->pool();
+  std::unique_ptr<HttpConnection> connection = Forget(link);
+  if (to_pool) pool.Release(std::move(connection));
+}
+
+std::unique_ptr<HttpConnection> LoopExchanges::Forget(Link* link) {
   std::vector<Link*>& links = parked_[&link->pool()];
   links.erase(std::remove(links.begin(), links.end(), link), links.end());
   active_.erase(link);
   link->Unwatch();
   std::unique_ptr<HttpConnection> connection = link->TakeConnection();
-  if (to_pool) link->pool().Release(std::move(connection));
   link->MarkDropped();
   loop_->Post([link] { delete link; });
+  return connection;
 }
 
 void LoopExchanges::Tick() {

@@ -27,6 +27,9 @@ struct LoopAnswer {
   // The kept-alive connection was closed before any byte of the answer: the upstream
   // never read the request, which may go again on a new connection.
   bool retry = false;
+  // A stream's (Start with `stream`), once a 2xx head is in: the connection, its body
+  // unread (what came with the head is buffered in it), for a relay. `body` stays empty.
+  std::unique_ptr<HttpConnection> connection;
 };
 
 class LoopExchanges {
@@ -43,8 +46,11 @@ class LoopExchanges {
   // on a kept-alive connection (the loop's own, else one of the pool's) and reads the
   // whole answer; `done` runs on the loop. False, and nothing started, when no
   // kept-alive connection is free: opening one may wait, so that is for a worker.
-  // An upstream silent for the read timeout fails the exchange as kTimeout.
-  bool Start(EventLoop& loop, UpstreamPool& pool, const UpstreamRequest& request, Done done);
+  // An upstream silent for the read timeout fails the exchange as kTimeout. With
+  // `stream`, a 2xx answer is done at its head: its connection is handed out in the
+  // answer (any other answer is read whole, as an error body is).
+  bool Start(EventLoop& loop, UpstreamPool& pool, const UpstreamRequest& request, Done done,
+             bool stream = false);
 
  private:
   class Link;
@@ -53,6 +59,8 @@ class LoopExchanges {
   // Forgets the link (its deletion is posted); its connection is closed, or given back
   // to its pool.
   void Drop(Link* link, bool to_pool = false);
+  // Forgets the link and hands out its connection.
+  std::unique_ptr<HttpConnection> Forget(Link* link);
   void Tick();
 
   const int read_timeout_ms_;

@@ -395,9 +395,10 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
 // The hot path on the event loop: a buffered request whose caller and budget are
 // cached, reserved through the gate's pipelined Redis connection and asked of the
 // upstream on a kept-alive connection, without a thread waiting on either. Whatever
-// would block goes on on a worker from where it is. A stream is admitted here too, then
-// begun by a worker (connecting and waiting for the upstream's head may block) that
-// hands it to the relay: one hand-off between threads before it is asked upstream.
+// would block goes on on a worker from where it is. A stream too: once its head is in,
+// the relay takes the upstream connection and the client's, and sends the client the
+// head with the first of the body (no worker at all); on a new upstream connection a
+// worker begins it.
 struct ProxyService::LoopCall {
   Exchange x;
   json body;
@@ -428,24 +429,29 @@ bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request
                                     call->x.admission = std::move(*admission);
                                     if (!Admitted(call->x, *call->req, call->body, call->res))
                                       return AnswerOnLoop(call);
-                                    // A stream's upstream connection goes to the relay.
-                                    if (call->x.facts.stream) return OnWorker(call, false);
                                     AskOnLoop(call);
                                   });
 }
 
 void ProxyService::AskOnLoop(const std::shared_ptr<LoopCall>& call) {
   UpstreamPool& pool = *pools_.at(std::string(call->x.provider->name()));
-  bool started = exchanges_->Start(call->reply.loop(), pool, call->x.upstream,
-                                   [this, call](LoopAnswer answer) {
-                                     if (answer.retry) return OnWorker(call, false);
-                                     Exchange& x = call->x;
-                                     if (answer.error != ClientError::kNone)
-                                       UpstreamFailed(x, answer.error, answer.detail, call->res);
-                                     else
-                                       Answered(x, answer.head, std::move(answer.body), call->res);
-                                     AnswerOnLoop(call);
-                                   });
+  auto done = [this, call](LoopAnswer answer) {
+    if (answer.retry) return OnWorker(call, false);
+    Exchange& x = call->x;
+    if (answer.connection) {  // a stream's head: the relay has it from here
+      deps_.metrics.Inc(Counter::kProxyAnsweredOnLoop);
+      httplib::Headers out = StreamHeaders(answer.head, call->res.headers);
+      return Relay(std::move(x), answer.head.status, std::move(answer.connection),
+                   call->reply.DetachWithHead(answer.head.status, out));
+    }
+    if (answer.error != ClientError::kNone)
+      UpstreamFailed(x, answer.error, answer.detail, call->res);
+    else
+      Answered(x, answer.head, std::move(answer.body), call->res);
+    AnswerOnLoop(call);
+  };
+  bool started = exchanges_->Start(call->reply.loop(), pool, call->x.upstream, std::move(done),
+                                   call->x.facts.stream);
   if (!started) OnWorker(call, false);  // a new connection: connecting may wait
 }
 
@@ -614,21 +620,34 @@ void ProxyService::ForwardStreaming(Exchange&& x, httplib::Response& res, Respon
     return Finish(x, head.status, Usage{}, false);
   }
 
-  // The client gets the upstream's real status line at once; the relay does the rest.
-  httplib::Headers out = res.headers;  // tollgate's own: request id, clamped max tokens
+  Relay(std::move(x), head.status, std::move(upstream),
+        writer.DetachWithHead(head.status, StreamHeaders(head, res.headers)));
+}
+
+// The client gets the upstream's real status line; tollgate's own headers (request id,
+// clamped max tokens) are in `own`.
+httplib::Headers ProxyService::StreamHeaders(const ResponseHead& head, httplib::Headers own) {
   for (const auto& [name, value] : head.headers) {
-    if (!IsResponseHopByHop(name)) out.emplace(name, value);
+    if (!IsResponseHopByHop(name)) own.emplace(name, value);
   }
   const std::string* type = head.headers.Find("Content-Type");
-  out.emplace("Content-Type", type ? *type : std::string("text/event-stream"));
-  writer.Begin(head.status, out);  // a client already gone is found by the relay's first write
-  x.status = head.status;
+  own.emplace("Content-Type", type ? *type : std::string("text/event-stream"));
+  return own;
+}
+
+// The relay sends the client the head and the body as it comes, and settles the stream
+// from a worker when it is over (a client already gone is found by its first write).
+void ProxyService::Relay(Exchange&& x, int status, std::unique_ptr<HttpConnection> upstream,
+                         ResponseWriter::Detached client) {
+  UpstreamPool& pool = *pools_.at(std::string(x.provider->name()));
+  x.status = status;
+  x.on_loop = false;
   x.upstream = UpstreamRequest{};  // sent: a long stream need not hold a long prompt
   streams_in_flight_.fetch_add(1);
   relay_->Add(
       std::move(upstream),
       [&pool](std::unique_ptr<HttpConnection> used) { pool.Release(std::move(used)); },
-      writer.Detach(), std::make_unique<RelayedExchange>(this, std::move(x)));
+      std::move(client), std::make_unique<RelayedExchange>(this, std::move(x)));
 }
 
 bool ProxyService::TryStartDrain() {

@@ -68,6 +68,9 @@ class ProxyService {
   void Answered(Exchange& x, const ResponseHead& head, std::string answer, httplib::Response& res);
   void ForwardBuffered(Exchange& x, httplib::Response& res);
   void ForwardStreaming(Exchange&& x, httplib::Response& res, ResponseWriter& writer);
+  static httplib::Headers StreamHeaders(const ResponseHead& head, httplib::Headers own);
+  void Relay(Exchange&& x, int status, std::unique_ptr<HttpConnection> upstream,
+             ResponseWriter::Detached client);
   // The upstream could not be asked, or did not answer: a 502 or 504 in the provider's shape.
   void UpstreamFailed(Exchange& x, ClientError error, const std::string& detail,
                       httplib::Response& res);

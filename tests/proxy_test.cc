@@ -377,38 +377,52 @@ TEST_F(Proxy, BufferedRequestsTakeTheEventLoopOnceCallerAndConnectionAreKnown) {
   EXPECT_EQ(metrics_.Get(Counter::kProxyRequests), 7u);
 }
 
-TEST_F(Proxy, StreamsAreAdmittedOnTheEventLoopOnceTheCallerIsKnown) {
-  // The first request finds its key not cached: a worker does it all.
-  auto first = Post("/deepseek/chat/completions", Chat("deepseek-flash", true));
-  ASSERT_EQ(first->status, 200);
+TEST_F(Proxy, StreamsTakeTheEventLoopOnceCallerAndConnectionAreKnown) {
+  auto on_loop = [&] { return metrics_.Get(Counter::kProxyAnsweredOnLoop); };
+  auto stream = [&](httplib::Headers headers = {}) {
+    return Post("/deepseek/chat/completions", Chat("deepseek-flash", true), std::move(headers));
+  };
+  // The first request finds its key not cached and no kept-alive connection: a worker
+  // does it all. Once it is settled its upstream connection is back in the pool.
+  ASSERT_EQ(stream()->status, 200);
+  LastRow(1);
   EXPECT_EQ(gate_->reserved_without_waiting(), 0u);
-  // Then the loop reads, prices and admits a stream; a worker begins it for the relay.
-  for (int i = 0; i < 3; ++i) {
-    auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", true));
+  EXPECT_EQ(on_loop(), 0u);
+  // Then the loop reads, prices and admits a stream, asks the upstream on a kept-alive
+  // connection and hands both connections to the relay: no worker.
+  for (size_t i = 1; i <= 3; ++i) {
+    auto r = stream();
     ASSERT_EQ(r->status, 200);
     EXPECT_NE(r->body.find("data: [DONE]"), std::string::npos) << r->body;
     EXPECT_EQ(r->get_header_value("Content-Type"), "text/event-stream");
     EXPECT_FALSE(r->get_header_value("x-tollgate-request-id").empty());
+    LastRow(1 + i);
+    EXPECT_EQ(on_loop(), i);
   }
   EXPECT_EQ(gate_->reserved_without_waiting(), 3u);
-  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 0u);
+  // An upstream's error answer to a stream is read whole on the loop and passed on.
+  auto failed = stream({{"x-sim-error", "429"}});
+  EXPECT_EQ(failed->status, 429);
+  EXPECT_EQ(LastRow(5).status, 429);
+  EXPECT_EQ(on_loop(), 4u);
   // A stream refused (a model without a price) is answered on the loop, natively.
   auto refused = Post("/deepseek/chat/completions", Chat("no-such-model", true));
   EXPECT_EQ(refused->status, 400);
   EXPECT_NE(refused->body.find("no-such-model"), std::string::npos);
-  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 1u);
+  EXPECT_EQ(on_loop(), 5u);
   // A stream the gate leaves to a worker to decide: reserved and begun there.
   gate_->set_leave_to_worker(true);
-  auto decided_on_worker = Post("/deepseek/chat/completions", Chat("deepseek-flash", true));
+  auto decided_on_worker = stream();
   ASSERT_EQ(decided_on_worker->status, 200);
   EXPECT_NE(decided_on_worker->body.find("data: [DONE]"), std::string::npos);
-  EXPECT_EQ(gate_->reserved_without_waiting(), 4u);
+  EXPECT_EQ(gate_->reserved_without_waiting(), 5u);
+  EXPECT_EQ(on_loop(), 5u);
   // Billed as on a worker: one row each, the gate's spend their sum, no hold left.
-  LastRow(5);
+  LastRow(6);
   int64_t billed = 0;
   for (const UsageRecord& row : ledger_.rows()) {
     EXPECT_TRUE(row.streamed);
-    EXPECT_EQ(row.usage.output_tokens, 16);
+    EXPECT_EQ(row.usage.output_tokens, row.status == 200 ? 16 : 0);
     EXPECT_FALSE(row.estimated);
     billed += row.cost.nanos();
   }

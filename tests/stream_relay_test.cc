@@ -119,12 +119,13 @@ struct Client {
     close(fd[1]);
   }
   void Take(StreamRelay& relay, std::unique_ptr<HttpConnection> upstream,
-            std::unique_ptr<RelayedStream> stream) {
+            std::unique_ptr<RelayedStream> stream, std::string head = "") {
     relay.Add(
         std::move(upstream),
         [this](std::unique_ptr<HttpConnection> used) { released = used && used->reusable(); },
         ResponseWriter::Detached{.fd = fd[0],
-                                 .finish = [this](bool complete) { finished.set_value(complete); }},
+                                 .finish = [this](bool complete) { finished.set_value(complete); },
+                                 .head = std::move(head)},
         std::move(stream));
   }
   int fd[2] = {-1, -1};
@@ -220,14 +221,16 @@ TEST(StreamRelay, BytesThatCameWithTheHeadLeaveFromTheAddingThread) {
   ThreadRecorder* seen = recorder.get();
   {
     StreamRelay relay(RelayTimeouts{});
-    client.Take(relay, std::move(connection), std::move(recorder));
-    // Add has returned: the first event is in the client's socket already, written by
-    // this thread, not by the relay's once it woke up.
+    const std::string client_head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    client.Take(relay, std::move(connection), std::move(recorder), client_head);
+    // Add has returned: the client's head and the first event are in its socket
+    // already, in one write, by this thread, not by the relay's once it woke up.
     EXPECT_EQ(seen->first_thread, std::this_thread::get_id());
     char buffer[256];
     ssize_t n = recv(client.fd[1], buffer, sizeof(buffer), MSG_DONTWAIT);
     ASSERT_GT(n, 0) << "nothing was written before the relay took over";
     std::string in(buffer, static_cast<size_t>(n));
+    EXPECT_EQ(in.rfind(client_head, 0), 0u) << in;
     EXPECT_NE(in.find("data: first event"), std::string::npos) << in;
 
     // The answer had ended too: the relay closes it (the last chunk) and releases the
