@@ -1,5 +1,6 @@
 #include "cli/cli.h"
 
+#include <pthread.h>
 #include <sys/resource.h>
 
 #include <charconv>
@@ -65,8 +66,6 @@ std::string Required(const Args& a, const std::string& name, std::string* missin
 
 // ---- serve -----------------------------------------------------------------
 
-volatile std::sig_atomic_t g_stop = 0;
-
 // Every open stream holds two sockets (client and upstream): lift the soft limit on
 // open files to the hard one.
 void RaiseOpenFileLimit() {
@@ -80,6 +79,15 @@ void RaiseOpenFileLimit() {
 int Serve(Context& ctx, const Args&) {
   const Config& c = ctx.config;
   RaiseOpenFileLimit();
+  // SIGINT and SIGTERM are taken by sigwait() at the end, not by a handler: blocked
+  // here, before any thread starts, so every thread inherits the block. (A handler
+  // setting a flag for `while (!flag) pause();` lost the signal when it landed between
+  // the test and pause(), or ran on another thread: tollgate then ignored the stop.)
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   auto pricing = PricingTable::Load(c.pricing_file);
   if (!pricing.ok()) return ctx.Fail(pricing.status().message());
   auto redis_address = ParseRedisUrl(c.redis_url);
@@ -157,10 +165,9 @@ int Serve(Context& ctx, const Args&) {
   ctx.out << "tollgate: proxy on " << proxy_addr->host << ":" << proxy->port() << ", side port on "
           << side_addr->host << ":" << side->port() << std::endl;
 
-  std::signal(SIGINT, [](int) { g_stop = 1; });
-  std::signal(SIGTERM, [](int) { g_stop = 1; });
   std::signal(SIGPIPE, SIG_IGN);
-  while (!g_stop) pause();
+  int stop_signal = 0;
+  sigwait(&stop_signals, &stop_signal);
   ctx.out << "tollgate: shutting down" << std::endl;
   proxy->Stop();
   gate.ReleaseLeases();

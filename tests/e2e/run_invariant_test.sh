@@ -5,14 +5,16 @@
 # user) from 6 clients asking in turn, so that the instances admit against budget
 # leases (gate.lease_requests) while the budget is far from spent. Each time the ledger
 # total never passes the limit, every 200 has exactly one ledger row, every refusal is
-# a final 402 in DeepSeek's envelope.
+# a final 402 in DeepSeek's envelope. Then each instance is stopped with SIGTERM: it exits
+# cleanly and leaves no hold behind.
 source "$(dirname "$0")/harness.sh"
 start_stack 2
-proxies=() sides=()
+proxies=() sides=() instance_pids=()
 for _ in 1 2 3; do
   start_instance
   proxies+=("$TG_PROXY")
   sides+=("$TG_SIDE")
+  instance_pids+=("${E2E_PIDS[-1]}")
 done
 limit_usd=0.006  # 6,000,000 nanos: ~97 answers off-peak, ~48 at peak prices
 
@@ -69,4 +71,30 @@ phase() {
 phase at-once 300
 phase in-rounds 6
 check '[ "$on_leases" -gt 0 ]' "in rounds, requests are admitted against leases"
+
+# Stopped with SIGTERM, each instance shuts down cleanly (exit 0, within 20 s) and gives
+# its budget leases back: a user's few requests just before leave each instance a lease
+# (held in Redis for up to a second), and no hold is left once they have stopped.
+tg user create --name stopping --limit 10 >/dev/null
+stop_key=$(new_key --user stopping)
+for proxy in "${proxies[@]}"; do
+  for _ in 1 2 3; do
+    curl -s -o /dev/null "$proxy/deepseek/chat/completions" -H "Authorization: Bearer $stop_key" \
+      -H 'Content-Type: application/json' \
+      -d '{"model":"deepseek-flash","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}'
+  done
+done
+for pid in "${instance_pids[@]}"; do
+  kill -TERM "$pid"
+  for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    check false "an instance ignored SIGTERM for 20 s"
+    kill -KILL "$pid"
+  fi
+  rc=0
+  wait "$pid" || rc=$?
+  check '[ "$rc" -eq 0 ]' "an instance stopped by SIGTERM exits 0 (got $rc)"
+done
+holds=$(redis-cli -p "$TOLLGATE_TEST_REDIS_PORT" -n 2 --scan --pattern 'tg:*hold-total' | wc -l)
+check '[ "$holds" -eq 0 ]' "stopped instances leave no hold in Redis ($holds hold totals left)"
 verdict
