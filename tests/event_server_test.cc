@@ -132,6 +132,11 @@ class EventServerTest : public ::testing::Test {
             later_.set_value(reply);
             return true;
           }
+          if (req.matches[1] == "detach") {
+            // Taken on the loop, begun and handed over without a write (a relay's).
+            detached_.set_value(reply.DetachWithHead(200, {{"Content-Type", "text/plain"}}));
+            return true;
+          }
           if (req.matches[1] == "handoff") {
             // Taken on the loop, answered by a worker through a writer: a stream, say.
             reply.ToWorker(
@@ -342,6 +347,26 @@ TEST_F(EventServerTest, ADetachedConnectionGivenBackIncompleteIsClosed) {
   c.Send("GET /detach HTTP/1.1\r\n\r\n");
   detached_.get_future().get().finish(false);
   EXPECT_TRUE(c.ReadsToClose());
+}
+
+TEST_F(EventServerTest, ALoopRouteMayHandItsConnectionOverWithTheHeadUnwritten) {
+  RawClient c(port_);
+  c.Send(
+      "POST /loop/detach HTTP/1.1\r\nContent-Length: 1\r\n\r\nd"
+      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nc");
+  ResponseWriter::Detached d = detached_.get_future().get();
+  EXPECT_EQ(d.head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << d.head;
+  // The new owner writes the head and the body; given back complete, the connection
+  // serves the pipelined request.
+  std::string out = d.head + ChunkFrame("owned") + std::string(kLastChunk);
+  ASSERT_EQ(send(d.fd, out.data(), out.size(), MSG_NOSIGNAL), static_cast<ssize_t>(out.size()));
+  d.finish(true);
+  std::string all = c.ReadUntil("loop c on the loop");
+  // One head each: the server wrote none for the detached answer.
+  ExpectInOrder(all, {"HTTP/1.1 200 OK\r\n", "Content-Type: text/plain\r\n",
+                      "Transfer-Encoding: chunked\r\n\r\n5\r\nowned\r\n0\r\n\r\n",
+                      "HTTP/1.1 200 OK\r\n", "loop c on the loop"});
+  EXPECT_EQ(Count(all, "HTTP/1.1 200 OK"), 2u) << all;
 }
 
 TEST_F(EventServerTest, LoopRoutesAnswerOnTheLoopOrHandTheRequestToAWorker) {
