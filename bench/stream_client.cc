@@ -22,7 +22,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -39,7 +38,9 @@
 #include <string_view>
 #include <vector>
 
+#include "config/config.h"
 #include "net/chunked_decoder.h"
+#include "net/event_server.h"
 
 namespace {
 
@@ -83,23 +84,22 @@ std::vector<std::string> SplitCommas(const std::string& text) {
   std::exit(2);
 }
 
-// http://host:port/path only: the benchmark's targets are local.
+// http://host[:port]/path, read as the config reads an upstream's base URL (no TLS:
+// the benchmark's targets are local).
 Target MakeTarget(const std::string& url, const std::string& key, const std::string& body,
                   const std::string& tokens, const std::string& delay_ms) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.compare(0, kScheme.size(), kScheme) != 0) Die("not an http:// URL: " + url);
-  size_t slash = url.find('/', kScheme.size());
-  std::string authority = url.substr(kScheme.size(), slash - kScheme.size());
+  size_t slash = url.find('/', url.find("://") == std::string::npos ? 0 : url.find("://") + 3);
+  std::optional<tollgate::UpstreamAddress> base = tollgate::ParseBaseUrl(url.substr(0, slash));
+  if (!base || base->tls) Die("not an http://host[:port]/path URL: " + url);
   std::string path = slash == std::string::npos ? "/" : url.substr(slash);
-  size_t colon = authority.rfind(':');
-  if (colon == std::string::npos) Die("no port in " + url);
-  std::string host = authority.substr(0, colon), port = authority.substr(colon + 1);
+  const std::string& authority = base->authority;
 
   Target t;
   addrinfo hints{};
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  if (getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr) {
+  if (getaddrinfo(base->host.c_str(), std::to_string(base->port).c_str(), &hints, &found) != 0 ||
+      found == nullptr) {
     Die("cannot resolve " + authority);
   }
   std::memcpy(&t.address, found->ai_addr, found->ai_addrlen);
@@ -208,11 +208,7 @@ int main(int argc, char** argv) {
   const double ramp_ms = argc > 6 ? std::atof(argv[6]) : 0;
   if (keys.size() != urls.size()) Die("give one key per URL");
 
-  rlimit files{};  // a descriptor per stream
-  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
-    files.rlim_cur = files.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &files);
-  }
+  tollgate::RaiseOpenFileLimit();  // a descriptor per stream
   const std::string body =
       nlohmann::json{
           {"model", "deepseek-flash"},

@@ -1,7 +1,6 @@
 #include "cli/cli.h"
 
 #include <pthread.h>
-#include <sys/resource.h>
 
 #include <charconv>
 #include <csignal>
@@ -66,19 +65,9 @@ std::string Required(const Args& a, const std::string& name, std::string* missin
 
 // ---- serve -----------------------------------------------------------------
 
-// Every open stream holds two sockets (client and upstream): lift the soft limit on
-// open files to the hard one.
-void RaiseOpenFileLimit() {
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-  }
-}
-
 int Serve(Context& ctx, const Args&) {
   const Config& c = ctx.config;
-  RaiseOpenFileLimit();
+  RaiseOpenFileLimit();  // every open stream holds two sockets (client and upstream)
   // SIGINT and SIGTERM are taken by sigwait() at the end, not by a handler: blocked
   // here, before any thread starts, so every thread inherits the block. (A handler
   // setting a flag for `while (!flag) pause();` lost the signal when it landed between

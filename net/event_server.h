@@ -90,6 +90,10 @@ class ResponseWriter {
   bool detached_ = false;
 };
 
+// Lifts the process's soft limit on open files to its hard limit: each connection is a
+// descriptor, and thousands may be open at once.
+void RaiseOpenFileLimit();
+
 // One chunk of a chunked body: size line, data, CRLF. The last chunk is kLastChunk.
 std::string ChunkFrame(std::string_view data);
 inline constexpr std::string_view kLastChunk = "0\r\n\r\n";
