@@ -55,6 +55,22 @@ bool WaitFor(int fd, bool for_write, int timeout_ms) {
   }
 }
 
+// A socket for `a`, non-blocking, its connect begun: fd >= 0 with `*connected` when it
+// is done, fd >= 0 without when it is in progress (writable once it ends), -1 (errno set)
+// when it failed.
+int BeginConnect(const addrinfo& a, bool* connected) {
+  int fd = socket(a.ai_family, a.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a.ai_protocol);
+  if (fd < 0) return -1;
+  int yes = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
+  *connected = connect(fd, a.ai_addr, a.ai_addrlen) == 0;
+  if (*connected || errno == EINPROGRESS) return fd;
+  int saved = errno;
+  close(fd);
+  errno = saved;
+  return -1;
+}
+
 // A TCP connection to one of the host's addresses, within the deadline.
 int ConnectTcp(const UpstreamAddress& address, SteadyClock::time_point deadline, ClientError* error,
                std::string* detail) {
@@ -72,25 +88,22 @@ int ConnectTcp(const UpstreamAddress& address, SteadyClock::time_point deadline,
   *error = ClientError::kConnect;
   *detail = "cannot connect to " + address.authority;
   for (addrinfo* a = found; a != nullptr && fd < 0; a = a->ai_next) {
-    fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) continue;
-    int yes = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
-    if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) break;
-    if (errno == EINPROGRESS) {
-      int so_error = 0;
-      socklen_t len = sizeof(so_error);
-      bool ready = WaitFor(fd, true, RemainingMs(deadline));
-      if (ready && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 && so_error == 0)
-        break;
-      if (!ready) {
-        *error = ClientError::kTimeout;
-        *detail = "connecting to " + address.authority + " timed out";
-      } else if (so_error != 0) {
-        *detail = "cannot connect to " + address.authority + ": " + strerror(so_error);
-      }
-    } else {
+    bool connected = false;
+    fd = BeginConnect(*a, &connected);
+    if (fd < 0) {
       *detail = "cannot connect to " + address.authority + ": " + strerror(errno);
+      continue;
+    }
+    if (connected) break;
+    int so_error = 0;
+    socklen_t len = sizeof(so_error);
+    bool ready = WaitFor(fd, true, RemainingMs(deadline));
+    if (ready && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 && so_error == 0) break;
+    if (!ready) {
+      *error = ClientError::kTimeout;
+      *detail = "connecting to " + address.authority + " timed out";
+    } else if (so_error != 0) {
+      *detail = "cannot connect to " + address.authority + ": " + strerror(so_error);
     }
     close(fd);
     fd = -1;
@@ -175,6 +188,60 @@ std::unique_ptr<HttpConnection> HttpConnection::Open(const UpstreamAddress& addr
                                    : SslErrorText());
     return nullptr;
   }
+}
+
+bool HttpConnection::OpensWithoutWaiting(const UpstreamAddress& address) {
+  return !address.tls && IsIpAddress(address.host);
+}
+
+std::unique_ptr<HttpConnection> HttpConnection::OpenWithoutWaiting(const UpstreamAddress& address,
+                                                                   const ClientTimeouts& timeouts,
+                                                                   ClientError* error,
+                                                                   std::string* detail) {
+  *error = ClientError::kConnect;
+  *detail = "cannot connect to " + address.authority;
+  if (!OpensWithoutWaiting(address)) return nullptr;
+  addrinfo hints{};
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;  // no name to look up: nothing waits
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (getaddrinfo(address.host.c_str(), std::to_string(address.port).c_str(), &hints, &found) != 0)
+    return nullptr;
+  bool connected = false;
+  int fd = BeginConnect(*found, &connected);
+  if (fd < 0) *detail += std::string(": ") + strerror(errno);
+  freeaddrinfo(found);
+  if (fd < 0) return nullptr;
+  *error = ClientError::kNone;
+  detail->clear();
+  auto connection = std::unique_ptr<HttpConnection>(new HttpConnection(fd, nullptr, timeouts));
+  connection->connecting_ = !connected;
+  return connection;
+}
+
+HttpConnection::Progress HttpConnection::FinishConnect(ClientError* error, std::string* reason) {
+  if (!connecting_) return Progress::kDone;
+  int so_error = 0;
+  socklen_t len = sizeof(so_error);
+  if (getsockopt(fd_, SOL_SOCKET, SO_ERROR, &so_error, &len) != 0) so_error = errno;
+  if (so_error == 0) {
+    sockaddr_storage peer{};
+    socklen_t peer_len = sizeof(peer);
+    if (getpeername(fd_, reinterpret_cast<sockaddr*>(&peer), &peer_len) == 0) {
+      connecting_ = false;
+      return Progress::kDone;
+    }
+    if (errno == ENOTCONN) {
+      want_write_ = true;  // writable once the connect ends, either way
+      return Progress::kWouldBlock;
+    }
+    so_error = errno;
+  }
+  broken_ = true;
+  *error = ClientError::kConnect;
+  *reason = strerror(so_error);
+  return Progress::kFailed;
 }
 
 HttpConnection::~HttpConnection() {

@@ -63,6 +63,16 @@ class HttpConnection {
   static std::unique_ptr<HttpConnection> Open(const UpstreamAddress& address, SSL_CTX* tls,
                                               const ClientTimeouts& timeouts, ClientError* error,
                                               std::string* detail);
+  // Whether OpenWithoutWaiting can open connections to `address`: plain HTTP to an IP
+  // address (no name to resolve, no handshake).
+  static bool OpensWithoutWaiting(const UpstreamAddress& address);
+  // For an event loop: the connect is begun, not waited for (FinishConnect tells when it
+  // ends). Null, with `error` and `detail` set, when it failed at once or when
+  // OpensWithoutWaiting is false.
+  static std::unique_ptr<HttpConnection> OpenWithoutWaiting(const UpstreamAddress& address,
+                                                            const ClientTimeouts& timeouts,
+                                                            ClientError* error,
+                                                            std::string* detail);
   ~HttpConnection();
   HttpConnection(const HttpConnection&) = delete;
   HttpConnection& operator=(const HttpConnection&) = delete;
@@ -85,6 +95,12 @@ class HttpConnection {
   // Appends the body bytes that have arrived, about `max_bytes` at most (kWouldBlock
   // with `max_bytes` reached: call again at once).
   Progress ReadAvailable(std::string* body, ClientError* error, size_t max_bytes = SIZE_MAX);
+
+  // A connection from OpenWithoutWaiting: kDone once connected, kWouldBlock until then
+  // (call again once fd() is writable), kFailed (kConnect, with the system's `reason`)
+  // when it could not connect.
+  Progress FinishConnect(ClientError* error, std::string* reason);
+  bool connecting() const { return connecting_; }
 
   int fd() const { return fd_; }
   bool wants_write() const { return want_write_; }
@@ -117,8 +133,9 @@ class HttpConnection {
   bool keep_alive_ = true;
   bool broken_ = false;  // a protocol error or a read stopped half-way
   bool want_write_ = false;
-  bool drained_ = false;  // the last plain read came up short
-  bool sending_ = false;  // a request is being written
+  bool drained_ = false;     // the last plain read came up short
+  bool sending_ = false;     // a request is being written
+  bool connecting_ = false;  // OpenWithoutWaiting's connect has not ended yet
   size_t answer_bytes_ = 0;
 };
 

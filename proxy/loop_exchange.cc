@@ -24,7 +24,7 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
     done_ = std::move(done);
     stream_ = stream;
     answer_ = LoopAnswer{};
-    phase_ = Phase::kWrite;
+    phase_ = connection_->connecting() ? Phase::kConnect : Phase::kWrite;
     busy_ = true;
     Touch();
     Step();
@@ -38,7 +38,9 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
     Step();
   }
 
-  bool Silent(std::chrono::steady_clock::time_point now, int timeout_ms) const {
+  // Silent past the read timeout, or past the connect timeout while connecting.
+  bool Silent(std::chrono::steady_clock::time_point now, int read_timeout_ms) const {
+    int timeout_ms = phase_ == Phase::kConnect ? pool_.connect_timeout_ms() : read_timeout_ms;
     return now - last_progress_ > std::chrono::milliseconds(timeout_ms);
   }
 
@@ -59,12 +61,14 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
   std::chrono::steady_clock::time_point last_progress() const { return last_progress_; }
 
  private:
-  enum class Phase { kWrite, kHead, kBody };
+  enum class Phase { kConnect, kWrite, kHead, kBody };
 
   void Touch() { last_progress_ = std::chrono::steady_clock::now(); }
 
   const char* When() const {
     switch (phase_) {
+      case Phase::kConnect:
+        return "while connecting";
       case Phase::kWrite:
         return "while sending the request";
       case Phase::kHead:
@@ -86,6 +90,10 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
     HttpConnection::Progress p = HttpConnection::Progress::kDone;
     while (p == HttpConnection::Progress::kDone) {
       switch (phase_) {
+        case Phase::kConnect:
+          p = connection_->FinishConnect(&error, &reason_);
+          if (p == HttpConnection::Progress::kDone) phase_ = Phase::kWrite;
+          break;
         case Phase::kWrite:
           p = connection_->Write(&unsent_, &error);
           if (p == HttpConnection::Progress::kDone) phase_ = Phase::kHead;
@@ -101,6 +109,11 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
           if (p == HttpConnection::Progress::kDone) return Finish();
           break;
       }
+    }
+    if (p == HttpConnection::Progress::kFailed && phase_ == Phase::kConnect) {
+      answer_.error = error;
+      answer_.detail = pool_.CannotConnect() + ": " + reason_;
+      return Finish();
     }
     if (p == HttpConnection::Progress::kFailed) {
       answer_.retry = error == ClientError::kClosed && connection_->answer_bytes() == 0;
@@ -142,6 +155,7 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
   std::string bytes_;
   std::string_view unsent_;
   std::string method_;
+  std::string reason_;  // why the connect failed
   Done done_;
   LoopAnswer answer_;
   Phase phase_ = Phase::kWrite;
@@ -168,6 +182,7 @@ bool LoopExchanges::Start(EventLoop& loop, UpstreamPool& pool, const UpstreamReq
   Link* link = TakeParked(pool);
   if (link == nullptr) {
     auto connection = pool.TakeIdle();
+    if (!connection) connection = pool.OpenWithoutWaiting();
     if (!connection) return false;
     link = new Link(this, loop, pool, std::move(connection));
   }

@@ -43,10 +43,12 @@ class LoopExchanges {
 
   using Done = std::function<void(LoopAnswer)>;
   // Loop thread only, and always the same loop. Sends `request` to `pool`'s upstream
-  // on a kept-alive connection (the loop's own, else one of the pool's) and reads the
-  // whole answer; `done` runs on the loop. False, and nothing started, when no
-  // kept-alive connection is free: opening one may wait, so that is for a worker.
-  // An upstream silent for the read timeout fails the exchange as kTimeout. With
+  // on a kept-alive connection (the loop's own, else one of the pool's, else a new one
+  // when the upstream is plain HTTP to an IP address) and reads the whole answer; `done`
+  // runs on the loop. False, and nothing started, when none of those is to be had:
+  // opening a connection that may wait (a name to resolve, a TLS handshake) is for a
+  // worker. An upstream silent for the read timeout (the connect timeout while
+  // connecting) fails the exchange as kTimeout. With
   // `stream`, a 2xx answer is done at its head: its connection is handed out in the
   // answer (any other answer is read whole, as an error body is).
   bool Start(EventLoop& loop, UpstreamPool& pool, const UpstreamRequest& request, Done done,

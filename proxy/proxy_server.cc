@@ -397,8 +397,8 @@ void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
 // upstream on a kept-alive connection, without a thread waiting on either. Whatever
 // would block goes on on a worker from where it is. A stream too: once its head is in,
 // the relay takes the upstream connection and the client's, and sends the client the
-// head with the first of the body (no worker at all); on a new upstream connection a
-// worker begins it.
+// head with the first of the body (no worker at all); on a new upstream connection that
+// may wait (a name to resolve, a TLS handshake) a worker begins it.
 struct ProxyService::LoopCall {
   Exchange x;
   json body;
@@ -452,7 +452,7 @@ void ProxyService::AskOnLoop(const std::shared_ptr<LoopCall>& call) {
   };
   bool started = exchanges_->Start(call->reply.loop(), pool, call->x.upstream, std::move(done),
                                    call->x.facts.stream);
-  if (!started) OnWorker(call, false);  // a new connection: connecting may wait
+  if (!started) OnWorker(call, false);  // a new connection that may wait
 }
 
 // Posted, so the answer goes out after the settlement it bills has been written to

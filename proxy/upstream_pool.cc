@@ -25,6 +25,17 @@ std::unique_ptr<HttpConnection> UpstreamPool::TakeIdle() {
   }
 }
 
+std::unique_ptr<HttpConnection> UpstreamPool::OpenWithoutWaiting() {
+  if (!address_) return nullptr;
+  ClientError error = ClientError::kNone;
+  std::string detail;
+  return HttpConnection::OpenWithoutWaiting(*address_, timeouts_, &error, &detail);
+}
+
+std::string UpstreamPool::CannotConnect() const {
+  return "cannot connect to " + (address_ ? address_->authority : base_url_);
+}
+
 std::string UpstreamPool::Format(const UpstreamRequest& request) const {
   return FormatRequest(request.method, request.target, address_ ? address_->authority : "",
                        request.headers, request.body);

@@ -26,10 +26,10 @@ class UpstreamPool {
   static constexpr auto kMaxIdleAge = std::chrono::seconds(30);
   // Idle connections kept per upstream. A stream that finds one is begun on the event
   // loop with no connect and no TLS handshake (round trips to the provider); one that
-  // does not waits for a worker to open one. 2,000 concurrent streams at a steady rate
-  // had ~500 upstream connections in use at once in the benchmark, and with 256 kept,
-  // half of their starts opened a new one (added TTFB p99 at 2,000 streams 4.28, 1.99,
-  // 2.55, 0.08 ms with 256; 1.36, 1.28, 1.36, 1.48 with 1,024, alternated).
+  // does not waits for a worker to open one (unless OpenWithoutWaiting can). 2,000 concurrent
+  // streams at a steady rate had ~500 upstream connections in use at once in the benchmark, and
+  // with 256 kept, half of their starts opened a new one (added TTFB p99 at 2,000
+  // streams 4.28, 1.99, 2.55, 0.08 ms with 256; 1.36, 1.28, 1.36, 1.48 with 1,024, alternated).
   static constexpr size_t kDefaultMaxIdle = 1024;
 
   // `ca_file` replaces the system's trust store (tests); `base_url` was validated by
@@ -50,6 +50,13 @@ class UpstreamPool {
   // For an event loop, which may not wait for a connect: a kept-alive connection that
   // is still open, or null.
   std::unique_ptr<HttpConnection> TakeIdle();
+  // For an event loop too: a new connection whose connect is begun and not waited for
+  // (HttpConnection::FinishConnect), when the upstream allows that (plain HTTP to an IP
+  // address: Ollama on its host, tollgate-sim); else, or when it failed at once, null.
+  std::unique_ptr<HttpConnection> OpenWithoutWaiting();
+  // "cannot connect to <host:port>", for a connect that failed.
+  std::string CannotConnect() const;
+  int connect_timeout_ms() const { return timeouts_.connect_ms; }
   // The request's bytes as they go on the wire to this upstream.
   std::string Format(const UpstreamRequest& request) const;
 

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -109,6 +110,63 @@ TEST(HttpClient, NothingListeningIsAConnectError) {
   int fd = testing::LoopbackSocket(&port, false);  // bound, never listening: refused
   UpstreamPool pool("http://127.0.0.1:" + std::to_string(port), {});
   EXPECT_EQ(testing::Ask(pool).error, ClientError::kConnect);
+  close(fd);
+}
+
+// Drives a connection from OpenWithoutWaiting as an event loop would, waiting for the
+// socket to be writable between calls: the connect's outcome, and why when it failed.
+HttpConnection::Progress Connect(HttpConnection& c, ClientError* error, std::string* reason) {
+  for (;;) {
+    auto p = c.FinishConnect(error, reason);
+    if (p != HttpConnection::Progress::kWouldBlock) return p;
+    pollfd w{.fd = c.fd(), .events = POLLOUT, .revents = 0};
+    if (poll(&w, 1, 5000) != 1) return HttpConnection::Progress::kWouldBlock;
+  }
+}
+
+UpstreamAddress Address(const std::string& url) { return *ParseBaseUrl(url); }
+
+TEST(HttpClient, PlainHttpToAnIpAddressOpensWithoutWaiting) {
+  RawServer server(
+      1, [](int fd, int) { Write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"); });
+  ClientError error = ClientError::kNone;
+  std::string detail, reason;
+  auto c = HttpConnection::OpenWithoutWaiting(Address(server.url()), {}, &error, &detail);
+  ASSERT_TRUE(c) << detail;
+  ASSERT_EQ(Connect(*c, &error, &reason), HttpConnection::Progress::kDone) << reason;
+  EXPECT_FALSE(c->connecting());
+  ASSERT_EQ(c->Send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), ClientError::kNone);
+  ResponseHead head;
+  ASSERT_EQ(c->ReadHead(&head, "GET"), ClientError::kNone);
+  EXPECT_EQ(head.status, 200);
+}
+
+TEST(HttpClient, NamesAndTlsAreNotOpenedWithoutWaiting) {
+  // A name may wait for DNS, and https for a handshake: those are for a worker.
+  for (const char* url : {"http://localhost:80", "https://127.0.0.1:443", "https://[::1]:443"}) {
+    EXPECT_FALSE(HttpConnection::OpensWithoutWaiting(Address(url))) << url;
+    ClientError error = ClientError::kNone;
+    std::string detail;
+    EXPECT_FALSE(HttpConnection::OpenWithoutWaiting(Address(url), {}, &error, &detail)) << url;
+    EXPECT_EQ(error, ClientError::kConnect);
+  }
+  EXPECT_TRUE(HttpConnection::OpensWithoutWaiting(Address("http://[::1]:11434")));
+}
+
+TEST(HttpClient, ARefusedConnectWithoutWaitingIsAConnectError) {
+  int port = 0;
+  int fd = testing::LoopbackSocket(&port, false);  // bound, never listening: refused
+  ClientError error = ClientError::kNone;
+  std::string detail, reason;
+  auto url = "http://127.0.0.1:" + std::to_string(port);
+  auto c = HttpConnection::OpenWithoutWaiting(Address(url), {}, &error, &detail);
+  // Refused at once (then nothing to watch), or once the connect ends: the same error.
+  if (c) {
+    EXPECT_EQ(Connect(*c, &error, &reason), HttpConnection::Progress::kFailed);
+    detail = reason;
+  }
+  EXPECT_EQ(error, ClientError::kConnect);
+  EXPECT_NE(detail.find("Connection refused"), std::string::npos) << detail;
   close(fd);
 }
 

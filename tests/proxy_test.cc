@@ -261,8 +261,49 @@ TEST_F(Proxy, UpstreamDownIs502InTheNativeShape) {
             "deepseek upstream is unreachable (cannot connect to 127.0.0.1:1: Connection refused)");
   auto s = Post("/deepseek/chat/completions", Chat("deepseek-flash", true));
   ASSERT_EQ(s->status, 502);
+  // The key is cached now: the event loop connects, and words the refusal the same way.
+  auto t = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));
+  ASSERT_EQ(t->status, 502);
+  EXPECT_EQ(json::parse(t->body)["error"]["message"],
+            "deepseek upstream is unreachable (cannot connect to 127.0.0.1:1: Connection refused)");
+  EXPECT_EQ(LastRow(3).cost.nanos(), 0);
+  EXPECT_EQ(gate_->open_holds(), 0u);
+}
+
+TEST_F(Proxy, AConnectThatNeverEndsTimesOutOnTheLoopToo) {
+  // A listener whose accept queue is full: the kernel drops further SYNs, so a connect
+  // stays in progress until it gives up.
+  int port = 0;
+  int listener = LoopbackSocket(&port, false);
+  listen(listener, 0);
+  std::vector<int> queued;
+  for (int i = 0; i < 2; ++i) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<uint16_t>(port));
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to));
+    queued.push_back(fd);
+  }
+  Stop();
+  ledger_.Clear();
+  Start(Money::FromNanos(1'000'000'000), [port](Config& c) {
+    c.upstreams["deepseek"].base_url = "http://127.0.0.1:" + std::to_string(port);
+    c.upstream_connect_timeout_ms = 300;
+  });
+  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));  // a worker's
+  ASSERT_EQ(r->status, 504);
+  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 0u);
+  auto s = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));  // the loop's
+  ASSERT_EQ(s->status, 504);
+  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 1u);
+  EXPECT_EQ(json::parse(s->body)["error"]["message"],
+            "deepseek upstream timed out (while connecting)");
   EXPECT_EQ(LastRow(2).cost.nanos(), 0);
   EXPECT_EQ(gate_->open_holds(), 0u);
+  for (int fd : queued) close(fd);
+  close(listener);
 }
 
 TEST_F(Proxy, UpstreamCutMidStreamBillsAnEstimate) {
@@ -567,7 +608,9 @@ TEST_F(Proxy, TheLoopKeepsItsUpstreamConnectionUntilTheUpstreamClosesIt) {
     EXPECT_EQ(r->status, 200) << r->body;
   }
   EXPECT_EQ(accepted, 2);
-  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 4u);
+  // All three on the loop: the new connection too (plain HTTP to an IP address is
+  // connected without waiting).
+  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 5u);
   EXPECT_EQ(LastRow(6).status, 200);
   EXPECT_EQ(gate_->open_holds(), 0u);
   Stop();  // closes the second connection
