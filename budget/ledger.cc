@@ -234,28 +234,35 @@ const std::vector<std::string> kLedgerColumns = {
 // clang-format on
 
 // Text for COPY's text format: backslash, tab, newline and carriage return escaped, NUL
-// (which Postgres text cannot hold) dropped.
-void AppendCopyText(std::string& out, const std::string& v) {
-  for (char ch : v) {
-    switch (ch) {
+// (which Postgres text cannot hold) dropped. The runs between them go in whole.
+void AppendCopyText(std::string& out, std::string_view v) {
+  size_t run = 0;  // the start of the plain characters not yet appended
+  for (size_t i = 0; i < v.size(); ++i) {
+    const char* escaped;
+    switch (v[i]) {
       case '\0':
+        escaped = "";
         break;
       case '\\':
-        out += "\\\\";
+        escaped = "\\\\";
         break;
       case '\t':
-        out += "\\t";
+        escaped = "\\t";
         break;
       case '\n':
-        out += "\\n";
+        escaped = "\\n";
         break;
       case '\r':
-        out += "\\r";
+        escaped = "\\r";
         break;
       default:
-        out += ch;
+        continue;
     }
+    out.append(v.substr(run, i - run));
+    out += escaped;
+    run = i + 1;
   }
+  out.append(v.substr(run));
 }
 
 void AppendCopyNumber(std::string& out, int64_t v) {
