@@ -10,9 +10,14 @@ namespace tollgate {
 // with one exchange at a time, parked in between.
 class LoopExchanges::Link final : public EventLoop::Watcher {
  public:
+  // `reused`: the connection was kept alive from an earlier exchange (not newly opened).
   Link(LoopExchanges* owner, EventLoop& loop, UpstreamPool& pool,
-       std::unique_ptr<HttpConnection> connection)
-      : owner_(owner), loop_(loop), pool_(pool), connection_(std::move(connection)) {}
+       std::unique_ptr<HttpConnection> connection, bool reused)
+      : owner_(owner),
+        loop_(loop),
+        pool_(pool),
+        connection_(std::move(connection)),
+        reused_(reused) {}
 
   UpstreamPool& pool() const { return pool_; }
   std::unique_ptr<HttpConnection> TakeConnection() { return std::move(connection_); }
@@ -116,7 +121,9 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
       return Finish();
     }
     if (p == HttpConnection::Progress::kFailed) {
-      answer_.retry = error == ClientError::kClosed && connection_->answer_bytes() == 0;
+      // Only a kept-alive connection may have been closed by the upstream while it sat
+      // idle, before it read the request; a new one that closes may have run it.
+      answer_.retry = reused_ && error == ClientError::kClosed && connection_->answer_bytes() == 0;
       return Fail(error);
     }
     WatchFor(connection_->wants_write() ? EPOLLOUT : EPOLLIN);
@@ -131,6 +138,7 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
     bytes_.clear();
     unsent_ = {};
     owner_->active_.erase(this);
+    reused_ = true;
     if (connection_->reusable())
       owner_->Park(this);
     else
@@ -163,6 +171,7 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
   bool busy_ = false;
   bool stream_ = false;
   bool dropped_ = false;
+  bool reused_;
   std::chrono::steady_clock::time_point last_progress_;
 };
 
@@ -182,9 +191,10 @@ bool LoopExchanges::Start(EventLoop& loop, UpstreamPool& pool, const UpstreamReq
   Link* link = TakeParked(pool);
   if (link == nullptr) {
     auto connection = pool.TakeIdle();
-    if (!connection) connection = pool.OpenWithoutWaiting();
+    bool reused = connection != nullptr;
+    if (!reused) connection = pool.OpenWithoutWaiting();
     if (!connection) return false;
-    link = new Link(this, loop, pool, std::move(connection));
+    link = new Link(this, loop, pool, std::move(connection), reused);
   }
   active_.insert(link);
   link->Begin(pool.Format(request), request.method, std::move(done), stream);

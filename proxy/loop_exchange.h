@@ -24,8 +24,9 @@ struct LoopAnswer {
   std::string detail;  // when it failed: "while waiting for the answer", ...
   ResponseHead head;
   std::string body;
-  // The kept-alive connection was closed before any byte of the answer: the upstream
-  // never read the request, which may go again on a new connection.
+  // A kept-alive connection (not one opened for this request) was closed before any
+  // byte of the answer: the upstream closed it while it sat idle and never read the
+  // request, which may go again on a new connection.
   bool retry = false;
   // A stream's (Start with `stream`), once a 2xx head is in: the connection, its body
   // unread (what came with the head is buffered in it), for a relay. `body` stays empty.

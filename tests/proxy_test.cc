@@ -618,6 +618,42 @@ TEST_F(Proxy, TheLoopKeepsItsUpstreamConnectionUntilTheUpstreamClosesIt) {
   close(listener);
 }
 
+TEST_F(Proxy, ARequestANewConnectionLostIsNotSentAgain) {
+  // The upstream reads each request and closes without a word: it may have run it, so a
+  // new connection's request is not sent again (only a kept-alive connection's may be,
+  // the upstream having closed it while it sat idle).
+  int port = 0;
+  int listener = LoopbackSocket(&port);
+  std::atomic<int> requests{0};
+  std::thread upstream([listener, &requests] {
+    for (;;) {
+      int fd = accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      if (ReadOneRequest(fd)) ++requests;
+      close(fd);
+    }
+  });
+  Stop();
+  ledger_.Clear();
+  Start(Money::FromNanos(1'000'000'000), [port](Config& c) {
+    c.upstreams["deepseek"].base_url = "http://127.0.0.1:" + std::to_string(port);
+  });
+  auto r = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));  // a worker's
+  ASSERT_EQ(r->status, 502);
+  EXPECT_EQ(requests, 1);
+  auto s = Post("/deepseek/chat/completions", Chat("deepseek-flash", false));  // the loop's
+  ASSERT_EQ(s->status, 502);
+  EXPECT_EQ(metrics_.Get(Counter::kProxyAnsweredOnLoop), 1u);
+  EXPECT_EQ(json::parse(s->body)["error"]["message"],
+            "deepseek upstream closed the connection (while waiting for the answer)");
+  EXPECT_EQ(requests, 2);
+  EXPECT_EQ(gate_->open_holds(), 0u);
+  Stop();
+  shutdown(listener, SHUT_RDWR);
+  upstream.join();
+  close(listener);
+}
+
 TEST_F(Proxy, BadInputGetsNativeErrors) {
   struct Case {
     std::string path, body;
