@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <thread>
+#include <vector>
 
 #include "proxy/upstream_pool.h"
 #include "tests/test_env.h"
@@ -168,6 +169,41 @@ TEST(HttpClient, ARefusedConnectWithoutWaitingIsAConnectError) {
   EXPECT_EQ(error, ClientError::kConnect);
   EXPECT_NE(detail.find("Connection refused"), std::string::npos) << detail;
   close(fd);
+}
+
+TEST(HttpClient, APoolKeepsAtMostItsBoundOfIdleConnections) {
+  int port = 0;
+  int listener = testing::LoopbackSocket(&port);
+  std::vector<int> accepted;
+  std::thread server([&] {  // answers one request on each of three connections, keeps them
+    for (int i = 0; i < 3; ++i) {
+      int fd = accept(listener, nullptr, nullptr);
+      if (fd < 0) return;
+      testing::ReadRequestHead(fd);
+      Write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+      accepted.push_back(fd);
+    }
+  });
+  UpstreamPool pool("http://127.0.0.1:" + std::to_string(port), {}, "", /*max_idle=*/2);
+  std::vector<std::unique_ptr<HttpConnection>> held;
+  for (int i = 0; i < 3; ++i) {  // three at once: each on a connection of its own
+    ResponseHead head;
+    ClientError error = ClientError::kNone;
+    std::string detail;
+    auto c = pool.Begin({.method = "POST", .target = "/x", .headers = {}, .body = "{}"}, &head,
+                        &error, &detail);
+    ASSERT_TRUE(c) << detail;
+    ASSERT_EQ(c->ReadBody([](std::string_view) { return true; }), ClientError::kNone);
+    held.push_back(std::move(c));
+  }
+  server.join();
+  ASSERT_EQ(accepted.size(), 3u);
+  for (auto& c : held) pool.Release(std::move(c));
+  EXPECT_TRUE(pool.TakeIdle());
+  EXPECT_TRUE(pool.TakeIdle());
+  EXPECT_FALSE(pool.TakeIdle()) << "a third idle connection was kept beyond the bound";
+  for (int fd : accepted) close(fd);
+  close(listener);
 }
 
 }  // namespace
