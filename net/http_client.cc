@@ -71,14 +71,20 @@ int BeginConnect(const addrinfo& a, bool* connected) {
   return -1;
 }
 
+// The host's TCP addresses (getaddrinfo's code; `flags` are its AI_ flags).
+int Resolve(const UpstreamAddress& address, int flags, addrinfo** found) {
+  addrinfo hints{};
+  hints.ai_flags = flags;
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  return getaddrinfo(address.host.c_str(), std::to_string(address.port).c_str(), &hints, found);
+}
+
 // A TCP connection to one of the host's addresses, within the deadline.
 int ConnectTcp(const UpstreamAddress& address, SteadyClock::time_point deadline, ClientError* error,
                std::string* detail) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  int rc = getaddrinfo(address.host.c_str(), std::to_string(address.port).c_str(), &hints, &found);
+  int rc = Resolve(address, 0, &found);
   if (rc != 0) {
     *error = ClientError::kConnect;
     *detail = "cannot resolve " + address.host + ": " + gai_strerror(rc);
@@ -201,12 +207,8 @@ std::unique_ptr<HttpConnection> HttpConnection::OpenWithoutWaiting(const Upstrea
   *error = ClientError::kConnect;
   *detail = "cannot connect to " + address.authority;
   if (!OpensWithoutWaiting(address)) return nullptr;
-  addrinfo hints{};
-  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;  // no name to look up: nothing waits
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
   addrinfo* found = nullptr;
-  if (getaddrinfo(address.host.c_str(), std::to_string(address.port).c_str(), &hints, &found) != 0)
+  if (Resolve(address, AI_NUMERICHOST | AI_NUMERICSERV, &found) != 0)  // no lookup: no wait
     return nullptr;
   bool connected = false;
   int fd = BeginConnect(*found, &connected);

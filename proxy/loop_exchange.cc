@@ -49,9 +49,10 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
     return now - last_progress_ > std::chrono::milliseconds(timeout_ms);
   }
 
-  void Fail(ClientError error) {
+  // `detail` says what failed; by default, when ("while waiting for the answer", ...).
+  void Fail(ClientError error, std::string detail = "") {
     answer_.error = error;
-    answer_.detail = When();
+    answer_.detail = detail.empty() ? When() : std::move(detail);
     Finish();
   }
 
@@ -115,11 +116,8 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
           break;
       }
     }
-    if (p == HttpConnection::Progress::kFailed && phase_ == Phase::kConnect) {
-      answer_.error = error;
-      answer_.detail = pool_.CannotConnect() + ": " + reason_;
-      return Finish();
-    }
+    if (p == HttpConnection::Progress::kFailed && phase_ == Phase::kConnect)
+      return Fail(error, pool_.CannotConnect() + ": " + reason_);
     if (p == HttpConnection::Progress::kFailed) {
       // Only a kept-alive connection may have been closed by the upstream while it sat
       // idle, before it read the request; a new one that closes may have run it.

@@ -49,9 +49,9 @@ class LoopExchanges {
   // runs on the loop. False, and nothing started, when none of those is to be had:
   // opening a connection that may wait (a name to resolve, a TLS handshake) is for a
   // worker. An upstream silent for the read timeout (the connect timeout while
-  // connecting) fails the exchange as kTimeout. With
-  // `stream`, a 2xx answer is done at its head: its connection is handed out in the
-  // answer (any other answer is read whole, as an error body is).
+  // connecting) fails the exchange as kTimeout. With `stream`, a 2xx answer is done at
+  // its head: its connection is handed out in the answer (any other answer is read
+  // whole, as an error body is).
   bool Start(EventLoop& loop, UpstreamPool& pool, const UpstreamRequest& request, Done done,
              bool stream = false);
 

@@ -6,6 +6,7 @@ UpstreamPool::UpstreamPool(const std::string& base_url, ClientTimeouts timeouts,
                            std::string ca_file, size_t max_idle)
     : base_url_(base_url),
       address_(ParseBaseUrl(base_url)),
+      opens_without_waiting_(address_ && HttpConnection::OpensWithoutWaiting(*address_)),
       timeouts_(timeouts),
       tls_(ca_file),
       max_idle_(max_idle) {}
@@ -26,7 +27,7 @@ std::unique_ptr<HttpConnection> UpstreamPool::TakeIdle() {
 }
 
 std::unique_ptr<HttpConnection> UpstreamPool::OpenWithoutWaiting() {
-  if (!address_) return nullptr;
+  if (!opens_without_waiting_) return nullptr;  // every https or named upstream's miss
   ClientError error = ClientError::kNone;
   std::string detail;
   return HttpConnection::OpenWithoutWaiting(*address_, timeouts_, &error, &detail);

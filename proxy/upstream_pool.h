@@ -26,10 +26,11 @@ class UpstreamPool {
   static constexpr auto kMaxIdleAge = std::chrono::seconds(30);
   // Idle connections kept per upstream. A stream that finds one is begun on the event
   // loop with no connect and no TLS handshake (round trips to the provider); one that
-  // does not waits for a worker to open one (unless OpenWithoutWaiting can). 2,000 concurrent
-  // streams at a steady rate had ~500 upstream connections in use at once in the benchmark, and
-  // with 256 kept, half of their starts opened a new one (added TTFB p99 at 2,000
-  // streams 4.28, 1.99, 2.55, 0.08 ms with 256; 1.36, 1.28, 1.36, 1.48 with 1,024, alternated).
+  // does not waits for a worker to open one (unless OpenWithoutWaiting can). 2,000
+  // concurrent streams at a steady rate had ~500 upstream connections in use at once in
+  // the benchmark, and with 256 kept, half of their starts opened a new one (added TTFB
+  // p99 at 2,000 streams 4.28, 1.99, 2.55, 0.08 ms with 256; 1.36, 1.28, 1.36, 1.48 with
+  // 1,024, alternated).
   static constexpr size_t kDefaultMaxIdle = 1024;
 
   // `ca_file` replaces the system's trust store (tests); `base_url` was validated by
@@ -65,6 +66,7 @@ class UpstreamPool {
 
   const std::string base_url_;
   const std::optional<UpstreamAddress> address_;
+  const bool opens_without_waiting_;
   const ClientTimeouts timeouts_;
   TlsContext tls_;
   const size_t max_idle_;
