@@ -10,6 +10,7 @@
 #include <string>
 
 #include "budget/directory.h"
+#include "budget/window.h"
 #include "config/clock.h"
 #include "config/money.h"
 
@@ -32,8 +33,11 @@ enum class Refusal { kNone, kBudget, kGlobalCap, kUnavailable, kUserDisabled };
 struct Admission {
   Refusal refusal = Refusal::kNone;
   std::string message;
-  std::string hold_id;  // settle with this
+  std::string hold_id;  // settle with this; the ledger row releases it
   Money held;
+  // The windows the request is charged to (its ledger row names them).
+  std::optional<Window> window;
+  std::optional<Window> global_window;
   std::optional<int64_t> clamped_max_tokens;  // send this cap upstream (and say so)
   Money limit, spend;                         // for the refusal message
   Timestamp next_reset;

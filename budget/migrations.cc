@@ -162,6 +162,23 @@ CREATE INDEX usage_ledger_user_time_idx ON usage_ledger (user_id, started_at);
 DROP INDEX usage_ledger_time_idx;
 CREATE INDEX usage_ledger_time_idx ON usage_ledger USING brin (started_at);
 )sql"},
+    {4, "rows name their windows; batches wait for their counters", R"sql(
+-- The window a row was charged to (a reset or a change of period moves a user's window;
+-- an instance may charge the old one for up to a second after): counters are sums of
+-- rows by these, not by started_at. Empty for rows written before this migration.
+ALTER TABLE usage_ledger ADD COLUMN window_start timestamptz;
+ALTER TABLE usage_ledger ADD COLUMN global_window_start timestamptz;
+-- The batch that wrote the row; its costs reach the Redis counters after it commits.
+ALTER TABLE usage_ledger ADD COLUMN batch text;
+-- Batches committed whose costs may not be in the counters yet (docs/ARCHITECTURE.md,
+-- "Money"): a counter rebuilt from the ledger leaves their rows out, and they are
+-- applied to it later, once. `deltas` is what the batch adds to which counter.
+CREATE TABLE ledger_pending (
+  token      text PRIMARY KEY,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  deltas     jsonb NOT NULL
+);
+)sql"},
 };
 
 }  // namespace

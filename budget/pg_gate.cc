@@ -1,5 +1,7 @@
 #include "budget/pg_gate.h"
 
+#include "budget/counters.h"
+
 namespace tollgate {
 
 Admission PgGate::Reserve(const ReserveRequest& request) {
@@ -14,10 +16,9 @@ Admission PgGate::Reserve(const ReserveRequest& request) {
     pqxx::work t(c);
     t.exec_params("SELECT 1 FROM budget_settings WHERE user_id = $1 FOR UPDATE", request.user_id);
     a.spend = Money::FromNanos(
-        t.exec_params1("SELECT coalesce(sum(cost_nanos), 0)::bigint FROM usage_ledger"
-                       " WHERE user_id = $1 AND started_at >= " +
-                           SqlFromMicros(2),
-                       request.user_id, Micros(w.start))[0]
+        t.exec_params1("SELECT coalesce(sum(cost_nanos), 0)::bigint FROM usage_ledger WHERE " +
+                           WindowRowsSql(request.user_id),
+                       request.user_id, Micros(w.start), Micros(w.end))[0]
             .as<int64_t>());
     Money held = Money::FromNanos(
         t.exec_params1("SELECT coalesce(sum(amount_nanos), 0)::bigint FROM budget_holds"
@@ -44,6 +45,7 @@ Admission PgGate::Reserve(const ReserveRequest& request) {
     t.commit();
     a.hold_id = hold;
     a.held = plan->amount;
+    a.window = w;
     a.clamped_max_tokens = plan->clamped_max_tokens;
   });
   if (!st.ok()) {
@@ -66,11 +68,8 @@ void PgGate::Settle(int64_t, const std::string& hold_id, Money cost) {
 Admission FallbackGate::Reserve(const ReserveRequest& request) {
   int64_t now = Micros(clock_.Now());
   if (now >= skip_redis_until_.load()) {
-    // Counters that missed spend settled in Postgres go first, then Redis decides.
-    if (ForgetCountersOfFallbackUsers()) {
-      Admission a = primary_.Reserve(request);
-      if (a.refusal != Refusal::kUnavailable) return a;
-    }
+    Admission a = primary_.Reserve(request);
+    if (a.refusal != Refusal::kUnavailable || redis_.Command({"PING"}).ok()) return a;
     skip_redis_until_.store(now + 1'000'000);  // do not pay Redis's timeout on every request
   }
   if (!fallback_) {
@@ -78,10 +77,6 @@ Admission FallbackGate::Reserve(const ReserveRequest& request) {
     a.refusal = Refusal::kUnavailable;
     a.message = "Redis is unreachable and gate.redis_down is fail_closed";
     return a;
-  }
-  {
-    std::lock_guard lock(mu_);
-    served_by_fallback_.insert(request.user_id);
   }
   return fallback_->Reserve(request);
 }
@@ -96,10 +91,6 @@ void FallbackGate::Settle(int64_t user_id, const std::string& hold_id, Money cos
 
 bool FallbackGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) {
   if (Micros(clock_.Now()) < skip_redis_until_.load()) return false;
-  {
-    std::lock_guard lock(mu_);
-    if (!served_by_fallback_.empty()) return false;
-  }
   // Redis failing gives nullopt: Reserve() then finds the fallback.
   return primary_.ReserveNoWait(request, std::move(done));
 }
@@ -107,26 +98,6 @@ bool FallbackGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallbac
 bool FallbackGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) {
   if (hold_id.rfind(PgGate::kHoldPrefix, 0) == 0) return false;
   return primary_.SettleNoWait(user_id, hold_id, cost);
-}
-
-bool FallbackGate::ForgetCountersOfFallbackUsers() {
-  std::set<int64_t> users;
-  {
-    std::lock_guard lock(mu_);
-    if (served_by_fallback_.empty()) return true;
-    users.swap(served_by_fallback_);
-  }
-  bool all = true;
-  for (int64_t user : users) {
-    auto budget = settings_.Get(user);
-    if (!budget.ok() ||
-        !redis_.Command({"DEL", RedisGate::SpendKey(user, budget->window.start)}).ok()) {
-      all = false;
-      std::lock_guard lock(mu_);
-      served_by_fallback_.insert(user);  // try again on the next request
-    }
-  }
-  return all;
 }
 
 }  // namespace tollgate

@@ -5,9 +5,9 @@
 // cost for two minutes, until the ledger row is surely written: counted twice for a
 // while, never missed.
 //
-// FallbackGate puts RedisGate first and PgGate (or nothing: fail closed) second,
-// skips Redis for a second after it failed, and when Redis answers again deletes the
-// spend counters of the users served meanwhile, so they are rebuilt from the ledger.
+// FallbackGate puts RedisGate first and PgGate (or nothing: fail closed) second, and
+// skips Redis for a second after it failed. What is spent meanwhile reaches the Redis
+// counters as the ledger applies its rows (budget/counters.h), once Redis answers.
 #pragma once
 
 #include <atomic>
@@ -37,27 +37,24 @@ class PgGate final : public Gate {
 class FallbackGate final : public Gate {
  public:
   // `fallback` may be null: Redis down means refusing with Unavailable (fail closed).
-  FallbackGate(RedisGate& primary, Gate* fallback, Redis& redis, SettingsCache& settings,
-               const Clock& clock)
-      : primary_(primary), fallback_(fallback), redis_(redis), settings_(settings), clock_(clock) {}
+  // `redis` is asked (PING) whether it is really away before the fallback decides: a
+  // failure that is not Redis's (Postgres away while a counter is built) refuses, as
+  // admitting through Postgres while other instances admit through Redis would let a
+  // user spend their budget twice.
+  FallbackGate(RedisGate& primary, Gate* fallback, Redis& redis, const Clock& clock)
+      : primary_(primary), fallback_(fallback), redis_(redis), clock_(clock) {}
   Admission Reserve(const ReserveRequest& request) override;
   void Settle(int64_t user_id, const std::string& hold_id, Money cost) override;
-  // Redis's, while Redis is in use and no user's counter waits to be forgotten.
+  // Redis's, while Redis is in use.
   bool ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) override;
   bool SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) override;
 
  private:
-  // Deletes the Redis counters of users served by the fallback; false if Redis failed.
-  bool ForgetCountersOfFallbackUsers();
-
   RedisGate& primary_;
   Gate* const fallback_;
   Redis& redis_;
-  SettingsCache& settings_;
   const Clock& clock_;
   std::atomic<int64_t> skip_redis_until_{0};  // micros since epoch
-  std::mutex mu_;
-  std::set<int64_t> served_by_fallback_;
 };
 
 }  // namespace tollgate

@@ -2,9 +2,14 @@
 
 #include <async.h>
 #include <hiredis.h>
+#include <poll.h>
 #include <sys/epoll.h>
 
+#include <openssl/sha.h>
+
 #include <charconv>
+
+#include "budget/keys.h"
 
 namespace tollgate {
 namespace {
@@ -57,6 +62,37 @@ std::string Resp(const std::vector<std::string>& argv) {
 
 }  // namespace
 
+LuaScript::LuaScript(const char* text) : text_(text) {
+  unsigned char d[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(text), std::char_traits<char>::length(text), d);
+  sha_ = HexEncode(d, sizeof d);
+}
+
+std::vector<std::string> LuaScript::Argv(const std::vector<std::string>& keys,
+                                         const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = {"EVALSHA", sha_, std::to_string(keys.size())};
+  argv.reserve(3 + keys.size() + args.size());
+  argv.insert(argv.end(), keys.begin(), keys.end());
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
+Result<RedisReply> LuaScript::Run(Redis& redis, const std::vector<std::string>& keys,
+                                  const std::vector<std::string>& args) const {
+  std::vector<std::string> argv = Argv(keys, args);
+  auto r = redis.Command(argv);
+  if (!r.ok() && IsNoScript(r.status())) {
+    argv[0] = "EVAL";
+    argv[1] = text_;
+    r = redis.Command(argv);
+  }
+  return r;
+}
+
+bool LuaScript::IsNoScript(const Status& s) {
+  return s.message().find("NOSCRIPT") != std::string::npos;
+}
+
 Result<RedisAddress> ParseRedisUrl(const std::string& url) {
   const std::string scheme = "redis://";
   if (url.rfind(scheme, 0) != 0) return Status::Invalid("redis url must start with redis://");
@@ -92,16 +128,28 @@ HiredisPool::~HiredisPool() {
   for (redisContext* c : idle_) redisFree(c);
 }
 
+namespace {
+// An idle connection has no reply to read: readable means Redis closed it (a restart),
+// which the next command would otherwise fail on.
+bool ClosedWhileIdle(redisContext* c) {
+  pollfd p{c->fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) != 0;
+}
+}  // namespace
+
 redisContext* HiredisPool::Acquire(std::string* error) {
-  {
+  while (true) {
     std::unique_lock lock(mu_);
     available_.wait(lock, [&] { return !idle_.empty() || open_ < max_connections_; });
-    if (!idle_.empty()) {
-      redisContext* c = idle_.back();
-      idle_.pop_back();
-      return c;
+    if (idle_.empty()) {
+      ++open_;
+      break;
     }
-    ++open_;
+    redisContext* c = idle_.back();
+    idle_.pop_back();
+    if (!ClosedWhileIdle(c)) return c;
+    redisFree(c);
+    --open_;
   }
   timeval tv{timeout_ms_ / 1000, (timeout_ms_ % 1000) * 1000};
   redisContext* c = redisConnectWithTimeout(address_.host.c_str(), address_.port, tv);

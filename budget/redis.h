@@ -40,6 +40,26 @@ class Redis {
   virtual Result<RedisReply> Command(const std::vector<std::string>& argv) = 0;
 };
 
+// A Lua script, run by EVALSHA and sent whole (EVAL) when Redis does not know it yet
+// (after a restart or a SCRIPT FLUSH).
+class LuaScript {
+ public:
+  explicit LuaScript(const char* text);
+  const char* text() const { return text_; }
+  const std::string& sha() const { return sha_; }
+  // EVALSHA sha numkeys keys... args...
+  std::vector<std::string> Argv(const std::vector<std::string>& keys,
+                                const std::vector<std::string>& args) const;
+  Result<RedisReply> Run(Redis& redis, const std::vector<std::string>& keys,
+                         const std::vector<std::string>& args) const;
+  // Whether a failed EVALSHA means "send the script itself".
+  static bool IsNoScript(const Status& s);
+
+ private:
+  const char* text_;
+  std::string sha_;
+};
+
 struct RedisAddress {
   std::string host = "127.0.0.1";
   int port = 6379;

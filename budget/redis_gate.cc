@@ -1,7 +1,5 @@
 #include "budget/redis_gate.h"
 
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <array>
 #include <future>
@@ -16,25 +14,22 @@ namespace {
 // the caller's strings, or formatted with '%.0f' (a Lua number may print as 1e+17,
 // which INCRBY refuses); so is an expiry, computed by the caller.
 //
-// The gate's one script: reservations and settlements of one user, in the order asked,
-// each decided atomically. The worker path sends one operation at a time; the event
-// loop sends every operation of one user asked for while it handles one batch of
-// events, so the shared reads (counters, held total) and writes (the index's new
-// members, the totals) are done once for all of them.
-// A hold is one member of the hold index, "<amount>:<request id>", scored by its expiry
-// (ms): a reservation costs the same whatever the number of holds in flight (the total
-// is a counter), and only holds past their expiry (an instance that crashed) are
-// visited, by the first reservation of a call. The total is deleted when it comes back
-// to zero and the index when its last member goes, so neither needs an expiry of its
-// own (one that could lapse while a hold is still counted in it).
-// KEYS: held total, hold index, then the spend counters the operations name.
+// The gate's one script: operations of one account, in the order asked, each decided
+// atomically. The worker path sends one operation at a time; the event loop sends
+// every operation of one account asked for while it handles one batch of events, so
+// the shared reads (counter, held total) and writes (the total) are done once for all.
+// A hold is a field of the account's hold-amt hash (id -> amount) with its expiry in the
+// hold-exp sorted set; held is their sum, so a reservation costs the same whatever the
+// number of holds in flight, and only holds past their expiry (an instance that
+// crashed) are visited, by the first reservation of a call. held is deleted when it
+// comes back to zero, so it needs no expiry of its own.
+// KEYS: held, hold-exp, hold-amt, then the spend counters the operations name.
 // ARGV[1]: now (ms); then each operation:
-//   'R', counter (index into KEYS), amount, limit, member, expiry (ms)
-//   'S', counter, member, amount, cost
+//   'R', counter (index into KEYS), amount, limit, hold id, expiry (ms)
+//   'D', hold id, amount (release up to that much of the hold)
 // Returns, per operation: a reservation's {status (1 held, 0 refused, -1 counter
-// missing), spend, held}; a settlement's counter after it (-1: missing, left so: the
-// rebuild from the ledger will count this row).
-const char* kBatchScript = R"lua(
+// missing), spend, held}; a release's amount released.
+const LuaScript kGateScript(R"lua(
 local total, changed, swept = nil, false, false
 local function held()
   if not total then total = tonumber(redis.call('GET', KEYS[1]) or '0') end
@@ -43,16 +38,17 @@ end
 local function sweep()
   if swept then return end
   swept = true
-  local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1])
+  local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, 4000)
   if #lapsed == 0 then return end
   local freed = 0
-  for _, m in ipairs(lapsed) do
-    freed = freed + tonumber(string.sub(m, 1, string.find(m, ':', 1, true) - 1))
-    redis.call('ZREM', KEYS[2], m)
+  for _, a in ipairs(redis.call('HMGET', KEYS[3], unpack(lapsed))) do
+    if a then freed = freed + tonumber(a) end
   end
-  total, changed = math.max(held() - freed, 0), true
+  redis.call('HDEL', KEYS[3], unpack(lapsed))
+  redis.call('ZREM', KEYS[2], unpack(lapsed))
+  total, changed = held() - freed, true
 end
-local spends, costs = {}, {}
+local spends = {}
 local function spend_of(k)
   if spends[k] == nil then
     local v = redis.call('GET', KEYS[k])
@@ -60,12 +56,11 @@ local function spend_of(k)
   end
   return spends[k]
 end
-local out, adds = {}, {}
+local out = {}
 local i = 2
 while i <= #ARGV do
-  local k = tonumber(ARGV[i + 1])
   if ARGV[i] == 'R' then
-    local spend = spend_of(k)
+    local spend = spend_of(tonumber(ARGV[i + 1]))
     if not spend then
       out[#out + 1] = {-1, 0, 0}
     else
@@ -75,28 +70,28 @@ while i <= #ARGV do
         out[#out + 1] = {0, spend, h}
       else
         out[#out + 1] = {1, spend, h}
-        adds[#adds + 1] = ARGV[i + 5]
-        adds[#adds + 1] = ARGV[i + 4]
+        redis.call('HINCRBY', KEYS[3], ARGV[i + 4], ARGV[i + 2])
+        redis.call('ZADD', KEYS[2], ARGV[i + 5], ARGV[i + 4])
         total, changed = h + amount, true
       end
     end
     i = i + 6
   else
-    if ARGV[i + 2] ~= '' and redis.call('ZREM', KEYS[2], ARGV[i + 2]) == 1 then
-      total, changed = math.max(held() - tonumber(ARGV[i + 3]), 0), true
+    local cur = tonumber(redis.call('HGET', KEYS[3], ARGV[i + 1]) or '0')
+    local d = math.min(cur, tonumber(ARGV[i + 2]))
+    if d > 0 then
+      if cur - d <= 0 then
+        redis.call('HDEL', KEYS[3], ARGV[i + 1])
+        redis.call('ZREM', KEYS[2], ARGV[i + 1])
+      else
+        redis.call('HSET', KEYS[3], ARGV[i + 1], string.format('%.0f', cur - d))
+      end
+      total, changed = held() - d, true
     end
-    local spend = spend_of(k)
-    if spend then
-      local cost = tonumber(ARGV[i + 4])
-      spends[k], costs[k] = spend + cost, (costs[k] or 0) + cost
-      out[#out + 1] = spend + cost
-    else
-      out[#out + 1] = -1
-    end
-    i = i + 5
+    out[#out + 1] = d
+    i = i + 3
   end
 end
-if #adds > 0 then redis.call('ZADD', KEYS[2], unpack(adds)) end
 if changed then
   if total > 0 then
     redis.call('SET', KEYS[1], string.format('%.0f', total))
@@ -104,49 +99,25 @@ if changed then
     redis.call('DEL', KEYS[1])
   end
 end
-for k, c in pairs(costs) do
-  if c ~= 0 then redis.call('INCRBY', KEYS[k], string.format('%.0f', c)) end
-end
 return out
-)lua";
+)lua");
 
 // Read-only: holds past their expiry are not counted (the next reservation clears them).
-const char* kStateScript = R"lua(
+// KEYS: counter, held, hold-exp, hold-amt.
+const LuaScript kStateScript(R"lua(
 local spend = redis.call('GET', KEYS[1])
 if not spend then return {-1, 0} end
 local held = tonumber(redis.call('GET', KEYS[2]) or '0')
-for _, m in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])) do
-  held = held - tonumber(string.sub(m, 1, string.find(m, ':', 1, true) - 1))
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, 4000)
+if #lapsed > 0 then
+  for _, a in ipairs(redis.call('HMGET', KEYS[4], unpack(lapsed))) do
+    if a then held = held - tonumber(a) end
+  end
 end
 return {tonumber(spend), held}
-)lua";
-
-std::string Sha1Hex(const std::string& s) {
-  unsigned char d[SHA_DIGEST_LENGTH];
-  SHA1(reinterpret_cast<const unsigned char*>(s.data()), s.size(), d);
-  return HexEncode(d, sizeof d);
-}
-
-const std::string& BatchSha() {
-  static const std::string sha = Sha1Hex(kBatchScript);
-  return sha;
-}
-const std::string& StateSha() {
-  static const std::string sha = Sha1Hex(kStateScript);
-  return sha;
-}
+)lua");
 
 constexpr int64_t kUnlimited = (int64_t{1} << 53) - 1;
-
-std::vector<std::string> EvalArgv(const std::string& sha, const std::vector<std::string>& keys,
-                                  const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {"EVALSHA", sha, std::to_string(keys.size())};
-  argv.insert(argv.end(), keys.begin(), keys.end());
-  argv.insert(argv.end(), args.begin(), args.end());
-  return argv;
-}
-
-bool IsNoScript(const Status& s) { return s.message().find("NOSCRIPT") != std::string::npos; }
 
 Result<std::array<int64_t, 3>> ReserveReply(const RedisReply& r) {
   if (r.type != RedisReply::Type::kArray || r.elements.size() != 3)
@@ -155,73 +126,12 @@ Result<std::array<int64_t, 3>> ReserveReply(const RedisReply& r) {
                                 r.elements[2].integer};
 }
 
-// What settle needs of a hold, carried in its id:
-// "<user window>/<global window or ->/<amount>/<global amount>/<request id>" (windows
-// in micros since the epoch); the global amount may differ from the user's when the
-// user's reservation was clamped after the global one was taken.
-struct HoldRef {
-  Timestamp user_window;
-  std::optional<Timestamp> global_window;
-  Money amount;
-  Money global_amount;
-  std::string request_id;
-};
-
-std::string HoldId(const HoldRef& h) {
-  auto micros = [](Timestamp t) { return std::to_string(t.time_since_epoch().count()); };
-  return micros(h.user_window) + "/" + (h.global_window ? micros(*h.global_window) : "-") + "/" +
-         std::to_string(h.amount.nanos()) + "/" + std::to_string(h.global_amount.nanos()) + "/" +
-         h.request_id;
-}
-
-HoldRef ParseHoldId(const std::string& id) {
-  size_t at = 0;
-  auto next = [&] {
-    size_t slash = id.find('/', at);
-    std::string field = id.substr(at, slash - at);
-    at = slash + 1;
-    return field;
-  };
-  auto micros = [](const std::string& f) {
-    return Timestamp(std::chrono::microseconds(std::stoll(f)));
-  };
-  HoldRef h;
-  h.user_window = micros(next());
-  std::string global = next();
-  if (global != "-") h.global_window = micros(global);
-  h.amount = Money::FromNanos(std::stoll(next()));
-  h.global_amount = Money::FromNanos(std::stoll(next()));
-  h.request_id = id.substr(at);
-  return h;
-}
-
-// A hold's member in the hold index: its amount first, for the scripts to read.
-std::string Member(Money amount, const std::string& request_id) {
-  return std::to_string(amount.nanos()) + ":" + request_id;
-}
-
-std::vector<std::string> SettleArgs(Money amount, const std::string& request_id, Money cost) {
-  return {Member(amount, request_id), std::to_string(amount.nanos()), std::to_string(cost.nanos())};
-}
-
 // Leases (see redis_gate.h): a request admitted against one holds nothing of its own;
-// its hold id names the lease instead of the request.
+// its hold id names the lease, with its own reservation as the amount its row releases.
 constexpr std::string_view kLeasePrefix = "tgl_";
 constexpr auto kLeaseLife = std::chrono::seconds(1);
 constexpr int64_t kLeaseShare = 16;   // at most 1/16 of what the user has left
 constexpr int64_t kLeaseAtLeast = 4;  // and room for four requests, or no lease
-
-bool Leased(const HoldRef& h) { return h.request_id.starts_with(kLeasePrefix); }
-
-// A leased request's settlement: its cost, and no hold of its own to release (the
-// empty member).
-std::vector<std::string> LeasedCostArgs(Money cost) {
-  return {"", "0", std::to_string(cost.nanos())};
-}
-
-std::vector<std::string> UserSettleArgs(const HoldRef& h, Money cost) {
-  return Leased(h) ? LeasedCostArgs(cost) : SettleArgs(h.amount, h.request_id, cost);
-}
 
 // Only a hard limit refuses; soft and off still count, against no limit.
 Money EnforcedLimit(const BudgetSettings& s) {
@@ -232,83 +142,46 @@ int64_t NowMs(Timestamp t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
+std::string SpendKey(int64_t account, Timestamp window_start) {
+  return RedisCounters::SpendKey(account, window_start);
+}
+
 }  // namespace
 
-RedisGate::RedisGate(Redis& redis, SettingsCache& settings, Ledger& ledger, const Clock& clock,
-                     Metrics& metrics, std::chrono::seconds hold_ttl,
+RedisGate::RedisGate(Redis& redis, SettingsCache& settings, RedisCounters& counters,
+                     const Clock& clock, Metrics& metrics, std::chrono::seconds hold_ttl,
                      std::optional<GlobalCap> global_cap, AlertSink* alerts)
     : redis_(redis),
       settings_(settings),
-      ledger_(ledger),
+      counters_(counters),
       clock_(clock),
       metrics_(metrics),
       hold_ttl_(hold_ttl),
       global_cap_(global_cap),
-      alerts_(alerts) {}
-
-namespace {
-std::string Tag(int64_t user_id) {
-  return user_id == 0 ? "tg:{global}" : "tg:{u:" + std::to_string(user_id) + "}";
-}
-}  // namespace
-
-std::string RedisGate::SpendKey(int64_t user_id, Timestamp window_start) {
-  return Tag(user_id) + ":spend:" + std::to_string(window_start.time_since_epoch().count());
-}
-
-std::vector<std::string> RedisGate::HoldKeys(int64_t user_id) {
-  std::string tag = Tag(user_id);
-  return {tag + ":hold-total", tag + ":hold-index"};
-}
-
-std::vector<std::string> RedisGate::ScriptKeys(int64_t user_id, Timestamp window_start) {
-  std::vector<std::string> keys = HoldKeys(user_id);
-  keys.insert(keys.begin(), SpendKey(user_id, window_start));
-  return keys;
+      alerts_(alerts) {
+  if (alerts_) {
+    counters_.set_on_applied(
+        [this](const CounterDelta& applied, Money spend) { RaiseAlert(applied, spend); });
+  }
 }
 
 Window RedisGate::GlobalWindow() const {
   return CurrentWindow(global_cap_->period, 1, "UTC", Timestamp(), clock_.Now());
 }
 
-Result<RedisReply> RedisGate::Eval(const std::string& script, const std::string& sha,
-                                   const std::vector<std::string>& keys,
-                                   const std::vector<std::string>& args) {
-  std::vector<std::string> argv = EvalArgv(sha, keys, args);
-  auto r = redis_.Command(argv);
-  if (!r.ok() && IsNoScript(r.status())) {
-    argv[0] = "EVAL";
-    argv[1] = script;
-    r = redis_.Command(argv);
-  }
-  if (!r.ok()) metrics_.Inc(Counter::kRedisErrors);
-  return r;
-}
-
-Status RedisGate::RebuildCounter(int64_t user_id, const Window& w) {
-  auto spent = ledger_.SpendSince(user_id, w.start);
-  if (!spent.ok()) return spent.status();
-  auto ttl = std::chrono::duration_cast<std::chrono::seconds>(w.end - clock_.Now()) +
-             std::chrono::hours(24);
-  auto r = redis_.Command({"SET", SpendKey(user_id, w.start), std::to_string(spent->nanos()), "NX",
-                           "EX", std::to_string(std::max<int64_t>(ttl.count(), 60))});
-  return r.ok() ? Status::Ok() : r.status();
-}
-
-Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t user_id, const Window& w,
+Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t account, const Window& w,
                                                       Money amount, Money limit,
-                                                      const std::string& request_id) {
+                                                      const std::string& hold) {
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto r =
-        RunOne(user_id, {'R', SpendKey(user_id, w.start), ReserveArgs(amount, limit, request_id)});
+    auto r = RunOne(account, {'R', SpendKey(account, w.start), ReserveArgs(amount, limit, hold)});
     if (!r.ok()) return r.status();
     auto reply = ReserveReply(*r);
     if (!reply.ok()) return reply.status();
     ScriptResult out{(*reply)[0], Money::FromNanos((*reply)[1]), Money::FromNanos((*reply)[2])};
     if (out.status != -1) return out;
-    if (Status s = RebuildCounter(user_id, w); !s.ok()) return s;
+    if (Status s = counters_.Build(account, w); !s.ok()) return s;
   }
-  return Status::Unavailable("spend counter could not be rebuilt");
+  return Status::Unavailable("spend counter could not be built");
 }
 
 Admission RedisGate::Reserve(const ReserveRequest& request) {
@@ -325,7 +198,7 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
   auto first = PlanReservation(request, Money::FromNanos(kUnlimited));
   Money amount = first ? first->amount : Money();
   auto release_global = [&] {
-    if (gw) RunOne(0, {'S', SpendKey(0, gw->start), SettleArgs(amount, id, Money())});
+    if (gw) RunOne(0, {'D', "", {id, std::to_string(amount.nanos())}});
   };
   if (gw) {
     auto g = RunReserve(0, *gw, amount, global_cap_->limit, id);
@@ -365,63 +238,26 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
   }
   a.hold_id = HoldId(hold);
   a.held = hold.amount;
+  a.window = w;
+  a.global_window = gw;
   return a;
 }
 
-void RedisGate::Settle(int64_t user_id, const std::string& hold_id, Money cost) {
-  if (hold_id.empty()) return;
-  HoldRef h = ParseHoldId(hold_id);
-  // A failed settle leaves the hold to expire; the cost is in the ledger row, which a
-  // rebuilt counter includes.
-  auto spent = RunOne(user_id, {'S', SpendKey(user_id, h.user_window), UserSettleArgs(h, cost)});
-  if (Leased(h) && loop_) loop_->Post([this, lease = h.request_id] { LeaseSettled(lease); });
-  if (alerts_ && spent.ok() && spent->integer >= 0 && cost > Money()) {
-    auto budget = settings_.Get(user_id);
-    RaiseAlert(user_id, h.user_window, cost, *spent,
-               budget.ok() ? std::optional<UserBudget>(*budget) : std::nullopt);
-  }
-  if (h.global_window)
-    RunOne(0,
-           {'S', SpendKey(0, *h.global_window), SettleArgs(h.global_amount, h.request_id, cost)});
-}
-
-void RedisGate::RaiseAlert(int64_t user_id, Timestamp user_window, Money cost,
-                           const RedisReply& spent, const std::optional<UserBudget>& budget) {
-  if (!alerts_ || spent.integer < 0 || cost <= Money() || !budget ||
-      budget->window.start != user_window)
-    return;
+void RedisGate::RaiseAlert(const CounterDelta& applied, Money spend) {
+  if (applied.account == 0 || applied.cost <= Money()) return;
+  auto budget = settings_.Peek(applied.account, true);
+  if (!budget || budget->window.start != applied.window.start) return;
   const BudgetSettings& s = budget->settings;
-  Money spend = Money::FromNanos(spent.integer);
-  alerts_->Raise(
-      {user_id, LevelOf(spend, s.limit, s.yellow, s.orange, s.red), user_window, spend, s.limit});
+  alerts_->Raise({applied.account, LevelOf(spend, s.limit, s.yellow, s.orange, s.red),
+                  applied.window.start, spend, s.limit});
 }
 
 std::vector<std::string> RedisGate::ReserveArgs(Money amount, Money limit,
-                                                const std::string& request_id) const {
+                                                const std::string& hold) const {
   int64_t expires = NowMs(clock_.Now()) +
                     std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count();
-  return {std::to_string(amount.nanos()), std::to_string(limit.nanos()), Member(amount, request_id),
+  return {std::to_string(amount.nanos()), std::to_string(limit.nanos()), hold,
           std::to_string(expires)};
-}
-
-void RedisGate::EvalNoWait(const char* script, const std::string& sha,
-                           const std::vector<std::string>& keys,
-                           const std::vector<std::string>& args, AsyncRedis::Callback done) {
-  // Kept for the rare NOSCRIPT retry, shared rather than copied into the callback.
-  auto argv = std::make_shared<std::vector<std::string>>(EvalArgv(sha, keys, args));
-  async_->Command(
-      *argv, [this, script, argv, done = std::move(done)](Result<RedisReply> r) mutable {
-        if (r.ok() || !IsNoScript(r.status())) {
-          if (!r.ok()) metrics_.Inc(Counter::kRedisErrors);
-          return done(std::move(r));
-        }
-        (*argv)[0] = "EVAL";
-        (*argv)[1] = script;
-        async_->Command(*argv, [this, done = std::move(done)](Result<RedisReply> again) {
-          if (!again.ok()) metrics_.Inc(Counter::kRedisErrors);
-          done(std::move(again));
-        });
-      });
 }
 
 bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) {
@@ -434,6 +270,7 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
   Money amount = plan ? plan->amount : Money();
   Timestamp window = budget->window.start;
   a.held = amount;
+  a.window = budget->window;
   if (auto leased = AdmitOnLease(request.user_id, window, limit, amount)) {
     a.hold_id = std::move(*leased);
     done(a);
@@ -441,17 +278,18 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
   }
   std::string hold = HoldId({window, std::nullopt, amount, Money(), request.request_id});
   Enqueue(request.user_id,
-          {{'R', SpendKey(request.user_id, window), ReserveArgs(amount, limit, request.request_id)},
+          {{'R', SpendKey(request.user_id, window),
+            ReserveArgs(amount, limit, request.request_id)},
            [this, a, hold, user = request.user_id, window, limit,
             done = std::move(done)](const RedisReply* r) mutable {
-             // Refused (the cap may yet be clamped), a counter to rebuild, or Redis
+             // Refused (the cap may yet be clamped), a counter to build, or Redis
              // failing: Reserve() decides.
              if (r == nullptr) return done(std::nullopt);
              auto reply = ReserveReply(*r);
              if (!reply.ok() || (*reply)[0] != 1) return done(std::nullopt);
              a.spend = Money::FromNanos((*reply)[1]);
              a.hold_id = hold;
-             if (!active_lease_.contains(user))
+             if (!leases_.contains(user))
                TakeLease(user, window, limit, a.held,
                          limit - a.spend - Money::FromNanos((*reply)[2]) - a.held);
              done(a);
@@ -488,18 +326,17 @@ void RedisGate::set_async(AsyncRedis* async, EventLoop* loop) {
 
 std::optional<std::string> RedisGate::AdmitOnLease(int64_t user_id, Timestamp window, Money limit,
                                                    Money amount) {
-  auto active = active_lease_.find(user_id);
-  if (active == active_lease_.end()) return std::nullopt;
-  Lease& l = leases_.at(active->second);
+  auto active = leases_.find(user_id);
+  if (active == leases_.end()) return std::nullopt;
+  Lease& l = active->second;
   if (l.window != window || l.limit != limit || clock_.Now() - l.taken >= kLeaseLife ||
       amount > l.amount - l.used) {
-    Retire(l.id);
+    Retire(user_id);
     return std::nullopt;
   }
   l.used += amount;
-  ++l.in_flight;
   metrics_.Inc(Counter::kLeaseAdmissions);
-  std::string hold = HoldId({l.window, std::nullopt, Money(), Money(), l.id});
+  std::string hold = HoldId({l.window, std::nullopt, amount, Money(), l.id});
   // Three quarters used: the next lease is asked for now, so the requests that come
   // while Redis answers are admitted against this one, not each sent alone. Sized on
   // what was left after this one, as though it were all spent. Only far from the limit
@@ -527,169 +364,86 @@ void RedisGate::TakeLease(int64_t user_id, Timestamp window, Money limit, Money 
                       if (r == nullptr) return;  // if taken after all, its hold lapses
                       auto reply = ReserveReply(*r);
                       if (!reply.ok() || (*reply)[0] != 1) return;
-                      if (auto old = active_lease_.find(user_id); old != active_lease_.end())
-                        Retire(old->second);
+                      if (leases_.contains(user_id)) Retire(user_id);
                       Money before = Money::FromNanos((*reply)[1]) + Money::FromNanos((*reply)[2]);
-                      leases_[id] = Lease{.id = id,
-                                          .user_id = user_id,
-                                          .window = window,
-                                          .taken = clock_.Now(),
-                                          .limit = limit,
-                                          .amount = lease,
-                                          .room_after = limit - before - lease};
-                      active_lease_[user_id] = id;
+                      leases_[user_id] = Lease{.id = id,
+                                               .user_id = user_id,
+                                               .window = window,
+                                               .taken = clock_.Now(),
+                                               .limit = limit,
+                                               .amount = lease,
+                                               .room_after = limit - before - lease};
                     }});
 }
 
-void RedisGate::LeaseSettled(const std::string& lease_id) {
-  auto it = leases_.find(lease_id);
-  if (it == leases_.end()) return;
-  if (--it->second.in_flight == 0 && it->second.retired) Retire(lease_id);
+RedisGate::GateOp RedisGate::ReleaseUnused(const Lease& l) {
+  return {'D', "", {l.id, std::to_string((l.amount - l.used).nanos())}};
 }
 
-void RedisGate::Retire(const std::string& lease_id) {
-  auto it = leases_.find(lease_id);
+void RedisGate::Retire(int64_t user_id) {
+  auto it = leases_.find(user_id);
   if (it == leases_.end()) return;
-  Lease& l = it->second;
-  if (!l.retired) {
-    l.retired = true;
-    active_lease_.erase(l.user_id);
-  }
-  if (l.in_flight > 0) return;
-  SendLeasedCosts(l.user_id);  // the costs reach the counter before the hold goes
-  Enqueue(l.user_id, {ReleaseOp(l), [](const RedisReply*) {}});
+  if (it->second.used < it->second.amount)
+    Enqueue(user_id, {ReleaseUnused(it->second), [](const RedisReply*) {}});
   leases_.erase(it);
 }
 
-// Its requests' costs are in the spend counter already: the hold goes, nothing added.
-RedisGate::GateOp RedisGate::ReleaseOp(const Lease& l) {
-  return {'S', SpendKey(l.user_id, l.window), SettleArgs(l.amount, l.id, Money())};
-}
-
 void RedisGate::ReleaseLeases() {
-  for (auto& [user, costs] : std::exchange(leased_costs_, {}))
-    RunOne(user, {'S', std::move(costs.counter), LeasedCostArgs(costs.sum)});
-  for (const auto& [id, l] : leases_) {
-    if (l.in_flight == 0) RunOne(l.user_id, ReleaseOp(l));
+  for (const auto& [user, l] : std::exchange(leases_, {})) {
+    if (l.used < l.amount) RunOne(user, ReleaseUnused(l));
   }
-  leases_.clear();
-  active_lease_.clear();
 }
 
 void RedisGate::RetireOldLeases() {
-  std::vector<std::string> old;
-  for (const auto& [user, id] : active_lease_) {
-    if (clock_.Now() - leases_.at(id).taken >= kLeaseLife) old.push_back(id);
+  std::vector<int64_t> old;
+  for (const auto& [user, l] : leases_) {
+    if (clock_.Now() - l.taken >= kLeaseLife) old.push_back(user);
   }
-  for (const std::string& id : old) Retire(id);
+  for (int64_t user : old) Retire(user);
 }
 
-bool RedisGate::SettleNoWait(int64_t user_id, const std::string& hold_id, Money cost) {
-  if (async_ == nullptr) return false;
-  if (hold_id.empty()) return true;
-  HoldRef h = ParseHoldId(hold_id);
-  if (Leased(h)) {
-    AddLeasedCost(user_id, h.user_window, cost);
-    LeaseSettled(h.request_id);
-    return true;
-  }
-  Enqueue(user_id,
-          {{'S', SpendKey(user_id, h.user_window), SettleArgs(h.amount, h.request_id, cost)},
-           [this, user_id, user = h.user_window, cost](const RedisReply* spent) {
-             // The settings as cached, even if due for a reload: an alert level
-             // needs the limit, which a reload would rarely change.
-             if (alerts_ && spent)
-               RaiseAlert(user_id, user, cost, *spent, settings_.Peek(user_id, true));
-           }});
-  if (h.global_window)
-    Enqueue(0,
-            {{'S', SpendKey(0, *h.global_window), SettleArgs(h.global_amount, h.request_id, cost)},
-             [](const RedisReply*) {}});
-  return true;
-}
-
-// Summed with the user's others until leased_cost_delay_ has passed (one timer for all
-// users), or until sent earlier: the window turning, the lease's release (Retire),
-// shutdown (ReleaseLeases). The lease's hold covers them meanwhile.
-void RedisGate::AddLeasedCost(int64_t user_id, Timestamp window, Money cost) {
-  std::string counter = SpendKey(user_id, window);
-  auto pending = leased_costs_.find(user_id);
-  if (pending != leased_costs_.end() && pending->second.counter != counter) {
-    SendLeasedCosts(user_id);  // the window turned: the old counter's sum goes first
-    pending = leased_costs_.end();
-  }
-  if (pending == leased_costs_.end())
-    pending = leased_costs_.emplace(user_id, LeasedCosts{std::move(counter), window}).first;
-  pending->second.sum += cost;
-  if (costs_due_) return;
-  costs_due_ = true;
-  loop_->RunAfter(leased_cost_delay_, [this] {
-    costs_due_ = false;
-    FlushLeasedCosts();
-  });
-}
-
-void RedisGate::FlushLeasedCosts() {
-  while (!leased_costs_.empty()) SendLeasedCosts(leased_costs_.begin()->first);
-}
-
-void RedisGate::SendLeasedCosts(int64_t user_id) {
-  auto pending = leased_costs_.find(user_id);
-  if (pending == leased_costs_.end()) return;
-  LeasedCosts costs = std::move(pending->second);
-  leased_costs_.erase(pending);
-  Enqueue(user_id,
-          {{'S', std::move(costs.counter), LeasedCostArgs(costs.sum)},
-           [this, user_id, window = costs.window, sum = costs.sum](const RedisReply* spent) {
-             // The counter is gone (Redis lost it, with the lease's hold): no
-             // more admissions against the lease; a reservation rebuilds it.
-             if (spent && spent->integer < 0) {
-               if (auto lease = active_lease_.find(user_id); lease != active_lease_.end())
-                 Retire(lease->second);
-             }
-             if (alerts_ && spent)
-               RaiseAlert(user_id, window, sum, *spent, settings_.Peek(user_id, true));
-           }});
-}
-
-void RedisGate::Enqueue(int64_t user_id, LoopOp op) {
-  auto batch = batches_.try_emplace(user_id).first;
+void RedisGate::Enqueue(int64_t account, LoopOp op) {
+  auto batch = batches_.try_emplace(account).first;
   batch->second.push_back(std::move(op));
   if (batch->second.size() >= kMaxBatch) {
     std::vector<LoopOp> full = std::move(batch->second);
     batches_.erase(batch);
-    SendBatch(user_id, std::move(full));
+    SendBatch(account, std::move(full));
     return async_->Flush();
   }
   if (batch_posted_) return;
   batch_posted_ = true;
-  // Posted now, so it runs before whatever the caller posts next (an answer goes out
-  // after the settlement it bills has been written to Redis).
+  // Posted now, so it runs before whatever the caller posts next.
   loop_->Post([this] {
     batch_posted_ = false;
-    for (auto& [user, ops] : std::exchange(batches_, {})) SendBatch(user, std::move(ops));
+    for (auto& [owner, ops] : std::exchange(batches_, {})) SendBatch(owner, std::move(ops));
     async_->Flush();
   });
 }
 
-void RedisGate::BatchCall(int64_t user_id, std::vector<GateOp> ops, std::vector<std::string>* keys,
-                          std::vector<std::string>* args) const {
-  *keys = HoldKeys(user_id);
+void RedisGate::BatchCall(int64_t account, std::vector<GateOp> ops,
+                          std::vector<std::string>* keys, std::vector<std::string>* args) const {
+  *keys = RedisCounters::HoldKeys(account);
   *args = {std::to_string(NowMs(clock_.Now()))};
   for (GateOp& op : ops) {
-    auto counter = std::find(keys->begin() + 2, keys->end(), op.counter);
-    if (counter == keys->end()) counter = keys->insert(keys->end(), std::move(op.counter));
     args->push_back(std::string(1, op.kind));
-    args->push_back(std::to_string(counter - keys->begin() + 1));
+    if (op.kind == 'R') {
+      auto counter = std::find(keys->begin() + 3, keys->end(), op.counter);
+      if (counter == keys->end()) counter = keys->insert(keys->end(), std::move(op.counter));
+      args->push_back(std::to_string(counter - keys->begin() + 1));
+    }
     for (std::string& a : op.args) args->push_back(std::move(a));
   }
 }
 
-Result<RedisReply> RedisGate::RunOne(int64_t user_id, GateOp op) {
+Result<RedisReply> RedisGate::RunOne(int64_t account, GateOp op) {
   std::vector<std::string> keys, args;
-  BatchCall(user_id, {std::move(op)}, &keys, &args);
-  auto r = Eval(kBatchScript, BatchSha(), keys, args);
-  if (!r.ok()) return r.status();
+  BatchCall(account, {std::move(op)}, &keys, &args);
+  auto r = kGateScript.Run(redis_, keys, args);
+  if (!r.ok()) {
+    metrics_.Inc(Counter::kRedisErrors);
+    return r.status();
+  }
   if (r->type != RedisReply::Type::kArray || r->elements.size() != 1) {
     metrics_.Inc(Counter::kRedisErrors);
     return Status::Internal("gate script: bad reply");
@@ -697,7 +451,7 @@ Result<RedisReply> RedisGate::RunOne(int64_t user_id, GateOp op) {
   return std::move(r->elements[0]);
 }
 
-void RedisGate::SendBatch(int64_t user_id, std::vector<LoopOp> waiting) {
+void RedisGate::SendBatch(int64_t account, std::vector<LoopOp> waiting) {
   std::vector<GateOp> ops;
   std::vector<std::function<void(const RedisReply*)>> dones;
   for (LoopOp& w : waiting) {
@@ -705,19 +459,24 @@ void RedisGate::SendBatch(int64_t user_id, std::vector<LoopOp> waiting) {
     dones.push_back(std::move(w.done));
   }
   std::vector<std::string> keys, args;
-  BatchCall(user_id, std::move(ops), &keys, &args);
-  EvalNoWait(
-      kBatchScript, BatchSha(), keys, args, [this, dones = std::move(dones)](Result<RedisReply> r) {
-        bool whole =
-            r.ok() && r->type == RedisReply::Type::kArray && r->elements.size() == dones.size();
-        if (r.ok() && !whole) metrics_.Inc(Counter::kRedisErrors);
-        if (!whole) {
-          // Redis failing: no more admissions against leases (their holds lapse).
-          leases_.clear();
-          active_lease_.clear();
-        }
-        for (size_t i = 0; i < dones.size(); ++i) dones[i](whole ? &r->elements[i] : nullptr);
-      });
+  BatchCall(account, std::move(ops), &keys, &args);
+  // Kept for the rare NOSCRIPT retry, shared rather than copied into the callback.
+  auto argv = std::make_shared<std::vector<std::string>>(kGateScript.Argv(keys, args));
+  auto finish = [this, dones = std::move(dones)](Result<RedisReply> r) {
+    if (!r.ok()) metrics_.Inc(Counter::kRedisErrors);
+    bool whole =
+        r.ok() && r->type == RedisReply::Type::kArray && r->elements.size() == dones.size();
+    if (r.ok() && !whole) metrics_.Inc(Counter::kRedisErrors);
+    // Redis failing: no more admissions against leases (their holds lapse).
+    if (!whole) leases_.clear();
+    for (size_t i = 0; i < dones.size(); ++i) dones[i](whole ? &r->elements[i] : nullptr);
+  };
+  async_->Command(*argv, [this, argv, finish = std::move(finish)](Result<RedisReply> r) mutable {
+    if (r.ok() || !LuaScript::IsNoScript(r.status())) return finish(std::move(r));
+    (*argv)[0] = "EVAL";
+    (*argv)[1] = kGateScript.text();
+    async_->Command(*argv, std::move(finish));
+  });
 }
 
 Result<SpendState> RedisGate::State(int64_t user_id) {
@@ -727,17 +486,21 @@ Result<SpendState> RedisGate::State(int64_t user_id) {
 }
 
 Result<SpendState> RedisGate::State(int64_t user_id, const Window& w) {
+  std::vector<std::string> keys = RedisCounters::HoldKeys(user_id);
+  keys.insert(keys.begin(), SpendKey(user_id, w.start));
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto r = Eval(kStateScript, StateSha(), ScriptKeys(user_id, w.start),
-                  {std::to_string(NowMs(clock_.Now()))});
-    if (!r.ok()) return r.status();
+    auto r = kStateScript.Run(redis_, keys, {std::to_string(NowMs(clock_.Now()))});
+    if (!r.ok()) {
+      metrics_.Inc(Counter::kRedisErrors);
+      return r.status();
+    }
     if (r->elements.size() == 2 && r->elements[0].integer >= 0) {
       return SpendState{Money::FromNanos(r->elements[0].integer),
                         Money::FromNanos(r->elements[1].integer), w};
     }
-    if (Status s = RebuildCounter(user_id, w); !s.ok()) return s;
+    if (Status s = counters_.Build(user_id, w); !s.ok()) return s;
   }
-  return Status::Unavailable("spend counter could not be rebuilt");
+  return Status::Unavailable("spend counter could not be built");
 }
 
 }  // namespace tollgate

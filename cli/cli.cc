@@ -92,16 +92,21 @@ int Serve(Context& ctx, const Args&) {
   PgDirectory directory(pool);
   Authenticator authenticator(directory, ctx.clock);
   SettingsCache settings(directory, ctx.clock);
-  PgLedger ledger(pool, metrics, c.ledger_spool_dir);
+  PgLedgerSums ledger_sums(pool);
+  RedisCounters counters(redis, ledger_sums, ctx.clock, metrics,
+                         std::chrono::milliseconds(c.rebuild_quarantine_ms));
+  PgLedger ledger(pool, metrics, &counters,
+                  LedgerOptions{.spool_dir = c.ledger_spool_dir == "off" ? "" : c.ledger_spool_dir,
+                                .max_queued_rows = static_cast<size_t>(c.ledger_queue_rows)});
   std::optional<GlobalCap> global_cap;
   if (c.global_cap) global_cap = GlobalCap{*c.global_cap, c.global_cap_period};
   PgAlerts alerts(pool, ctx.clock, metrics, AlertOptions{c.alert_webhook_url, c.alert_max_attempts},
                   HttpWebhookPoster());
   alerts.Start();
-  RedisGate gate(redis, settings, ledger, ctx.clock, metrics,
+  RedisGate gate(redis, settings, counters, ctx.clock, metrics,
                  std::chrono::seconds(c.hold_ttl_seconds), global_cap, &alerts);
   PgGate pg_gate(pool, settings, ctx.clock, std::chrono::seconds(c.hold_ttl_seconds));
-  FallbackGate fallback_gate(gate, c.redis_down_use_postgres ? &pg_gate : nullptr, redis, settings,
+  FallbackGate fallback_gate(gate, c.redis_down_use_postgres ? &pg_gate : nullptr, redis,
                              ctx.clock);
   OpenGate open_gate;
   Gate& proxy_gate = c.gate_enabled ? static_cast<Gate&>(fallback_gate) : open_gate;
@@ -158,10 +163,15 @@ int Serve(Context& ctx, const Args&) {
   int stop_signal = 0;
   sigwait(&stop_signals, &stop_signal);
   ctx.out << "tollgate: shutting down" << std::endl;
+  auto stop_by = std::chrono::steady_clock::now() + std::chrono::seconds(c.shutdown_grace_seconds);
   proxy->Stop();
   gate.ReleaseLeases();
   side->Stop();
-  ledger.Flush();
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      stop_by - std::chrono::steady_clock::now());
+  if (!ledger.Stop(std::max(left, std::chrono::milliseconds(0))))
+    ctx.err << "tollgate: usage rows not yet in Postgres wait in " << c.ledger_spool_dir
+            << " for the next start" << std::endl;
   return 0;
 }
 

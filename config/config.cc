@@ -143,7 +143,8 @@ Status ReadFile(const json& root, Config* c) {
     const json& j = root["server"];
     if (Status s = CheckKeys(j, "server",
                              {"worker_threads", "max_body_bytes", "upstream_connect_timeout_ms",
-                              "upstream_read_timeout_ms", "db_pool_size", "redis_pool_size"});
+                              "upstream_read_timeout_ms", "db_pool_size", "redis_pool_size",
+                              "shutdown_grace_seconds", "ledger_queue_rows"});
         !s.ok())
       return s;
     Status checks[] = {
@@ -154,7 +155,11 @@ Status ReadFile(const json& root, Config* c) {
         ReadInt(j, "upstream_read_timeout_ms", "server.upstream_read_timeout_ms", 1, 86400000,
                 &c->upstream_read_timeout_ms),
         ReadInt(j, "db_pool_size", "server.db_pool_size", 1, 1000, &c->db_pool_size),
-        ReadInt(j, "redis_pool_size", "server.redis_pool_size", 1, 10000, &c->redis_pool_size)};
+        ReadInt(j, "redis_pool_size", "server.redis_pool_size", 1, 10000, &c->redis_pool_size),
+        ReadInt(j, "shutdown_grace_seconds", "server.shutdown_grace_seconds", 1, 3600,
+                &c->shutdown_grace_seconds),
+        ReadInt(j, "ledger_queue_rows", "server.ledger_queue_rows", 1000, 100000000,
+                &c->ledger_queue_rows)};
     for (const Status& s : checks)
       if (!s.ok()) return s;
   }
@@ -179,7 +184,7 @@ Status ReadFile(const json& root, Config* c) {
             CheckKeys(j, "gate",
                       {"enabled", "clamp_max_tokens", "min_output_tokens", "hold_ttl_seconds",
                        "lease_requests", "redis_down", "auto_create_end_users", "fallback_price",
-                       "drain_max_concurrent", "drain_timeout_seconds"});
+                       "drain_max_concurrent", "drain_timeout_seconds", "rebuild_quarantine_ms"});
         !s.ok())
       return s;
     Status checks[] = {
@@ -188,6 +193,8 @@ Status ReadFile(const json& root, Config* c) {
         ReadInt(j, "min_output_tokens", "gate.min_output_tokens", 1, 1000000,
                 &c->min_output_tokens),
         ReadInt(j, "hold_ttl_seconds", "gate.hold_ttl_seconds", 10, 86400, &c->hold_ttl_seconds),
+        ReadInt(j, "rebuild_quarantine_ms", "gate.rebuild_quarantine_ms", 0, 60000,
+                &c->rebuild_quarantine_ms),
         ReadInt(j, "lease_requests", "gate.lease_requests", 0, 4096, &c->lease_requests),
         ReadBool(j, "auto_create_end_users", "gate.auto_create_end_users",
                  &c->auto_create_end_users),
@@ -445,6 +452,8 @@ Result<Config> LoadConfig(const std::string& path, const Environment& env) {
   }
   ApplyEnvironment(env, &c);
   if (c.pricing_file.empty()) c.pricing_file = "config/pricing.json";
+  // Durable by default: an empty setting (earlier versions' default) means the default.
+  if (c.ledger_spool_dir.empty()) c.ledger_spool_dir = Config().ledger_spool_dir;
   if (Status s = Validate(c); !s.ok()) return s;
   return c;
 }

@@ -71,7 +71,11 @@ struct Config {
   std::string admin_token;                              // TOLLGATE_ADMIN_TOKEN; empty = disabled
   std::string pricing_file;       // default: pricing.json beside the config file
   bool migrate_on_start = false;  // run migrations before serving
-  std::string ledger_spool_dir;   // TOLLGATE_LEDGER_SPOOL_DIR; empty = rows wait in memory
+  // TOLLGATE_LEDGER_SPOOL_DIR: every usage row is written here before its answer leaves,
+  // until it is in Postgres (budget/spool.h); relative to the working directory. "off":
+  // none (rows wait in memory only: lost with the process; new requests are refused
+  // while server.ledger_queue_rows wait).
+  std::string ledger_spool_dir = "tollgate-spool";
 
   // Keyed by provider: mistral, anthropic, deepseek, ollama.
   std::map<std::string, Upstream> upstreams;
@@ -84,12 +88,15 @@ struct Config {
   int upstream_read_timeout_ms = 600000;     // server.upstream_read_timeout_ms (504)
   int db_pool_size = 8;                      // server.db_pool_size
   int redis_pool_size = 32;                  // server.redis_pool_size
+  int shutdown_grace_seconds = 20;           // server.shutdown_grace_seconds: a stop's bound
+  int ledger_queue_rows = 100000;            // server.ledger_queue_rows: in memory, then spool
 
   // The gate.
   bool gate_enabled = true;  // gate.enabled: false = no budget checks at all (usage still recorded)
   bool clamp_max_tokens = true;                      // gate.clamp_max_tokens
   int min_output_tokens = 256;                       // gate.min_output_tokens (clamp floor)
   int hold_ttl_seconds = 900;                        // gate.hold_ttl_seconds
+  int rebuild_quarantine_ms = 1000;                  // gate.rebuild_quarantine_ms (counters.h)
   int lease_requests = 256;                          // gate.lease_requests (0: no leases)
   bool redis_down_use_postgres = true;               // gate.redis_down: "postgres" | "fail_closed"
   bool auto_create_end_users = true;                 // gate.auto_create_end_users

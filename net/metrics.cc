@@ -28,6 +28,13 @@ constexpr CounterInfo kInfo[] = {
      "Proxy requests answered on the event loop without a worker thread (the hot path)."},
     {"tollgate_lease_admissions_total", "",
      "Requests admitted against a budget lease held by this instance, without a Redis call."},
+    {"tollgate_counter_rebuilds_total", "", "Spend counters built from the ledger."},
+    {"tollgate_ledger_batches_applied_total", "",
+     "Committed ledger batches added to the spend counters."},
+    {"tollgate_counter_repairs_total", "",
+     "Spend counters the reconciler found different from the ledger and repaired."},
+    {"tollgate_ledger_rows_rejected_total", "",
+     "Usage rows Postgres refused on their own, set aside in the spool's rejected.log."},
 };
 static_assert(std::size(kInfo) == static_cast<size_t>(Counter::kCount));
 
@@ -38,6 +45,11 @@ struct MetricInfo {
 };
 constexpr MetricInfo kGaugeInfo[] = {
     {"tollgate_ledger_queue_depth", "Usage rows waiting to be written to Postgres.", false},
+    {"tollgate_ledger_unapplied_batches",
+     "Committed ledger batches of this instance whose costs have not reached the counters.",
+     false},
+    {"tollgate_counter_drift_nanos",
+     "The last difference the reconciler found between a counter and the ledger.", false},
 };
 static_assert(std::size(kGaugeInfo) == static_cast<size_t>(Gauge::kCount));
 constexpr MetricInfo kHistogramInfo[] = {

@@ -26,11 +26,17 @@ enum class Counter : int {
   kPostgresErrors,           // Postgres operations that failed
   kProxyAnsweredOnLoop,      // answered on the event loop, no worker thread involved
   kLeaseAdmissions,          // admitted against a budget lease, without asking Redis
+  kCounterRebuilds,          // spend counters built from the ledger (missing in Redis)
+  kLedgerBatchesApplied,     // committed ledger batches added to the spend counters
+  kCounterRepairs,           // counters the reconciler found different from the ledger
+  kLedgerRowsRejected,       // usage rows Postgres refused alone (kept in rejected.log)
   kCount
 };
 
 enum class Gauge : int {
-  kLedgerQueueDepth,  // usage rows waiting to be written to Postgres
+  kLedgerQueueDepth,    // usage rows waiting to be written to Postgres
+  kLedgerUnapplied,     // committed batches whose costs have not reached the counters yet
+  kCounterDriftNanos,   // the last difference the reconciler saw, counter - ledger
   kCount
 };
 

@@ -688,6 +688,9 @@ void ProxyService::Finish(Exchange& x, int status, Usage usage, bool estimated) 
   r.latency_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - x.t0)
           .count();
+  r.window = x.admission.window;
+  r.global_window = x.admission.global_window;
+  r.hold_id = x.admission.hold_id;
   deps_.metrics.Observe(Histogram::kUpstreamLatency, r.latency_ms, r.provider);
   deps_.ledger.Append(std::move(r));
 }

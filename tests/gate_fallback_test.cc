@@ -3,6 +3,7 @@
 #include <thread>
 
 #include "budget/fake_redis.h"
+#include "budget/ledger.h"
 #include "budget/migrations.h"
 #include "budget/pg_directory.h"
 #include "budget/pg_gate.h"
@@ -26,13 +27,16 @@ class GateFallback : public ::testing::Test {
     user_ = directory_->CreateUser({.name = "f"}, d, clock_.Now())->id;
     real_redis_ = testing::TestRedis(5, 16);
     ASSERT_TRUE(real_redis_);
-    std::vector<std::string> del = RedisGate::HoldKeys(user_);
-    del.insert(del.begin(), {"DEL", RedisGate::SpendKey(user_, clock_.Now())});
+    std::vector<std::string> del = RedisCounters::HoldKeys(user_);
+    del.insert(del.begin(), {"DEL", RedisCounters::SpendKey(user_, clock_.Now())});
     real_redis_->Command(del);
     redis_ = std::make_unique<FaultyRedis>(*real_redis_);
     settings_ = std::make_unique<SettingsCache>(*directory_, clock_, 0ms);
-    ledger_ = std::make_unique<PgLedger>(*pool_, metrics_);
-    redis_gate_ = std::make_unique<RedisGate>(*redis_, *settings_, *ledger_, clock_, metrics_, 60s);
+    sums_ = std::make_unique<PgLedgerSums>(*pool_);
+    counters_ = std::make_unique<RedisCounters>(*redis_, *sums_, clock_, metrics_, 0ms);
+    ledger_ = std::make_unique<PgLedger>(*pool_, metrics_, counters_.get(), LedgerOptions{});
+    redis_gate_ =
+        std::make_unique<RedisGate>(*redis_, *settings_, *counters_, clock_, metrics_, 60s);
     pg_gate_ = std::make_unique<PgGate>(*pool_, *settings_, clock_, 60s);
   }
   ReserveRequest Request(std::string id) {
@@ -42,8 +46,11 @@ class GateFallback : public ::testing::Test {
                           .output_rate = TokenRate::FromNanosPerMillion(1'000'000'000),
                           .max_output_tokens = 99};
   }
-  void Record(const std::string& id, Money cost) {
+  // The request's ledger row, as the proxy writes it when the request ends.
+  void Record(const std::string& id, Money cost, const Admission& a) {
     UsageRecord r;
+    r.window = a.window;
+    r.hold_id = a.hold_id;
     r.request_id = id;
     r.user_id = user_;
     r.provider = "deepseek";
@@ -62,6 +69,8 @@ class GateFallback : public ::testing::Test {
   std::unique_ptr<HiredisPool> real_redis_;
   std::unique_ptr<FaultyRedis> redis_;
   std::unique_ptr<SettingsCache> settings_;
+  std::unique_ptr<PgLedgerSums> sums_;
+  std::unique_ptr<RedisCounters> counters_;
   std::unique_ptr<PgLedger> ledger_;
   std::unique_ptr<RedisGate> redis_gate_;
   std::unique_ptr<PgGate> pg_gate_;
@@ -69,7 +78,7 @@ class GateFallback : public ::testing::Test {
 };
 
 TEST_F(GateFallback, FailClosedRefusesWhileRedisIsDown) {
-  FallbackGate gate(*redis_gate_, nullptr, *redis_, *settings_, clock_);
+  FallbackGate gate(*redis_gate_, nullptr, *redis_, clock_);
   redis_->set_down(true);
   Admission a = gate.Reserve(Request("x"));
   EXPECT_EQ(a.refusal, Refusal::kUnavailable);
@@ -77,7 +86,7 @@ TEST_F(GateFallback, FailClosedRefusesWhileRedisIsDown) {
 }
 
 TEST_F(GateFallback, PostgresKeepsTheSameInvariantUnderConcurrency) {
-  FallbackGate gate(*redis_gate_, pg_gate_.get(), *redis_, *settings_, clock_);
+  FallbackGate gate(*redis_gate_, pg_gate_.get(), *redis_, clock_);
   redis_->set_down(true);
   std::atomic<int> allowed{0};
   std::vector<std::thread> threads;
@@ -97,25 +106,32 @@ TEST_F(GateFallback, PostgresKeepsTheSameInvariantUnderConcurrency) {
 }
 
 TEST_F(GateFallback, SpendDuringTheOutageCountsWhenRedisReturns) {
-  FallbackGate gate(*redis_gate_, pg_gate_.get(), *redis_, *settings_, clock_);
+  FallbackGate gate(*redis_gate_, pg_gate_.get(), *redis_, clock_);
   // Redis up: a counter exists and holds 0.
   Admission first = gate.Reserve(Request("r0"));
   ASSERT_TRUE(first.allowed());
   gate.Settle(user_, first.hold_id, Money());
-  // Redis down: 600,000 spent through the Postgres gate and written to the ledger.
+  Record("r0", Money(), first);
+  // Redis down: 600,000 spent through the Postgres gate and written to the ledger, whose
+  // batch cannot reach the counter yet.
   redis_->set_down(true);
   Admission during = gate.Reserve(Request("r1"));
   ASSERT_TRUE(during.allowed());
   gate.Settle(user_, during.hold_id, Money::FromNanos(600'000));
-  Record("r1", Money::FromNanos(600'000));
-  // Redis back (after the 1 s it is skipped): its stale counter must not forget the 600,000.
+  uint64_t applied = metrics_.Get(Counter::kLedgerBatchesApplied);
+  Record("r1", Money::FromNanos(600'000), during);
+  EXPECT_EQ(metrics_.Get(Counter::kLedgerBatchesApplied), applied);
+  // Redis back (after the 1 s it is skipped): the ledger applies the batch it kept, and
+  // the counter, stale by the outage, does not forget the 600,000.
   redis_->set_down(false);
+  for (int i = 0; i < 100 && metrics_.Get(Counter::kLedgerBatchesApplied) == applied; ++i)
+    std::this_thread::sleep_for(50ms);  // bounded: the writer retries every second
   clock_.Advance(1100ms);
   Admission after = gate.Reserve(Request("r2"));
   ASSERT_TRUE(after.allowed()) << "refusal " << static_cast<int>(after.refusal) << " "
                                << after.message << " spend " << after.spend.nanos();
   EXPECT_EQ(after.hold_id.find("pg/"), std::string::npos) << "served by Redis again";
-  EXPECT_EQ(after.spend.nanos(), 600'000) << "the counter was rebuilt from the ledger";
+  EXPECT_EQ(after.spend.nanos(), 600'000) << "the batch kept while Redis was down, applied";
   int more = 0;
   while (gate.Reserve(Request("m" + std::to_string(more))).allowed()) ++more;
   EXPECT_EQ(more, 3) << "600,000 spent + 4 holds of 100,000 fill 1,000,000";

@@ -56,10 +56,12 @@ bound_address() {
 }
 
 # start_instance: one more `tollgate serve` on the current stack (OS-assigned ports,
-# a small worker pool); sets TG_PROXY/TG_SIDE.
+# a small worker pool); sets TG_PROXY/TG_SIDE. Instances run in $WORK, so their ledger
+# spool (the default, ./tollgate-spool) is this test's own.
 start_instance() {
   local log="$WORK/tollgate.$RANDOM.log"
-  TOLLGATE_LISTEN=127.0.0.1:0 TOLLGATE_ADMIN_LISTEN=127.0.0.1:0 "$TOLLGATE_BINARY" serve >"$log" 2>&1 &
+  (cd "$WORK" && TOLLGATE_LISTEN=127.0.0.1:0 TOLLGATE_ADMIN_LISTEN=127.0.0.1:0 \
+    exec "$TOLLGATE_BINARY" serve) >"$log" 2>&1 &
   E2E_PIDS+=($!)
   TG_PROXY="http://$(bound_address "$log" 'proxy on ')"
   TG_SIDE="http://$(bound_address "$log" 'side port on ')"
@@ -67,6 +69,32 @@ start_instance() {
 }
 
 tg() { "$TOLLGATE_BINARY" "$@"; }
+
+# own_servers: a Postgres and a Redis of this test's own (it stops or kills them);
+# sets pg_port and redis_port, and points start_stack at them.
+own_servers() {
+  chmod 755 "$WORK"
+  pg_port=$(free_port $((27000 + RANDOM % 3000)))
+  redis_port=$(free_port $((24000 + RANDOM % 3000)))
+  PG_FSYNC=off start_postgres "$WORK/pg" "$pg_port"
+  start_redis "$WORK/redis" "$redis_port"
+  trap 'stop_stack; stop_postgres "$WORK/pg"; stop_redis "$redis_port"' EXIT
+  export TOLLGATE_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
+  export TOLLGATE_TEST_REDIS_PORT=$redis_port
+}
+
+# await_count SQL N: waits (bounded) until the count SQL gives reaches N; prints it.
+await_count() {
+  local got=0
+  for _ in $(seq 1 300); do
+    got=$(psql "$TG_DB" -qAt -c "$1")
+    [ "$got" -ge "$2" ] && break
+    sleep 0.1
+  done
+  echo "$got"
+}
+# await_rows USER_ID N: until the user has N ledger rows.
+await_rows() { await_count "SELECT count(*) FROM usage_ledger WHERE user_id = $1" "$2"; }
 
 # check CONDITION WHAT: records a failed expectation; verdict prints the closing line
 # ctest-readers understand and exits with the result.

@@ -5,15 +5,7 @@
 # settings, ledger rows queued) and started again. Nothing is lost: every 200 ends in
 # exactly one ledger row.
 source "$(dirname "$0")/harness.sh"
-chmod 755 "$WORK"
-pg_port=$(free_port $((27000 + RANDOM % 3000)))
-redis_port=$(free_port $((24000 + RANDOM % 3000)))
-PG_FSYNC=off start_postgres "$WORK/pg" "$pg_port"
-start_redis "$WORK/redis" "$redis_port"
-trap 'stop_stack; stop_postgres "$WORK/pg"; stop_redis "$redis_port"' EXIT
-psql_as "$pg_port" postgres -c "CREATE DATABASE faults"
-export TOLLGATE_TEST_DATABASE_URL="postgresql://postgres@127.0.0.1:$pg_port/postgres"
-export TOLLGATE_TEST_REDIS_PORT=$redis_port
+own_servers
 start_stack 0
 start_instance
 tg user create --name steady --limit 100 >/dev/null
