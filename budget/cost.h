@@ -6,7 +6,8 @@
 
 namespace tollgate {
 
-inline Money CostOf(const Usage& u, const Rates& r) {
+// nullopt: beyond any amount (a usage no provider reports; the caller bills otherwise).
+inline std::optional<Money> CostOf(const Usage& u, const Rates& r) {
   CostAccumulator c;
   c.Add(u.input_tokens, r.input);
   c.Add(u.cache_read_tokens, r.cache_read);

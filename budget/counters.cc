@@ -16,7 +16,7 @@ namespace {
 // caller's strings, or formatted with '%.0f' (a Lua number may print as 1e+17).
 //
 // Adds a committed batch to the counters, once per dataset: KEYS[1] the epoch,
-// KEYS[2] the batch's applied marker, then the counters, then (held, hold-exp,
+// KEYS[2] the batch's applied marker, then the counters, then (hold-sum, hold-exp,
 // hold-amt) per account whose holds the rows release. ARGV[1] the marker's life (s),
 // ARGV[2] the number of counters, their costs, then the number of accounts releasing,
 // and for each: how many releases, then (hold id, amount) pairs. Nothing is written
@@ -216,7 +216,7 @@ std::string RedisCounters::SpendKey(int64_t account, Timestamp window_start) {
 
 std::vector<std::string> RedisCounters::HoldKeys(int64_t account) {
   std::string tag = Tag(account);
-  return {tag + ":held", tag + ":hold-exp", tag + ":hold-amt"};
+  return {tag + ":hold-sum", tag + ":hold-exp", tag + ":hold-amt"};
 }
 
 int64_t RedisCounters::CounterTtlSeconds(const Window& w, Timestamp now) {

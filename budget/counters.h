@@ -8,7 +8,7 @@
 //
 // Keys, with a hash tag per account ({u:ID}, {global} for the global cap):
 //   tg:{u:ID}:spend:<window start, micros>   the counter (nano-dollars)
-//   tg:{u:ID}:held                           the sum of the live holds
+//   tg:{u:ID}:hold-sum                       the sum of the live holds
 //   tg:{u:ID}:hold-exp                       sorted set: hold id by expiry (ms)
 //   tg:{u:ID}:hold-amt                       hash: hold id -> amount still held
 //   tg:epoch                                 the dataset's id and birth: "<hex>:<ms>"
@@ -112,7 +112,7 @@ class RedisCounters final : public CounterStore {
 
   static std::string Tag(int64_t account);
   static std::string SpendKey(int64_t account, Timestamp window_start);
-  // held, hold-exp, hold-amt.
+  // hold-sum, hold-exp, hold-amt.
   static std::vector<std::string> HoldKeys(int64_t account);
   // Seconds a counter for `w` lives: past its end by a day.
   static int64_t CounterTtlSeconds(const Window& w, Timestamp now);

@@ -3,25 +3,30 @@
 namespace tollgate {
 
 std::optional<ReservationPlan> PlanReservation(const ReserveRequest& r, Money available) {
-  auto output_cost = [&](int64_t tokens) {
+  // The input cost and the output's, summed exactly; nullopt past Money::kMaxNanos.
+  auto cost = [&](int64_t output_tokens) -> std::optional<Money> {
+    if (r.input_cost < Money() || r.input_cost.nanos() > Money::kMaxNanos) return std::nullopt;
     CostAccumulator c;
-    c.Add(tokens, r.output_rate);
-    return c.Total();
+    c.Add(output_tokens, r.output_rate);
+    auto output = c.Total();
+    if (!output || output->nanos() > Money::kMaxNanos - r.input_cost.nanos()) return std::nullopt;
+    return r.input_cost + *output;
   };
   int64_t cap = r.max_output_tokens.value_or(r.default_output_cap);
-  Money full = r.input_cost + output_cost(cap);
-  if (full <= available) return ReservationPlan{full, std::nullopt};
+  if (cap < 0) return std::nullopt;
+  auto full = cost(cap);
+  if (full && *full <= available) return ReservationPlan{*full, std::nullopt};
   if (r.max_output_tokens || !r.clamp || r.output_rate.nanos_per_million() == 0)
     return std::nullopt;
   // The request named no cap: find the largest one the budget affords.
   Money left = available - r.input_cost;
-  if (left < Money()) return std::nullopt;
+  if (left < Money() || !cost(0)) return std::nullopt;
   __int128 tokens =
       static_cast<__int128>(left.nanos()) * 1000000 / r.output_rate.nanos_per_million();
   int64_t affordable = tokens > cap ? cap : static_cast<int64_t>(tokens);
-  while (affordable > 0 && r.input_cost + output_cost(affordable) > available) --affordable;
+  while (affordable > 0 && !(cost(affordable) && *cost(affordable) <= available)) --affordable;
   if (affordable < r.min_output_tokens) return std::nullopt;
-  return ReservationPlan{r.input_cost + output_cost(affordable), affordable};
+  return ReservationPlan{*cost(affordable), affordable};
 }
 
 Admission FakeGate::Reserve(const ReserveRequest& request) {

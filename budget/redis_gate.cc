@@ -23,7 +23,7 @@ namespace {
 // number of holds in flight, and only holds past their expiry (an instance that
 // crashed) are visited, by the first reservation of a call. held is deleted when it
 // comes back to zero, so it needs no expiry of its own.
-// KEYS: held, hold-exp, hold-amt, then the spend counters the operations name.
+// KEYS: hold-sum, hold-exp, hold-amt, then the spend counters the operations name.
 // ARGV[1]: now (ms); then each operation:
 //   'R', counter (index into KEYS), amount, limit, hold id, expiry (ms)
 //   'D', hold id, amount (release up to that much of the hold)
@@ -103,7 +103,7 @@ return out
 )lua");
 
 // Read-only: holds past their expiry are not counted (the next reservation clears them).
-// KEYS: counter, held, hold-exp, hold-amt.
+// KEYS: counter, hold-sum, hold-exp, hold-amt.
 const LuaScript kStateScript(R"lua(
 local spend = redis.call('GET', KEYS[1])
 if not spend then return {-1, 0} end

@@ -18,6 +18,7 @@
 #include "budget/pg_gate.h"
 #include "budget/price_overrides.h"
 #include "budget/redis.h"
+#include "budget/reconciler.h"
 #include "budget/redis_gate.h"
 #include "budget/usage_queries.h"
 #include "cli/args.h"
@@ -150,6 +151,10 @@ int Serve(Context& ctx, const Args&) {
   gate.set_leases(c.lease_requests);
   gate.set_async(&loop_redis, proxy.get());
 
+  Reconciler reconciler(pool, redis, directory, ctx.clock, metrics);
+  if (c.gate_enabled && c.reconcile_seconds > 0)
+    reconciler.Start(std::chrono::seconds(c.reconcile_seconds));
+
   auto side_addr = ParseHostPort(c.admin_listen);
   auto proxy_addr = ParseHostPort(c.listen);
   if (side->Start(side_addr->host, side_addr->port) < 0)
@@ -163,6 +168,7 @@ int Serve(Context& ctx, const Args&) {
   int stop_signal = 0;
   sigwait(&stop_signals, &stop_signal);
   ctx.out << "tollgate: shutting down" << std::endl;
+  reconciler.Stop();
   auto stop_by = std::chrono::steady_clock::now() + std::chrono::seconds(c.shutdown_grace_seconds);
   proxy->Stop();
   gate.ReleaseLeases();
@@ -402,6 +408,48 @@ int PricingList(Context& ctx, const Args&) {
   return 0;
 }
 
+// ---- audit -----------------------------------------------------------------
+
+int Audit(Context& ctx, const Args& a) {
+  const Config& c = ctx.config;
+  auto redis_address = ParseRedisUrl(c.redis_url);
+  if (!redis_address.ok()) return ctx.Fail("redis_url: " + redis_address.status().message());
+  PgPool pool(c.database_url, 2);
+  HiredisPool redis(*redis_address, 1, 2000);
+  PgDirectory directory(pool);
+  Metrics metrics;
+  std::vector<int64_t> users;
+  if (auto name = a.Get("user")) {
+    auto user = directory.FindUser(*name);
+    if (!user.ok()) return ctx.Fail(user.status().message());
+    users.push_back(user->id);
+  } else {
+    auto all = directory.ListUsers();
+    if (!all.ok()) return ctx.Fail(all.status().message());
+    for (const User& u : *all) users.push_back(u.id);
+  }
+  Reconciler reconciler(pool, redis, directory, ctx.clock, metrics);
+  auto audited = reconciler.Audit(users, a.Has("repair"));
+  if (!audited.ok()) return ctx.Fail(audited.status().message());
+  ctx.out << std::left << std::setw(8) << "USER" << std::setw(30) << "WINDOW START" << std::setw(16)
+          << "COUNTER" << std::setw(16) << "LEDGER" << std::setw(14) << "DIFFERENCE"
+          << "STATE\n";
+  int off = 0;
+  for (const CounterAudit& r : *audited) {
+    std::string state = r.busy       ? "busy (rows arriving): not compared"
+                        : !r.counter ? "no counter (built when next needed)"
+                        : r.repaired ? "repaired"
+                        : r.difference() == Money() ? "ok"
+                                                    : "DIFFERENT";
+    if (!r.busy && r.counter && r.difference() != Money() && !r.repaired) ++off;
+    ctx.out << std::left << std::setw(8) << r.user_id << std::setw(30)
+            << FormatRfc3339(r.window.start) << std::setw(16)
+            << (r.counter ? std::to_string(r.counter->nanos()) : "-") << std::setw(16)
+            << r.ledger.nanos() << std::setw(14) << r.difference().nanos() << state << "\n";
+  }
+  return off == 0 ? 0 : 1;
+}
+
 const std::vector<Command>& Commands() {
   static const std::vector<Command> kCommands = {
       {"",
@@ -465,6 +513,14 @@ const std::vector<Command>& Commands() {
        {"user", "reason"},
        {},
        BudgetReset},
+      {"",
+       "audit",
+       "tollgate audit [--user NAME_OR_ID] [--repair]\n  Compares each user's spend counter in"
+       " Redis with the ledger (nanos); exits 1 if one differs. --repair corrects a difference"
+       " that is still there a second later with nothing of the user's moving.",
+       {"user"},
+       {"repair"},
+       Audit},
       {"pricing",
        "list",
        "tollgate pricing list\n  Prints the pricing table in force.",

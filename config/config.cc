@@ -184,7 +184,8 @@ Status ReadFile(const json& root, Config* c) {
             CheckKeys(j, "gate",
                       {"enabled", "clamp_max_tokens", "min_output_tokens", "hold_ttl_seconds",
                        "lease_requests", "redis_down", "auto_create_end_users", "fallback_price",
-                       "drain_max_concurrent", "drain_timeout_seconds", "rebuild_quarantine_ms"});
+                       "drain_max_concurrent", "drain_timeout_seconds", "rebuild_quarantine_ms",
+                       "reconcile_seconds"});
         !s.ok())
       return s;
     Status checks[] = {
@@ -195,6 +196,8 @@ Status ReadFile(const json& root, Config* c) {
         ReadInt(j, "hold_ttl_seconds", "gate.hold_ttl_seconds", 10, 86400, &c->hold_ttl_seconds),
         ReadInt(j, "rebuild_quarantine_ms", "gate.rebuild_quarantine_ms", 0, 60000,
                 &c->rebuild_quarantine_ms),
+        ReadInt(j, "reconcile_seconds", "gate.reconcile_seconds", 0, 86400,
+                &c->reconcile_seconds),
         ReadInt(j, "lease_requests", "gate.lease_requests", 0, 4096, &c->lease_requests),
         ReadBool(j, "auto_create_end_users", "gate.auto_create_end_users",
                  &c->auto_create_end_users),

@@ -77,11 +77,10 @@ std::string TokenRate::ToUsdPerMillionString() const {
   return s;
 }
 
-Money CostAccumulator::Total() const {
+std::optional<Money> CostAccumulator::Total() const {
   __int128 whole = femto_ / 1000000;
   if (femto_ % 1000000 != 0) whole += 1;
-  if (whole > std::numeric_limits<int64_t>::max())
-    return Money::FromNanos(std::numeric_limits<int64_t>::max());
+  if (whole > Money::kMaxNanos) return std::nullopt;
   return Money::FromNanos(static_cast<int64_t>(whole));
 }
 

@@ -11,6 +11,9 @@ namespace tollgate {
 
 class Money {
  public:
+  // The largest amount tollgate handles, $9,007,199.254740991: every amount stays exact
+  // in Redis's Lua numbers (doubles), and sums of a few of them stay within int64.
+  static constexpr int64_t kMaxNanos = (int64_t{1} << 53) - 1;
   constexpr Money() = default;
   static constexpr Money FromNanos(int64_t nanos) { return Money(nanos); }
   // Parses a decimal USD amount ("30", "0.0028", "-1.5"). At most 9 decimals; exact.
@@ -57,14 +60,20 @@ class TokenRate {
 // Sums tokens x rate exactly (128-bit) and converts to Money once at the end.
 // Rounding rule: the total is rounded UP to the next whole nano-dollar, once per
 // request, so a request is never billed less than it cost and the error is < 1 nano.
+// A total above Money::kMaxNanos is no amount at all (nullopt): an error for the
+// caller, never a wrap or a saturated figure that goes on to be added.
 class CostAccumulator {
  public:
   void Add(int64_t tokens, TokenRate rate) {
-    if (tokens > 0) femto_ += static_cast<__int128>(tokens) * rate.nanos_per_million();
+    // A term is below 2^126; once the sum is past 2^100 (far beyond any amount) nothing
+    // more is added, so it never overflows.
+    if (tokens > 0 && femto_ < kCeiling)
+      femto_ += static_cast<__int128>(tokens) * rate.nanos_per_million();
   }
-  Money Total() const;
+  std::optional<Money> Total() const;
 
  private:
+  static constexpr __int128 kCeiling = static_cast<__int128>(1) << 100;
   __int128 femto_ = 0;  // nano-dollars x 1e-6
 };
 

@@ -92,7 +92,7 @@ Status ReadEntry(const json& j, const std::string& where, PriceEntry* e,
   if (Status s = CheckKeys(j, where,
                            {"provider", "model", "aliases", "effective_from", "input", "output",
                             "cache_read", "cache_write_5m", "cache_write_1h", "windows",
-                            "default_max_output", "source", "checked", "note"});
+                            "default_max_output", "max_output", "source", "checked", "note"});
       !s.ok())
     return s;
   for (auto [key, target] : {std::pair{"provider", &e->provider},
@@ -119,6 +119,15 @@ Status ReadEntry(const json& j, const std::string& where, PriceEntry* e,
       return FieldError(where + ".default_max_output", "must be a positive integer");
     }
     e->default_max_output = j["default_max_output"].get<int64_t>();
+  }
+  if (j.contains("max_output")) {
+    if (!j["max_output"].is_number_integer() || j["max_output"].get<int64_t>() < 1 ||
+        j["max_output"].get<int64_t>() > PriceEntry::kAnyModelMaxOutput) {
+      return FieldError(where + ".max_output", "must be an integer from 1 to 1000000");
+    }
+    e->max_output = j["max_output"].get<int64_t>();
+    if (e->default_max_output > e->max_output)
+      return FieldError(where + ".default_max_output", "must not be above max_output");
   }
   if (j.contains("windows")) {
     if (!j["windows"].is_array()) return FieldError(where + ".windows", "must be a list");
@@ -263,12 +272,12 @@ const PriceEntry* PricingTable::BestOverride(const std::string& provider, const 
 void PricingTable::AddOverride(PriceEntry e) const {
   e.override = true;
   e.model = Canonical(e.provider, e.model);
-  if (e.default_max_output == PriceEntry().default_max_output) {
-    // Keep the shipped entry's output cap for the model, if there is one.
-    for (const PriceEntry& shipped : entries_) {
-      if (shipped.provider == e.provider && shipped.model == e.model)
-        e.default_max_output = shipped.default_max_output;
-    }
+  // Keep the shipped entry's output caps for the model, if there is one.
+  for (const PriceEntry& shipped : entries_) {
+    if (shipped.provider != e.provider || shipped.model != e.model) continue;
+    if (e.default_max_output == PriceEntry().default_max_output)
+      e.default_max_output = shipped.default_max_output;
+    if (e.max_output == 0) e.max_output = shipped.max_output;
   }
   std::unique_lock lock(overrides_->mu);
   overrides_->entries.push_back(std::move(e));

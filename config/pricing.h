@@ -42,6 +42,11 @@ struct PriceEntry {
   Rates rates;  // outside every window
   std::vector<PriceWindow> windows;
   int64_t default_max_output = 4096;  // output cap reserved when a request names none
+  // The model's largest output: a request asking for more is refused (400). 0: not
+  // known, kAnyModelMaxOutput applies.
+  int64_t max_output = 0;
+  static constexpr int64_t kAnyModelMaxOutput = 1'000'000;
+  int64_t MaxOutput() const { return max_output > 0 ? max_output : kAnyModelMaxOutput; }
   std::string source;
   std::string checked;    // date the price was read from the source
   bool override = false;  // set by an admin at run time, not shipped in pricing.json

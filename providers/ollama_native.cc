@@ -72,6 +72,7 @@ Result<RequestFacts> ReadRequest(const Route& route, const json& body) {
         return Status::Invalid("options.num_predict: must be an integer");
       if (o["num_predict"].get<int64_t>() >= 0)
         f.max_output_tokens = o["num_predict"].get<int64_t>();  // -1 = unbounded
+      f.max_output_field = "options.num_predict";
     }
   }
   int64_t messages = 0, bytes = 0;

@@ -89,6 +89,7 @@ Result<RequestFacts> ReadRequest(const Route& route, const json& body) {
     if (!body[key].is_number_integer() || body[key].get<int64_t>() < 0)
       return Field(key, "must be a non-negative integer");
     f.max_output_tokens = body[key].get<int64_t>();
+    f.max_output_field = key;
   }
   if (body.contains("user") && body["user"].is_string())
     f.end_user = body["user"].get<std::string>();
@@ -160,6 +161,7 @@ std::optional<RequestFacts> ReadRequestBytes(const Route& route, std::string_vie
   }
   if (f.model.empty() || messages == nullptr) return std::nullopt;
   f.max_output_tokens = max_completion_tokens ? max_completion_tokens : max_tokens;
+  if (max_completion_tokens) f.max_output_field = "max_completion_tokens";
   f.input_tokens_estimate = EstimateInputTokens(messages->text_bytes + tools, messages->elements);
   return f;
 }

@@ -30,6 +30,7 @@ struct RequestFacts {
   std::string model;
   bool stream = false;
   std::optional<int64_t> max_output_tokens;  // what the request asks for, if anything
+  const char* max_output_field = "max_tokens";  // its name in the request, for errors
   int64_t input_tokens_estimate = 0;         // an upper bound where possible
   std::string end_user;                      // OpenAI `user` / Anthropic `metadata.user_id`
   bool client_asked_usage = false;           // stream_options.include_usage was true

@@ -273,10 +273,12 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
   // 4. At what price.
   if (route->endpoint == Endpoint::kChat || route->endpoint == Endpoint::kEmbeddings) {
     auto quote = deps_.pricing.Lookup(std::string(provider.name()), x.facts.model, x.started);
+    int64_t max_output = PriceEntry::kAnyModelMaxOutput;
     if (quote.ok()) {
       x.rates = quote->rates;
       x.price_id = quote->id;
       x.default_cap = quote->entry->default_max_output;
+      max_output = quote->entry->MaxOutput();
     } else if (deps_.config.fallback_input_per_million &&
                deps_.config.fallback_output_per_million) {
       x.rates.input =
@@ -290,6 +292,22 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
                     "model \"" + x.facts.model + "\" has no price configured for " +
                         std::string(provider.name()) +
                         "; ask an admin to add it to the pricing table",
+                    Counter::kProxyRefusedBadRequest);
+    }
+    // No input bends the money: an output cap past the model's is refused before any
+    // amount is computed from it, and so is a reservation past any amount.
+    if (x.facts.max_output_tokens && *x.facts.max_output_tokens > max_output) {
+      return refuse(ErrorKind::kInvalidRequest,
+                    std::string(x.facts.max_output_field) + ": " +
+                        std::to_string(*x.facts.max_output_tokens) + " is above the " +
+                        std::to_string(max_output) + " output tokens \"" + x.facts.model +
+                        "\" can give",
+                    Counter::kProxyRefusedBadRequest);
+    }
+    if (!PlanReservation(ReserveFor(x), Money::FromNanos(Money::kMaxNanos))) {
+      return refuse(ErrorKind::kInvalidRequest,
+                    "the request is too large to price: reduce " +
+                        std::string(x.facts.max_output_field) + " or the input",
                     Counter::kProxyRefusedBadRequest);
     }
   } else {
@@ -306,7 +324,8 @@ ReserveRequest ProxyService::ReserveFor(const Exchange& x) const {
   return ReserveRequest{
       .user_id = x.user_id,
       .request_id = x.request_id,
-      .input_cost = input_cost.Total(),
+      // Past any amount: a negative cost, which PlanReservation refuses.
+      .input_cost = input_cost.Total().value_or(Money::FromNanos(-1)),
       .output_rate = x.rates.output,
       .max_output_tokens = x.facts.max_output_tokens,
       .default_output_cap = x.default_cap,
@@ -663,7 +682,10 @@ void ProxyService::EndDrain() { drains_.fetch_sub(1); }
 void ProxyService::Finish(Exchange& x, int status, Usage usage, bool estimated) {
   if (x.finished) return;
   x.finished = true;
-  Money cost = CostOf(usage, x.rates);
+  // A usage past any amount (no provider reports one) is billed at what was reserved.
+  std::optional<Money> priced = CostOf(usage, x.rates);
+  if (!priced) estimated = true;
+  Money cost = priced.value_or(x.admission.held);
   if (!x.on_loop) {
     deps_.gate.Settle(x.user_id, x.admission.hold_id, cost);
   } else if (!deps_.gate.SettleNoWait(x.user_id, x.admission.hold_id, cost)) {

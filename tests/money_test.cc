@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace tollgate {
 namespace {
 
@@ -48,32 +50,41 @@ TEST(CostAccumulator, RoundsTheTotalUpOnceToAWholeNano) {
   // $0.0001 per million tokens is 0.1 nano-dollar per token.
   CostAccumulator one;
   one.Add(1, *TokenRate::ParseUsdPerMillion("0.0001"));  // 0.1 nano -> 1
-  EXPECT_EQ(one.Total().nanos(), 1);
+  EXPECT_EQ(one.Total()->nanos(), 1);
 
   CostAccumulator many;  // 15 x 0.1 = 1.5 nano -> 2; rounding per token would give 15
   many.Add(15, *TokenRate::ParseUsdPerMillion("0.0001"));
-  EXPECT_EQ(many.Total().nanos(), 2);
+  EXPECT_EQ(many.Total()->nanos(), 2);
 
   CostAccumulator whole;  // 1,000 tokens x $0.0028/M = 2.8 nano-dollars per token x 1,000 = 2,800
   whole.Add(1000, *TokenRate::ParseUsdPerMillion("0.0028"));
-  EXPECT_EQ(whole.Total().nanos(), 2800);
+  EXPECT_EQ(whole.Total()->nanos(), 2800);
 
   CostAccumulator exact;  // 16 in x $3/M + 34 out x $15/M = 48,000 + 510,000 nanos
   exact.Add(16, *TokenRate::ParseUsdPerMillion("3"));
   exact.Add(34, *TokenRate::ParseUsdPerMillion("15"));
-  EXPECT_EQ(exact.Total().nanos(), 558'000);
+  EXPECT_EQ(exact.Total()->nanos(), 558'000);
 
   CostAccumulator none;
   none.Add(0, *TokenRate::ParseUsdPerMillion("15"));
   none.Add(-5, *TokenRate::ParseUsdPerMillion("15"));
-  EXPECT_EQ(none.Total().nanos(), 0);
+  EXPECT_EQ(none.Total()->nanos(), 0);
 }
 
-TEST(CostAccumulator, DoesNotOverflowOnHugeCounts) {
-  CostAccumulator big;
-  big.Add(4'000'000'000'000,
-          *TokenRate::ParseUsdPerMillion("1000"));  // 4e12 tokens x $1000/M = $4e9
-  EXPECT_EQ(big.Total().nanos(), 4'000'000'000'000'000'000);
+TEST(CostAccumulator, ATotalPastAnyAmountIsNoneNeverAWrapOrASaturation) {
+  CostAccumulator big;  // 9e6 tokens x $1000/M = $9,000: an amount
+  big.Add(9'000'000, *TokenRate::ParseUsdPerMillion("1000"));
+  EXPECT_EQ(big.Total()->nanos(), 9'000'000'000'000);
+  CostAccumulator edge;  // exactly the largest amount, then one nano more
+  edge.Add(Money::kMaxNanos, TokenRate::FromNanosPerMillion(1'000'000));
+  EXPECT_EQ(edge.Total()->nanos(), Money::kMaxNanos);
+  edge.Add(1, TokenRate::FromNanosPerMillion(1'000'000));
+  EXPECT_FALSE(edge.Total().has_value());
+  CostAccumulator huge;  // what a wrap or a saturation would have made an amount of
+  for (int i = 0; i < 1000; ++i)
+    huge.Add(std::numeric_limits<int64_t>::max(), TokenRate::FromNanosPerMillion(
+                                                      std::numeric_limits<int64_t>::max()));
+  EXPECT_FALSE(huge.Total().has_value());
 }
 
 TEST(DecimalText, RecoversTheWrittenDecimalOfAJsonNumber) {

@@ -86,7 +86,7 @@ TEST_F(ShippedPricing, CostOfAnAnthropicAnswerByHand) {
   cost.Add(6, r.input);
   cost.Add(41203, r.cache_read);
   cost.Add(21, r.output);
-  EXPECT_EQ(cost.Total().nanos(), 18'000 + 12'360'900 + 315'000);
+  EXPECT_EQ(cost.Total()->nanos(), 18'000 + 12'360'900 + 315'000);
 }
 
 struct BadTable {

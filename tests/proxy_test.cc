@@ -750,6 +750,44 @@ TEST_F(Proxy, BudgetRefusalIsFinal402InEachEnvelope) {
   EXPECT_EQ(metrics_.Get(Counter::kProxyRefusedBudget), 3u);
 }
 
+// A huge output cap was admitted: its cost saturated, input + output wrapped to a
+// negative amount, and the hold it left refused the user for good.
+TEST_F(Proxy, AnOutputCapPastTheModelsIsRefusedAndLocksNobodyOut) {
+  Stop();
+  ledger_.Clear();
+  Start(Money::FromNanos(5'000'000'000));  // $5
+  for (const char* huge : {"999999999999999999", "9223372036854775807", "18446744073709551615",
+                           "64001"}) {
+    auto c = client_->Post("/anthropic/v1/messages", {{"x-api-key", key_}},
+                           R"({"model":"claude-haiku-4-5","max_tokens":)" + std::string(huge) +
+                               R"(,"messages":[{"role":"user","content":"hi"}]})",
+                           "application/json");
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->status, 400) << huge;
+    EXPECT_EQ(json::parse(c->body)["error"]["type"], "invalid_request_error") << c->body;
+    EXPECT_NE(c->body.find("max_tokens"), std::string::npos) << c->body;
+    if (std::string(huge) == "64001") continue;  // Haiku's maximum + 1; Mistral names none
+    json mistral = Chat("mistral-large-latest", false);
+    mistral["max_tokens"] = json::parse(huge);
+    auto m = Post("/mistral/v1/chat/completions", mistral);
+    EXPECT_EQ(m->status, 400) << huge << " " << m->body;
+    EXPECT_NE(m->body.find("max_tokens"), std::string::npos) << m->body;
+  }
+  json ollama = {{"model", "x"}, {"prompt", "hi"}, {"stream", false},
+                 {"options", {{"num_predict", 999999999999999999}}}};
+  auto o = Post("/ollama/api/generate", ollama);
+  EXPECT_EQ(o->status, 400) << o->body;
+  EXPECT_NE(o->body.find("options.num_predict"), std::string::npos) << o->body;
+  EXPECT_EQ(gate_->open_holds(), 0u) << "nothing was held";
+  EXPECT_TRUE(ledger_.rows().empty()) << "nothing was forwarded";
+  // At the model's maximum, and after all of the above, the user is served.
+  json claude = Chat("claude-haiku-4-5", false);
+  claude["max_tokens"] = 64000;
+  auto ok = client_->Post("/anthropic/v1/messages", {{"x-api-key", key_}}, claude.dump(),
+                          "application/json");
+  EXPECT_EQ(ok->status, 200) << ok->body;
+}
+
 TEST_F(Proxy, ClampsAnUnsetMaxTokensToWhatTheBudgetAffords) {
   Stop();
   ledger_.Clear();

@@ -95,6 +95,6 @@ for pid in "${instance_pids[@]}"; do
   wait "$pid" || rc=$?
   check '[ "$rc" -eq 0 ]' "an instance stopped by SIGTERM exits 0 (got $rc)"
 done
-holds=$(redis-cli -p "$TOLLGATE_TEST_REDIS_PORT" -n 2 --scan --pattern 'tg:*:held' | wc -l)
+holds=$(redis-cli -p "$TOLLGATE_TEST_REDIS_PORT" -n 2 --scan --pattern 'tg:*:hold-sum' | wc -l)
 check '[ "$holds" -eq 0 ]' "stopped instances leave no hold in Redis ($holds hold totals left)"
 verdict

@@ -52,7 +52,7 @@ settle_down() { # USER_ID
   local last="" now
   for _ in $(seq 1 100); do
     now=$(counter "$1")
-    [ "$now" = "$last" ] && [ -z "$(redis-cli -p "$redis_port" GET "tg:{u:$1}:held")" ] && return
+    [ "$now" = "$last" ] && [ -z "$(redis-cli -p "$redis_port" GET "tg:{u:$1}:hold-sum")" ] && return
     last=$now
     sleep 0.2
   done
