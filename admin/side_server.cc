@@ -5,19 +5,20 @@
 #include "admin/admin_api.h"
 #include "admin/pages.h"
 #include "admin/user_api.h"
+#include "config/text.h"
 
 namespace tollgate {
-
 void SendSideError(httplib::Response& res, int status, const std::string& code,
                    const std::string& message) {
   res.status = status;
-  res.set_content(nlohmann::json{{"error", {{"code", code}, {"message", message}}}}.dump(),
-                  "application/json");
+  res.set_content(
+      DumpJson(nlohmann::json{{"error", {{"code", code}, {"message", ValidUtf8(message)}}}}),
+      "application/json");
 }
 
 std::unique_ptr<EventServer> BuildSideServer(const SideDependencies& deps) {
   auto server = std::make_unique<EventServer>(
-      ServerTuning{.worker_threads = 32, .max_body_bytes = 1024 * 1024});
+      ServerTuning{.worker_threads = 32, .max_body_bytes = 1024 * 1024}, Boundary(&deps.metrics));
 
   server->Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
     res.set_content(R"({"status":"ok"})", "application/json");
@@ -32,10 +33,9 @@ std::unique_ptr<EventServer> BuildSideServer(const SideDependencies& deps) {
     };
     bool ready = pg.ok() && redis.ok();
     res.status = ready ? 200 : 503;
-    res.set_content(nlohmann::json{{"status", ready ? "ready" : "not ready"},
-                                   {"postgres", part(pg)},
-                                   {"redis", part(redis)}}
-                        .dump(),
+    res.set_content(DumpJson(nlohmann::json{{"status", ready ? "ready" : "not ready"},
+                                            {"postgres", part(pg)},
+                                            {"redis", part(redis)}}),
                     "application/json");
   });
 
@@ -52,6 +52,8 @@ std::unique_ptr<EventServer> BuildSideServer(const SideDependencies& deps) {
   server->set_error_renderer(
       [](const httplib::Request&, int status, const std::string& message, httplib::Response& res) {
         if (status == 404) return SendSideError(res, 404, "not_found", "no such endpoint");
+        if (status >= 500)
+          return SendSideError(res, status, "internal", "internal error; see the server log");
         SendSideError(res, status, status == 413 ? "too_large" : "bad_request", message);
       });
   return server;

@@ -14,8 +14,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <iostream>
 
+#include "config/text.h"
 #include "net/header_list.h"
 
 namespace tollgate {
@@ -213,10 +213,11 @@ std::string ChunkFrame(std::string_view data) {
   return frame;
 }
 
-EventServer::EventServer(const ServerTuning& tuning)
+EventServer::EventServer(const ServerTuning& tuning, Boundary boundary)
     : tuning_(tuning),
       limits_{.max_body_bytes = tuning.max_body_bytes},
-      pool_(std::make_unique<WorkerPool>(static_cast<size_t>(tuning.worker_threads))) {}
+      boundary_(boundary),
+      pool_(std::make_unique<WorkerPool>(static_cast<size_t>(tuning.worker_threads), boundary)) {}
 
 EventServer::~EventServer() { Stop(); }
 
@@ -437,14 +438,15 @@ void EventServer::Loop() {
         uint64_t count;
         if (read(wake_fd_, &count, sizeof(count)) < 0) continue;
       } else {
-        static_cast<Watcher*>(tag)->OnEvents(events[i].events);
+        boundary_.Run("a loop event",
+                      [&] { static_cast<Watcher*>(tag)->OnEvents(events[i].events); });
       }
     }
     RunPosted();
     if (RunTimers()) RunPosted();  // what the timers posted goes now, not after the next wait
     if (Clock::now() - last_sweep >= std::chrono::seconds(1)) {
       Sweep();
-      for (const auto& tick : ticks_) tick();
+      for (const auto& tick : ticks_) boundary_.Run("a loop tick", tick);
       last_sweep = Clock::now();
     }
   }
@@ -477,7 +479,7 @@ void EventServer::RunPosted() {
       if (posted_.empty()) return;
       tasks.swap(posted_);
     }
-    for (auto& task : tasks) task();
+    for (auto& task : tasks) boundary_.Run("a posted task", task);
   }
 }
 
@@ -507,7 +509,7 @@ bool EventServer::RunTimers() {
     due.push_back(std::move(t.task));
     return true;
   });
-  for (auto& task : due) task();  // may set new timers
+  for (auto& task : due) boundary_.Run("a timer", task);  // may set new timers
   return !due.empty();
 }
 
@@ -615,8 +617,16 @@ bool EventServer::TryOnLoop(Connection* c) {
   httplib::Request& req = *c->request;
   for (const auto& route : routes_) {
     if (!route.Matches(req)) continue;
+    if (!route.on_loop) return false;
     // Declined: the worker's Answer() takes the request as it is.
-    return route.on_loop && route.on_loop(req, LoopReply(this, c, keep_alive));
+    bool taken = false;
+    if (boundary_.Run("a loop handler",
+                      [&] { taken = route.on_loop(req, LoopReply(this, c, keep_alive)); }))
+      return taken;
+    httplib::Response res;  // it threw, having used no reply
+    RenderError(req, 500, "internal error", res);
+    SendOnLoop(c, res, keep_alive);
+    return true;
   }
   return false;
 }
@@ -699,13 +709,11 @@ EventServer::Outcome EventServer::Answer(Connection& c, const StreamingHandler* 
   if (error != 0) {
     // What follows an unreadable request cannot be framed: answer and close.
     keep_alive = false;
-    res.status = error;
-    if (render_error_) render_error_(req, error, c.parser.error_message(), res);
+    RenderError(req, error, c.parser.error_message(), res);
   } else if (handler != nullptr) {
     Run(*handler, req, res, writer);
   } else if (!Route(req, res, writer)) {
-    res.status = 404;
-    if (render_error_) render_error_(req, 404, "no route for " + req.method + " " + req.path, res);
+    RenderError(req, 404, "no route for " + req.method + " " + req.path, res);
   }
   if (writer.detached()) return Outcome::kDetached;
   if (writer.started())
@@ -726,15 +734,23 @@ bool EventServer::Route(httplib::Request& req, httplib::Response& res, ResponseW
 
 void EventServer::Run(const StreamingHandler& handler, const httplib::Request& req,
                       httplib::Response& res, ResponseWriter& writer) {
-  try {
-    handler(req, res, writer);
-  } catch (const std::exception& e) {
-    // Handlers return errors as values; this is the last line, not the plan.
-    std::cerr << "tollgate: handler for " << req.method << " " << req.path << " threw: " << e.what()
-              << std::endl;
-    writer.Abort();
+  if (boundary_.Run("a handler", [&] { handler(req, res, writer); })) return;
+  // Handlers return errors as values; this is the last line, not the plan: a 500 in the
+  // route's own shape, or an answer already begun cut off.
+  writer.Abort();
+  res = httplib::Response();
+  RenderError(req, 500, "internal error", res);
+}
+
+void EventServer::RenderError(const httplib::Request& req, int status, std::string_view message,
+                              httplib::Response& res) {
+  res.status = status;
+  if (!render_error_) return;
+  bool rendered = boundary_.Run("the error renderer",
+                                [&] { render_error_(req, status, ValidUtf8(message), res); });
+  if (!rendered) {
     res = httplib::Response();
-    res.status = 500;
+    res.status = status;  // CompleteAnswer gives it the plain reason
   }
 }
 

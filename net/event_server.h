@@ -28,6 +28,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "net/boundary.h"
 #include "net/event_loop.h"
 #include "net/http_request_parser.h"
 #include "net/worker_pool.h"
@@ -140,14 +141,18 @@ class EventServer final : public EventLoop {
   using StreamingHandler = ::tollgate::StreamingHandler;
   // Runs on the loop thread and must not block: takes the request (true; `reply` is
   // then sent later, once) or declines it (false, having answered nothing), and the
-  // route's worker handler gets it.
+  // route's worker handler gets it. One that throws must have used no reply: the server
+  // answers 500 for it.
   using LoopHandler = std::function<bool(const httplib::Request&, const LoopReply& reply)>;
   // Renders an error the server raises itself (no route: 404; a request it cannot
-  // read: 400, 413, 431, 501, 505). `req` holds what was read of the request.
+  // read: 400, 413, 431, 501, 505; a handler that threw: 500). `req` holds what was
+  // read of the request, the caller's bytes as they came; `message` is valid UTF-8.
   using ErrorRenderer = std::function<void(const httplib::Request& req, int status,
                                            const std::string& message, httplib::Response& res)>;
 
-  explicit EventServer(const ServerTuning& tuning);
+  // Handlers, loop callbacks, worker tasks and the error renderer run inside `boundary`:
+  // an exception from one is a 500 (or a cut answer), a log line and a count.
+  explicit EventServer(const ServerTuning& tuning, Boundary boundary = Boundary());
   ~EventServer();
   EventServer(const EventServer&) = delete;
   EventServer& operator=(const EventServer&) = delete;
@@ -228,8 +233,11 @@ class EventServer final : public EventLoop {
   bool NextRequestReady(Connection* c);
   httplib::Request TakeRequest(Connection& c);
   bool Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer);
-  static void Run(const StreamingHandler& handler, const httplib::Request& req,
-                  httplib::Response& res, ResponseWriter& writer);
+  void Run(const StreamingHandler& handler, const httplib::Request& req, httplib::Response& res,
+           ResponseWriter& writer);
+  // The renderer's answer for `status` in `res`, or the server's plain one if it throws.
+  void RenderError(const httplib::Request& req, int status, std::string_view message,
+                   httplib::Response& res);
   bool WriteResponse(Connection& c, const httplib::Request& req, httplib::Response& res,
                      bool keep_alive);
   // Into / out of the epoll set, with mu_ held.
@@ -241,6 +249,7 @@ class EventServer final : public EventLoop {
 
   const ServerTuning tuning_;
   const ParserLimits limits_;
+  const Boundary boundary_;
   std::vector<struct Route> routes_;
   ErrorRenderer render_error_;
 

@@ -28,6 +28,9 @@ constexpr CounterInfo kInfo[] = {
      "Proxy requests answered on the event loop without a worker thread (the hot path)."},
     {"tollgate_lease_admissions_total", "",
      "Requests admitted against a budget lease held by this instance, without a Redis call."},
+    {"tollgate_internal_errors_total", "",
+     "Exceptions stopped where the event loop or a worker called in: each became a 500, a cut "
+     "stream or a log line, never the end of the process."},
 };
 static_assert(std::size(kInfo) == static_cast<size_t>(Counter::kCount));
 

@@ -26,6 +26,7 @@ enum class Counter : int {
   kPostgresErrors,           // Postgres operations that failed
   kProxyAnsweredOnLoop,      // answered on the event loop, no worker thread involved
   kLeaseAdmissions,          // admitted against a budget lease, without asking Redis
+  kInternalErrors,           // exceptions stopped at a Boundary (500 or a cut stream, no crash)
   kCount
 };
 

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <future>
+#include <stdexcept>
 
 namespace tollgate {
 namespace {
@@ -496,6 +497,123 @@ TEST_F(EventServerTest, TheWriterReportsAClientThatHungUp) {
   c.reset();  // hang up mid-answer
   int writes = firehose_writes_.get_future().get();
   EXPECT_LT(writes, 100'000) << "Write() must return false once the client is gone";
+}
+
+// ---- a boundary nothing crosses ---------------------------------------------------
+
+// Routes that throw, a renderer that throws on one path, and a plain route: whatever
+// throws, the server answers and goes on.
+class ServerBoundary : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<EventServer>(ServerTuning{.worker_threads = 4}, Boundary(&metrics_));
+    server_->Get("/throws", [](const httplib::Request&, httplib::Response&) {
+      throw std::runtime_error("a handler's bug \xff");
+    });
+    server_->Streaming("GET", "/throws-mid-answer",
+                       [](const httplib::Request&, httplib::Response&, ResponseWriter& w) {
+                         w.Begin(200, {});
+                         w.Write("part");
+                         throw std::logic_error("a bug after the answer began");
+                       });
+    server_->OnLoop(
+        "POST", "/throws-on-loop",
+        [](const httplib::Request&, const LoopReply&) -> bool {
+          throw std::runtime_error("a loop handler's bug");
+        },
+        nullptr);
+    server_->Get("/fine", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("fine", "text/plain");
+    });
+    server_->set_error_renderer([](const httplib::Request& req, int status,
+                                   const std::string& message, httplib::Response& res) {
+      if (req.path == "/renderer-throws") throw std::runtime_error("a renderer's bug");
+      res.set_content("rendered " + std::to_string(status) + ": " + message, "text/plain");
+    });
+    port_ = server_->Start("127.0.0.1", 0);
+    ASSERT_GT(port_, 0);
+  }
+  void TearDown() override { server_->Stop(); }
+
+  // The server still answers, on a new connection.
+  void ExpectStillServing() {
+    RawClient c(port_);
+    c.Send("GET /fine HTTP/1.1\r\n\r\n");
+    EXPECT_NE(c.ReadUntil("fine").find("HTTP/1.1 200 OK"), std::string::npos);
+  }
+  // Sends `wire` on a new connection and returns the answer, read until `until` has come
+  // (or the close); then one exception was counted, and the server still serves.
+  std::string AskOneFailure(const std::string& wire, const std::string& until) {
+    RawClient c(port_);
+    c.Send(wire);
+    std::string reply = c.ReadUntil(until);
+    EXPECT_EQ(metrics_.Get(Counter::kInternalErrors), 1u);
+    ExpectStillServing();
+    return reply;
+  }
+
+  Metrics metrics_;
+  std::unique_ptr<EventServer> server_;
+  int port_ = -1;
+};
+
+TEST_F(ServerBoundary, AHandlerThatThrowsGets500InTheRenderersShapeAndTheServerGoesOn) {
+  RawClient c(port_);
+  c.Send("GET /throws HTTP/1.1\r\n\r\n");
+  std::string reply = c.ReadUntil("internal error");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 500 Internal Server Error\r\n", 0), 0u) << reply;
+  EXPECT_NE(reply.find("rendered 500: internal error"), std::string::npos) << reply;
+  EXPECT_EQ(reply.find('\xff'), std::string::npos) << "the exception's text stays in the log";
+  EXPECT_EQ(metrics_.Get(Counter::kInternalErrors), 1u);
+  // The same connection serves the next request.
+  c.Clear();
+  c.Send("GET /fine HTTP/1.1\r\n\r\n");
+  EXPECT_NE(c.ReadUntil("fine").find("200 OK"), std::string::npos);
+  ExpectStillServing();
+}
+
+TEST_F(ServerBoundary, AnAnswerBegunWhenItsHandlerThrowsIsCutNotCompleted) {
+  // Read to the close: what never comes.
+  std::string all = AskOneFailure("GET /throws-mid-answer HTTP/1.1\r\n\r\n", "never sent");
+  EXPECT_NE(all.find("4\r\npart\r\n"), std::string::npos) << all;
+  EXPECT_EQ(all.find("0\r\n\r\n"), std::string::npos) << "a cut answer must not look whole";
+}
+
+TEST_F(ServerBoundary, ALoopHandlerThatThrowsGets500AndTheLoopGoesOn) {
+  std::string reply =
+      AskOneFailure("POST /throws-on-loop HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "internal error");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 500", 0), 0u) << reply;
+  EXPECT_NE(reply.find("rendered 500: internal error"), std::string::npos) << reply;
+}
+
+TEST_F(ServerBoundary, ARendererThatThrowsLeavesTheServersPlainAnswer) {
+  std::string reply = AskOneFailure("GET /renderer-throws HTTP/1.1\r\n\r\n", "Not Found");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 404", 0), 0u) << reply;
+  EXPECT_NE(reply.find("\r\n\r\nNot Found"), std::string::npos) << reply;
+}
+
+TEST_F(ServerBoundary, PostedTasksAndTimersThatThrowLeaveTheLoopRunning) {
+  auto after = std::make_shared<std::promise<bool>>();
+  auto ran = after->get_future();
+  EventServer* loop = server_.get();
+  loop->Post([] { throw std::runtime_error("a posted task's bug"); });
+  loop->Post([loop, after] {
+    loop->RunAfter(std::chrono::milliseconds(1), [] { throw std::runtime_error("a timer's bug"); });
+    loop->RunAfter(std::chrono::milliseconds(2),
+                   [loop, after] { after->set_value(loop->InLoopThread()); });
+  });
+  ASSERT_EQ(ran.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(ran.get());
+  EXPECT_EQ(metrics_.Get(Counter::kInternalErrors), 2u);
+  ExpectStillServing();
+}
+
+TEST_F(ServerBoundary, ThePathAnErrorQuotesIsValidUtf8) {
+  RawClient c(port_);
+  c.Send("GET /\xff\xfe HTTP/1.1\r\n\r\n");
+  std::string reply = c.ReadUntil("rendered 404");
+  EXPECT_NE(reply.find("rendered 404: no route for GET /\\xFF\\xFE"), std::string::npos) << reply;
+  ExpectStillServing();
 }
 
 }  // namespace
