@@ -54,7 +54,11 @@ std::unique_ptr<EventServer> BuildSideServer(const SideDependencies& deps) {
         if (status == 404) return SendSideError(res, 404, "not_found", "no such endpoint");
         if (status >= 500)
           return SendSideError(res, status, "internal", "internal error; see the server log");
-        SendSideError(res, status, status == 413 ? "too_large" : "bad_request", message);
+        SendSideError(res, status,
+                      status == 413   ? "too_large"
+                      : status == 414 ? "uri_too_long"
+                                      : "bad_request",
+                      message);
       });
   return server;
 }

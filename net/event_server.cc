@@ -78,6 +78,8 @@ const char* Reason(int status) {
       return "Conflict";
     case 413:
       return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
     case 415:
       return "Unsupported Media Type";
     case 422:
@@ -215,7 +217,7 @@ std::string ChunkFrame(std::string_view data) {
 
 EventServer::EventServer(const ServerTuning& tuning, Boundary boundary)
     : tuning_(tuning),
-      limits_{.max_body_bytes = tuning.max_body_bytes},
+      limits_{.max_body_bytes = tuning.max_body_bytes, .max_target_bytes = tuning.max_target_bytes},
       boundary_(boundary),
       pool_(std::make_unique<WorkerPool>(static_cast<size_t>(tuning.worker_threads), boundary)) {}
 
@@ -242,7 +244,7 @@ void EventServer::Delete(const std::string& pattern, Handler handler) {
 }
 void EventServer::Streaming(const std::string& method, const std::string& pattern,
                             StreamingHandler handler) {
-  routes_.push_back({method, std::regex(pattern), "", std::move(handler), nullptr});
+  routes_.push_back({method, PathPattern(pattern), "", std::move(handler), nullptr});
 }
 void EventServer::Streaming(const std::string& method, PathPrefix prefix,
                             StreamingHandler handler) {
@@ -250,7 +252,7 @@ void EventServer::Streaming(const std::string& method, PathPrefix prefix,
 }
 void EventServer::OnLoop(const std::string& method, const std::string& pattern, LoopHandler on_loop,
                          StreamingHandler on_worker) {
-  routes_.push_back({method, std::regex(pattern), "", std::move(on_worker), std::move(on_loop)});
+  routes_.push_back({method, PathPattern(pattern), "", std::move(on_worker), std::move(on_loop)});
   has_loop_routes_ = true;
 }
 void EventServer::OnLoop(const std::string& method, PathPrefix prefix, LoopHandler on_loop,
@@ -260,9 +262,9 @@ void EventServer::OnLoop(const std::string& method, PathPrefix prefix, LoopHandl
   has_loop_routes_ = true;
 }
 
-bool EventServer::Route::Matches(httplib::Request& req) const {
+bool EventServer::Route::Matches(const httplib::Request& req) const {
   if (method != req.method) return false;
-  if (pattern) return std::regex_match(req.path, req.matches, *pattern);
+  if (pattern) return pattern->Matches(req.path);
   return req.path.starts_with(prefix);
 }
 

@@ -21,7 +21,6 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -31,6 +30,7 @@
 #include "net/boundary.h"
 #include "net/event_loop.h"
 #include "net/http_request_parser.h"
+#include "net/path.h"
 #include "net/worker_pool.h"
 
 namespace tollgate {
@@ -38,6 +38,7 @@ namespace tollgate {
 struct ServerTuning {
   int worker_threads = 64;  // requests in progress at once (an open stream holds one)
   size_t max_body_bytes = 10 * 1024 * 1024;  // larger bodies get 413
+  size_t max_target_bytes = 8 * 1024;        // longer request targets get 414 (as nginx)
   int read_timeout_seconds = 60;             // a request that stops arriving half-way is closed
   int keep_alive_seconds = 60;               // an idle connection is closed
 };
@@ -145,7 +146,7 @@ class EventServer final : public EventLoop {
   // answers 500 for it.
   using LoopHandler = std::function<bool(const httplib::Request&, const LoopReply& reply)>;
   // Renders an error the server raises itself (no route: 404; a request it cannot
-  // read: 400, 413, 431, 501, 505; a handler that threw: 500). `req` holds what was
+  // read: 400, 413, 414, 431, 501, 505; a handler that threw: 500). `req` holds what was
   // read of the request, the caller's bytes as they came; `message` is valid UTF-8.
   using ErrorRenderer = std::function<void(const httplib::Request& req, int status,
                                            const std::string& message, httplib::Response& res)>;
@@ -157,10 +158,10 @@ class EventServer final : public EventLoop {
   EventServer(const EventServer&) = delete;
   EventServer& operator=(const EventServer&) = delete;
 
-  // Routes, tried in order; `pattern` must match the whole path (query excluded) and
-  // its groups land in req.matches. Register them before Start(). A route given a
-  // PathPrefix takes every path that starts with it, compared as bytes (no regex on the
-  // hot path); req.matches stays empty and the handler reads req.path.
+  // Routes, tried in order; `pattern` (a PathPattern: literal segments and `*`) must
+  // match the whole path (query excluded); a handler reads what a `*` stood for with
+  // PathSegment(req.path, i). Register them before Start(). A route given a PathPrefix
+  // takes every path that starts with it, compared as bytes.
   void Get(const std::string& pattern, Handler handler);
   void Post(const std::string& pattern, Handler handler);
   void Put(const std::string& pattern, Handler handler);
@@ -199,11 +200,11 @@ class EventServer final : public EventLoop {
   struct Connection;
   struct Route {
     std::string method;
-    std::optional<std::regex> pattern;  // none for a PathPrefix route, which has:
+    std::optional<PathPattern> pattern;  // none for a PathPrefix route, which has:
     std::string prefix;
     StreamingHandler handler;
     LoopHandler on_loop;  // may be empty
-    bool Matches(httplib::Request& req) const;
+    bool Matches(const httplib::Request& req) const;
   };
 
   void Loop();

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/test_env.h"
+
 namespace tollgate {
 namespace {
 
@@ -74,6 +76,19 @@ TEST_F(SideServer, MetricsExportGaugesAndHistograms) {
         "# TYPE tollgate_settle_lag_seconds histogram\n"}) {
     EXPECT_NE(body.find(line), std::string::npos) << line << body;
   }
+}
+
+TEST_F(SideServer, BadBytesAndLongPathsGetTheOneErrorShapeAndThePortGoesOn) {
+  for (const std::string& wire :
+       {std::string("GET /\xff\xfe HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        "POST /api/v1/budget/admin/reset/" + std::string(40'000, 'A') +
+            " HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"}) {
+    std::string reply = testing::RawExchange(running_->port(), wire);
+    json j = json::parse(reply.substr(reply.find("\r\n\r\n") + 4), nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << "not valid UTF-8 JSON: " << reply.substr(0, 300);
+    EXPECT_TRUE(j["error"].contains("code")) << reply.substr(0, 300);
+  }
+  EXPECT_EQ(client_->Get("/healthz")->status, 200);
 }
 
 TEST_F(SideServer, UnknownPathUsesTheOneErrorShape) {
