@@ -1,5 +1,7 @@
 #include "net/path.h"
 
+#include "net/header_list.h"
+
 namespace tollgate {
 namespace {
 
@@ -15,6 +17,22 @@ bool EverySegment(std::string_view path, F&& each) {
     if (slash == std::string_view::npos) return true;
     start = slash + 1;
   }
+}
+
+// "." or "..", each dot maybe written %2e / %2E.
+bool IsDotSegment(std::string_view segment) {
+  int dots = 0;
+  while (!segment.empty()) {
+    if (segment.front() == '.') {
+      segment.remove_prefix(1);
+    } else if (EqualsIgnoreCase(segment.substr(0, 3), "%2e")) {
+      segment.remove_prefix(3);
+    } else {
+      return false;
+    }
+    if (++dots > 2) return false;
+  }
+  return dots > 0;
 }
 
 }  // namespace
@@ -45,6 +63,17 @@ std::string_view PathSegment(std::string_view path, size_t index) {
     return false;
   });
   return found;
+}
+
+bool IsPlainPath(std::string_view path) {
+  if (path.find('\\') != std::string_view::npos) return false;
+  for (size_t pct = path.find('%'); pct != std::string_view::npos; pct = path.find('%', pct + 1)) {
+    std::string_view code = path.substr(pct, 3);
+    if (EqualsIgnoreCase(code, "%2f") || EqualsIgnoreCase(code, "%5c")) return false;
+  }
+  if (path.find('.') == std::string_view::npos && path.find('%') == std::string_view::npos)
+    return true;  // the usual path: nothing to resolve
+  return EverySegment(path, [](std::string_view segment) { return !IsDotSegment(segment); });
 }
 
 }  // namespace tollgate

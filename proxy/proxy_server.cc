@@ -3,6 +3,7 @@
 #include "budget/cost.h"
 #include "budget/keys.h"
 #include "config/text.h"
+#include "net/path.h"
 #include "providers/json_bounded.h"
 
 namespace tollgate {
@@ -203,6 +204,15 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
     Refuse(provider, route, kind, message, res);
     return Prepared::kAnswered;
   };
+  // The upstream would resolve these against the path before them: a route other than
+  // the one matched, priced and allowed here.
+  if (!IsPlainPath(req.path)) {
+    return refuse(ErrorKind::kInvalidRequest,
+                  "path " + req.path +
+                      ": dot-segments (. and .., also written %2e) and encoded slashes or "
+                      "backslashes (%2f, %5c, \\) are not accepted",
+                  Counter::kProxyRefusedBadRequest);
+  }
   if (!route) {
     return refuse(ErrorKind::kNotFound,
                   "unknown path " + req.path + " for " + std::string(provider.name()),

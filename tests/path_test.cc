@@ -1,4 +1,4 @@
-// Route patterns matched segment by segment.
+// Route patterns matched segment by segment, and the paths the proxy passes on.
 #include "net/path.h"
 
 #include <gtest/gtest.h>
@@ -42,6 +42,36 @@ TEST(PathPattern, PathSegmentGivesWhatAStarStoodFor) {
   EXPECT_EQ(PathSegment("/items/7", 1), "7");
   EXPECT_EQ(PathSegment("/items/7", 2), "");
   EXPECT_EQ(PathSegment("", 0), "");
+}
+
+TEST(PlainPath, DotSegmentsInAnySpellingAreNotPlain) {
+  for (const char* path :
+       {"/mistral/v1/models/../files", "/mistral/v1/models/%2e%2e/files",
+        "/mistral/v1/models/%2E%2E/files", "/mistral/v1/models/%2e%2E/files",
+        "/mistral/v1/models/.%2e/files", "/mistral/v1/models/%2e./files", "/mistral/v1/models/..",
+        "/mistral/v1/models/%2e%2e", "/mistral/./v1/models", "/mistral/v1/%2e/models",
+        "/mistral/v1/%2E/models", "/mistral/v1/models/.", "/../mistral/v1/models"}) {
+    EXPECT_FALSE(IsPlainPath(path)) << path;
+  }
+}
+
+TEST(PlainPath, EncodedSlashesAndBackslashesAreNotPlain) {
+  for (const char* path :
+       {"/mistral/v1/models/a%2fb", "/mistral/v1/models/a%2Fb", "/mistral/v1/models%2f..%2ffiles",
+        "/mistral/v1/models/a%5cb", "/mistral/v1/models/a%5Cb", "/mistral/v1/models/..\\files",
+        "/mistral/v1/models\\x"}) {
+    EXPECT_FALSE(IsPlainPath(path)) << path;
+  }
+}
+
+TEST(PlainPath, OrdinaryPathsArePlain) {
+  for (const char* path :
+       {"/mistral/v1/chat/completions", "/mistral/v1/models/mistral-large-2411",
+        "/mistral/v1/models/ft:open-mistral-7b:abc.1", "/ollama/v1/models/llama3.2",
+        "/mistral/v1/models/...", "/mistral/v1/models/.hidden", "/mistral/v1/models/a..b",
+        "/mistral/v1/models/%2e%2e%2e", "/mistral/v1/models/caf%C3%A9", "/mistral/v1/x%25"}) {
+    EXPECT_TRUE(IsPlainPath(path)) << path;
+  }
 }
 
 }  // namespace

@@ -128,6 +128,44 @@ TEST_F(ProxyBadInput, EveryErrorPathAnswersValidUtf8Json) {
   ExpectStillServing();
 }
 
+TEST_F(ProxyBadInput, DotSegmentsAreRefusedAndNeverReachTheUpstream) {
+  ASSERT_TRUE(sim_client_->Delete("/_sim/requests"));
+  const std::string mistral_key = "Authorization: Bearer " + key_ + "\r\n";
+  for (const char* target :
+       {"/mistral/v1/models/../files", "/mistral/v1/models/%2e%2e/files",
+        "/mistral/v1/models/%2E%2E/files", "/mistral/v1/models/.%2E/files",
+        "/mistral/v1/models/%2e./files", "/mistral/v1/models/..", "/mistral/v1/models/./x",
+        "/mistral/v1/models/%2e/x", "/mistral/v1/models/..%2ffiles",
+        "/mistral/v1/models/%2F..%2Ffiles", "/mistral/v1/models/..%5cfiles",
+        "/mistral/v1/models/..\\files", "/mistral/v1/models?after=/../files"}) {
+    std::string path = target;
+    bool plain = path.find('?') != std::string::npos;  // a query is no path: passed on
+    Wire w = Raw("GET " + path + " HTTP/1.1\r\n" + mistral_key + "Connection: close\r\n\r\n");
+    if (plain) {
+      EXPECT_EQ(w.status, 200) << path << ": " << w.body;
+      continue;
+    }
+    EXPECT_EQ(w.status, 400) << path << ": " << w.body;
+    json j = ValidJson(w);
+    EXPECT_EQ(j["object"], "error") << path;
+    EXPECT_NE(j["error"]["message"].get<std::string>().find("dot-segments"), std::string::npos);
+  }
+  // In the other providers' shapes too, and on the loop's path (POST).
+  Wire anthropic = Raw("GET /anthropic/v1/models/%2e%2e/messages HTTP/1.1\r\nx-api-key: " + key_ +
+                       "\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(anthropic.status, 400);
+  EXPECT_EQ(ValidJson(anthropic)["type"], "error");
+  std::string chat = Chat("mistral-small-latest", false).dump();
+  Wire post = Raw("POST /mistral/v1/x/../chat/completions HTTP/1.1\r\n" + mistral_key +
+                  "Connection: close\r\nContent-Length: " + std::to_string(chat.size()) +
+                  "\r\n\r\n" + chat);
+  EXPECT_EQ(post.status, 400);
+  json seen = json::parse(sim_client_->Get("/_sim/requests")->body);
+  ASSERT_EQ(seen.size(), 1u) << "only the plain path reached the upstream: " << seen.dump();
+  EXPECT_EQ(seen[0]["target"], "/v1/models?after=/../files");
+  EXPECT_TRUE(ledger_.rows().size() <= 1u);
+}
+
 // A gate with a bug: it throws where it should answer.
 class ThrowingGate : public Gate {
  public:
