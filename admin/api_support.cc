@@ -7,16 +7,12 @@
 #include "admin/side_server.h"
 
 namespace tollgate {
-namespace {
 
 using nlohmann::json;
 
-// Compares without leaking, through timing, how much of the token matched.
 bool SameSecret(const std::string& a, const std::string& b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
-
-}  // namespace
 
 std::optional<Caller> Authenticate(const BudgetApiDependencies& deps, const httplib::Request& req,
                                    httplib::Response& res) {

@@ -38,6 +38,9 @@ struct Caller {
   std::string actor;         // "user:7", "admin:1" or "admin-token"
 };
 
+// Compares without leaking, through timing, how much of a token matched.
+bool SameSecret(const std::string& a, const std::string& b);
+
 // The caller, or nullopt with a 401/503 already written to `res`.
 std::optional<Caller> Authenticate(const BudgetApiDependencies& deps, const httplib::Request& req,
                                    httplib::Response& res);

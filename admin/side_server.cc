@@ -8,6 +8,24 @@
 #include "config/text.h"
 
 namespace tollgate {
+namespace {
+
+// Counters tell who is served and how much: for the metrics token (a scraper's, which
+// can do nothing else) or an admin (the bootstrap token, an admin's key).
+bool MayScrape(const SideDependencies& deps, const httplib::Request& req, httplib::Response& res) {
+  std::string key =
+      PresentedKey(req.get_header_value("Authorization"), req.get_header_value("x-api-key"));
+  if (!deps.config.metrics_token.empty() && SameSecret(key, deps.config.metrics_token)) return true;
+  if (deps.budget_api) return AuthenticateAdmin(*deps.budget_api, req, res).has_value();
+  if (!deps.config.admin_token.empty() && SameSecret(key, deps.config.admin_token)) return true;
+  SendSideError(res, 401, "unauthenticated",
+                "send the metrics token (TOLLGATE_METRICS_TOKEN) or an admin's key as "
+                "Authorization: Bearer ...");
+  return false;
+}
+
+}  // namespace
+
 void SendSideError(httplib::Response& res, int status, const std::string& code,
                    const std::string& message) {
   res.status = status;
@@ -39,7 +57,8 @@ std::unique_ptr<EventServer> BuildSideServer(const SideDependencies& deps) {
                     "application/json");
   });
 
-  server->Get("/metrics", [&deps](const httplib::Request&, httplib::Response& res) {
+  server->Get("/metrics", [&deps](const httplib::Request& req, httplib::Response& res) {
+    if (!MayScrape(deps, req, res)) return;
     res.set_content(deps.metrics.RenderPrometheus(), "text/plain; version=0.0.4");
   });
 

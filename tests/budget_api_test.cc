@@ -462,6 +462,22 @@ TEST_F(BudgetApi, AdminKeyAndBootstrapTokenOpenEveryAdminPath) {
   EXPECT_EQ(Call("GET", "/api/v1/budget/admin/list", "bootstrap-admin-token-for-test").status, 401);
 }
 
+TEST_F(BudgetApi, MetricsAnswerAnAdminOrTheMetricsTokenNeverAUser) {
+  config_.metrics_token = "scrape-token-for-tests";
+  auto status = [&](const std::string& key) {
+    auto r = key.empty() ? client_->Get("/metrics") : client_->Get("/metrics", Auth(key));
+    EXPECT_TRUE(r);
+    return r ? r->status : 0;
+  };
+  EXPECT_EQ(status(""), 401);
+  EXPECT_EQ(status(alice_key_), 403) << "a user's key reads no one's counters";
+  EXPECT_EQ(status("tg-not-a-key"), 401);
+  EXPECT_EQ(status(admin_key_), 200);
+  EXPECT_EQ(status(config_.admin_token), 200);
+  EXPECT_EQ(status(config_.metrics_token), 200);
+  EXPECT_EQ(client_->Get("/healthz")->status, 200);
+}
+
 TEST_F(BudgetApi, AnAdminPathOfAnyLengthIsAnsweredBeforeOrAfterAuthentication) {
   // 40,000 bytes of id crashed the side port (a regex's recursion), before any key
   // was looked at: now the target is too long to read.

@@ -32,6 +32,8 @@ start_stack() {
   export TOLLGATE_REDIS_URL="redis://127.0.0.1:$TOLLGATE_TEST_REDIS_PORT/$redis_db"
   redis-cli -p "$TOLLGATE_TEST_REDIS_PORT" -n "$redis_db" flushdb >/dev/null
   export TOLLGATE_CONFIG="$TOP/config/tollgate.json"
+  # /metrics answers this bearer token (or an admin's key) only.
+  export TOLLGATE_METRICS_TOKEN="e2e-metrics-$RANDOM$RANDOM"
   TG_DB=$TOLLGATE_DATABASE_URL
   "$TOLLGATE_SIM_BINARY" --listen 127.0.0.1:0 "$@" >"$WORK/sim.log" 2>&1 &
   E2E_PIDS+=($!)
@@ -67,6 +69,8 @@ start_instance() {
 }
 
 tg() { "$TOLLGATE_BINARY" "$@"; }
+# scrape SIDE_URL: the instance's /metrics text.
+scrape() { curl -s "$1/metrics" -H "Authorization: Bearer $TOLLGATE_METRICS_TOKEN"; }
 
 # check CONDITION WHAT: records a failed expectation; verdict prints the closing line
 # ctest-readers understand and exits with the result.
