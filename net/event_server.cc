@@ -805,7 +805,12 @@ bool EventServer::WriteResponse(Connection& c, const httplib::Request& req, http
   sink.is_writable = [&] { return ok; };
   while (ok && !done && (chunked || until_close || offset < res.content_length_)) {
     size_t remaining = chunked || until_close ? 0 : res.content_length_ - offset;
-    if (!res.content_provider_(offset, remaining, sink)) ok = false;
+    // Part of the handler, run after it returned: inside the boundary too (a throw cuts
+    // the answer).
+    bool provided = false;
+    boundary_.Run("a content provider",
+                  [&] { provided = res.content_provider_(offset, remaining, sink); });
+    if (!provided) ok = false;
   }
   res.content_provider_success_ = ok;
   return ok;

@@ -517,6 +517,13 @@ class ServerBoundary : public ::testing::Test {
                          w.Write("part");
                          throw std::logic_error("a bug after the answer began");
                        });
+    server_->Get("/throws-in-provider", [](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("text/plain", [](size_t offset, httplib::DataSink& sink) {
+        if (offset > 0) throw std::runtime_error("a content provider's bug");
+        sink.write("part", 4);
+        return true;
+      });
+    });
     server_->OnLoop(
         "POST", "/throws-on-loop",
         [](const httplib::Request&, const LoopReply&) -> bool {
@@ -576,6 +583,12 @@ TEST_F(ServerBoundary, AHandlerThatThrowsGets500InTheRenderersShapeAndTheServerG
 TEST_F(ServerBoundary, AnAnswerBegunWhenItsHandlerThrowsIsCutNotCompleted) {
   // Read to the close: what never comes.
   std::string all = AskOneFailure("GET /throws-mid-answer HTTP/1.1\r\n\r\n", "never sent");
+  EXPECT_NE(all.find("4\r\npart\r\n"), std::string::npos) << all;
+  EXPECT_EQ(all.find("0\r\n\r\n"), std::string::npos) << "a cut answer must not look whole";
+}
+
+TEST_F(ServerBoundary, AContentProviderThatThrowsCutsItsAnswer) {
+  std::string all = AskOneFailure("GET /throws-in-provider HTTP/1.1\r\n\r\n", "never sent");
   EXPECT_NE(all.find("4\r\npart\r\n"), std::string::npos) << all;
   EXPECT_EQ(all.find("0\r\n\r\n"), std::string::npos) << "a cut answer must not look whole";
 }
