@@ -23,7 +23,10 @@ ENV TOLLGATE_CONFIG=/etc/tollgate/tollgate.json \
     TOLLGATE_LEDGER_SPOOL_DIR=/var/lib/tollgate/spool
 VOLUME /var/lib/tollgate/spool
 USER tollgate
-EXPOSE 8080 8081
+# The side port listens on all of the container's interfaces so that a mapping reaches it,
+# and is not EXPOSEd: `docker run -P` would publish it on all of the host's. Publish it on
+# the loopback yourself: -p 127.0.0.1:8081:8081 (README.md).
+EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s CMD curl -fsS http://127.0.0.1:8081/healthz || exit 1
 ENTRYPOINT ["/usr/local/bin/tollgate"]
 CMD ["serve"]

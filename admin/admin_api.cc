@@ -63,9 +63,12 @@ json ResetJson(const ResetRecord& r) {
   return j;
 }
 
-// The numeric id at the end of a path such as /admin/reset/42.
+// The id a route's `*` stands for: /api/v1/budget/admin/reset/42, .../users/42/disable.
+constexpr size_t kIdSegment = 5;
+
+// The numeric id in a path such as /admin/reset/42.
 Result<int64_t> PathId(const httplib::Request& req, const std::string& what) {
-  const std::string& text = req.matches[1].str();
+  std::string_view text = PathSegment(req.path, kIdSegment);
   int64_t id = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), id);
   if (ec != std::errc() || end != text.data() + text.size() || id <= 0)
@@ -661,8 +664,7 @@ void RegisterAdminApi(EventServer& server, const BudgetApiDependencies& deps) {
   server.Get(p + "/list", AdminOnly(deps, [&deps](const auto& req, auto& res, const Caller&) {
                List(deps, req, res);
              }));
-  server.Post(p + R"(/reset/([^/]+))",
-              AdminOnly(deps, [&deps](const auto& req, auto& res, const Caller& c) {
+  server.Post(p + "/reset/*", AdminOnly(deps, [&deps](const auto& req, auto& res, const Caller& c) {
                 Reset(deps, req, res, c);
               }));
   server.Get(p + "/users", AdminOnly(deps, [&deps](const auto& req, auto& res, const Caller&) {
@@ -671,11 +673,11 @@ void RegisterAdminApi(EventServer& server, const BudgetApiDependencies& deps) {
   server.Post(p + "/users", AdminOnly(deps, [&deps](const auto& req, auto& res, const Caller&) {
                 CreateUser(deps, req, res);
               }));
-  server.Post(p + R"(/users/([^/]+)/disable)",
+  server.Post(p + "/users/*/disable",
               AdminOnly(deps, [&deps](const auto& req, auto& res, const Caller&) {
                 SetDisabled(deps, req, res, true);
               }));
-  server.Post(p + R"(/users/([^/]+)/enable)",
+  server.Post(p + "/users/*/enable",
               AdminOnly(deps, [&deps](const auto& req, auto& res, const Caller&) {
                 SetDisabled(deps, req, res, false);
               }));
@@ -685,7 +687,7 @@ void RegisterAdminApi(EventServer& server, const BudgetApiDependencies& deps) {
   server.Post(p + "/keys", AdminOnly(deps, [&deps](const auto& req, auto& res, const Caller&) {
                 CreateKey(deps, req, res);
               }));
-  server.Post(p + R"(/keys/([^/]+)/revoke)",
+  server.Post(p + "/keys/*/revoke",
               AdminOnly(deps, [&deps](const auto& req, auto& res, const Caller&) {
                 RevokeKey(deps, req, res);
               }));

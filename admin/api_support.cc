@@ -7,16 +7,12 @@
 #include "admin/side_server.h"
 
 namespace tollgate {
-namespace {
 
 using nlohmann::json;
 
-// Compares without leaking, through timing, how much of the token matched.
 bool SameSecret(const std::string& a, const std::string& b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
-
-}  // namespace
 
 std::optional<Caller> Authenticate(const BudgetApiDependencies& deps, const httplib::Request& req,
                                    httplib::Response& res) {
@@ -62,13 +58,14 @@ void SendStatusError(httplib::Response& res, const Status& s) {
       // "field: rule" names the field; the page shows the message beside it.
       bool invalid = s.code() == Status::Code::kInvalid;
       res.status = invalid ? 400 : 403;
-      json error = {{"code", invalid ? "invalid_request" : "forbidden"}, {"message", s.message()}};
+      json error = {{"code", invalid ? "invalid_request" : "forbidden"},
+                    {"message", ValidUtf8(s.message())}};
       auto colon = s.message().find(": ");
       if (colon != std::string::npos &&
           s.message().find_first_not_of("abcdefghijklmnopqrstuvwxyz_.[]0123456789") == colon) {
         error["field"] = s.message().substr(0, colon);
       }
-      res.set_content(json{{"error", error}}.dump(), "application/json");
+      res.set_content(DumpJson(json{{"error", error}}), "application/json");
       return;
     }
     case Status::Code::kNotFound:
@@ -84,7 +81,7 @@ void SendStatusError(httplib::Response& res, const Status& s) {
 
 void SendJson(httplib::Response& res, const json& j, int status) {
   res.status = status;
-  res.set_content(j.dump(), "application/json");
+  res.set_content(DumpJson(j), "application/json");
 }
 
 std::optional<json> ReadJsonObject(const httplib::Request& req, httplib::Response& res) {
@@ -94,25 +91,6 @@ std::optional<json> ReadJsonObject(const httplib::Request& req, httplib::Respons
     return std::nullopt;
   }
   return j;
-}
-
-bool IsCleanText(const std::string& s, size_t max_bytes) {
-  if (s.size() > max_bytes) return false;
-  for (size_t i = 0; i < s.size();) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t len = c < 0x80           ? 1
-                 : (c >> 5) == 0x6  ? 2
-                 : (c >> 4) == 0xE  ? 3
-                 : (c >> 3) == 0x1E ? 4
-                                    : 0;
-    if (len == 0 || i + len > s.size() || (len == 1 && (c < 0x20 || c == 0x7F))) return false;
-    if (len == 2 && c < 0xC2) return false;  // overlong
-    for (size_t k = 1; k < len; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    i += len;
-  }
-  return true;
 }
 
 Result<std::string> TextParam(const httplib::Request& req, const std::string& name,

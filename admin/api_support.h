@@ -11,6 +11,7 @@
 #include "budget/settings_cache.h"
 #include "budget/usage_queries.h"
 #include "config/pricing.h"
+#include "config/text.h"
 #include "net/event_server.h"
 
 namespace tollgate {
@@ -37,6 +38,9 @@ struct Caller {
   std::string actor;         // "user:7", "admin:1" or "admin-token"
 };
 
+// Compares without leaking, through timing, how much of a token matched.
+bool SameSecret(const std::string& a, const std::string& b);
+
 // The caller, or nullopt with a 401/503 already written to `res`.
 std::optional<Caller> Authenticate(const BudgetApiDependencies& deps, const httplib::Request& req,
                                    httplib::Response& res);
@@ -58,10 +62,9 @@ std::optional<nlohmann::json> ReadJsonObject(const httplib::Request& req, httpli
 Result<int64_t> IntParam(const httplib::Request& req, const std::string& name, int64_t fallback,
                          int64_t min, int64_t max);
 Result<std::optional<Timestamp>> TimeParam(const httplib::Request& req, const std::string& name);
-// Valid UTF-8 without control characters, at most `max_bytes`.
+// Valid UTF-8 without control characters (IsCleanText), at most `max_bytes`.
 Result<std::string> TextParam(const httplib::Request& req, const std::string& name,
                               size_t max_bytes = 200);
-bool IsCleanText(const std::string& s, size_t max_bytes);
 
 // Every amount twice: name_usd (decimal string) and name_nanos (integer).
 void PutMoney(nlohmann::json& j, const std::string& name, Money m);

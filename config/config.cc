@@ -283,6 +283,7 @@ void ApplyEnvironment(const Environment& env, Config* c) {
                               {"TOLLGATE_LISTEN", &c->listen},
                               {"TOLLGATE_ADMIN_LISTEN", &c->admin_listen},
                               {"TOLLGATE_ADMIN_TOKEN", &c->admin_token},
+                              {"TOLLGATE_METRICS_TOKEN", &c->metrics_token},
                               {"TOLLGATE_PRICING_FILE", &c->pricing_file},
                               {"TOLLGATE_LEDGER_SPOOL_DIR", &c->ledger_spool_dir}}) {
     if (const std::string* v = get(name)) *target = *v;

@@ -69,6 +69,8 @@ struct Config {
       "postgresql://tollgate@127.0.0.1:5432/tollgate";  // TOLLGATE_DATABASE_URL
   std::string redis_url = "redis://127.0.0.1:6379/0";   // TOLLGATE_REDIS_URL
   std::string admin_token;                              // TOLLGATE_ADMIN_TOKEN; empty = disabled
+  std::string
+      metrics_token;  // TOLLGATE_METRICS_TOKEN: bearer for /metrics only; empty = admins only
   std::string pricing_file;       // default: pricing.json beside the config file
   bool migrate_on_start = false;  // run migrations before serving
   // TOLLGATE_LEDGER_SPOOL_DIR: every usage row is written here before its answer leaves,

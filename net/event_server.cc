@@ -14,8 +14,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <iostream>
 
+#include "config/text.h"
 #include "net/header_list.h"
 
 namespace tollgate {
@@ -78,6 +78,8 @@ const char* Reason(int status) {
       return "Conflict";
     case 413:
       return "Payload Too Large";
+    case 414:
+      return "URI Too Long";
     case 415:
       return "Unsupported Media Type";
     case 422:
@@ -213,10 +215,11 @@ std::string ChunkFrame(std::string_view data) {
   return frame;
 }
 
-EventServer::EventServer(const ServerTuning& tuning)
+EventServer::EventServer(const ServerTuning& tuning, Boundary boundary)
     : tuning_(tuning),
-      limits_{.max_body_bytes = tuning.max_body_bytes},
-      pool_(std::make_unique<WorkerPool>(static_cast<size_t>(tuning.worker_threads))) {}
+      limits_{.max_body_bytes = tuning.max_body_bytes, .max_target_bytes = tuning.max_target_bytes},
+      boundary_(boundary),
+      pool_(std::make_unique<WorkerPool>(static_cast<size_t>(tuning.worker_threads), boundary)) {}
 
 EventServer::~EventServer() { Stop(); }
 
@@ -241,7 +244,7 @@ void EventServer::Delete(const std::string& pattern, Handler handler) {
 }
 void EventServer::Streaming(const std::string& method, const std::string& pattern,
                             StreamingHandler handler) {
-  routes_.push_back({method, std::regex(pattern), "", std::move(handler), nullptr});
+  routes_.push_back({method, PathPattern(pattern), "", std::move(handler), nullptr});
 }
 void EventServer::Streaming(const std::string& method, PathPrefix prefix,
                             StreamingHandler handler) {
@@ -249,7 +252,7 @@ void EventServer::Streaming(const std::string& method, PathPrefix prefix,
 }
 void EventServer::OnLoop(const std::string& method, const std::string& pattern, LoopHandler on_loop,
                          StreamingHandler on_worker) {
-  routes_.push_back({method, std::regex(pattern), "", std::move(on_worker), std::move(on_loop)});
+  routes_.push_back({method, PathPattern(pattern), "", std::move(on_worker), std::move(on_loop)});
   has_loop_routes_ = true;
 }
 void EventServer::OnLoop(const std::string& method, PathPrefix prefix, LoopHandler on_loop,
@@ -259,9 +262,9 @@ void EventServer::OnLoop(const std::string& method, PathPrefix prefix, LoopHandl
   has_loop_routes_ = true;
 }
 
-bool EventServer::Route::Matches(httplib::Request& req) const {
+bool EventServer::Route::Matches(const httplib::Request& req) const {
   if (method != req.method) return false;
-  if (pattern) return std::regex_match(req.path, req.matches, *pattern);
+  if (pattern) return pattern->Matches(req.path);
   return req.path.starts_with(prefix);
 }
 
@@ -437,14 +440,15 @@ void EventServer::Loop() {
         uint64_t count;
         if (read(wake_fd_, &count, sizeof(count)) < 0) continue;
       } else {
-        static_cast<Watcher*>(tag)->OnEvents(events[i].events);
+        boundary_.Run("a loop event",
+                      [&] { static_cast<Watcher*>(tag)->OnEvents(events[i].events); });
       }
     }
     RunPosted();
     if (RunTimers()) RunPosted();  // what the timers posted goes now, not after the next wait
     if (Clock::now() - last_sweep >= std::chrono::seconds(1)) {
       Sweep();
-      for (const auto& tick : ticks_) tick();
+      for (const auto& tick : ticks_) boundary_.Run("a loop tick", tick);
       last_sweep = Clock::now();
     }
   }
@@ -477,7 +481,7 @@ void EventServer::RunPosted() {
       if (posted_.empty()) return;
       tasks.swap(posted_);
     }
-    for (auto& task : tasks) task();
+    for (auto& task : tasks) boundary_.Run("a posted task", task);
   }
 }
 
@@ -507,7 +511,7 @@ bool EventServer::RunTimers() {
     due.push_back(std::move(t.task));
     return true;
   });
-  for (auto& task : due) task();  // may set new timers
+  for (auto& task : due) boundary_.Run("a timer", task);  // may set new timers
   return !due.empty();
 }
 
@@ -615,8 +619,16 @@ bool EventServer::TryOnLoop(Connection* c) {
   httplib::Request& req = *c->request;
   for (const auto& route : routes_) {
     if (!route.Matches(req)) continue;
+    if (!route.on_loop) return false;
     // Declined: the worker's Answer() takes the request as it is.
-    return route.on_loop && route.on_loop(req, LoopReply(this, c, keep_alive));
+    bool taken = false;
+    if (boundary_.Run("a loop handler",
+                      [&] { taken = route.on_loop(req, LoopReply(this, c, keep_alive)); }))
+      return taken;
+    httplib::Response res;  // it threw, having used no reply
+    RenderError(req, 500, "internal error", res);
+    SendOnLoop(c, res, keep_alive);
+    return true;
   }
   return false;
 }
@@ -699,13 +711,11 @@ EventServer::Outcome EventServer::Answer(Connection& c, const StreamingHandler* 
   if (error != 0) {
     // What follows an unreadable request cannot be framed: answer and close.
     keep_alive = false;
-    res.status = error;
-    if (render_error_) render_error_(req, error, c.parser.error_message(), res);
+    RenderError(req, error, c.parser.error_message(), res);
   } else if (handler != nullptr) {
     Run(*handler, req, res, writer);
   } else if (!Route(req, res, writer)) {
-    res.status = 404;
-    if (render_error_) render_error_(req, 404, "no route for " + req.method + " " + req.path, res);
+    RenderError(req, 404, "no route for " + req.method + " " + req.path, res);
   }
   if (writer.detached()) return Outcome::kDetached;
   if (writer.started())
@@ -726,15 +736,23 @@ bool EventServer::Route(httplib::Request& req, httplib::Response& res, ResponseW
 
 void EventServer::Run(const StreamingHandler& handler, const httplib::Request& req,
                       httplib::Response& res, ResponseWriter& writer) {
-  try {
-    handler(req, res, writer);
-  } catch (const std::exception& e) {
-    // Handlers return errors as values; this is the last line, not the plan.
-    std::cerr << "tollgate: handler for " << req.method << " " << req.path << " threw: " << e.what()
-              << std::endl;
-    writer.Abort();
+  if (boundary_.Run("a handler", [&] { handler(req, res, writer); })) return;
+  // Handlers return errors as values; this is the last line, not the plan: a 500 in the
+  // route's own shape, or an answer already begun cut off.
+  writer.Abort();
+  res = httplib::Response();
+  RenderError(req, 500, "internal error", res);
+}
+
+void EventServer::RenderError(const httplib::Request& req, int status, std::string_view message,
+                              httplib::Response& res) {
+  res.status = status;
+  if (!render_error_) return;
+  bool rendered = boundary_.Run("the error renderer",
+                                [&] { render_error_(req, status, ValidUtf8(message), res); });
+  if (!rendered) {
     res = httplib::Response();
-    res.status = 500;
+    res.status = status;  // CompleteAnswer gives it the plain reason
   }
 }
 
@@ -787,7 +805,12 @@ bool EventServer::WriteResponse(Connection& c, const httplib::Request& req, http
   sink.is_writable = [&] { return ok; };
   while (ok && !done && (chunked || until_close || offset < res.content_length_)) {
     size_t remaining = chunked || until_close ? 0 : res.content_length_ - offset;
-    if (!res.content_provider_(offset, remaining, sink)) ok = false;
+    // Part of the handler, run after it returned: inside the boundary too (a throw cuts
+    // the answer).
+    bool provided = false;
+    boundary_.Run("a content provider",
+                  [&] { provided = res.content_provider_(offset, remaining, sink); });
+    if (!provided) ok = false;
   }
   res.content_provider_success_ = ok;
   return ok;

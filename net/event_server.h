@@ -21,15 +21,16 @@
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "net/boundary.h"
 #include "net/event_loop.h"
 #include "net/http_request_parser.h"
+#include "net/path.h"
 #include "net/worker_pool.h"
 
 namespace tollgate {
@@ -37,6 +38,7 @@ namespace tollgate {
 struct ServerTuning {
   int worker_threads = 64;  // requests in progress at once (an open stream holds one)
   size_t max_body_bytes = 10 * 1024 * 1024;  // larger bodies get 413
+  size_t max_target_bytes = 8 * 1024;        // longer request targets get 414 (as nginx)
   int read_timeout_seconds = 60;             // a request that stops arriving half-way is closed
   int keep_alive_seconds = 60;               // an idle connection is closed
 };
@@ -140,22 +142,26 @@ class EventServer final : public EventLoop {
   using StreamingHandler = ::tollgate::StreamingHandler;
   // Runs on the loop thread and must not block: takes the request (true; `reply` is
   // then sent later, once) or declines it (false, having answered nothing), and the
-  // route's worker handler gets it.
+  // route's worker handler gets it. One that throws must have used no reply: the server
+  // answers 500 for it.
   using LoopHandler = std::function<bool(const httplib::Request&, const LoopReply& reply)>;
   // Renders an error the server raises itself (no route: 404; a request it cannot
-  // read: 400, 413, 431, 501, 505). `req` holds what was read of the request.
+  // read: 400, 413, 414, 431, 501, 505; a handler that threw: 500). `req` holds what was
+  // read of the request, the caller's bytes as they came; `message` is valid UTF-8.
   using ErrorRenderer = std::function<void(const httplib::Request& req, int status,
                                            const std::string& message, httplib::Response& res)>;
 
-  explicit EventServer(const ServerTuning& tuning);
+  // Handlers, loop callbacks, worker tasks and the error renderer run inside `boundary`:
+  // an exception from one is a 500 (or a cut answer), a log line and a count.
+  explicit EventServer(const ServerTuning& tuning, Boundary boundary = Boundary());
   ~EventServer();
   EventServer(const EventServer&) = delete;
   EventServer& operator=(const EventServer&) = delete;
 
-  // Routes, tried in order; `pattern` must match the whole path (query excluded) and
-  // its groups land in req.matches. Register them before Start(). A route given a
-  // PathPrefix takes every path that starts with it, compared as bytes (no regex on the
-  // hot path); req.matches stays empty and the handler reads req.path.
+  // Routes, tried in order; `pattern` (a PathPattern: literal segments and `*`) must
+  // match the whole path (query excluded); a handler reads what a `*` stood for with
+  // PathSegment(req.path, i). Register them before Start(). A route given a PathPrefix
+  // takes every path that starts with it, compared as bytes.
   void Get(const std::string& pattern, Handler handler);
   void Post(const std::string& pattern, Handler handler);
   void Put(const std::string& pattern, Handler handler);
@@ -194,11 +200,11 @@ class EventServer final : public EventLoop {
   struct Connection;
   struct Route {
     std::string method;
-    std::optional<std::regex> pattern;  // none for a PathPrefix route, which has:
+    std::optional<PathPattern> pattern;  // none for a PathPrefix route, which has:
     std::string prefix;
     StreamingHandler handler;
     LoopHandler on_loop;  // may be empty
-    bool Matches(httplib::Request& req) const;
+    bool Matches(const httplib::Request& req) const;
   };
 
   void Loop();
@@ -228,8 +234,11 @@ class EventServer final : public EventLoop {
   bool NextRequestReady(Connection* c);
   httplib::Request TakeRequest(Connection& c);
   bool Route(httplib::Request& req, httplib::Response& res, ResponseWriter& writer);
-  static void Run(const StreamingHandler& handler, const httplib::Request& req,
-                  httplib::Response& res, ResponseWriter& writer);
+  void Run(const StreamingHandler& handler, const httplib::Request& req, httplib::Response& res,
+           ResponseWriter& writer);
+  // The renderer's answer for `status` in `res`, or the server's plain one if it throws.
+  void RenderError(const httplib::Request& req, int status, std::string_view message,
+                   httplib::Response& res);
   bool WriteResponse(Connection& c, const httplib::Request& req, httplib::Response& res,
                      bool keep_alive);
   // Into / out of the epoll set, with mu_ held.
@@ -241,6 +250,7 @@ class EventServer final : public EventLoop {
 
   const ServerTuning tuning_;
   const ParserLimits limits_;
+  const Boundary boundary_;
   std::vector<struct Route> routes_;
   ErrorRenderer render_error_;
 

@@ -19,6 +19,7 @@ struct ParserLimits {
   size_t max_head_bytes = 64 * 1024;  // request line and headers
   size_t max_headers = 128;
   size_t max_body_bytes = 10 * 1024 * 1024;
+  size_t max_target_bytes = 8 * 1024;  // path and query; longer gets 414
 };
 
 // What the parser read of one request. Valid once Parse() has returned kDone (and,
@@ -59,12 +60,13 @@ class RequestParser {
   // True once any byte of a request has been seen (an idle connection has none).
   bool started() const { return head_done_ || scanned_ > 0; }
   ParsedRequest& request() { return request_; }
-  // On kError: the status to answer with (400, 413, 431, 501, 505) and why.
+  // On kError: the status to answer with (400, 413, 414, 431, 501, 505) and why.
   int error_status() const { return error_status_; }
   const std::string& error_message() const { return error_message_; }
 
  private:
   State Fail(int status, std::string message);
+  State TargetTooLong();
   State ParseHead(std::string& in);
   FieldError ReadFraming(const HeaderList& fields, std::string_view version);
   State ParseChunked(std::string& in);

@@ -35,6 +35,9 @@ constexpr CounterInfo kInfo[] = {
      "Spend counters the reconciler found different from the ledger and repaired."},
     {"tollgate_ledger_rows_rejected_total", "",
      "Usage rows Postgres refused on their own, set aside in the spool's rejected.log."},
+    {"tollgate_internal_errors_total", "",
+     "Exceptions stopped where the event loop or a worker called in: each became a 500, a cut "
+     "stream or a log line, never the end of the process."},
 };
 static_assert(std::size(kInfo) == static_cast<size_t>(Counter::kCount));
 

@@ -30,6 +30,7 @@ enum class Counter : int {
   kLedgerBatchesApplied,     // committed ledger batches added to the spend counters
   kCounterRepairs,           // counters the reconciler found different from the ledger
   kLedgerRowsRejected,       // usage rows Postgres refused alone (kept in rejected.log)
+  kInternalErrors,           // exceptions stopped at a Boundary (500 or a cut stream, no crash)
   kCount
 };
 

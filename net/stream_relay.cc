@@ -44,8 +44,10 @@ struct StreamRelay::Relay {
   bool waiting_for_client() const { return sent < pending.size(); }
 };
 
-StreamRelay::StreamRelay(RelayTimeouts timeouts, size_t done_threads)
-    : timeouts_(timeouts), done_pool_(std::make_unique<WorkerPool>(done_threads)) {
+StreamRelay::StreamRelay(RelayTimeouts timeouts, size_t done_threads, Boundary boundary)
+    : timeouts_(timeouts),
+      boundary_(boundary),
+      done_pool_(std::make_unique<WorkerPool>(done_threads, boundary)) {
   epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   epoll_event wake{.events = EPOLLIN, .data = {.ptr = nullptr}};
@@ -164,7 +166,9 @@ HttpConnection::Progress StreamRelay::ReadAndFrame(Relay* r) {
   HttpConnection::Progress progress = r->upstream->ReadAvailable(&body, &error, kMaxReadPerWake);
   if (!body.empty()) {
     r->upstream_active = SteadyClock::now();
-    std::string out = r->stream->Transform(body);
+    std::string out;
+    if (!boundary_.Run("a stream's transform", [&] { out = r->stream->Transform(body); }))
+      return HttpConnection::Progress::kFailed;  // read no further: the stream ends here
     if (!r->client_gone && !out.empty()) r->pending += ChunkFrame(out);
   }
   return progress;
@@ -178,7 +182,11 @@ void StreamRelay::OnUpstream(Relay* r) {
 void StreamRelay::EndUpstream(Relay* r) {
   r->upstream_over = true;
   bool complete = false;
-  std::string tail = r->stream->Finish(&complete);
+  std::string tail;
+  if (!boundary_.Run("a stream's end", [&] { tail = r->stream->Finish(&complete); })) {
+    tail.clear();
+    complete = false;
+  }
   if (!r->client_gone) {
     if (!tail.empty()) r->pending += ChunkFrame(tail);
     if (complete) r->pending += kLastChunk;
@@ -231,7 +239,9 @@ void StreamRelay::ClientGone(Relay* r) {
   r->sent = 0;
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, r->client.fd, nullptr);  // a hung-up socket stays ready
   if (r->upstream_over || r->draining) return;
-  if (r->stream->MayDrain()) {
+  bool drain = false;
+  boundary_.Run("a stream's drain decision", [&] { drain = r->stream->MayDrain(); });
+  if (drain) {
     r->draining = true;
     r->drain_deadline = SteadyClock::now() + std::chrono::milliseconds(timeouts_.drain_ms);
   } else {
@@ -278,9 +288,9 @@ void StreamRelay::Complete(Relay* r) {
   }
   bool client_complete = r->client_ended && !r->client_gone;
   // Settling may block (Redis, the ledger): not on this thread.
-  done_pool_->Submit([stream = std::shared_ptr<RelayedStream>(std::move(r->stream)),
+  done_pool_->Submit([this, stream = std::shared_ptr<RelayedStream>(std::move(r->stream)),
                       finish = std::move(r->client.finish), client_complete] {
-    stream->Done(client_complete);
+    boundary_.Run("a stream's settlement", [&] { stream->Done(client_complete); });
     finish(client_complete);
   });
   completed_.push_back(r);

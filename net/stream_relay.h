@@ -29,7 +29,10 @@
 namespace tollgate {
 
 // What a relayed stream does with its bytes. Transform, Finish and MayDrain run on
-// the relay's thread and must not block; Done runs on a worker and may.
+// the relay's thread and must not block; Done runs on a worker and may. Each runs inside
+// the relay's Boundary: a Transform that throws ends the upstream's part as if it broke
+// off (Finish says how the client's answer ends), a Finish that throws cuts the answer,
+// and the client's connection is given back whatever Done does.
 class RelayedStream {
  public:
   virtual ~RelayedStream() = default;
@@ -56,7 +59,8 @@ class StreamRelay {
   // Returns a finished upstream connection (to its pool, which keeps it if reusable).
   using ReleaseUpstream = std::function<void(std::unique_ptr<HttpConnection>)>;
 
-  explicit StreamRelay(RelayTimeouts timeouts, size_t done_threads = 8);
+  explicit StreamRelay(RelayTimeouts timeouts, size_t done_threads = 8,
+                       Boundary boundary = Boundary());
   // Streams still running are cut: Done(false) and the client connection closed.
   ~StreamRelay();
   StreamRelay(const StreamRelay&) = delete;
@@ -94,6 +98,7 @@ class StreamRelay {
   void Sweep();
 
   const RelayTimeouts timeouts_;
+  const Boundary boundary_;
   int epoll_fd_ = -1;
   int wake_fd_ = -1;
   std::atomic<bool> stopping_{false};

@@ -5,8 +5,8 @@
 
 namespace tollgate {
 
-WorkerPool::WorkerPool(size_t max_threads, std::chrono::milliseconds idle_exit)
-    : max_threads_(max_threads > 0 ? max_threads : 1), idle_exit_(idle_exit) {}
+WorkerPool::WorkerPool(size_t max_threads, Boundary boundary, std::chrono::milliseconds idle_exit)
+    : max_threads_(max_threads > 0 ? max_threads : 1), boundary_(boundary), idle_exit_(idle_exit) {}
 
 WorkerPool::~WorkerPool() {
   std::unique_lock lock(mu_);
@@ -48,7 +48,7 @@ void WorkerPool::Run() {
     auto task = std::move(tasks_.front());
     tasks_.pop_front();
     lock.unlock();
-    task();
+    boundary_.Run("a worker task", task);
     task = nullptr;  // what the task captured goes before the lock is taken again
     lock.lock();
   }

@@ -10,11 +10,15 @@
 #include <functional>
 #include <mutex>
 
+#include "net/boundary.h"
+
 namespace tollgate {
 
 class WorkerPool {
  public:
-  explicit WorkerPool(size_t max_threads,
+  // Each task runs inside `boundary`: one that throws is logged and counted, and the
+  // thread goes on to the next.
+  explicit WorkerPool(size_t max_threads, Boundary boundary = Boundary(),
                       std::chrono::milliseconds idle_exit = std::chrono::seconds(30));
   // Runs what is queued, then waits for every thread to end.
   ~WorkerPool();
@@ -30,6 +34,7 @@ class WorkerPool {
   void Run();
 
   const size_t max_threads_;
+  const Boundary boundary_;
   const std::chrono::milliseconds idle_exit_;
   mutable std::mutex mu_;
   std::condition_variable work_;

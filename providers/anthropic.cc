@@ -1,5 +1,6 @@
 #include "providers/anthropic.h"
 
+#include "config/text.h"
 #include "providers/framing.h"
 #include "providers/json_bounded.h"
 
@@ -154,6 +155,7 @@ std::string Anthropic::ErrorBody(const Route*, ErrorKind kind, const std::string
       type = "request_too_large";
       break;
     case ErrorKind::kUpstream:
+    case ErrorKind::kInternal:
       type = "api_error";
       break;
     case ErrorKind::kUnavailable:
@@ -163,12 +165,13 @@ std::string Anthropic::ErrorBody(const Route*, ErrorKind kind, const std::string
       type = "timeout_error";
       break;
   }
-  return json{{"type", "error"}, {"error", {{"type", type}, {"message", message}}}}.dump();
+  return DumpJson(json{{"type", "error"}, {"error", {{"type", type}, {"message", message}}}});
 }
 
 std::string Anthropic::StreamErrorFrame(const Route&, const std::string& message) const {
   return "event: error\ndata: " +
-         json{{"type", "error"}, {"error", {{"type", "api_error"}, {"message", message}}}}.dump() +
+         DumpJson(
+             json{{"type", "error"}, {"error", {{"type", "api_error"}, {"message", message}}}}) +
          "\n\n";
 }
 

@@ -18,6 +18,8 @@ int StatusFor(ErrorKind kind) {
       return 404;
     case ErrorKind::kTooLarge:
       return 413;
+    case ErrorKind::kInternal:
+      return 500;
     case ErrorKind::kUpstream:
       return 502;
     case ErrorKind::kUnavailable:

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "config/text.h"
 #include "providers/provider.h"
 
 namespace tollgate {
@@ -354,7 +355,7 @@ class Scanner {
         decoded += n;
         continue;
       }
-      size_t n = Utf8Sequence();
+      size_t n = Utf8SequenceLength(text_.substr(at_));
       if (n == 0) return false;
       at_ += n;
       decoded += static_cast<int64_t>(n);
@@ -398,26 +399,6 @@ class Scanner {
       v = v * 16 + d;
     }
     return v;
-  }
-
-  // The length of the well-formed UTF-8 sequence at `at_` (Unicode table 3-7, as the
-  // parser checks), 0 if it is not one.
-  size_t Utf8Sequence() const {
-    auto byte = [&](size_t i) {
-      return at_ + i < text_.size() ? static_cast<unsigned char>(text_[at_ + i]) : 0;
-    };
-    auto in = [](unsigned char c, unsigned lo, unsigned hi) { return c >= lo && c <= hi; };
-    unsigned char b0 = byte(0);
-    if (in(b0, 0xC2, 0xDF)) return in(byte(1), 0x80, 0xBF) ? 2 : 0;
-    if (in(b0, 0xE0, 0xEF)) {
-      unsigned lo = b0 == 0xE0 ? 0xA0 : 0x80, hi = b0 == 0xED ? 0x9F : 0xBF;
-      return in(byte(1), lo, hi) && in(byte(2), 0x80, 0xBF) ? 3 : 0;
-    }
-    if (in(b0, 0xF0, 0xF4)) {
-      unsigned lo = b0 == 0xF0 ? 0x90 : 0x80, hi = b0 == 0xF4 ? 0x8F : 0xBF;
-      return in(byte(1), lo, hi) && in(byte(2), 0x80, 0xBF) && in(byte(3), 0x80, 0xBF) ? 4 : 0;
-    }
-    return 0;
   }
 
   const std::string_view text_;

@@ -1,5 +1,6 @@
 #include "providers/openai_style.h"
 
+#include "config/text.h"
 #include "providers/framing.h"
 #include "providers/json_bounded.h"
 
@@ -268,6 +269,10 @@ std::string ErrorBody(ErrorKind kind, const std::string& message) {
       type = "api_error";
       code = "upstream_unreachable";
       break;
+    case ErrorKind::kInternal:
+      type = "api_error";
+      code = "internal_error";
+      break;
     case ErrorKind::kUnavailable:
       type = "api_error";
       code = "service_unavailable";
@@ -277,12 +282,11 @@ std::string ErrorBody(ErrorKind kind, const std::string& message) {
       code = "upstream_timeout";
       break;
   }
-  return json{{"error",
-               {{"message", message},
-                {"type", type},
-                {"param", nullptr},
-                {"code", code ? json(code) : json(nullptr)}}}}
-      .dump();
+  return DumpJson(json{{"error",
+                        {{"message", message},
+                         {"type", type},
+                         {"param", nullptr},
+                         {"code", code ? json(code) : json(nullptr)}}}});
 }
 
 std::string StreamErrorFrame(const std::string& message) {

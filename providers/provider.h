@@ -53,6 +53,7 @@ enum class ErrorKind {
   kPermission,      // 403
   kNotFound,        // 404
   kTooLarge,        // 413
+  kInternal,        // 500: tollgate's own failure (an exception stopped at a boundary)
   kUpstream,        // 502
   kTimeout,         // 504
   kUnavailable,     // 503

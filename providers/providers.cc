@@ -1,6 +1,7 @@
 // The four adapters. Each says which native paths it serves and where its format
 // departs from the OpenAI shape (openai_style.h); Anthropic and Ollama's native API
 // have their own formats in anthropic.cc and ollama_native.cc.
+#include "config/text.h"
 #include "providers/anthropic.h"
 #include "providers/json_bounded.h"
 #include "providers/ollama_native.h"
@@ -88,7 +89,7 @@ class Mistral final : public OpenAIShaped {
     j["type"] = j["error"]["type"];
     j["param"] = nullptr;
     j["code"] = j["error"]["code"];
-    return j.dump();
+    return DumpJson(j);
   }
 };
 
@@ -146,11 +147,11 @@ class Ollama final : public OpenAIShaped {
   std::string ErrorBody(const Route* route, ErrorKind kind,
                         const std::string& message) const override {
     if (route && route->openai_style) return openai_style::ErrorBody(kind, message);
-    return json{{"error", message}}.dump();
+    return DumpJson(json{{"error", message}});
   }
   std::string StreamErrorFrame(const Route& route, const std::string& message) const override {
     if (route.openai_style) return openai_style::StreamErrorFrame(message);
-    return json{{"error", message}}.dump() + "\n";
+    return DumpJson(json{{"error", message}}) + "\n";
   }
 };
 

@@ -2,6 +2,8 @@
 
 #include "budget/cost.h"
 #include "budget/keys.h"
+#include "config/text.h"
+#include "net/path.h"
 #include "providers/json_bounded.h"
 
 namespace tollgate {
@@ -24,7 +26,9 @@ struct Exchange {
   bool hide_usage_chunk = false;
   bool read_from_bytes = false;  // facts from the body's bytes: its tree not built
   int status = 0;                // the upstream's, once its head is in
-  bool finished = false;
+  bool admitted = false;         // holds a reservation: Finish must run
+  bool asked = false;            // sent (or being sent) upstream: it may have run
+  bool finished = false;         // Finish ran, or the relay has the exchange now
 };
 
 namespace {
@@ -75,6 +79,10 @@ std::string NewRequestId(Timestamp started) {
   return "tgr_" + std::string(micros) + RandomHex(6);
 }
 
+// The longest end user name a request may give (X-Tollgate-User, `user`,
+// `metadata.user_id`), as an admin may set an external id.
+constexpr size_t kMaxEndUserBytes = 200;
+
 // Output tokens of text already relayed, when the provider's own count never came.
 int64_t TokensOfText(int64_t bytes) { return (bytes + 3) / 4; }
 
@@ -86,11 +94,14 @@ std::string ResetText(const Admission& a) {
 
 ProxyService::ProxyService(ProxyDependencies deps)
     : deps_(deps),
-      slow_(std::make_unique<WorkerPool>(static_cast<size_t>(deps_.config.worker_threads))),
+      boundary_(&deps_.metrics),
+      slow_(std::make_unique<WorkerPool>(static_cast<size_t>(deps_.config.worker_threads),
+                                         boundary_)),
       exchanges_(std::make_unique<LoopExchanges>(deps_.config.upstream_read_timeout_ms)),
       relay_(std::make_unique<StreamRelay>(
           RelayTimeouts{.upstream_silence_ms = deps_.config.upstream_read_timeout_ms,
-                        .drain_ms = deps_.config.drain_timeout_seconds * 1000})) {
+                        .drain_ms = deps_.config.drain_timeout_seconds * 1000},
+          8, boundary_)) {
   for (const auto& [name, upstream] : deps_.config.upstreams) {
     pools_[name] = std::make_unique<UpstreamPool>(
         upstream.base_url, ClientTimeouts{.connect_ms = deps_.config.upstream_connect_timeout_ms,
@@ -103,7 +114,8 @@ std::unique_ptr<EventServer> ProxyService::BuildServer() {
       std::make_unique<EventServer>(ServerTuning{.worker_threads = deps_.config.worker_threads,
                                                  .max_body_bytes = deps_.config.max_body_bytes,
                                                  .read_timeout_seconds = 60,
-                                                 .keep_alive_seconds = 60});
+                                                 .keep_alive_seconds = 60},
+                                    boundary_);
   for (const Provider* p : AllProviders()) {
     PathPrefix prefix{"/" + std::string(p->name()) + "/"};
     auto handler = [this, p](const httplib::Request& req, httplib::Response& res,
@@ -117,29 +129,31 @@ std::unique_ptr<EventServer> ProxyService::BuildServer() {
         handler);
   }
   // Errors the server raises itself (unknown prefix, a body over the limit, a request it
-  // cannot read) in the provider's shape when the path names one.
+  // cannot read, a handler that threw) in the provider's shape when the path names one.
   server->set_error_renderer([this](const httplib::Request& req, int status,
                                     const std::string& message, httplib::Response& res) {
-    deps_.metrics.Inc(Counter::kProxyRequests);
-    deps_.metrics.Inc(Counter::kProxyRefusedBadRequest);
+    if (status < 500) {  // a 500 is counted where its exception stopped
+      deps_.metrics.Inc(Counter::kProxyRequests);
+      deps_.metrics.Inc(Counter::kProxyRefusedBadRequest);
+    }
     std::string path = req.path.empty() ? "" : req.path.substr(1);
     size_t slash = path.find('/');
     const Provider* p = FindProvider(path.substr(0, slash));
     ErrorKind kind = status == 413   ? ErrorKind::kTooLarge
                      : status == 404 ? ErrorKind::kNotFound
+                     : status >= 500 ? ErrorKind::kInternal
                                      : ErrorKind::kInvalidRequest;
-    std::string text = status == 404 ? "unknown path " + req.path +
+    std::string text = status == 404 ? "unknown path " + ValidUtf8(req.path) +
                                            ": use /mistral, /anthropic, /deepseek or /ollama"
                                      : message;
     std::optional<Route> route = p && slash != std::string::npos
                                      ? p->Match(req.method, path.substr(slash + 1))
                                      : std::nullopt;
-    std::string body =
-        p ? p->ErrorBody(route ? &*route : nullptr, kind, text)
-          : json{{"error",
-                  {{"message", text},
-                   {"type", status == 404 ? "not_found_error" : "invalid_request_error"}}}}
-                .dump();
+    const char* type = status == 404   ? "not_found_error"
+                       : status >= 500 ? "api_error"
+                                       : "invalid_request_error";
+    std::string body = p ? p->ErrorBody(route ? &*route : nullptr, kind, text)
+                         : DumpJson(json{{"error", {{"message", text}, {"type", type}}}});
     res.set_content(body, "application/json");
   });
   return server;
@@ -151,7 +165,9 @@ void ProxyService::Refuse(const Provider& provider, const std::optional<Route>& 
   // A refusal of tollgate's own is final; an upstream that failed or timed out may be
   // retried by the SDK as it would retry the provider itself.
   if (res.status < 500) res.set_header("x-should-retry", "false");
-  res.set_content(provider.ErrorBody(route ? &*route : nullptr, kind, message), "application/json");
+  // Messages quote what the caller sent (a path, a model, the parser's "last read").
+  res.set_content(provider.ErrorBody(route ? &*route : nullptr, kind, ValidUtf8(message)),
+                  "application/json");
 }
 
 HeaderList ProxyService::UpstreamHeaders(const Provider& provider,
@@ -188,6 +204,15 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
     Refuse(provider, route, kind, message, res);
     return Prepared::kAnswered;
   };
+  // The upstream would resolve these against the path before them: a route other than
+  // the one matched, priced and allowed here.
+  if (!IsPlainPath(req.path)) {
+    return refuse(ErrorKind::kInvalidRequest,
+                  "path " + req.path +
+                      ": dot-segments (. and .., also written %2e) and encoded slashes or "
+                      "backslashes (%2f, %5c, \\) are not accepted",
+                  Counter::kProxyRefusedBadRequest);
+  }
   if (!route) {
     return refuse(ErrorKind::kNotFound,
                   "unknown path " + req.path + " for " + std::string(provider.name()),
@@ -253,6 +278,12 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
   if (who_calls.key.act_as_user) {
     std::string who = named.empty() ? x.facts.end_user : named;
     if (!who.empty()) {
+      if (!IsCleanText(who, kMaxEndUserBytes)) {
+        return refuse(ErrorKind::kInvalidRequest,
+                      "end user: must be UTF-8 text without control characters, at most " +
+                          std::to_string(kMaxEndUserBytes) + " bytes",
+                      Counter::kProxyRefusedBadRequest);
+      }
       if (on_loop) return Prepared::kWouldBlock;
       auto end_user = deps_.authenticator.ResolveEndUser(who, deps_.config.auto_create_end_users,
                                                          deps_.config.user_defaults);
@@ -345,6 +376,7 @@ bool ProxyService::Admitted(Exchange& x, const httplib::Request& req, json& body
   };
   switch (a.refusal) {
     case Refusal::kNone:
+      x.admitted = true;
       deps_.metrics.Inc(Counter::kReservations);
       BuildUpstream(x, req, body, res);
       return true;
@@ -396,19 +428,45 @@ void ProxyService::BuildUpstream(Exchange& x, const httplib::Request& req, json&
     x.upstream.headers.Add("Content-Type", "application/json");
 }
 
+// Tollgate's own failure (an exception: a bug, as errors are values): a 500 in the
+// provider's shape, and the hold settled, so that the failure neither keeps the budget
+// held until the hold lapses nor makes a request the upstream may have run free.
+void ProxyService::Failed(Exchange& x, httplib::Response& res) {
+  res = httplib::Response();
+  res.status = 500;
+  Refuse(*x.provider, x.route, ErrorKind::kInternal,
+         "tollgate failed on this request (an internal error, logged); it may be retried", res);
+  if (!x.admitted || x.finished) return;
+  Usage estimate;  // as for a stream cut short: the input side, marked estimated
+  if (x.asked) estimate.input_tokens = x.facts.input_tokens_estimate;
+  Finish(x, 500, estimate, x.asked);
+}
+
+template <typename F>
+bool ProxyService::Guarded(Exchange& x, httplib::Response& res, std::string_view where, F&& step) {
+  if (boundary_.Run(where, std::forward<F>(step))) return true;
+  res = httplib::Response();
+  res.status = 500;  // should Failed itself fail
+  boundary_.Run("a failed request's end", [&] { Failed(x, res); });
+  return false;
+}
+
 void ProxyService::Handle(const Provider& provider, const httplib::Request& req,
                           httplib::Response& res, ResponseWriter& writer) {
   deps_.metrics.Inc(Counter::kProxyRequests);
   Exchange x;
+  x.provider = &provider;
   json body;
-  if (Prepare(provider, req, res, x, body, false) != Prepared::kForward) return;
-  x.admission = deps_.gate.Reserve(ReserveFor(x));
-  if (!Admitted(x, req, body, res)) return;
-  if (x.facts.stream) {
-    ForwardStreaming(std::move(x), res, writer);
-  } else {
-    ForwardBuffered(x, res);
-  }
+  Guarded(x, res, "a proxy request", [&] {
+    if (Prepare(provider, req, res, x, body, false) != Prepared::kForward) return;
+    x.admission = deps_.gate.Reserve(ReserveFor(x));
+    if (!Admitted(x, req, body, res)) return;
+    if (x.facts.stream) {
+      ForwardStreaming(std::move(x), res, writer);
+    } else {
+      ForwardBuffered(x, res);
+    }
+  });
 }
 
 // The hot path on the event loop: a buffered request whose caller and budget are
@@ -425,14 +483,30 @@ struct ProxyService::LoopCall {
                                 // worker it was handed to has it; see OnWorker)
   LoopReply reply;
   httplib::Response res;
+  bool answered = false;  // the reply is sent, on its way, or handed over
 };
+
+// Each step of a loop call runs here: one that throws answers the caller (once) with the
+// 500 Guarded leaves in `res`. No exception reaches the gate or the server.
+template <typename F>
+void ProxyService::Step(const std::shared_ptr<LoopCall>& call, std::string_view where, F&& step) {
+  if (!Guarded(call->x, call->res, where, std::forward<F>(step)) && !call->answered)
+    AnswerOnLoop(call);
+}
 
 bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request& req,
                                 const LoopReply& reply) {
   // A large body is parsed off the loop: a worker's.
   if (req.body.size() > kLoopBodyBytes) return false;
   auto call = std::make_shared<LoopCall>(LoopCall{{}, {}, &req, reply, {}});
-  Prepared prepared = Prepare(provider, req, call->res, call->x, call->body, true);
+  call->x.provider = &provider;
+  bool taken = true;
+  Step(call, "a proxy request on the loop", [&] { taken = StartOnLoop(call); });
+  return taken;
+}
+
+bool ProxyService::StartOnLoop(const std::shared_ptr<LoopCall>& call) {
+  Prepared prepared = Prepare(*call->x.provider, *call->req, call->res, call->x, call->body, true);
   if (prepared == Prepared::kWouldBlock) return false;
   if (prepared == Prepared::kAnswered) {
     deps_.metrics.Inc(Counter::kProxyRequests);
@@ -441,34 +515,46 @@ bool ProxyService::HandleOnLoop(const Provider& provider, const httplib::Request
   }
   // `done` runs only when the gate took the request (perhaps before it returns): it
   // counts the request, which a declined one is on the worker.
-  return deps_.gate.ReserveNoWait(ReserveFor(call->x),
-                                  [this, call](std::optional<Admission> admission) {
-                                    deps_.metrics.Inc(Counter::kProxyRequests);
-                                    if (!admission) return OnWorker(call, true);
-                                    call->x.admission = std::move(*admission);
-                                    if (!Admitted(call->x, *call->req, call->body, call->res))
-                                      return AnswerOnLoop(call);
-                                    AskOnLoop(call);
-                                  });
+  return deps_.gate.ReserveNoWait(
+      ReserveFor(call->x), [this, call](std::optional<Admission> admission) {
+        Step(call, "a reservation's answer", [&] {
+          deps_.metrics.Inc(Counter::kProxyRequests);
+          if (call->answered) {  // failed meanwhile (a 500 is out): only a hold to give back
+            if (!admission || !admission->allowed()) return;
+            call->x.admission = std::move(*admission);
+            call->x.admitted = true;
+            return Finish(call->x, 500, Usage{}, false);
+          }
+          if (!admission) return OnWorker(call, true);
+          call->x.admission = std::move(*admission);
+          if (!Admitted(call->x, *call->req, call->body, call->res)) return AnswerOnLoop(call);
+          AskOnLoop(call);
+        });
+      });
 }
 
 void ProxyService::AskOnLoop(const std::shared_ptr<LoopCall>& call) {
   UpstreamPool& pool = *pools_.at(std::string(call->x.provider->name()));
   auto done = [this, call](LoopAnswer answer) {
-    if (answer.retry) return OnWorker(call, false);
-    Exchange& x = call->x;
-    if (answer.connection) {  // a stream's head: the relay has it from here
-      deps_.metrics.Inc(Counter::kProxyAnsweredOnLoop);
-      httplib::Headers out = StreamHeaders(answer.head, call->res.headers);
-      return Relay(std::move(x), answer.head.status, std::move(answer.connection),
-                   call->reply.DetachWithHead(answer.head.status, out));
-    }
-    if (answer.error != ClientError::kNone)
-      UpstreamFailed(x, answer.error, answer.detail, call->res);
-    else
-      Answered(x, answer.head, std::move(answer.body), call->res);
-    AnswerOnLoop(call);
+    Step(call, "an upstream's answer on the loop", [&] {
+      if (call->answered) return;  // failed meanwhile: billed and answered by Failed
+      if (answer.retry) return OnWorker(call, false);
+      Exchange& x = call->x;
+      if (answer.connection) {  // a stream's head: the relay has it from here
+        deps_.metrics.Inc(Counter::kProxyAnsweredOnLoop);
+        httplib::Headers out = StreamHeaders(answer.head, call->res.headers);
+        call->answered = true;
+        return Relay(std::move(x), answer.head.status, std::move(answer.connection),
+                     call->reply.DetachWithHead(answer.head.status, out));
+      }
+      if (answer.error != ClientError::kNone)
+        UpstreamFailed(x, answer.error, answer.detail, call->res);
+      else
+        Answered(x, answer.head, std::move(answer.body), call->res);
+      AnswerOnLoop(call);
+    });
   };
+  call->x.asked = true;
   bool started = exchanges_->Start(call->reply.loop(), pool, call->x.upstream, std::move(done),
                                    call->x.facts.stream);
   if (!started) OnWorker(call, false);  // a new connection that may wait
@@ -479,6 +565,8 @@ void ProxyService::AskOnLoop(const std::shared_ptr<LoopCall>& call) {
 // request admitted against a lease is billed to the lease's hold until its cost, summed
 // with others, reaches the counter (RedisGate::set_leased_cost_delay).
 void ProxyService::AnswerOnLoop(const std::shared_ptr<LoopCall>& call) {
+  if (call->answered) return;  // exactly once, whatever failed on the way
+  call->answered = true;
   deps_.metrics.Inc(Counter::kProxyAnsweredOnLoop);
   call->reply.loop().Post([call] { call->reply.Send(call->res); });
 }
@@ -498,17 +586,22 @@ void ProxyService::OnWorker(const std::shared_ptr<LoopCall>& call, bool reserve)
     x.admission = deps_.gate.Reserve(r);
     return Admitted(x, req, call->body, call->res);
   };
+  call->answered = true;  // by the worker from here
   if (call->x.facts.stream) {
     return call->reply.ToWorker([this, call, admitted](const httplib::Request& req,
                                                        httplib::Response& res,
                                                        ResponseWriter& writer) {
-      bool forward = admitted(req);
-      res = std::move(call->res);  // a refusal, or tollgate's own headers
-      if (forward) ForwardStreaming(std::move(call->x), res, writer);
+      Guarded(call->x, res, "a stream begun on a worker", [&] {
+        bool forward = admitted(req);
+        res = std::move(call->res);  // a refusal, or tollgate's own headers
+        if (forward) ForwardStreaming(std::move(call->x), res, writer);
+      });
     });
   }
   slow_->Submit([this, call, admitted] {
-    if (admitted(*call->req)) ForwardBuffered(call->x, call->res);
+    Guarded(call->x, call->res, "a proxy request on a worker", [&] {
+      if (admitted(*call->req)) ForwardBuffered(call->x, call->res);
+    });
     call->reply.loop().Post([call] { call->reply.Send(call->res); });
   });
 }
@@ -545,6 +638,7 @@ void ProxyService::ForwardBuffered(Exchange& x, httplib::Response& res) {
   ResponseHead head;
   ClientError error = ClientError::kNone;
   std::string detail;
+  x.asked = true;
   auto upstream = pool.Begin(x.upstream, &head, &error, &detail);
   std::string answer;
   if (upstream) {
@@ -571,6 +665,11 @@ class RelayedExchange : public RelayedStream {
       : service_(service),
         x_(std::move(x)),
         observer_(x_.provider->ObserveStream(x_.route, x_.hide_usage_chunk)) {}
+  // Here, not in Done: counted off even if Done throws.
+  ~RelayedExchange() override {
+    if (draining_) service_->EndDrain();
+    service_->streams_in_flight_.fetch_sub(1);
+  }
 
   std::string Transform(std::string_view upstream) override { return observer_->Feed(upstream); }
 
@@ -591,7 +690,6 @@ class RelayedExchange : public RelayedStream {
 
   void Done(bool /*client_complete*/) override {
     Flush();
-    if (draining_) service_->EndDrain();
     if (observer_->finished() && observer_->usage().reported) {
       service_->Finish(x_, x_.status, observer_->usage(), false);
     } else {
@@ -606,7 +704,6 @@ class RelayedExchange : public RelayedStream {
           std::max(estimate.output_tokens, TokensOfText(observer_->relayed_text_bytes()));
       service_->Finish(x_, x_.status, estimate, true);
     }
-    service_->streams_in_flight_.fetch_sub(1);
   }
 
  private:
@@ -628,6 +725,7 @@ void ProxyService::ForwardStreaming(Exchange&& x, httplib::Response& res, Respon
   ResponseHead head;
   ClientError error = ClientError::kNone;
   std::string detail;
+  x.asked = true;
   auto upstream = pool.Begin(x.upstream, &head, &error, &detail);
   if (!upstream) return UpstreamFailed(x, error, detail, res);
 
@@ -663,10 +761,12 @@ void ProxyService::Relay(Exchange&& x, int status, std::unique_ptr<HttpConnectio
   x.on_loop = false;
   x.upstream = UpstreamRequest{};  // sent: a long stream need not hold a long prompt
   streams_in_flight_.fetch_add(1);
+  auto stream = std::make_unique<RelayedExchange>(this, std::move(x));
+  x.finished = true;  // the relay's to finish now
   relay_->Add(
       std::move(upstream),
       [&pool](std::unique_ptr<HttpConnection> used) { pool.Release(std::move(used)); },
-      std::move(client), std::make_unique<RelayedExchange>(this, std::move(x)));
+      std::move(client), std::move(stream));
 }
 
 bool ProxyService::TryStartDrain() {

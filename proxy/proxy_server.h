@@ -11,6 +11,7 @@
 #include "budget/ledger.h"
 #include "config/config.h"
 #include "config/pricing.h"
+#include "net/boundary.h"
 #include "net/event_server.h"
 #include "net/metrics.h"
 #include "net/stream_relay.h"
@@ -54,6 +55,14 @@ class ProxyService {
   void Handle(const Provider& provider, const httplib::Request& req, httplib::Response& res,
               ResponseWriter& writer);
   bool HandleOnLoop(const Provider& provider, const httplib::Request& req, const LoopReply& reply);
+  bool StartOnLoop(const std::shared_ptr<LoopCall>& call);
+  // Runs `step` of exchange `x` inside the boundary; if it throws, Failed() answers in
+  // `res` (false).
+  template <typename F>
+  bool Guarded(Exchange& x, httplib::Response& res, std::string_view where, F&& step);
+  template <typename F>
+  void Step(const std::shared_ptr<LoopCall>& call, std::string_view where, F&& step);
+  void Failed(Exchange& x, httplib::Response& res);
   Prepared Prepare(const Provider& provider, const httplib::Request& req, httplib::Response& res,
                    Exchange& x, nlohmann::json& body, bool on_loop);
   ReserveRequest ReserveFor(const Exchange& x) const;
@@ -84,6 +93,7 @@ class ProxyService {
   friend class RelayedExchange;
 
   ProxyDependencies deps_;
+  const Boundary boundary_;
   std::map<std::string, std::unique_ptr<UpstreamPool>> pools_;
   std::atomic<int> streams_in_flight_{0};
   std::atomic<int> drains_{0};

@@ -463,6 +463,44 @@ TEST_F(BudgetApi, AdminKeyAndBootstrapTokenOpenEveryAdminPath) {
   EXPECT_EQ(Call("GET", "/api/v1/budget/admin/list", "bootstrap-admin-token-for-test").status, 401);
 }
 
+TEST_F(BudgetApi, MetricsAnswerAnAdminOrTheMetricsTokenNeverAUser) {
+  config_.metrics_token = "scrape-token-for-tests";
+  auto status = [&](const std::string& key) {
+    auto r = key.empty() ? client_->Get("/metrics") : client_->Get("/metrics", Auth(key));
+    EXPECT_TRUE(r);
+    return r ? r->status : 0;
+  };
+  EXPECT_EQ(status(""), 401);
+  EXPECT_EQ(status(alice_key_), 403) << "a user's key reads no one's counters";
+  EXPECT_EQ(status("tg-not-a-key"), 401);
+  EXPECT_EQ(status(admin_key_), 200);
+  EXPECT_EQ(status(config_.admin_token), 200);
+  EXPECT_EQ(status(config_.metrics_token), 200);
+  EXPECT_EQ(client_->Get("/healthz")->status, 200);
+}
+
+TEST_F(BudgetApi, AnAdminPathOfAnyLengthIsAnsweredBeforeOrAfterAuthentication) {
+  // 40,000 bytes of id crashed the side port (a regex's recursion), before any key
+  // was looked at: now the target is too long to read.
+  std::string reply = testing::RawExchange(
+      server_->port(), "POST /api/v1/budget/admin/reset/" + std::string(40'000, 'A') +
+                           " HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 414", 0), 0u) << reply.substr(0, 200);
+  EXPECT_NE(reply.find("\"uri_too_long\""), std::string::npos) << reply;
+  // Within the limit, the route is matched segment by segment: no key, 401; an admin's,
+  // the id is read and refused.
+  std::string long_id = "/api/v1/budget/admin/reset/" + std::string(8'000, 'A');
+  EXPECT_EQ(Call("POST", long_id, "", json::object()).status, 401);
+  auto bad_id = Call("POST", long_id, admin_key_, json{{"reason", "test"}});
+  EXPECT_EQ(bad_id.status, 400) << bad_id.raw;
+  EXPECT_EQ(bad_id.body["error"]["field"], "user_id");
+  EXPECT_EQ(
+      Call("POST", "/api/v1/budget/admin/users/" + std::string(8'000, '9') + "/disable", admin_key_)
+          .status,
+      400);
+  EXPECT_EQ(client_->Get("/healthz")->status, 200);
+}
+
 TEST_F(BudgetApi, AdminListSearchesFiltersSortsAndPages) {
   Spend(alice_, "mistral", "m", 950'000'000);  // 95 %: RED
   Spend(bob_, "mistral", "m", 100'000'000);    // 10 %: GREEN

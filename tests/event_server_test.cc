@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <future>
+#include <stdexcept>
 
 namespace tollgate {
 namespace {
@@ -98,8 +99,8 @@ class EventServerTest : public ::testing::Test {
       for (const auto& [name, value] : req.params) out += "[" + name + "=" + value + "]";
       res.set_content(out + " path " + req.path, "text/plain");
     });
-    server_->Get("/items/(\\d+)", [](const httplib::Request& req, httplib::Response& res) {
-      res.set_content("item " + std::string(req.matches[1]), "text/plain");
+    server_->Get("/items/*", [](const httplib::Request& req, httplib::Response& res) {
+      res.set_content("item " + std::string(PathSegment(req.path, 1)), "text/plain");
     });
     server_->Streaming("GET", "/stream",
                        [this](const httplib::Request&, httplib::Response&, ResponseWriter& w) {
@@ -125,19 +126,20 @@ class EventServerTest : public ::testing::Test {
                          detached_.set_value(w.Detach());
                        });
     server_->OnLoop(
-        "POST", "/loop/(\\w+)",
+        "POST", "/loop/*",
         [this](const httplib::Request& req, const LoopReply& reply) {
-          if (req.matches[1] == "decline") return false;
-          if (req.matches[1] == "later") {
+          std::string_view what = PathSegment(req.path, 1);
+          if (what == "decline") return false;
+          if (what == "later") {
             later_.set_value(reply);
             return true;
           }
-          if (req.matches[1] == "detach") {
+          if (what == "detach") {
             // Taken on the loop, begun and handed over without a write (a relay's).
             detached_.set_value(reply.DetachWithHead(200, {{"Content-Type", "text/plain"}}));
             return true;
           }
-          if (req.matches[1] == "handoff") {
+          if (what == "handoff") {
             // Taken on the loop, answered by a worker through a writer: a stream, say.
             reply.ToWorker(
                 [this](const httplib::Request& handed, httplib::Response&, ResponseWriter& w) {
@@ -157,7 +159,7 @@ class EventServerTest : public ::testing::Test {
         [](const httplib::Request& req, httplib::Response& res, ResponseWriter&) {
           res.set_content("worker " + req.body, "text/plain");
         });
-    // Prefix routes, on the loop (POST) and on a worker (GET); a regex route after them
+    // Prefix routes, on the loop (POST) and on a worker (GET); a pattern route after them
     // takes what they do not.
     server_->OnLoop(
         "POST", PathPrefix{"/pre/"},
@@ -174,8 +176,8 @@ class EventServerTest : public ::testing::Test {
                        [](const httplib::Request& req, httplib::Response& res, ResponseWriter&) {
                          res.set_content("prefix worker [" + req.path + "]", "text/plain");
                        });
-    server_->Get("/pre(.*)", [](const httplib::Request& req, httplib::Response& res) {
-      res.set_content("regex [" + std::string(req.matches[1]) + "]", "text/plain");
+    server_->Get("/*/a", [](const httplib::Request& req, httplib::Response& res) {
+      res.set_content("pattern [" + std::string(PathSegment(req.path, 0)) + "]", "text/plain");
     });
     server_->set_error_renderer([](const httplib::Request& req, int status,
                                    const std::string& message, httplib::Response& res) {
@@ -231,8 +233,8 @@ TEST(EventServer, IdleConnectionsHoldNoThread) {
   // per open connection (cpp-httplib 0.11) the third connection would wait for one of the
   // first two to close. Here a connection between requests is only an entry in epoll.
   EventServer server(ServerTuning{.worker_threads = 2});
-  server.Get("/items/(\\d+)", [](const httplib::Request& req, httplib::Response& res) {
-    res.set_content("item " + std::string(req.matches[1]), "text/plain");
+  server.Get("/items/*", [](const httplib::Request& req, httplib::Response& res) {
+    res.set_content("item " + std::string(PathSegment(req.path, 1)), "text/plain");
   });
   int port = server.Start("127.0.0.1", 0);
   ASSERT_GT(port, 0);
@@ -406,9 +408,9 @@ TEST_F(EventServerTest, PrefixRoutesTakeEveryPathThatStartsWithTheirPrefixAndNoO
       "prefix loop [/pre/v1/chat/completions] groups 0");
   ask("POST /pre/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "prefix loop [/pre/] groups 0");
   ask("GET /pre/a/b HTTP/1.1\r\n\r\n", "prefix worker [/pre/a/b]");
-  // Not the prefix: the next route (a regex) or none.
-  ask("GET /pre HTTP/1.1\r\n\r\n", "regex []");
-  ask("GET /prefix/a HTTP/1.1\r\n\r\n", "regex [fix/a]");
+  // Not the prefix: the next route (a pattern) or none.
+  ask("GET /pre HTTP/1.1\r\n\r\n", "rendered 404 for [/pre]");
+  ask("GET /prefix/a HTTP/1.1\r\n\r\n", "pattern [prefix]");
   ask("GET /x/pre/a HTTP/1.1\r\n\r\n", "rendered 404 for [/x/pre/a]");
   ask("PUT /pre/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "rendered 404 for [/pre/a]");
 }
@@ -496,6 +498,167 @@ TEST_F(EventServerTest, TheWriterReportsAClientThatHungUp) {
   c.reset();  // hang up mid-answer
   int writes = firehose_writes_.get_future().get();
   EXPECT_LT(writes, 100'000) << "Write() must return false once the client is gone";
+}
+
+// ---- a boundary nothing crosses ---------------------------------------------------
+
+// Routes that throw, a renderer that throws on one path, and a plain route: whatever
+// throws, the server answers and goes on.
+class ServerBoundary : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<EventServer>(ServerTuning{.worker_threads = 4}, Boundary(&metrics_));
+    server_->Get("/throws", [](const httplib::Request&, httplib::Response&) {
+      throw std::runtime_error("a handler's bug \xff");
+    });
+    server_->Streaming("GET", "/throws-mid-answer",
+                       [](const httplib::Request&, httplib::Response&, ResponseWriter& w) {
+                         w.Begin(200, {});
+                         w.Write("part");
+                         throw std::logic_error("a bug after the answer began");
+                       });
+    server_->Get("/throws-in-provider", [](const httplib::Request&, httplib::Response& res) {
+      res.set_chunked_content_provider("text/plain", [](size_t offset, httplib::DataSink& sink) {
+        if (offset > 0) throw std::runtime_error("a content provider's bug");
+        sink.write("part", 4);
+        return true;
+      });
+    });
+    server_->OnLoop(
+        "POST", "/throws-on-loop",
+        [](const httplib::Request&, const LoopReply&) -> bool {
+          throw std::runtime_error("a loop handler's bug");
+        },
+        nullptr);
+    server_->Get("/fine", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("fine", "text/plain");
+    });
+    server_->set_error_renderer([](const httplib::Request& req, int status,
+                                   const std::string& message, httplib::Response& res) {
+      if (req.path == "/renderer-throws") throw std::runtime_error("a renderer's bug");
+      res.set_content("rendered " + std::to_string(status) + ": " + message, "text/plain");
+    });
+    port_ = server_->Start("127.0.0.1", 0);
+    ASSERT_GT(port_, 0);
+  }
+  void TearDown() override { server_->Stop(); }
+
+  // The server still answers, on a new connection.
+  void ExpectStillServing() {
+    RawClient c(port_);
+    c.Send("GET /fine HTTP/1.1\r\n\r\n");
+    EXPECT_NE(c.ReadUntil("fine").find("HTTP/1.1 200 OK"), std::string::npos);
+  }
+  // Sends `wire` on a new connection and returns the answer, read until `until` has come
+  // (or the close); then one exception was counted, and the server still serves.
+  std::string AskOneFailure(const std::string& wire, const std::string& until) {
+    RawClient c(port_);
+    c.Send(wire);
+    std::string reply = c.ReadUntil(until);
+    EXPECT_EQ(metrics_.Get(Counter::kInternalErrors), 1u);
+    ExpectStillServing();
+    return reply;
+  }
+
+  Metrics metrics_;
+  std::unique_ptr<EventServer> server_;
+  int port_ = -1;
+};
+
+TEST_F(ServerBoundary, AHandlerThatThrowsGets500InTheRenderersShapeAndTheServerGoesOn) {
+  RawClient c(port_);
+  c.Send("GET /throws HTTP/1.1\r\n\r\n");
+  std::string reply = c.ReadUntil("internal error");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 500 Internal Server Error\r\n", 0), 0u) << reply;
+  EXPECT_NE(reply.find("rendered 500: internal error"), std::string::npos) << reply;
+  EXPECT_EQ(reply.find('\xff'), std::string::npos) << "the exception's text stays in the log";
+  EXPECT_EQ(metrics_.Get(Counter::kInternalErrors), 1u);
+  // The same connection serves the next request.
+  c.Clear();
+  c.Send("GET /fine HTTP/1.1\r\n\r\n");
+  EXPECT_NE(c.ReadUntil("fine").find("200 OK"), std::string::npos);
+  ExpectStillServing();
+}
+
+TEST_F(ServerBoundary, AnAnswerBegunWhenItsHandlerThrowsIsCutNotCompleted) {
+  // Read to the close: what never comes.
+  std::string all = AskOneFailure("GET /throws-mid-answer HTTP/1.1\r\n\r\n", "never sent");
+  EXPECT_NE(all.find("4\r\npart\r\n"), std::string::npos) << all;
+  EXPECT_EQ(all.find("0\r\n\r\n"), std::string::npos) << "a cut answer must not look whole";
+}
+
+TEST_F(ServerBoundary, AContentProviderThatThrowsCutsItsAnswer) {
+  std::string all = AskOneFailure("GET /throws-in-provider HTTP/1.1\r\n\r\n", "never sent");
+  EXPECT_NE(all.find("4\r\npart\r\n"), std::string::npos) << all;
+  EXPECT_EQ(all.find("0\r\n\r\n"), std::string::npos) << "a cut answer must not look whole";
+}
+
+TEST_F(ServerBoundary, ALoopHandlerThatThrowsGets500AndTheLoopGoesOn) {
+  std::string reply =
+      AskOneFailure("POST /throws-on-loop HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "internal error");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 500", 0), 0u) << reply;
+  EXPECT_NE(reply.find("rendered 500: internal error"), std::string::npos) << reply;
+}
+
+TEST_F(ServerBoundary, ARendererThatThrowsLeavesTheServersPlainAnswer) {
+  std::string reply = AskOneFailure("GET /renderer-throws HTTP/1.1\r\n\r\n", "Not Found");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 404", 0), 0u) << reply;
+  EXPECT_NE(reply.find("\r\n\r\nNot Found"), std::string::npos) << reply;
+}
+
+TEST_F(ServerBoundary, PostedTasksAndTimersThatThrowLeaveTheLoopRunning) {
+  auto after = std::make_shared<std::promise<bool>>();
+  auto ran = after->get_future();
+  EventServer* loop = server_.get();
+  loop->Post([] { throw std::runtime_error("a posted task's bug"); });
+  loop->Post([loop, after] {
+    loop->RunAfter(std::chrono::milliseconds(1), [] { throw std::runtime_error("a timer's bug"); });
+    loop->RunAfter(std::chrono::milliseconds(2),
+                   [loop, after] { after->set_value(loop->InLoopThread()); });
+  });
+  ASSERT_EQ(ran.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(ran.get());
+  EXPECT_EQ(metrics_.Get(Counter::kInternalErrors), 2u);
+  ExpectStillServing();
+}
+
+TEST_F(ServerBoundary, ThePathAnErrorQuotesIsValidUtf8) {
+  RawClient c(port_);
+  c.Send("GET /\xff\xfe HTTP/1.1\r\n\r\n");
+  std::string reply = c.ReadUntil("rendered 404");
+  EXPECT_NE(reply.find("rendered 404: no route for GET /\\xFF\\xFE"), std::string::npos) << reply;
+  ExpectStillServing();
+}
+
+// ---- request targets: bounded, and routes matched without recursion ---------------
+
+TEST_F(ServerBoundary, ATargetLongerThanTheLimitGets414) {
+  RawClient whole(port_);
+  whole.Send("GET /fine?q=" + std::string(9000, 'q') + " HTTP/1.1\r\n\r\n");
+  std::string reply = whole.ReadUntil("rendered 414");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 414 URI Too Long\r\n", 0), 0u) << reply.substr(0, 200);
+  EXPECT_NE(reply.find("request target is longer than 8192 bytes"), std::string::npos);
+  EXPECT_TRUE(whole.ReadsToClose());
+  // A request line still coming is refused once it is past any target allowed.
+  RawClient endless(port_);
+  endless.Send("POST /api/v1/budget/admin/reset/" + std::string(40'000, 'A'));
+  EXPECT_EQ(endless.ReadUntil("rendered 414").rfind("HTTP/1.1 414", 0), 0u);
+  ExpectStillServing();
+}
+
+TEST(EventServer, APatternRouteTakesASegmentOfAnyLengthTheTargetLimitAllows) {
+  // std::regex_match recursed per character: 40,000 bytes overflowed a worker's stack.
+  EventServer server(ServerTuning{.worker_threads = 2, .max_target_bytes = 60'000});
+  server.Post("/reset/*", [](const httplib::Request& req, httplib::Response& res) {
+    res.set_content("id of " + std::to_string(PathSegment(req.path, 1).size()) + " bytes",
+                    "text/plain");
+  });
+  int port = server.Start("127.0.0.1", 0);
+  ASSERT_GT(port, 0);
+  RawClient c(port);
+  c.Send("POST /reset/" + std::string(50'000, 'A') + " HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_NE(c.ReadUntil("bytes").find("id of 50000 bytes"), std::string::npos);
+  server.Stop();
 }
 
 }  // namespace

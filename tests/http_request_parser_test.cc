@@ -168,6 +168,28 @@ TEST(RequestParser, SeesExpectContinueOnceTheHeadIsIn) {
   EXPECT_EQ(p.request().body, "body");
 }
 
+TEST(RequestParser, ATargetLongerThanTheLimitIs414EvenBeforeTheHeadEnds) {
+  ParserLimits limits{.max_target_bytes = 100};
+  RequestParser at_limit(limits);
+  std::string in = "GET /" + std::string(99, 'a') + " HTTP/1.1\r\n\r\n";
+  EXPECT_EQ(at_limit.Parse(in), State::kDone);
+
+  RequestParser over(limits);
+  in = "GET /" + std::string(100, 'a') + " HTTP/1.1\r\n\r\n";
+  ASSERT_EQ(over.Parse(in), State::kError);
+  EXPECT_EQ(over.error_status(), 414);
+  EXPECT_EQ(over.error_message(), "request target is longer than 100 bytes");
+
+  // A request line still coming: refused once it is past any target allowed, not
+  // after 64 KiB of it.
+  RequestParser endless(limits);
+  in = "POST /reset/" + std::string(120, 'A');
+  EXPECT_EQ(endless.Parse(in), State::kNeedMore);
+  in += std::string(100, 'A');
+  ASSERT_EQ(endless.Parse(in), State::kError);
+  EXPECT_EQ(endless.error_status(), 414);
+}
+
 // Header fields in order, found whatever the case of their names.
 TEST(HeaderList, FindsCountsAndErasesFieldsWhateverTheirCase) {
   std::string lines =

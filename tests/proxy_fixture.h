@@ -53,8 +53,9 @@ class ProxyFixture : public ::testing::Test {
     // buffered requests take the event loop's path.
     authenticator_ = std::make_unique<Authenticator>(directory_, clock_, auth_ttl_);
     gate_ = std::make_unique<FakeGate>(limit);
-    service_ = std::make_unique<ProxyService>(
-        ProxyDependencies{config_, *pricing_, *authenticator_, *gate_, ledger_, metrics_, clock_});
+    service_ = std::make_unique<ProxyService>(ProxyDependencies{config_, *pricing_, *authenticator_,
+                                                                proxy_gate_ ? *proxy_gate_ : *gate_,
+                                                                ledger_, metrics_, clock_});
     proxy_ = service_->BuildServer();
     ASSERT_GT(proxy_->Start("127.0.0.1", 0), 0);
     client_ = std::make_unique<httplib::Client>("127.0.0.1", proxy_->port());
@@ -100,6 +101,7 @@ class ProxyFixture : public ::testing::Test {
   std::string key_;
   std::unique_ptr<Authenticator> authenticator_;
   std::unique_ptr<FakeGate> gate_;
+  Gate* proxy_gate_ = nullptr;  // the gate the proxy asks, when not gate_ itself
   std::unique_ptr<EventServer> sim_;
   std::unique_ptr<ProxyService> service_;
   std::unique_ptr<EventServer> proxy_;

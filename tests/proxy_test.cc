@@ -175,21 +175,8 @@ TEST_F(Proxy, MistralEmbeddingsAndModels) {
 }
 
 TEST_F(Proxy, RequestsTheServerCannotReadGetTheProvidersShape) {
-  auto raw = [&](const std::string& wire) {
-    // Sent by hand: no HTTP client writes these.
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(proxy_->port()));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_GT(send(fd, wire.data(), wire.size(), MSG_NOSIGNAL), 0);
-    std::string reply;
-    char buf[4096];
-    for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) reply.append(buf, size_t(n));
-    close(fd);
-    return reply;
-  };
+  // Sent by hand: no HTTP client writes these.
+  auto raw = [&](const std::string& wire) { return RawExchange(proxy_->port(), wire); };
   std::string smuggle = raw("POST /anthropic/v1/messages HTTP/1.1\r\nx-api-key: " + key_ +
                             "\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
   ASSERT_EQ(smuggle.rfind("HTTP/1.1 400", 0), 0u) << smuggle;

@@ -4,14 +4,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/test_env.h"
+
 namespace tollgate {
 namespace {
 
 using nlohmann::json;
 
+const httplib::Headers kScraper = {{"Authorization", "Bearer scrape-token"}};
+
 class SideServer : public ::testing::Test {
  protected:
   void SetUp() override {
+    config_.metrics_token = "scrape-token";
+    config_.admin_token = "admin-token";
     SideDependencies deps{config_, metrics_, [this] { return pg_; }, [this] { return redis_; }};
     deps_ = std::make_unique<SideDependencies>(deps);
     running_ = BuildSideServer(*deps_);
@@ -47,7 +53,7 @@ TEST_F(SideServer, ReadyzReportsEachDependency) {
 
 TEST_F(SideServer, MetricsExportCounters) {
   metrics_.Inc(Counter::kProxyRefusedBudget, 3);
-  auto r = client_->Get("/metrics");
+  auto r = client_->Get("/metrics", kScraper);
   EXPECT_NE(r->body.find("tollgate_refusals_total{reason=\"budget\"} 3"), std::string::npos)
       << r->body;
   EXPECT_NE(r->body.find("# TYPE tollgate_proxy_requests_total counter"), std::string::npos);
@@ -59,7 +65,7 @@ TEST_F(SideServer, MetricsExportGaugesAndHistograms) {
   metrics_.Observe(Histogram::kUpstreamLatency, 2500, "anthropic");   // le 2.5
   metrics_.Observe(Histogram::kUpstreamLatency, 99999, "anthropic");  // only +Inf
   metrics_.Observe(Histogram::kSettleLag, 3);
-  std::string body = client_->Get("/metrics")->body;
+  std::string body = client_->Get("/metrics", kScraper)->body;
   for (const char* line :
        {"tollgate_ledger_queue_depth 17\n",
         "tollgate_upstream_latency_seconds_bucket{provider=\"anthropic\",le=\"0.025\"} 0\n",
@@ -74,6 +80,33 @@ TEST_F(SideServer, MetricsExportGaugesAndHistograms) {
         "# TYPE tollgate_settle_lag_seconds histogram\n"}) {
     EXPECT_NE(body.find(line), std::string::npos) << line << body;
   }
+}
+
+TEST_F(SideServer, MetricsAnswerTheMetricsTokenOrTheAdminTokenAndNobodyElse) {
+  EXPECT_EQ(client_->Get("/metrics")->status, 401);
+  EXPECT_EQ(client_->Get("/metrics", {{"Authorization", "Bearer scrape-tokeN"}})->status, 401);
+  auto refused = client_->Get("/metrics", {{"Authorization", "Bearer tg-someone"}});
+  EXPECT_EQ(refused->status, 401);
+  EXPECT_EQ(json::parse(refused->body)["error"]["code"], "unauthenticated");
+  EXPECT_EQ(refused->body.find("tollgate_"), std::string::npos);
+  EXPECT_EQ(client_->Get("/metrics", kScraper)->status, 200);
+  EXPECT_EQ(client_->Get("/metrics", {{"Authorization", "Bearer admin-token"}})->status, 200);
+  // Probes stay open: load balancers and orchestrators call them without a token.
+  EXPECT_EQ(client_->Get("/healthz")->status, 200);
+  EXPECT_EQ(client_->Get("/readyz")->status, 200);
+}
+
+TEST_F(SideServer, BadBytesAndLongPathsGetTheOneErrorShapeAndThePortGoesOn) {
+  for (const std::string& wire :
+       {std::string("GET /\xff\xfe HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        "POST /api/v1/budget/admin/reset/" + std::string(40'000, 'A') +
+            " HTTP/1.1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"}) {
+    std::string reply = testing::RawExchange(running_->port(), wire);
+    json j = json::parse(reply.substr(reply.find("\r\n\r\n") + 4), nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << "not valid UTF-8 JSON: " << reply.substr(0, 300);
+    EXPECT_TRUE(j["error"].contains("code")) << reply.substr(0, 300);
+  }
+  EXPECT_EQ(client_->Get("/healthz")->status, 200);
 }
 
 TEST_F(SideServer, UnknownPathUsesTheOneErrorShape) {

@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <functional>
 #include <future>
+#include <stdexcept>
 #include <thread>
 
 #include "tests/test_env.h"
@@ -246,6 +247,90 @@ TEST(StreamRelay, BytesThatCameWithTheHeadLeaveFromTheAddingThread) {
     }
   }
   EXPECT_TRUE(client.released);
+}
+
+// A stream whose transform (or settlement) has a bug: it throws.
+class Throwing : public PassThrough {
+ public:
+  Throwing(std::promise<bool>* done, bool in_transform)
+      : PassThrough(done), in_transform_(in_transform) {}
+  std::string Transform(std::string_view upstream) override {
+    if (in_transform_) throw std::runtime_error("an observer's bug");
+    return PassThrough::Transform(upstream);
+  }
+  std::string Finish(bool* complete) override {
+    *complete = true;
+    return in_transform_ ? "event: error" : "";
+  }
+  void Done(bool client_complete) override {
+    PassThrough::Done(client_complete);
+    if (!in_transform_) throw std::runtime_error("a settlement's bug");
+  }
+
+ private:
+  bool in_transform_;
+};
+
+// Reads the client's side until the last chunk (or 10 s of silence).
+std::string ReadToLastChunk(int fd) {
+  std::string in;
+  char buffer[256];
+  while (in.find("0\r\n\r\n") == std::string::npos) {
+    pollfd p{.fd = fd, .events = POLLIN, .revents = 0};
+    if (poll(&p, 1, 10000) != 1) break;
+    ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) break;
+    in.append(buffer, static_cast<size_t>(n));
+  }
+  return in;
+}
+
+// Relays a one-event stream through a Throwing stream: what its client read, whether
+// its connection was given back complete, and how many exceptions were counted.
+struct ThrownStream {
+  std::string client_read;
+  bool given_back_complete = false;
+  uint64_t internal_errors = 0;
+};
+ThrownStream RelayThrowing(bool in_transform) {
+  ThrownStream out;
+  std::promise<void> sent;
+  RawUpstream upstream([&](int fd) { OneWriteAnswer(fd, "data: first event\n\n", &sent); });
+  auto connection = AskForStream(upstream.port());
+  if (connection == nullptr) return out;
+  sent.get_future().wait();
+  ResponseHead head;
+  EXPECT_EQ(connection->ReadHead(&head), ClientError::kNone);
+  Metrics metrics;
+  Client client;
+  {
+    StreamRelay relay(RelayTimeouts{}, 2, Boundary(&metrics));
+    client.Take(relay, std::move(connection),
+                std::make_unique<Throwing>(&client.done, in_transform));
+    out.client_read = ReadToLastChunk(client.fd[1]);
+    EXPECT_TRUE(client.done.get_future().get());
+    out.given_back_complete = client.finished.get_future().get();
+  }
+  out.internal_errors = metrics.Get(Counter::kInternalErrors);
+  return out;
+}
+
+TEST(StreamRelay, ATransformThatThrowsEndsTheStreamWithItsErrorAndGivesTheClientBack) {
+  ThrownStream s = RelayThrowing(true);
+  EXPECT_NE(s.client_read.find("c\r\nevent: error\r\n0\r\n\r\n"), std::string::npos)
+      << s.client_read;
+  EXPECT_EQ(s.client_read.find("first event"), std::string::npos)
+      << "bytes the transform did not pass";
+  EXPECT_TRUE(s.given_back_complete);
+  EXPECT_EQ(s.internal_errors, 1u);
+}
+
+TEST(StreamRelay, ASettlementThatThrowsStillGivesTheClientConnectionBack) {
+  // Done() throws after the answer went out whole: the connection is still given back.
+  ThrownStream s = RelayThrowing(false);
+  EXPECT_NE(s.client_read.find("first event"), std::string::npos) << s.client_read;
+  EXPECT_TRUE(s.given_back_complete);
+  EXPECT_EQ(s.internal_errors, 1u);
 }
 
 }  // namespace

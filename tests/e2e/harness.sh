@@ -32,6 +32,8 @@ start_stack() {
   export TOLLGATE_REDIS_URL="redis://127.0.0.1:$TOLLGATE_TEST_REDIS_PORT/$redis_db"
   redis-cli -p "$TOLLGATE_TEST_REDIS_PORT" -n "$redis_db" flushdb >/dev/null
   export TOLLGATE_CONFIG="$TOP/config/tollgate.json"
+  # /metrics answers this bearer token (or an admin's key) only.
+  export TOLLGATE_METRICS_TOKEN="e2e-metrics-$RANDOM$RANDOM"
   TG_DB=$TOLLGATE_DATABASE_URL
   "$TOLLGATE_SIM_BINARY" --listen 127.0.0.1:0 "$@" >"$WORK/sim.log" 2>&1 &
   E2E_PIDS+=($!)
@@ -69,6 +71,8 @@ start_instance() {
 }
 
 tg() { "$TOLLGATE_BINARY" "$@"; }
+# scrape SIDE_URL: the instance's /metrics text.
+scrape() { curl -s "$1/metrics" -H "Authorization: Bearer $TOLLGATE_METRICS_TOKEN"; }
 
 # own_servers: a Postgres and a Redis of this test's own (it stops or kills them);
 # sets pg_port and redis_port, and points start_stack at them.

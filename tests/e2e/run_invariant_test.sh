@@ -22,7 +22,7 @@ limit_usd=0.006  # 6,000,000 nanos: ~97 answers off-peak, ~48 at peak prices
 leased() {
   local sum=0 side n
   for side in "${sides[@]}"; do
-    n=$(curl -s "$side/metrics" | awk '/^tollgate_lease_admissions_total/ {print $2}')
+    n=$(scrape "$side" | awk '/^tollgate_lease_admissions_total/ {print $2}')
     sum=$((sum + ${n:-0}))
   done
   echo "$sum"

@@ -8,13 +8,16 @@ import { Mistral } from '@mistralai/mistralai';
 import { SDKError } from '@mistralai/mistralai/models/errors/index.js';
 import { Ollama } from 'ollama';
 
-const { TG_PROXY, TG_SIDE, TG_SIM, TG_KEY, TG_BROKE_KEY } = process.env;
+const { TG_PROXY, TG_SIDE, TG_SIM, TG_KEY, TG_BROKE_KEY, TOLLGATE_METRICS_TOKEN } = process.env;
 // tollgate-sim answers 16 tokens: "Hello w1 w2 ... w15".
 const EXPECTED = 'Hello' + Array.from({ length: 15 }, (_, i) => ` w${i + 1}`).join('');
 const messages = [{ role: 'user', content: 'hello world!' }];
 
 async function refusals() {
-  const text = await (await fetch(`${TG_SIDE}/metrics`)).text();
+  const scrape = await fetch(`${TG_SIDE}/metrics`, {
+    headers: { Authorization: `Bearer ${TOLLGATE_METRICS_TOKEN}` },
+  });
+  const text = await scrape.text();
   return Number(/tollgate_refusals_total\{reason="budget"\} (\d+)/.exec(text)[1]);
 }
 
