@@ -196,7 +196,12 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
   const std::string& id = request.request_id;
 
   auto first = PlanReservation(request, Money::FromNanos(kUnlimited));
-  Money amount = first ? first->amount : Money();
+  if (!first) {  // past any amount: nothing could ever hold it
+    a.refusal = Refusal::kBudget;
+    a.message = "the request is too large to reserve";
+    return a;
+  }
+  Money amount = first->amount;
   auto release_global = [&] {
     if (gw) RunOne(0, {'D', "", {id, std::to_string(amount.nanos())}});
   };
@@ -267,7 +272,8 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
   if (!budget) return false;
   Money limit = EnforcedLimit(budget->settings);
   auto plan = PlanReservation(request, Money::FromNanos(kUnlimited));
-  Money amount = plan ? plan->amount : Money();
+  if (!plan) return false;  // Reserve() words the refusal
+  Money amount = plan->amount;
   Timestamp window = budget->window.start;
   a.held = amount;
   a.window = budget->window;
