@@ -216,8 +216,9 @@ TEST_F(EventServerTest, AnswersManyRequestsOnOneKeptAliveConnection) {
 TEST_F(EventServerTest, AnswersPipelinedRequestsInOrder) {
   RawClient c(port_);
   c.Send(
-      "GET /items/1 HTTP/1.1\r\n\r\nPOST /echo HTTP/1.1\r\nContent-Length: 1\r\n\r\nzGET "
-      "/items/3 HTTP/1.1\r\n\r\n");
+      "GET /items/1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: "
+      "1\r\n\r\nzGET "
+      "/items/3 HTTP/1.1\r\nHost: x\r\n\r\n");
   std::string reply = c.ReadUntil("item 3");
   size_t one = reply.find("item 1"), two = reply.find("got z"), three = reply.find("item 3");
   ASSERT_NE(three, std::string::npos) << reply;
@@ -242,7 +243,7 @@ TEST(EventServer, IdleConnectionsHoldNoThread) {
       if (round == 0) clients.push_back(std::make_unique<RawClient>(port));
       std::string item = std::to_string(round * 1000 + i);
       clients[i]->Clear();
-      clients[i]->Send("GET /items/" + item + " HTTP/1.1\r\n\r\n");
+      clients[i]->Send("GET /items/" + item + " HTTP/1.1\r\nHost: x\r\n\r\n");
       ASSERT_NE(clients[i]->ReadUntil("item " + item).find("item " + item), std::string::npos);
     }
   }
@@ -254,10 +255,11 @@ TEST(EventServer, IdleConnectionsHoldNoThread) {
 TEST_F(EventServerTest, ReadsChunkedBodiesAndAnswersExpectContinue) {
   RawClient c(port_);
   c.Send(
-      "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
   EXPECT_NE(c.ReadUntil("got abcde").find("got abcde at /echo"), std::string::npos);
   c.Clear();
-  c.Send("POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+  c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
   EXPECT_EQ(c.ReadUntil("\r\n\r\n"), "HTTP/1.1 100 Continue\r\n\r\n");
   c.Clear();
   c.Send("xyz");
@@ -270,13 +272,13 @@ TEST_F(EventServerTest, UnreadableRequestsGetARenderedErrorAndAClosedConnection)
     std::string status_line;
     std::string rendered;
   } cases[] = {
-      {"POST /echo HTTP/1.1\r\nContent-Length: 2000\r\n\r\n", "HTTP/1.1 413",
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n", "HTTP/1.1 413",
        "rendered 413 for [/echo]: request body is larger than 1024 bytes"},
-      {"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
        "HTTP/1.1 400", "rendered 400 for [/echo]: both Content-Length"},
       {"BROKEN\r\n\r\n", "HTTP/1.1 400", "rendered 400 for []: malformed request line"},
-      {"GET /nowhere HTTP/1.1\r\n\r\n", "HTTP/1.1 404", "rendered 404 for [/nowhere]"},
-      {"DELETE /echo HTTP/1.1\r\n\r\n", "HTTP/1.1 404", "rendered 404 for [/echo]"},
+      {"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404", "rendered 404 for [/nowhere]"},
+      {"DELETE /echo HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404", "rendered 404 for [/echo]"},
   };
   for (const Case& k : cases) {
     RawClient c(port_);
@@ -293,7 +295,9 @@ TEST_F(EventServerTest, UnreadableRequestsGetARenderedErrorAndAClosedConnection)
 
 TEST_F(EventServerTest, QueryParametersAreDecodedAndThePathIsNot) {
   RawClient c(port_);
-  c.Send("GET /query?q=a+b%20c%25&q=%F0%9F%98%80&bad=100%&empty=&flag&&x%3Dy=1 HTTP/1.1\r\n\r\n");
+  c.Send(
+      "GET /query?q=a+b%20c%25&q=%F0%9F%98%80&bad=100%&empty=&flag&&x%3Dy=1 HTTP/1.1\r\nHost: "
+      "x\r\n\r\n");
   std::string reply = c.ReadUntil("path /query");
   EXPECT_NE(
       reply.find("[bad=100%][empty=][flag=][q=a b c%][q=\xF0\x9F\x98\x80][x=y=1] path /query"),
@@ -303,14 +307,14 @@ TEST_F(EventServerTest, QueryParametersAreDecodedAndThePathIsNot) {
 
 TEST_F(EventServerTest, ConnectionCloseIsHonoured) {
   RawClient c(port_);
-  c.Send("GET /items/7 HTTP/1.1\r\nConnection: close\r\n\r\n");
+  c.Send("GET /items/7 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_NE(c.ReadUntil("item 7").find("Connection: close"), std::string::npos);
   EXPECT_TRUE(c.ReadsToClose());
 }
 
 TEST_F(EventServerTest, TheWriterSendsEachChunkAsItIsWritten) {
   RawClient c(port_);
-  c.Send("GET /stream HTTP/1.1\r\n\r\n");
+  c.Send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
   std::string start = c.ReadUntil("first\r\n");
   EXPECT_EQ(start.rfind("HTTP/1.1 200 OK\r\n", 0), 0u);
   EXPECT_NE(start.find("Transfer-Encoding: chunked"), std::string::npos);
@@ -321,14 +325,14 @@ TEST_F(EventServerTest, TheWriterSendsEachChunkAsItIsWritten) {
   EXPECT_NE(all.find("6\r\nsecond\r\n0\r\n\r\n"), std::string::npos) << all;
   // The connection stays usable after a complete streamed answer.
   c.Clear();
-  c.Send("GET /items/9 HTTP/1.1\r\n\r\n");
+  c.Send("GET /items/9 HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_NE(c.ReadUntil("item 9").find("200 OK"), std::string::npos);
 }
 
 TEST_F(EventServerTest, ADetachedConnectionIsLeftAloneUntilItsOwnerGivesItBack) {
   RawClient c(port_);
   // A pipelined request waits behind the detached answer, then is served after it.
-  c.Send("GET /detach HTTP/1.1\r\n\r\nGET /items/2 HTTP/1.1\r\n\r\n");
+  c.Send("GET /detach HTTP/1.1\r\nHost: x\r\n\r\nGET /items/2 HTTP/1.1\r\nHost: x\r\n\r\n");
   ResponseWriter::Detached d = detached_.get_future().get();
   std::string rest = ChunkFrame("late") + std::string(kLastChunk);
   ASSERT_EQ(send(d.fd, rest.data(), rest.size(), MSG_NOSIGNAL), static_cast<ssize_t>(rest.size()));
@@ -344,7 +348,7 @@ TEST_F(EventServerTest, ADetachedConnectionIsLeftAloneUntilItsOwnerGivesItBack) 
 
 TEST_F(EventServerTest, ADetachedConnectionGivenBackIncompleteIsClosed) {
   RawClient c(port_);
-  c.Send("GET /detach HTTP/1.1\r\n\r\n");
+  c.Send("GET /detach HTTP/1.1\r\nHost: x\r\n\r\n");
   detached_.get_future().get().finish(false);
   EXPECT_TRUE(c.ReadsToClose());
 }
@@ -352,8 +356,8 @@ TEST_F(EventServerTest, ADetachedConnectionGivenBackIncompleteIsClosed) {
 TEST_F(EventServerTest, ALoopRouteMayHandItsConnectionOverWithTheHeadUnwritten) {
   RawClient c(port_);
   c.Send(
-      "POST /loop/detach HTTP/1.1\r\nContent-Length: 1\r\n\r\nd"
-      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nc");
+      "POST /loop/detach HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nd"
+      "POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nc");
   ResponseWriter::Detached d = detached_.get_future().get();
   EXPECT_EQ(d.head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << d.head;
   // The new owner writes the head and the body; given back complete, the connection
@@ -373,9 +377,9 @@ TEST_F(EventServerTest, LoopRoutesAnswerOnTheLoopOrHandTheRequestToAWorker) {
   RawClient c(port_);
   // Pipelined: answered in order, a declined one (its body intact) by the worker handler.
   c.Send(
-      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\na"
-      "POST /loop/decline HTTP/1.1\r\nContent-Length: 1\r\n\r\nb"
-      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nc");
+      "POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na"
+      "POST /loop/decline HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nb"
+      "POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nc");
   std::string all = c.ReadUntil("loop c on the loop");
   ExpectInOrder(all, {"loop a on the loop", "worker b", "loop c on the loop"});
   EXPECT_EQ(Count(all, "HTTP/1.1 200 OK"), 3u);
@@ -386,8 +390,8 @@ TEST_F(EventServerTest, ALoopRouteMayHandItsRequestToAWorkerThatStreamsTheAnswer
   // Pipelined: the handed-off request's answer, then the next request's, in order, on
   // the one kept-alive connection.
   c.Send(
-      "POST /loop/handoff HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nc");
+      "POST /loop/handoff HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+      "POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nc");
   std::string all = c.ReadUntil("loop c on the loop");
   // Off the loop thread; the stream's last chunk before the next answer.
   ExpectInOrder(all, {"Transfer-Encoding: chunked", "handed hello", " off the loop",
@@ -402,20 +406,21 @@ TEST_F(EventServerTest, PrefixRoutesTakeEveryPathThatStartsWithTheirPrefixAndNoO
     std::string reply = c.ReadUntil(expected);
     EXPECT_NE(reply.find(expected), std::string::npos) << request << " got:\n" << reply;
   };
-  ask("POST /pre/v1/chat/completions?x=1 HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+  ask("POST /pre/v1/chat/completions?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
       "prefix loop [/pre/v1/chat/completions] groups 0");
-  ask("POST /pre/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "prefix loop [/pre/] groups 0");
-  ask("GET /pre/a/b HTTP/1.1\r\n\r\n", "prefix worker [/pre/a/b]");
+  ask("POST /pre/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+      "prefix loop [/pre/] groups 0");
+  ask("GET /pre/a/b HTTP/1.1\r\nHost: x\r\n\r\n", "prefix worker [/pre/a/b]");
   // Not the prefix: the next route (a regex) or none.
-  ask("GET /pre HTTP/1.1\r\n\r\n", "regex []");
-  ask("GET /prefix/a HTTP/1.1\r\n\r\n", "regex [fix/a]");
-  ask("GET /x/pre/a HTTP/1.1\r\n\r\n", "rendered 404 for [/x/pre/a]");
-  ask("PUT /pre/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "rendered 404 for [/pre/a]");
+  ask("GET /pre HTTP/1.1\r\nHost: x\r\n\r\n", "regex []");
+  ask("GET /prefix/a HTTP/1.1\r\nHost: x\r\n\r\n", "regex [fix/a]");
+  ask("GET /x/pre/a HTTP/1.1\r\nHost: x\r\n\r\n", "rendered 404 for [/x/pre/a]");
+  ask("PUT /pre/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", "rendered 404 for [/pre/a]");
 }
 
 TEST_F(EventServerTest, StopWaitsForARequestTakenByTheLoopAndKeepsTheLoopRunning) {
   RawClient c(port_);
-  c.Send("POST /loop/later HTTP/1.1\r\nContent-Length: 1\r\n\r\nz");
+  c.Send("POST /loop/later HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz");
   LoopReply reply = later_.get_future().get();
   auto stopped = std::async(std::launch::async, [this] { server_->Stop(); });
   // Answered from another thread through the loop, while the server stops.
@@ -455,9 +460,9 @@ TEST_F(EventServerTest, ATaskSetToRunAfterADelayRunsOnceItHasPassed) {
 // meanwhile waits until the answer is out, then is read as the next request.
 TEST_F(EventServerTest, WhatAClientSendsWhileTheLoopAnswersIsTheNextRequest) {
   RawClient c(port_);
-  c.Send("POST /loop/later HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+  c.Send("POST /loop/later HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx");
   LoopReply reply = later_.get_future().get();
-  c.Send("POST /loop/here HTTP/1.1\r\nContent-Len");
+  c.Send("POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Len");
   c.Send("gth: 1\r\n\r\ny");
   reply.loop().Post([reply] {
     httplib::Response res;
@@ -473,7 +478,7 @@ TEST_F(EventServerTest, WhatAClientSendsWhileTheLoopAnswersIsTheNextRequest) {
 
 TEST_F(EventServerTest, AClientHangingUpWhileTheLoopAnswersGetsItsAnswerThenTheClose) {
   RawClient c(port_);
-  c.Send("POST /loop/later HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+  c.Send("POST /loop/later HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx");
   LoopReply reply = later_.get_future().get();
   c.HangUpWriting();
   reply.loop().Post([reply] {
@@ -485,13 +490,13 @@ TEST_F(EventServerTest, AClientHangingUpWhileTheLoopAnswersGetsItsAnswerThenTheC
   EXPECT_TRUE(c.ReadsToClose());
   // The loop still serves others.
   RawClient d(port_);
-  d.Send("POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nd");
+  d.Send("POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nd");
   EXPECT_NE(d.ReadUntil("loop d on the loop").find("loop d on the loop"), std::string::npos);
 }
 
 TEST_F(EventServerTest, TheWriterReportsAClientThatHungUp) {
   auto c = std::make_unique<RawClient>(port_);
-  c->Send("GET /firehose HTTP/1.1\r\n\r\n");
+  c->Send("GET /firehose HTTP/1.1\r\nHost: x\r\n\r\n");
   c->ReadUntil("xxxx");
   c.reset();  // hang up mid-answer
   int writes = firehose_writes_.get_future().get();
