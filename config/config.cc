@@ -143,7 +143,8 @@ Status ReadFile(const json& root, Config* c) {
     const json& j = root["server"];
     if (Status s = CheckKeys(j, "server",
                              {"worker_threads", "max_body_bytes", "upstream_connect_timeout_ms",
-                              "upstream_read_timeout_ms", "db_pool_size", "redis_pool_size"});
+                              "upstream_read_timeout_ms", "max_upstream_answer_bytes",
+                              "db_pool_size", "redis_pool_size"});
         !s.ok())
       return s;
     Status checks[] = {
@@ -153,6 +154,8 @@ Status ReadFile(const json& root, Config* c) {
                 &c->upstream_connect_timeout_ms),
         ReadInt(j, "upstream_read_timeout_ms", "server.upstream_read_timeout_ms", 1, 86400000,
                 &c->upstream_read_timeout_ms),
+        ReadInt(j, "max_upstream_answer_bytes", "server.max_upstream_answer_bytes", 1024, 1LL << 34,
+                &c->max_upstream_answer_bytes),
         ReadInt(j, "db_pool_size", "server.db_pool_size", 1, 1000, &c->db_pool_size),
         ReadInt(j, "redis_pool_size", "server.redis_pool_size", 1, 10000, &c->redis_pool_size)};
     for (const Status& s : checks)

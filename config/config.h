@@ -82,8 +82,10 @@ struct Config {
   size_t max_body_bytes = 10 * 1024 * 1024;  // server.max_body_bytes (413 above)
   int upstream_connect_timeout_ms = 5000;    // server.upstream_connect_timeout_ms
   int upstream_read_timeout_ms = 600000;     // server.upstream_read_timeout_ms (504)
-  int db_pool_size = 8;                      // server.db_pool_size
-  int redis_pool_size = 32;                  // server.redis_pool_size
+  // A buffered (not streamed) upstream answer larger than this is a 502.
+  size_t max_upstream_answer_bytes = 64 * 1024 * 1024;  // server.max_upstream_answer_bytes
+  int db_pool_size = 8;                                 // server.db_pool_size
+  int redis_pool_size = 32;                             // server.redis_pool_size
 
   // The gate.
   bool gate_enabled = true;  // gate.enabled: false = no budget checks at all (usage still recorded)

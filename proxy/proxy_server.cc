@@ -43,16 +43,19 @@ bool IsResponseHopByHop(std::string_view name) {
                         "content-encoding", "content-type"});
 }
 
-// Reads an answer's body to its end, keeping at most `limit` bytes, and gives the
-// connection back to its pool (which keeps it only if the answer was read whole).
+// Reads an answer's body to its end, and gives the connection back to its pool (which
+// keeps it only if the answer was read whole). kTooLarge, the rest left unread, past
+// `limit` bytes.
 ClientError ReadWhole(UpstreamPool& pool, std::unique_ptr<HttpConnection> upstream, size_t limit,
                       std::string* body) {
+  bool too_large = false;
   ClientError error = upstream->ReadBody([&](std::string_view piece) {
-    if (body->size() < limit) body->append(piece.substr(0, limit - body->size()));
-    return true;
+    too_large = piece.size() > limit - body->size();
+    if (!too_large) body->append(piece);
+    return !too_large;
   });
   pool.Release(std::move(upstream));
-  return error;
+  return too_large ? ClientError::kTooLarge : error;
 }
 
 // The upstream's answer as it came, without its hop-by-hop headers.
@@ -87,7 +90,8 @@ std::string ResetText(const Admission& a) {
 ProxyService::ProxyService(ProxyDependencies deps)
     : deps_(deps),
       slow_(std::make_unique<WorkerPool>(static_cast<size_t>(deps_.config.worker_threads))),
-      exchanges_(std::make_unique<LoopExchanges>(deps_.config.upstream_read_timeout_ms)),
+      exchanges_(std::make_unique<LoopExchanges>(deps_.config.upstream_read_timeout_ms,
+                                                 deps_.config.max_upstream_answer_bytes)),
       relay_(std::make_unique<StreamRelay>(
           RelayTimeouts{.upstream_silence_ms = deps_.config.upstream_read_timeout_ms,
                         .drain_ms = deps_.config.drain_timeout_seconds * 1000})) {
@@ -497,7 +501,7 @@ void ProxyService::OnWorker(const std::shared_ptr<LoopCall>& call, bool reserve)
 void ProxyService::UpstreamFailed(Exchange& x, ClientError error, const std::string& detail,
                                   httplib::Response& res) {
   deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
-  const char* what = "failed";
+  std::string what = "failed";
   switch (error) {
     case ClientError::kTimeout:
       what = "timed out";
@@ -511,6 +515,10 @@ void ProxyService::UpstreamFailed(Exchange& x, ClientError error, const std::str
       break;
     case ClientError::kProtocol:
       what = "sent a malformed answer";
+      break;
+    case ClientError::kTooLarge:
+      what = "sent an answer larger than server.max_upstream_answer_bytes (" +
+             std::to_string(deps_.config.max_upstream_answer_bytes) + " bytes)";
       break;
     case ClientError::kNone:
       break;
@@ -529,7 +537,7 @@ void ProxyService::ForwardBuffered(Exchange& x, httplib::Response& res) {
   auto upstream = pool.Begin(x.upstream, &head, &error, &detail);
   std::string answer;
   if (upstream) {
-    error = ReadWhole(pool, std::move(upstream), SIZE_MAX, &answer);
+    error = ReadWhole(pool, std::move(upstream), deps_.config.max_upstream_answer_bytes, &answer);
     detail = "while reading the answer";
   }
   if (error != ClientError::kNone) return UpstreamFailed(x, error, detail, res);
@@ -613,9 +621,12 @@ void ProxyService::ForwardStreaming(Exchange&& x, httplib::Response& res, Respon
   if (!upstream) return UpstreamFailed(x, error, detail, res);
 
   if (head.status < 200 || head.status >= 300) {
-    // An error answer: collected whole (bounded) and passed on as it came.
+    // An error answer: collected whole (bounded, as any buffered answer) and passed on as
+    // it came.
     std::string answer;
-    ReadWhole(pool, std::move(upstream), size_t{1} << 20, &answer);
+    error = ReadWhole(pool, std::move(upstream), deps_.config.max_upstream_answer_bytes, &answer);
+    if (error == ClientError::kTooLarge)
+      return UpstreamFailed(x, error, "while reading its error answer", res);
     PassOn(head, std::move(answer), res);
     return Finish(x, head.status, Usage{}, false);
   }

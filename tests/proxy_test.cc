@@ -270,6 +270,30 @@ TEST_F(Proxy, UpstreamDownIs502InTheNativeShape) {
   EXPECT_EQ(gate_->open_holds(), 0u);
 }
 
+TEST_F(Proxy, AnUpstreamAnswerOverTheCapIs502InTheNativeShape) {
+  Stop();
+  ledger_.Clear();
+  Start(Money::FromNanos(1'000'000'000), [](Config& c) { c.max_upstream_answer_bytes = 64; });
+  auto on_loop = [&] { return metrics_.Get(Counter::kProxyAnsweredOnLoop); };
+  const std::string expected =
+      "mistral upstream sent an answer larger than server.max_upstream_answer_bytes (64 bytes) "
+      "(while reading the answer)";
+  // On a worker (the key is not cached yet), then on the loop.
+  for (uint64_t loop_answers : {0u, 1u}) {
+    auto r = Post("/mistral/v1/chat/completions", Chat("mistral-small-latest", false));
+    ASSERT_EQ(r->status, 502) << r->body;
+    EXPECT_EQ(json::parse(r->body)["error"]["message"], expected);
+    EXPECT_EQ(on_loop(), loop_answers);
+  }
+  // A stream's error answer is read whole too, under the same bound.
+  auto s =
+      Post("/deepseek/chat/completions", Chat("deepseek-flash", true), {{"x-sim-error", "500"}});
+  EXPECT_EQ(s->status, 502) << s->body;
+  EXPECT_EQ(LastRow(3).status, 502);
+  for (const UsageRecord& row : ledger_.rows()) EXPECT_EQ(row.cost.nanos(), 0);
+  EXPECT_EQ(gate_->open_holds(), 0u);
+}
+
 TEST_F(Proxy, AConnectThatNeverEndsTimesOutOnTheLoopToo) {
   // A listener whose accept queue is full: the kernel drops further SYNs, so a connect
   // stays in progress until it gives up.
