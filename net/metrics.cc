@@ -28,6 +28,10 @@ constexpr CounterInfo kInfo[] = {
      "Proxy requests answered on the event loop without a worker thread (the hot path)."},
     {"tollgate_lease_admissions_total", "",
      "Requests admitted against a budget lease held by this instance, without a Redis call."},
+    {"tollgate_connections_refused_total", "",
+     "Proxy connections answered 503 and closed because server.max_connections were open."},
+    {"tollgate_requests_timed_out_total", "",
+     "Proxy requests whose head or body did not arrive by its deadline (answered 408)."},
 };
 static_assert(std::size(kInfo) == static_cast<size_t>(Counter::kCount));
 

@@ -26,6 +26,8 @@ enum class Counter : int {
   kPostgresErrors,           // Postgres operations that failed
   kProxyAnsweredOnLoop,      // answered on the event loop, no worker thread involved
   kLeaseAdmissions,          // admitted against a budget lease, without asking Redis
+  kConnectionsRefused,       // proxy port: connections answered 503 at server.max_connections
+  kRequestsTimedOut,         // proxy port: requests whose head or body missed its deadline (408)
   kCount
 };
 

@@ -103,11 +103,19 @@ ProxyService::ProxyService(ProxyDependencies deps)
 }
 
 std::unique_ptr<EventServer> ProxyService::BuildServer() {
-  auto server =
-      std::make_unique<EventServer>(ServerTuning{.worker_threads = deps_.config.worker_threads,
-                                                 .max_body_bytes = deps_.config.max_body_bytes,
-                                                 .read_timeout_seconds = 60,
-                                                 .keep_alive_seconds = 60});
+  const Config& c = deps_.config;
+  auto server = std::make_unique<EventServer>(
+      ServerTuning{.worker_threads = c.worker_threads,
+                   .max_body_bytes = c.max_body_bytes,
+                   .max_connections = c.max_connections,
+                   .head_timeout_seconds = c.head_timeout_seconds,
+                   .body_timeout_seconds = c.body_timeout_seconds,
+                   .body_min_bytes_per_second = c.body_min_bytes_per_second,
+                   .keep_alive_seconds = 60});
+  server->set_metrics(&deps_.metrics);
+  server->set_head_check([this](const ParsedRequest& head, bool on_loop, httplib::Response& res) {
+    return CheckHead(head, on_loop, res);
+  });
   for (const Provider* p : AllProviders()) {
     PathPrefix prefix{"/" + std::string(p->name()) + "/"};
     auto handler = [this, p](const httplib::Request& req, httplib::Response& res,
@@ -175,6 +183,74 @@ HeaderList ProxyService::UpstreamHeaders(const Provider& provider,
   return h;
 }
 
+ProxyService::Prepared ProxyService::Refused(const Provider& provider,
+                                             const std::optional<Route>& route, ErrorKind kind,
+                                             const std::string& message, Counter counter,
+                                             httplib::Response& res) {
+  deps_.metrics.Inc(counter);
+  Refuse(provider, route, kind, message, res);
+  return Prepared::kAnswered;
+}
+
+// The key in the headers, known and usable: kForward with `who` set; kAnswered (401, or
+// 503 when the directory is unreachable, in `res`); kWouldBlock on the loop when the key
+// is not cached.
+ProxyService::Prepared ProxyService::Identify(const Provider& provider,
+                                              const std::optional<Route>& route,
+                                              const httplib::Headers& headers, bool on_loop,
+                                              httplib::Response& res, Identity* who) {
+  auto header = [&](const char* name) {
+    return std::string(httplib::detail::get_header_value(headers, name, 0, ""));
+  };
+  std::string key = PresentedKey(header("Authorization"), header("x-api-key"));
+  if (key.empty()) {
+    return Refused(provider, route, ErrorKind::kAuthentication,
+                   "missing tollgate key: send Authorization: Bearer tg-... or x-api-key: tg-...",
+                   Counter::kProxyRefusedAuth, res);
+  }
+  std::optional<Result<Identity>> identity =
+      on_loop ? deps_.authenticator.AuthenticateCached(key) : deps_.authenticator.Authenticate(key);
+  if (!identity) return Prepared::kWouldBlock;
+  if (!identity->ok()) {
+    if (identity->status().code() == Status::Code::kUnavailable) {
+      return Refused(provider, route, ErrorKind::kUnavailable,
+                     "tollgate cannot reach its database; try again shortly",
+                     Counter::kPostgresErrors, res);
+    }
+    return Refused(provider, route, ErrorKind::kAuthentication, identity->status().message(),
+                   Counter::kProxyRefusedAuth, res);
+  }
+  *who = **identity;
+  return Prepared::kForward;
+}
+
+// A body larger than one read is not read before its key is known good: a refusal goes
+// out at once and the body is never read (EventServer::HeadCheck). Smaller bodies come
+// with their head and are checked as a whole request, as before.
+EventServer::HeadVerdict ProxyService::CheckHead(const ParsedRequest& head, bool on_loop,
+                                                 httplib::Response& res) {
+  using Verdict = EventServer::HeadVerdict;
+  if (!head.chunked && head.content_length <= kEarlyCheckBytes) return Verdict::kProceed;
+  std::string_view path(head.target);
+  path = path.substr(1, path.find('?') - 1);  // "<provider>/<native path>"
+  size_t slash = path.find('/');
+  const Provider* provider = FindProvider(path.substr(0, slash));
+  if (provider == nullptr || slash == std::string_view::npos) return Verdict::kProceed;
+  std::optional<Route> route = provider->Match(head.method, std::string(path.substr(slash + 1)));
+  if (!route) return Verdict::kProceed;  // its 404 comes with the body, as any request's
+  Identity who;
+  switch (Identify(*provider, route, head.headers, on_loop, res, &who)) {
+    case Prepared::kWouldBlock:
+      return Verdict::kUndecided;
+    case Prepared::kAnswered:
+      deps_.metrics.Inc(Counter::kProxyRequests);
+      return Verdict::kRefuse;
+    case Prepared::kForward:
+      break;
+  }
+  return Verdict::kProceed;
+}
+
 // The request read, its caller known, priced, ready for the gate (kForward); or
 // answered already (kAnswered: a refusal in `res`); or, on the loop, not without
 // blocking (kWouldBlock: nothing answered, nothing counted).
@@ -188,9 +264,7 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
   std::string path = req.path.substr(provider.name().size() + 2);  // after "/<name>/"
   auto route = provider.Match(req.method, path);
   auto refuse = [&](ErrorKind kind, const std::string& message, Counter counter) {
-    deps_.metrics.Inc(counter);
-    Refuse(provider, route, kind, message, res);
-    return Prepared::kAnswered;
+    return Refused(provider, route, kind, message, counter, res);
   };
   if (!route) {
     return refuse(ErrorKind::kNotFound,
@@ -203,28 +277,10 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
   x.upstream.target = "/" + path + (query == std::string::npos ? "" : req.target.substr(query));
 
   // 1. Who is calling.
-  std::string key =
-      PresentedKey(req.get_header_value("Authorization"), req.get_header_value("x-api-key"));
-  if (key.empty()) {
-    return refuse(ErrorKind::kAuthentication,
-                  "missing tollgate key: send Authorization: Bearer tg-... or x-api-key: tg-...",
-                  Counter::kProxyRefusedAuth);
-  }
-  // On the loop: a key not cached or an end user to look up go to a worker.
-  std::optional<Result<Identity>> identity =
-      on_loop ? deps_.authenticator.AuthenticateCached(key) : deps_.authenticator.Authenticate(key);
-  if (!identity) return Prepared::kWouldBlock;
-  if (!identity->ok()) {
-    if (identity->status().code() == Status::Code::kUnavailable) {
-      return refuse(ErrorKind::kUnavailable,
-                    "tollgate cannot reach its database; try again shortly",
-                    Counter::kPostgresErrors);
-    }
-    return refuse(ErrorKind::kAuthentication, identity->status().message(),
-                  Counter::kProxyRefusedAuth);
-  }
-  const Identity& who_calls = **identity;
-  x.identity = who_calls;
+  if (Prepared p = Identify(provider, route, req.headers, on_loop, res, &x.identity);
+      p != Prepared::kForward)
+    return p;
+  const Identity& who_calls = x.identity;
   x.user_id = who_calls.user.id;
 
   // 2. What is asked.

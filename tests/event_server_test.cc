@@ -5,11 +5,14 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
+#include <thread>
 
 namespace tollgate {
 namespace {
@@ -47,6 +50,12 @@ class RawClient {
   }
   void Clear() { buffer_.clear(); }
   void HangUpWriting() { shutdown(fd_, SHUT_WR); }
+  // Whether the server has said something (or closed) within `ms`.
+  bool Readable(int ms) {
+    pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
+    return poll(&p, 1, ms) == 1;
+  }
+  int fd() const { return fd_; }
 
  private:
   bool ReadSome() {
@@ -86,10 +95,8 @@ void ExpectInOrder(const std::string& all, std::initializer_list<std::string> pa
 class EventServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_ = std::make_unique<EventServer>(ServerTuning{.worker_threads = 64,
-                                                         .max_body_bytes = 1024,
-                                                         .read_timeout_seconds = 5,
-                                                         .keep_alive_seconds = 60});
+    server_ = std::make_unique<EventServer>(
+        ServerTuning{.worker_threads = 64, .max_body_bytes = 1024, .keep_alive_seconds = 60});
     server_->Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
       res.set_content("got " + req.body + " at " + req.target, "text/plain");
     });
@@ -501,6 +508,239 @@ TEST_F(EventServerTest, TheWriterReportsAClientThatHungUp) {
   c.reset();  // hang up mid-answer
   int writes = firehose_writes_.get_future().get();
   EXPECT_LT(writes, 100'000) << "Write() must return false once the client is gone";
+}
+
+// ---- limits: deadlines, the connection cap, the head check ----------------------
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A server with one route, answering on a worker, for the limit tests.
+class LimitedServer {
+ public:
+  explicit LimitedServer(ServerTuning tuning) : server_(tuning) {
+    server_.Post("/echo", [this](const httplib::Request& req, httplib::Response& res) {
+      ++handled_;
+      res.set_content("got " + std::to_string(req.body.size()) + " bytes", "text/plain");
+    });
+    server_.set_error_renderer([](const httplib::Request& req, int status,
+                                  const std::string& message, httplib::Response& res) {
+      res.set_content("rendered " + std::to_string(status) + " for [" + req.path + "]: " + message,
+                      "text/plain");
+    });
+    server_.set_metrics(&metrics_);
+  }
+  ~LimitedServer() { server_.Stop(); }
+  int Start() { return server_.Start("127.0.0.1", 0); }
+  EventServer& server() { return server_; }
+  int handled() const { return handled_.load(); }
+  const Metrics& metrics() const { return metrics_; }
+
+ private:
+  Metrics metrics_;
+  std::atomic<int> handled_{0};
+  EventServer server_;
+};
+
+// Sends `bytes` one at a time, `gap_ms` apart, until the server speaks or closes (or
+// they are all sent): how many went, and when the server spoke.
+struct Trickled {
+  size_t sent = 0;
+  Clock::duration took{};
+};
+Trickled Trickle(RawClient& c, const std::string& bytes, int gap_ms) {
+  Trickled t;
+  auto start = Clock::now();
+  while (t.sent < bytes.size()) {
+    if (send(c.fd(), bytes.data() + t.sent, 1, MSG_NOSIGNAL) != 1) break;
+    ++t.sent;
+    if (c.Readable(gap_ms)) break;
+  }
+  if (t.sent == bytes.size()) c.Readable(10'000);
+  t.took = Clock::now() - start;
+  return t;
+}
+
+// A 408 with the renderer's `text`, then the close.
+void ExpectTimedOut(RawClient& c, const std::string& text) {
+  std::string reply = c.ReadUntil(text);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 408 Request Timeout\r\n", 0), 0u) << reply;
+  EXPECT_NE(reply.find(text), std::string::npos) << reply;
+  EXPECT_TRUE(c.ReadsToClose());
+}
+
+TEST(EventServerLimits, AHeadTrickledByteByByteIsClosedAtItsDeadline) {
+  LimitedServer s(ServerTuning{.worker_threads = 4, .head_timeout_seconds = 1});
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  RawClient c(port);
+  // Each byte restarted the old read timeout; the head's deadline counts from its first.
+  std::string head = "POST /echo HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(200, 'a');
+  Trickled t = Trickle(c, head, 50);
+  EXPECT_GT(t.sent, 10u) << "bytes kept coming";
+  EXPECT_LT(t.sent, head.size()) << "the server waited for the whole trickle";
+  EXPECT_GE(t.took, milliseconds(1000));
+  EXPECT_LT(t.took, milliseconds(3500)) << "closed within a sweep of its deadline";
+  ExpectTimedOut(c, "rendered 408 for []: the request head did not arrive in time");
+  EXPECT_EQ(s.metrics().Get(Counter::kRequestsTimedOut), 1u);
+  EXPECT_EQ(s.handled(), 0);
+}
+
+TEST(EventServerLimits, ABodyHasABaseDeadlinePlusItsSizeAtTheMinimumRate) {
+  // 1 s plus 1 s per KiB: 3,000 bytes have ~3.9 s.
+  LimitedServer s(ServerTuning{.worker_threads = 4,
+                               .max_body_bytes = 1 << 20,
+                               .body_timeout_seconds = 1,
+                               .body_min_bytes_per_second = 1024});
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  std::string head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n";
+  {
+    // Slower than the base allows, faster than the rate: ~2 s, and answered.
+    RawClient c(port);
+    c.Send(head);
+    auto start = Clock::now();
+    for (int i = 0; i < 19; ++i) {
+      c.Send(std::string(150, 'b'));
+      EXPECT_FALSE(c.Readable(100)) << "answered before the body was whole";
+    }
+    c.Send(std::string(150, 'b'));
+    EXPECT_GT(Clock::now() - start, milliseconds(1500));
+    EXPECT_NE(c.ReadUntil("got 3000 bytes").find("HTTP/1.1 200 OK"), std::string::npos);
+  }
+  {
+    // Slower than the rate: cut at its deadline with a 408 in the route's shape.
+    RawClient c(port);
+    c.Send(head);
+    Trickled t = Trickle(c, std::string(3000, 'b'), 100);
+    EXPECT_GE(t.took, milliseconds(3900));
+    EXPECT_LT(t.took, milliseconds(6500));
+    ExpectTimedOut(c, "rendered 408 for [/echo]: the request body did not arrive in time");
+  }
+  EXPECT_EQ(s.handled(), 1);
+}
+
+TEST(EventServerLimits, ConnectionsPastTheCapAreRefusedAndTheOthersStillServed) {
+  LimitedServer s(ServerTuning{.worker_threads = 4, .max_connections = 2});
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  const std::string ask = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz";
+  RawClient a(port), b(port);
+  for (RawClient* c : {&a, &b}) {  // answered: accepted, and counted
+    c->Send(ask);
+    ASSERT_NE(c->ReadUntil("got 1 bytes").find("200 OK"), std::string::npos);
+    c->Clear();
+  }
+  RawClient refused(port);
+  ASSERT_TRUE(refused.connected()) << "accepted by the kernel, refused by the server";
+  refused.Send(ask);
+  std::string reply = refused.ReadUntil("too many connections");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u) << reply;
+  EXPECT_NE(reply.find("Retry-After: 1\r\n"), std::string::npos) << reply;
+  EXPECT_TRUE(refused.ReadsToClose());
+  EXPECT_EQ(s.metrics().Get(Counter::kConnectionsRefused), 1u);
+  EXPECT_EQ(s.server().connections(), 2u);
+  // The two open ones are still served; once one closes, a new one is taken.
+  for (RawClient* c : {&a, &b}) {
+    c->Send(ask);
+    EXPECT_NE(c->ReadUntil("got 1 bytes").find("200 OK"), std::string::npos);
+  }
+  a.Send("POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\nz");
+  EXPECT_TRUE(a.ReadsToClose());
+  RawClient next(port);
+  next.Send(ask);
+  EXPECT_NE(next.ReadUntil("got 1 bytes").find("200 OK"), std::string::npos);
+}
+
+// A head check that takes "X-Key: good", refuses anything else with a 401, and decides
+// on a worker when the loop is told "X-Key: ask".
+class HeadChecked : public LimitedServer {
+ public:
+  HeadChecked() : LimitedServer(ServerTuning{.worker_threads = 4, .max_body_bytes = 16 << 20}) {
+    server().set_head_check(
+        [this](const ParsedRequest& head, bool on_loop, httplib::Response& res) {
+          ++checks_;
+          std::string key = httplib::detail::get_header_value(head.headers, "X-Key", 0, "");
+          if (key == "ask" && on_loop) return EventServer::HeadVerdict::kUndecided;
+          if (key == "ask" || key == "good") {
+            if (!on_loop) decided_on_worker_ = !server().InLoopThread();
+            return EventServer::HeadVerdict::kProceed;
+          }
+          res.status = 401;
+          res.set_content("bad key", "text/plain");
+          return EventServer::HeadVerdict::kRefuse;
+        });
+  }
+  int checks() const { return checks_.load(); }
+  bool decided_on_worker() const { return decided_on_worker_.load(); }
+
+ private:
+  std::atomic<int> checks_{0};
+  std::atomic<bool> decided_on_worker_{false};
+};
+
+TEST(EventServerLimits, ARefusedHeadIsAnsweredWithoutReadingTheBody) {
+  HeadChecked s;
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  RawClient c(port);
+  int small = 64 * 1024;  // the client can get little ahead of a server that stops reading
+  setsockopt(c.fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+  const size_t body = 10 << 20;
+  c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nX-Key: bad\r\nContent-Length: " + std::to_string(body) +
+         "\r\n\r\n");
+  std::atomic<size_t> sent{0};
+  std::thread sender([&] {
+    std::string block(64 * 1024, 'x');
+    while (sent < body) {
+      ssize_t n = send(c.fd(), block.data(), block.size(), MSG_NOSIGNAL);
+      if (n <= 0) return;  // reset by the server, which closed with the body unread
+      sent += static_cast<size_t>(n);
+    }
+  });
+  std::string reply = c.ReadUntil("bad key");
+  sender.join();
+  EXPECT_EQ(reply.rfind("HTTP/1.1 401", 0), 0u) << reply;
+  EXPECT_NE(reply.find("Connection: close"), std::string::npos) << reply;
+  EXPECT_LT(sent.load(), body / 4) << "the server read the body";
+  EXPECT_EQ(s.handled(), 0);
+  EXPECT_EQ(s.checks(), 1);
+}
+
+TEST(EventServerLimits, AClientThatExpectsContinueGetsTheRefusalInstead) {
+  HeadChecked s;
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  RawClient c(port);
+  c.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nX-Key: bad\r\nExpect: 100-continue\r\n"
+      "Content-Length: 5000000\r\n\r\n");
+  std::string reply = c.ReadUntil("bad key");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 401", 0), 0u) << reply;
+  EXPECT_EQ(reply.find("100 Continue"), std::string::npos) << reply;
+  EXPECT_TRUE(c.ReadsToClose());
+}
+
+TEST(EventServerLimits, AnUndecidedHeadIsDecidedOnAWorkerAndItsBodyThenRead) {
+  HeadChecked s;
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  RawClient c(port);
+  // Asked to continue only once the worker has let it in.
+  c.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nX-Key: ask\r\nExpect: 100-continue\r\n"
+      "Content-Length: 200000\r\n\r\n");
+  EXPECT_EQ(c.ReadUntil("\r\n\r\n"), "HTTP/1.1 100 Continue\r\n\r\n");
+  c.Clear();
+  c.Send(std::string(200000, 'y'));
+  EXPECT_NE(c.ReadUntil("got 200000 bytes").find("200 OK"), std::string::npos);
+  EXPECT_TRUE(s.decided_on_worker());
+  EXPECT_EQ(s.checks(), 2);  // on the loop, then on the worker
+  // Whole with its head in one read: never checked (the hot path pays nothing).
+  c.Clear();
+  c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nX-Key: bad\r\nContent-Length: 3\r\n\r\nabc");
+  EXPECT_NE(c.ReadUntil("got 3 bytes").find("200 OK"), std::string::npos);
+  EXPECT_EQ(s.checks(), 2);
 }
 
 }  // namespace
