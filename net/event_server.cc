@@ -221,7 +221,12 @@ EventServer::EventServer(const ServerTuning& tuning)
       limits_{.max_body_bytes = tuning.max_body_bytes},
       pool_(std::make_unique<WorkerPool>(static_cast<size_t>(tuning.worker_threads))) {}
 
-EventServer::~EventServer() { Stop(); }
+EventServer::~EventServer() {
+  Stop();
+  // Open until now, not closed by Stop(): a thread may still Post (and wake) a stopped
+  // loop, and must not write into a descriptor number reused meanwhile.
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
 
 namespace {
 EventServer::StreamingHandler Plain(EventServer::Handler handler) {
@@ -400,7 +405,6 @@ void EventServer::Stop(std::chrono::milliseconds grace) {
   RunPosted();
   close(listen_fd_);
   close(epoll_fd_);
-  close(wake_fd_);
 }
 
 void EventServer::Wake() {

@@ -253,6 +253,10 @@ TEST_F(AsyncRedisTest, AHostNameThatDoesNotResolveOrResolvesTooSlowlyFailsItsCom
   EXPECT_NE(replies[0].status().message().find("looking up nowhere.invalid took longer than 500"),
             std::string::npos)
       << replies[0].status().message();
+  // The lookup went on, and its answer serves the next command.
+  replies = Batch(slow, {{"PING"}});
+  ASSERT_TRUE(replies[0].ok()) << replies[0].status().message();
+  EXPECT_EQ(replies[0]->str, "PONG");
   loop_.Stop();
 }
 
