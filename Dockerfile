@@ -2,7 +2,7 @@
 FROM debian:12 AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libcpp-httplib-dev libssl-dev nlohmann-json3-dev \
-      libhiredis-dev libpqxx-dev libgtest-dev libjemalloc-dev ca-certificates \
+      libhiredis-dev libpqxx-dev libgtest-dev libjemalloc-dev libhowardhinnant-date-dev ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -11,7 +11,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 
 FROM debian:12-slim
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libcpp-httplib0.11 libssl3 libhiredis0.14 libpqxx-6.4 libjemalloc2 tzdata ca-certificates curl \
+      libcpp-httplib0.11 libssl3 libhiredis0.14 libpqxx-6.4 libjemalloc2 libdate-tz3 tzdata ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home /nonexistent --shell /usr/sbin/nologin tollgate \
     && mkdir -p /var/lib/tollgate/spool && chown tollgate /var/lib/tollgate/spool

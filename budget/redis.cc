@@ -1,13 +1,16 @@
 #include "budget/redis.h"
 
+#include <arpa/inet.h>
 #include <async.h>
 #include <hiredis.h>
 #include <poll.h>
+#include <netdb.h>
 #include <sys/epoll.h>
 
 #include <openssl/sha.h>
 
 #include <charconv>
+#include <utility>
 
 #include "budget/keys.h"
 
@@ -60,6 +63,12 @@ std::string Resp(const std::vector<std::string>& argv) {
   return out;
 }
 
+bool IsIpAddress(const std::string& host) {
+  unsigned char buffer[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buffer) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), buffer) == 1;
+}
+
 }  // namespace
 
 LuaScript::LuaScript(const char* text) : text_(text) {
@@ -91,6 +100,30 @@ Result<RedisReply> LuaScript::Run(Redis& redis, const std::vector<std::string>& 
 
 bool LuaScript::IsNoScript(const Status& s) {
   return s.message().find("NOSCRIPT") != std::string::npos;
+}
+
+Result<std::string> ResolveHost(const std::string& host) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (int rc = getaddrinfo(host.c_str(), nullptr, &hints, &found); rc != 0)
+    return Status::Unavailable("cannot resolve " + host + ": " + gai_strerror(rc));
+  const addrinfo* pick = found;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+  }
+  char text[INET6_ADDRSTRLEN] = "";
+  const void* address =
+      pick->ai_family == AF_INET
+          ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(pick->ai_addr)->sin_addr)
+          : &reinterpret_cast<const sockaddr_in6*>(pick->ai_addr)->sin6_addr;
+  inet_ntop(pick->ai_family, address, text, sizeof(text));
+  freeaddrinfo(found);
+  return std::string(text);
 }
 
 Result<RedisAddress> ParseRedisUrl(const std::string& url) {
@@ -215,18 +248,29 @@ struct HiredisAsync::Pending {
   Callback done;
 };
 
-HiredisAsync::HiredisAsync(RedisAddress address, EventLoop& loop, std::chrono::milliseconds timeout)
-    : address_(std::move(address)), loop_(loop), timeout_(timeout) {
+HiredisAsync::HiredisAsync(RedisAddress address, EventLoop& loop, std::chrono::milliseconds timeout,
+                           HostResolver resolve)
+    : address_(std::move(address)),
+      loop_(loop),
+      timeout_(timeout),
+      resolve_(std::move(resolve)),
+      by_name_(!IsIpAddress(address_.host)) {
   loop_.Post([this] { loop_.EverySecond([this] { Tick(); }); });
 }
 
 HiredisAsync::~HiredisAsync() {
+  {
+    std::lock_guard lock(resolver_mu_);
+    stopped_ = true;  // a lookup that ends now posts nothing
+  }
+  if (resolver_.joinable()) resolver_.join();
   closing_ = true;  // the loop is gone: nothing to unwatch
   if (ac_ != nullptr) Fail("redis: shutting down");
+  FailWaiting("redis: shutting down");
 }
 
-bool HiredisAsync::Connect(std::string* error) {
-  redisAsyncContext* ac = redisAsyncConnect(address_.host.c_str(), address_.port);
+bool HiredisAsync::Connect(const std::string& ip, std::string* error) {
+  redisAsyncContext* ac = redisAsyncConnect(ip.c_str(), address_.port);
   if (ac == nullptr || ac->err) {
     *error = ac ? ac->errstr : "cannot allocate redis context";
     if (ac) redisAsyncFree(ac);
@@ -253,12 +297,41 @@ bool HiredisAsync::Connect(std::string* error) {
 }
 
 void HiredisAsync::Command(const std::vector<std::string>& argv, Callback done) {
+  if (ac_ == nullptr && by_name_) {
+    waiting_.push_back({argv, std::move(done), std::chrono::steady_clock::now()});
+    return LookUp();
+  }
   std::string error;
-  if (ac_ == nullptr && !Connect(&error)) {
+  if (ac_ == nullptr && !Connect(address_.host, &error)) {
     loop_.Post([done = std::move(done), error] { done(Status::Unavailable("redis: " + error)); });
     return;
   }
   Send(argv, std::move(done));
+}
+
+void HiredisAsync::LookUp() {
+  if (resolving_) return;
+  resolving_ = true;
+  if (resolver_.joinable()) resolver_.join();  // the last lookup's, over: its answer came
+  resolver_ = std::thread([this] {
+    Result<std::string> ip = resolve_(address_.host);
+    std::lock_guard lock(resolver_mu_);
+    if (!stopped_) loop_.Post([this, ip = std::move(ip)] { Resolved(ip); });
+  });
+}
+
+void HiredisAsync::Resolved(Result<std::string> ip) {
+  resolving_ = false;
+  std::string error = ip.ok() ? "" : ip.status().message();
+  if (error.empty() && ac_ == nullptr) Connect(*ip, &error);
+  if (!error.empty()) return FailWaiting("redis: " + error);
+  std::vector<Waiting> waiting = std::exchange(waiting_, {});
+  for (Waiting& w : waiting) Send(w.argv, std::move(w.done));
+}
+
+void HiredisAsync::FailWaiting(const std::string& why) {
+  std::vector<Waiting> waiting = std::exchange(waiting_, {});
+  for (Waiting& w : waiting) w.done(Status::Unavailable(why));
 }
 
 void HiredisAsync::Send(const std::vector<std::string>& argv, Callback done) {
@@ -305,8 +378,14 @@ void HiredisAsync::OnEvents(uint32_t events) {
 }
 
 void HiredisAsync::Tick() {
+  auto now = std::chrono::steady_clock::now();
+  if (!waiting_.empty() && now - waiting_.front().since >= timeout_) {
+    // The lookup goes on; its answer serves the next command.
+    FailWaiting("redis: looking up " + address_.host + " took longer than " +
+                std::to_string(timeout_.count()) + " ms");
+  }
   if (ac_ == nullptr || sent_.empty()) return;
-  if (std::chrono::steady_clock::now() - sent_.front() < timeout_) return;
+  if (now - sent_.front() < timeout_) return;
   Fail("redis: no reply within " + std::to_string(timeout_.count()) + " ms");
 }
 

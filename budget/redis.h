@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "config/status.h"
@@ -103,12 +104,21 @@ class AsyncRedis {
   virtual void Flush() = 0;
 };
 
+// A host name's address, as an IP literal (IPv4 first, as hiredis tries). Blocks on DNS:
+// never on an event loop.
+using HostResolver = std::function<Result<std::string>(const std::string& host)>;
+Result<std::string> ResolveHost(const std::string& host);
+
 // One hiredis connection driven by an EventLoop. Opened (without blocking) on first
 // use and again after a failure; a command without its reply for `timeout` fails with
-// every other command in flight, and the connection is dropped.
+// every other command in flight, and the connection is dropped. A host name (not an IP
+// address) is looked up by `resolve` on a thread of its own before each connect (a
+// container's address may change when it restarts): the loop never waits for DNS, and
+// the commands issued meanwhile wait for the connection (failing after `timeout`).
 class HiredisAsync final : public AsyncRedis, private EventLoop::Watcher {
  public:
-  HiredisAsync(RedisAddress address, EventLoop& loop, std::chrono::milliseconds timeout);
+  HiredisAsync(RedisAddress address, EventLoop& loop, std::chrono::milliseconds timeout,
+               HostResolver resolve = ResolveHost);
   // After the loop has stopped: callbacks still pending get Unavailable.
   ~HiredisAsync() override;
   HiredisAsync(const HiredisAsync&) = delete;
@@ -121,8 +131,18 @@ class HiredisAsync final : public AsyncRedis, private EventLoop::Watcher {
 
  private:
   struct Pending;
+  struct Waiting {
+    std::vector<std::string> argv;
+    Callback done;
+    std::chrono::steady_clock::time_point since;
+  };
   void OnEvents(uint32_t events) override;
-  bool Connect(std::string* error);
+  // Connects to `ip` (an address, never a name: no lookup on the loop).
+  bool Connect(const std::string& ip, std::string* error);
+  // Looks the host name up on resolver_, then connects (Resolved, on the loop).
+  void LookUp();
+  void Resolved(Result<std::string> ip);
+  void FailWaiting(const std::string& why);
   // Queues one command on the open context.
   void Send(const std::vector<std::string>& argv, Callback done);
   void UpdateWatch();
@@ -150,6 +170,14 @@ class HiredisAsync final : public AsyncRedis, private EventLoop::Watcher {
   bool flushing_ = false;
   std::string failure_;  // why the callbacks hiredis ends with a null reply failed
   std::deque<std::chrono::steady_clock::time_point> sent_;  // in-flight commands, oldest first
+
+  const HostResolver resolve_;
+  const bool by_name_;            // address_.host is a name to look up
+  bool resolving_ = false;        // loop thread only
+  std::vector<Waiting> waiting_;  // commands issued while the name is looked up, oldest first
+  std::thread resolver_;
+  std::mutex resolver_mu_;  // makes the resolver's Post and the destructor exclusive
+  bool stopped_ = false;    // guarded by resolver_mu_
 };
 
 }  // namespace tollgate

@@ -1,54 +1,40 @@
 #include "budget/window.h"
 
-#include <time.h>
-
-#include <cstdlib>
-#include <mutex>
+#include <date/tz.h>
 
 namespace tollgate {
 namespace {
 
 using namespace std::chrono;
 
-// glibc's zone database is driven by the TZ variable, which is process-wide: every
-// conversion holds this lock, sets TZ and converts. Callers cache windows, so this is
-// off the hot path.
-std::mutex g_tz_mu;
-
-void UseZoneLocked(const std::string& timezone) {
-  std::string value = ":" + (timezone.empty() ? std::string("UTC") : timezone);
-  setenv("TZ", value.c_str(), 1);
-  tzset();
+// The zone by IANA name from the system's zone files (date's tz.h built with
+// USE_OS_TZDB): immutable once loaded and safe from any thread, unlike glibc's
+// localtime/mktime, which read the process-wide TZ variable. Null (taken as UTC) for a
+// name the database does not know, or when there is no database at all.
+const date::time_zone* Zone(const std::string& timezone) {
+  try {
+    return date::locate_zone(timezone.empty() ? "UTC" : timezone);
+  } catch (const std::exception&) {
+    return nullptr;
+  }
 }
 
 }  // namespace
 
 sys_days LocalDate(const std::string& timezone, Timestamp t) {
-  std::lock_guard lock(g_tz_mu);
-  UseZoneLocked(timezone);
-  time_t secs = static_cast<time_t>(floor<seconds>(t).time_since_epoch().count());
-  struct tm local {};
-  localtime_r(&secs, &local);
-  return sys_days{year{local.tm_year + 1900} / month{static_cast<unsigned>(local.tm_mon + 1)} /
-                  day{static_cast<unsigned>(local.tm_mday)}};
+  auto at = floor<seconds>(t);
+  const date::time_zone* zone = Zone(timezone);
+  auto local = zone ? zone->to_local(at).time_since_epoch() : at.time_since_epoch();
+  return sys_days{floor<days>(local)};
 }
 
 Timestamp LocalMidnight(const std::string& timezone, sys_days d) {
-  year_month_day ymd{d};
-  std::lock_guard lock(g_tz_mu);
-  UseZoneLocked(timezone);
-  struct tm local {};
-  local.tm_year = static_cast<int>(ymd.year()) - 1900;
-  local.tm_mon = static_cast<int>(static_cast<unsigned>(ymd.month())) - 1;
-  local.tm_mday = static_cast<int>(static_cast<unsigned>(ymd.day()));
-  local.tm_isdst = -1;  // let the zone decide
-  time_t t = mktime(&local);
-  // A gap at midnight makes mktime move forward past it; step back to the first
-  // instant that is on the wanted date.
-  struct tm check {};
-  localtime_r(&t, &check);
-  if (check.tm_mday != local.tm_mday && check.tm_hour != 0) t -= 3600;
-  return time_point_cast<microseconds>(sys_seconds{seconds{t}});
+  const date::time_zone* zone = Zone(timezone);
+  if (zone == nullptr) return d;
+  // A midnight that a DST jump skips is the jump itself (the date's first instant); a
+  // midnight that happens twice is the earlier one.
+  date::local_seconds midnight{d.time_since_epoch()};
+  return time_point_cast<microseconds>(zone->to_sys(midnight, date::choose::earliest));
 }
 
 Window CurrentWindow(Period period, int custom_days, const std::string& timezone, Timestamp anchor,

@@ -141,15 +141,27 @@ Status ReadFile(const json& root, Config* c) {
 
   if (root.contains("server")) {
     const json& j = root["server"];
-    if (Status s = CheckKeys(j, "server",
-                             {"worker_threads", "max_body_bytes", "upstream_connect_timeout_ms",
-                              "upstream_read_timeout_ms", "db_pool_size", "redis_pool_size",
-                              "shutdown_grace_seconds", "ledger_queue_rows"});
+    if (Status s =
+            CheckKeys(j, "server",
+                      {"worker_threads", "max_body_bytes", "max_connections",
+                       "head_timeout_seconds", "body_timeout_seconds", "body_min_bytes_per_second",
+                       "upstream_connect_timeout_ms", "upstream_read_timeout_ms",
+                       "max_upstream_answer_bytes", "db_pool_size", "redis_pool_size",
+                       "shutdown_grace_seconds", "ledger_queue_rows"});
         !s.ok())
       return s;
     Status checks[] = {
         ReadInt(j, "worker_threads", "server.worker_threads", 4, 100000, &c->worker_threads),
         ReadInt(j, "max_body_bytes", "server.max_body_bytes", 1024, 1LL << 32, &c->max_body_bytes),
+        ReadInt(j, "max_connections", "server.max_connections", 16, 1'000'000, &c->max_connections),
+        ReadInt(j, "head_timeout_seconds", "server.head_timeout_seconds", 1, 3600,
+                &c->head_timeout_seconds),
+        ReadInt(j, "body_timeout_seconds", "server.body_timeout_seconds", 1, 3600,
+                &c->body_timeout_seconds),
+        ReadInt(j, "body_min_bytes_per_second", "server.body_min_bytes_per_second", 1, 1LL << 30,
+                &c->body_min_bytes_per_second),
+        ReadInt(j, "max_upstream_answer_bytes", "server.max_upstream_answer_bytes", 1024, 1LL << 34,
+                &c->max_upstream_answer_bytes),
         ReadInt(j, "upstream_connect_timeout_ms", "server.upstream_connect_timeout_ms", 1, 600000,
                 &c->upstream_connect_timeout_ms),
         ReadInt(j, "upstream_read_timeout_ms", "server.upstream_read_timeout_ms", 1, 86400000,

@@ -86,10 +86,20 @@ struct Config {
   // keep-alive connection holds none), so the pool bounds the concurrent streams.
   int worker_threads = 2200;                 // server.worker_threads
   size_t max_body_bytes = 10 * 1024 * 1024;  // server.max_body_bytes (413 above)
-  int upstream_connect_timeout_ms = 5000;    // server.upstream_connect_timeout_ms
-  int upstream_read_timeout_ms = 600000;     // server.upstream_read_timeout_ms (504)
-  int db_pool_size = 8;                      // server.db_pool_size
-  int redis_pool_size = 32;                  // server.redis_pool_size
+  // Open client connections on the proxy port; past it a new one is answered 503 and closed.
+  size_t max_connections = 10'000;  // server.max_connections
+  // A request's whole head must arrive within this of its first byte (408 otherwise).
+  int head_timeout_seconds = 10;  // server.head_timeout_seconds
+  // Its body within body_timeout_seconds + size / body_min_bytes_per_second of the head's
+  // end (a 10 MiB body: 170 s; a chunked body: the size it has reached).
+  int body_timeout_seconds = 10;                 // server.body_timeout_seconds
+  size_t body_min_bytes_per_second = 64 * 1024;  // server.body_min_bytes_per_second
+  int upstream_connect_timeout_ms = 5000;        // server.upstream_connect_timeout_ms
+  int upstream_read_timeout_ms = 600000;         // server.upstream_read_timeout_ms (504)
+  // A buffered (not streamed) upstream answer larger than this is a 502.
+  size_t max_upstream_answer_bytes = 64 * 1024 * 1024;  // server.max_upstream_answer_bytes
+  int db_pool_size = 8;                                 // server.db_pool_size
+  int redis_pool_size = 32;                             // server.redis_pool_size
   int shutdown_grace_seconds = 20;           // server.shutdown_grace_seconds: a stop's bound
   int ledger_queue_rows = 100000;            // server.ledger_queue_rows: in memory, then spool
 

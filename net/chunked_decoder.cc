@@ -5,15 +5,79 @@
 #include <cstdint>
 #include <string_view>
 
+#include "net/header_list.h"
+
 namespace tollgate {
 namespace {
 
 constexpr size_t kMaxChunkLine = 1024;
 
-std::string_view TrimSpaces(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
+bool IsHexDigit(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
+
+// RFC 9112 section 7.1.1, to the letter: a lenient reader that another hop reads
+// differently (a bare LF ending the line early, a space before the size) is how a
+// request is smuggled past it.
+//   chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
+class ExtensionReader {
+ public:
+  explicit ExtensionReader(std::string_view s) : s_(s) {}
+
+  bool Valid() {
+    while (i_ < s_.size()) {
+      SkipSpace();
+      if (!Take(';')) return false;
+      SkipSpace();
+      if (!Token()) return false;
+      size_t after_name = i_;
+      SkipSpace();
+      if (!Take('=')) {
+        i_ = after_name;  // the next ';' (after its BWS) or the end
+        continue;
+      }
+      SkipSpace();
+      if (!(i_ < s_.size() && s_[i_] == '"' ? QuotedString() : Token())) return false;
+    }
+    return true;
+  }
+
+ private:
+  void SkipSpace() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\t')) ++i_;
+  }
+  bool Take(char c) {
+    if (i_ >= s_.size() || s_[i_] != c) return false;
+    ++i_;
+    return true;
+  }
+  bool Token() {
+    size_t start = i_;
+    while (i_ < s_.size() && IsTokenChar(s_[i_])) ++i_;
+    return i_ > start;
+  }
+  // DQUOTE *( qdtext / "\" any visible or blank byte ) DQUOTE; no control characters.
+  bool QuotedString() {
+    ++i_;  // the opening quote
+    while (i_ < s_.size()) {
+      char c = s_[i_++];
+      if (c == '"') return true;
+      if (c == '\\') {
+        if (i_ >= s_.size()) return false;
+        c = s_[i_++];
+      }
+      if (!IsFieldValue(std::string_view(&c, 1))) return false;
+    }
+    return false;
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+};
+
+// "name: value", as any header field line.
+bool IsTrailerField(std::string_view line) {
+  size_t colon = line.find(':');
+  return colon != std::string_view::npos && IsToken(line.substr(0, colon)) &&
+         IsFieldValue(line.substr(colon + 1));
 }
 
 }  // namespace
@@ -48,14 +112,15 @@ ChunkedDecoder::State ChunkedDecoder::Decode(std::string& in, std::string& out, 
     pos = eol + 2;
     if (in_trailers_) {
       if (line.empty()) return State::kDone;
-      continue;  // a trailer field
+      if (!IsTrailerField(line)) return State::kMalformed;
+      continue;
     }
-    std::string_view digits = TrimSpaces(line.substr(0, line.find(';')));
-    if (digits.empty() || digits.size() > 15 ||
-        !std::all_of(digits.begin(), digits.end(),
-                     [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }))
+    // The size starts the line: no space before it, hex digits only, then extensions.
+    size_t digits =
+        static_cast<size_t>(std::find_if_not(line.begin(), line.end(), IsHexDigit) - line.begin());
+    if (digits == 0 || digits > 15 || !ExtensionReader(line.substr(digits)).Valid())
       return State::kMalformed;
-    size_t size = std::stoull(std::string(digits), nullptr, 16);
+    size_t size = std::stoull(std::string(line.substr(0, digits)), nullptr, 16);
     if (size == 0) {
       in_trailers_ = true;
       continue;

@@ -1,6 +1,8 @@
 // Decodes an HTTP/1.1 chunked body as its bytes arrive, for request bodies (the
-// server's parser) and upstream answers (the client) alike. Chunk extensions and
-// trailer fields are read and dropped.
+// server's parser) and upstream answers (the client) alike, strictly: the size line,
+// its extensions and the trailer fields must follow RFC 9112's grammar (no space before
+// the size, no bare CR or LF anywhere), or the body is malformed. Extensions and trailer
+// fields are then dropped.
 #pragma once
 
 #include <cstddef>

@@ -31,11 +31,14 @@ struct EventServer::Connection final : EventLoop::Watcher {
   std::string in;  // bytes read and not yet parsed into a request
   RequestParser parser;
   bool continue_sent = false;
+  bool head_checked = false;  // by the head check, for the request being read
   bool peer_closed = false;
   bool busy = false;                          // with a worker or a loop handler (guarded by mu_)
   bool armed = false;                         // in the epoll set (guarded by mu_)
   std::unique_ptr<httplib::Request> request;  // taken for a loop handler
   std::chrono::steady_clock::time_point last_active;
+  std::chrono::steady_clock::time_point head_since;  // the request's first byte came
+  std::chrono::steady_clock::time_point body_since;  // its head was complete
 };
 
 namespace {
@@ -221,7 +224,12 @@ EventServer::EventServer(const ServerTuning& tuning, Boundary boundary)
       boundary_(boundary),
       pool_(std::make_unique<WorkerPool>(static_cast<size_t>(tuning.worker_threads), boundary)) {}
 
-EventServer::~EventServer() { Stop(); }
+EventServer::~EventServer() {
+  Stop();
+  // Open until now, not closed by Stop(): a thread may still Post (and wake) a stopped
+  // loop, and must not write into a descriptor number reused meanwhile.
+  if (wake_fd_ >= 0) close(wake_fd_);
+}
 
 namespace {
 EventServer::StreamingHandler Plain(EventServer::Handler handler) {
@@ -400,7 +408,6 @@ void EventServer::Stop(std::chrono::milliseconds grace) {
   RunPosted();
   close(listen_fd_);
   close(epoll_fd_);
-  close(wake_fd_);
 }
 
 void EventServer::Wake() {
@@ -533,6 +540,10 @@ void EventServer::Accept() {
       }
       return;
     }
+    if (AtConnectionCap()) {
+      RefuseConnection(fd);
+      continue;
+    }
     int yes = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof(yes));
     auto* c = new Connection(this, fd, limits_);
@@ -542,6 +553,30 @@ void EventServer::Accept() {
     connections_.insert(c);
     Arm(c);
   }
+}
+
+bool EventServer::AtConnectionCap() const {
+  std::lock_guard lock(mu_);
+  return connections_.size() >= tuning_.max_connections;
+}
+
+// Said at once and closed: an answer before the request is plain HTTP/1.1 (clients read
+// it as the reply, and SDKs retry a 503 after a pause), it costs no buffer and no parse,
+// and a flood past the cap holds nothing open. Not accepting would leave clients waiting
+// in the backlog until their connect timeout, with the listener waking the loop.
+void EventServer::RefuseConnection(int fd) {
+  static constexpr std::string_view kBusy =
+      "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: 21\r\n"
+      "Retry-After: 1\r\nConnection: close\r\n\r\ntoo many connections\n";
+  if (metrics_ != nullptr) metrics_->Inc(Counter::kConnectionsRefused);
+  // What the client has sent already is dropped first, so that the close is a FIN,
+  // not a reset that could overtake the answer.
+  char discard[4096];
+  while (recv(fd, discard, sizeof(discard), MSG_DONTWAIT) ==
+         static_cast<ssize_t>(sizeof(discard))) {
+  }
+  SendAvailable(fd, kBusy.data(), kBusy.size());
+  close(fd);
 }
 
 void EventServer::Arm(Connection* c) {
@@ -566,12 +601,17 @@ void EventServer::OnReadable(Connection* c) {
     std::lock_guard lock(mu_);
     if (c->busy) return Disarm(c);
   }
+  const bool was_idle = !c->parser.started() && c->in.empty();
+  const bool had_head = c->parser.head_done();
   char buffer[64 * 1024];
   for (;;) {
     ssize_t n = recv(c->fd, buffer, sizeof(buffer), 0);
     if (n > 0) {
       c->in.append(buffer, static_cast<size_t>(n));
       if (static_cast<size_t>(n) < sizeof(buffer)) break;
+      // Until the head is parsed, one read at a time: the head check comes before the
+      // body is read (epoll, level-triggered, brings the rest).
+      if (!had_head) break;
     } else if (n == 0) {
       c->peer_closed = true;
       break;
@@ -583,16 +623,15 @@ void EventServer::OnReadable(Connection* c) {
       return Close(c);
     }
   }
-  c->last_active = Clock::now();
+  Clock::time_point now = Clock::now();
+  c->last_active = now;
+  if (was_idle) c->head_since = now;
   RequestParser::State state = c->parser.Parse(c->in);
   if (state == RequestParser::State::kNeedMore) {
     if (c->peer_closed) return Close(c);  // hung up before a whole request
-    if (c->parser.head_done() && c->parser.request().expect_continue && !c->continue_sent) {
-      static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
-      c->continue_sent = true;
-      if (send(c->fd, kContinue, sizeof(kContinue) - 1, MSG_NOSIGNAL) < 0) return Close(c);
-    }
-    return;  // still armed: the rest wakes the loop
+    if (!c->parser.head_done()) return;   // still armed: the rest wakes the loop
+    if (!had_head) c->body_since = now;
+    return HeadIn(c);
   }
   {
     std::lock_guard lock(mu_);
@@ -600,6 +639,53 @@ void EventServer::OnReadable(Connection* c) {
     ++busy_;
   }
   Dispatch(c);
+}
+
+void EventServer::HeadIn(Connection* c) {
+  if (head_check_ && !c->head_checked) {
+    c->head_checked = true;
+    httplib::Response res;
+    switch (head_check_(c->parser.request(), true, res)) {
+      case HeadVerdict::kRefuse:
+        return AnswerAndClose(c, res);
+      case HeadVerdict::kUndecided:
+        return CheckHeadOnWorker(c);
+      case HeadVerdict::kProceed:
+        break;
+    }
+  }
+  if (!SendContinue(c)) Close(c);
+}
+
+// The connection is a worker's meanwhile (busy, out of the epoll set), as for a request.
+void EventServer::CheckHeadOnWorker(Connection* c) {
+  {
+    std::lock_guard lock(mu_);
+    c->busy = true;
+    ++busy_;
+    Disarm(c);
+  }
+  pool_->Submit([this, c] {
+    httplib::Response res;
+    if (head_check_(c->parser.request(), false, res) == HeadVerdict::kRefuse)
+      return AnswerAndClose(c, res);
+    if (!SendContinue(c)) return Close(c);
+    Release(c);  // armed again: what came meanwhile is read
+  });
+}
+
+bool EventServer::SendContinue(Connection* c) {
+  if (!c->parser.request().expect_continue || c->continue_sent) return true;
+  static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  c->continue_sent = true;
+  return send(c->fd, kContinue, sizeof(kContinue) - 1, MSG_NOSIGNAL) >= 0;
+}
+
+void EventServer::AnswerAndClose(Connection* c, httplib::Response& res) {
+  CompleteAnswer(res, "");
+  std::string out = PlainAnswer(res, /*keep_alive=*/false, /*head_only=*/false);
+  SendAvailable(c->fd, out.data(), out.size());  // the connection ends either way
+  Close(c);
 }
 
 void EventServer::Dispatch(Connection* c) {
@@ -672,8 +758,10 @@ void EventServer::Serve(Connection* c, const StreamingHandler* first) {
 
 bool EventServer::NextRequestReady(Connection* c) {
   c->parser.Reset();
-  c->continue_sent = false;
-  // A pipelined request may already be here.
+  c->continue_sent = c->head_checked = false;
+  if (c->in.empty()) return false;
+  // A pipelined request is here, its time counted from now.
+  c->head_since = c->body_since = Clock::now();
   return c->parser.Parse(c->in) != RequestParser::State::kNeedMore;
 }
 
@@ -844,20 +932,44 @@ void EventServer::Close(Connection* c) {
   delete c;
 }
 
+bool EventServer::Late(const Connection& c, Clock::time_point now) const {
+  using std::chrono::seconds;
+  if (!c.parser.started() && c.in.empty())
+    return now - c.last_active > seconds(tuning_.keep_alive_seconds);
+  if (!c.parser.head_done()) return now - c.head_since > seconds(tuning_.head_timeout_seconds);
+  const ParsedRequest& r = c.parser.request();
+  size_t size = r.chunked ? r.body.size() : r.content_length;
+  auto allowed = seconds(tuning_.body_timeout_seconds) +
+                 std::chrono::milliseconds(size * 1000 / tuning_.body_min_bytes_per_second);
+  return now - c.body_since > allowed;
+}
+
+// A request that missed its deadline gets a 408 (in the route's shape when the head is
+// in) and the connection is closed; an idle one is just closed.
+void EventServer::TimeOut(Connection* c) {
+  if (!c->parser.started() && c->in.empty()) return Close(c);
+  const bool head_in = c->parser.head_done();
+  httplib::Request req = head_in ? TakeRequest(*c) : httplib::Request();
+  std::string message = head_in ? "the request body did not arrive in time"
+                                : "the request head did not arrive in time";
+  httplib::Response res;
+  res.status = 408;
+  if (render_error_) render_error_(req, 408, message, res);
+  CompleteAnswer(res, message);
+  if (metrics_ != nullptr) metrics_->Inc(Counter::kRequestsTimedOut);
+  AnswerAndClose(c, res);
+}
+
 void EventServer::Sweep() {
   Clock::time_point now = Clock::now();
-  std::vector<Connection*> stale;
+  std::vector<Connection*> late;
   {
     std::lock_guard lock(mu_);
     for (Connection* c : connections_) {
-      if (c->busy) continue;
-      bool mid_request = c->parser.started() || !c->in.empty();
-      auto limit = std::chrono::seconds(mid_request ? tuning_.read_timeout_seconds
-                                                    : tuning_.keep_alive_seconds);
-      if (now - c->last_active > limit) stale.push_back(c);
+      if (!c->busy && Late(*c, now)) late.push_back(c);
     }
   }
-  for (Connection* c : stale) Close(c);
+  for (Connection* c : late) TimeOut(c);
   if (accept_paused_) {
     accept_paused_ = false;
     epoll_event ev{.events = EPOLLIN, .data = {.ptr = &listen_fd_}};

@@ -31,6 +31,7 @@
 #include "net/event_loop.h"
 #include "net/http_request_parser.h"
 #include "net/path.h"
+#include "net/metrics.h"
 #include "net/worker_pool.h"
 
 namespace tollgate {
@@ -39,8 +40,17 @@ struct ServerTuning {
   int worker_threads = 64;  // requests in progress at once (an open stream holds one)
   size_t max_body_bytes = 10 * 1024 * 1024;  // larger bodies get 413
   size_t max_target_bytes = 8 * 1024;        // longer request targets get 414 (as nginx)
-  int read_timeout_seconds = 60;             // a request that stops arriving half-way is closed
-  int keep_alive_seconds = 60;               // an idle connection is closed
+  // Open client connections (idle, busy and streaming alike); one more is answered 503
+  // and closed at once, its request unread.
+  size_t max_connections = 10'000;
+  // Deadlines, however the bytes trickle in (checked once a second; missed: 408, closed):
+  // the whole head within head_timeout_seconds of its first byte, the body within
+  // body_timeout_seconds plus its size at body_min_bytes_per_second from the end of the
+  // head (a chunked body: the size it has reached).
+  int head_timeout_seconds = 10;
+  int body_timeout_seconds = 10;
+  size_t body_min_bytes_per_second = 64 * 1024;
+  int keep_alive_seconds = 60;  // an idle connection is closed
 };
 
 class EventServer;
@@ -150,6 +160,14 @@ class EventServer final : public EventLoop {
   // read of the request, the caller's bytes as they came; `message` is valid UTF-8.
   using ErrorRenderer = std::function<void(const httplib::Request& req, int status,
                                            const std::string& message, httplib::Response& res)>;
+  // Asked once a request's head is in and its body still to come (never for a request
+  // that arrived whole), before the body is read: whether it is worth reading. Called
+  // on the loop thread with `on_loop` true, where it must not block: kUndecided asks
+  // again on a worker (`on_loop` false), which must decide. kRefuse sends `res` at once
+  // and closes the connection, the body unread.
+  enum class HeadVerdict { kProceed, kRefuse, kUndecided };
+  using HeadCheck =
+      std::function<HeadVerdict(const ParsedRequest& head, bool on_loop, httplib::Response& res)>;
 
   // Handlers, loop callbacks, worker tasks and the error renderer run inside `boundary`:
   // an exception from one is a 500 (or a cut answer), a log line and a count.
@@ -175,6 +193,9 @@ class EventServer final : public EventLoop {
   void OnLoop(const std::string& method, PathPrefix prefix, LoopHandler on_loop,
               StreamingHandler on_worker);
   void set_error_renderer(ErrorRenderer renderer) { render_error_ = std::move(renderer); }
+  void set_head_check(HeadCheck check) { head_check_ = std::move(check); }
+  // Where the server counts connections refused at the cap and requests timed out.
+  void set_metrics(Metrics* metrics) { metrics_ = metrics; }
 
   // Binds (port 0: any free port), listens and starts serving; the bound port or -1.
   int Start(const std::string& host, int port);
@@ -210,6 +231,21 @@ class EventServer final : public EventLoop {
   void Loop();
   void Accept();
   void OnReadable(Connection* c);
+  // The head is in, the body still to come: its check, then 100 Continue if asked for.
+  void HeadIn(Connection* c);
+  void CheckHeadOnWorker(Connection* c);
+  // Asks a client that waits for it (Expect: 100-continue) for the body; false if the
+  // connection failed.
+  bool SendContinue(Connection* c);
+  // Writes what the socket takes of `res` at once and closes: for answers the server
+  // gives without reading on (a refused head, a missed deadline).
+  void AnswerAndClose(Connection* c, httplib::Response& res);
+  // Past the request's deadline (Sweep).
+  bool Late(const Connection& c, std::chrono::steady_clock::time_point now) const;
+  void TimeOut(Connection* c);
+  // Past max_connections: answered 503 and closed, never read.
+  bool AtConnectionCap() const;
+  void RefuseConnection(int fd);
   // A whole request is in: answered on the loop if its route can, else by a worker.
   void Dispatch(Connection* c);
   bool TryOnLoop(Connection* c);
@@ -253,6 +289,8 @@ class EventServer final : public EventLoop {
   const Boundary boundary_;
   std::vector<struct Route> routes_;
   ErrorRenderer render_error_;
+  HeadCheck head_check_;
+  Metrics* metrics_ = nullptr;
 
   int listen_fd_ = -1;
   int epoll_fd_ = -1;

@@ -404,23 +404,18 @@ HttpConnection::Progress HttpConnection::ReadHeadAvailable(ResponseHead* head,
     const HeaderList& h = head->headers;
     keep_alive_ =
         http10 ? ListsToken(h, "Connection", "keep-alive") : !ListsToken(h, "Connection", "close");
-    const std::string* length = h.Find("Content-Length");
     if (method == "HEAD" || status == 204 || status == 304) {
       framing_ = Framing::kNone;
-    } else if (h.Count("Transfer-Encoding") > 0) {
-      // We never ask for other codings.
-      if (!ListsToken(h, "Transfer-Encoding", "chunked")) return fail(ClientError::kProtocol);
-      framing_ = Framing::kChunked;
-    } else if (length != nullptr) {
-      const std::string& v = *length;
-      if (v.empty() || v.size() > 18 ||
-          !std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; }))
-        return fail(ClientError::kProtocol);
-      framing_ = Framing::kLength;
-      remaining_ = std::stoull(v);
     } else {
-      framing_ = Framing::kUntilClose;
-      keep_alive_ = false;
+      // Conflicting lengths, or a coding we cannot take off (gzip, chunked: we never ask
+      // for one), would have us read a different answer from the one the upstream meant.
+      BodyFraming framing = ReadBodyFraming(h);
+      if (framing.error.status != 0) return fail(ClientError::kProtocol);
+      framing_ = framing.kind == BodyFraming::Kind::kChunked  ? Framing::kChunked
+                 : framing.kind == BodyFraming::Kind::kLength ? Framing::kLength
+                                                              : Framing::kUntilClose;
+      remaining_ = framing.length;
+      if (framing_ == Framing::kUntilClose) keep_alive_ = false;
     }
     body_done_ = framing_ == Framing::kNone || (framing_ == Framing::kLength && remaining_ == 0);
     return Progress::kDone;

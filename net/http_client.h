@@ -30,7 +30,8 @@ struct ClientTimeouts {
 };
 
 // What went wrong, in terms the caller answers with (504 for kTimeout, 502 otherwise).
-enum class ClientError { kNone, kConnect, kTls, kTimeout, kClosed, kProtocol };
+// kTooLarge: an answer read whole was larger than the caller's bound.
+enum class ClientError { kNone, kConnect, kTls, kTimeout, kClosed, kProtocol, kTooLarge };
 
 // The trust store for https upstreams: the system's, or one CA file (tests).
 class TlsContext {

@@ -1,38 +1,14 @@
 #include "net/http_request_parser.h"
 
 #include <algorithm>
-#include <array>
-#include <cctype>
 #include <string_view>
 
 namespace tollgate {
 namespace {
 
-// RFC 9110 tchar, by table: every byte of every header name is looked up.
-constexpr std::array<bool, 256> kTokenChars = [] {
-  std::array<bool, 256> t{};
-  for (int c = '0'; c <= '9'; ++c) t[c] = true;
-  for (int c = 'a'; c <= 'z'; ++c) t[c] = t[c - 'a' + 'A'] = true;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
-  return t;
-}();
-
 // Room on a request line for the method, the version and the spaces around the target.
 constexpr size_t kMethodAndVersionBytes = 64;
 
-bool IsTokenChar(char c) { return kTokenChars[static_cast<unsigned char>(c)]; }
-
-bool IsToken(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), IsTokenChar);
-}
-
-// Field values may hold visible characters, spaces, tabs and obs-text; never CR, LF, NUL.
-bool IsFieldValue(std::string_view s) {
-  return std::none_of(s.begin(), s.end(), [](char c) {
-    auto u = static_cast<unsigned char>(c);
-    return (u < 0x20 && c != '\t') || u == 0x7f;
-  });
-}
 
 std::string_view TrimOws(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -84,6 +60,33 @@ RequestParser::State RequestParser::TargetTooLong() {
       414, "request target is longer than " + std::to_string(limits_.max_target_bytes) + " bytes");
 }
 
+BodyFraming ReadBodyFraming(const HeaderList& h) {
+  BodyFraming f;
+  size_t encodings = h.Count("Transfer-Encoding");
+  size_t lengths = h.Count("Content-Length");
+  if (encodings > 0) {
+    if (lengths > 0) {
+      f.error = {400, "both Content-Length and Transfer-Encoding are present"};
+    } else if (encodings > 1 || !EqualsIgnoreCase(*h.Find("Transfer-Encoding"), "chunked")) {
+      f.error = {501, "only Transfer-Encoding: chunked is supported"};
+    }
+    f.kind = BodyFraming::Kind::kChunked;
+    return f;
+  }
+  if (lengths == 0) return f;
+  const std::string& first = *h.Find("Content-Length");
+  for (const auto& [name, value] : h) {
+    if (EqualsIgnoreCase(name, "Content-Length") && value != first)
+      f.error = {400, "differing Content-Length headers"};
+  }
+  if (first.empty() || first.size() > 18 ||
+      !std::all_of(first.begin(), first.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    f.error = {400, "malformed Content-Length"};
+  f.kind = BodyFraming::Kind::kLength;
+  if (f.error.status == 0) f.length = std::stoull(first);
+  return f;
+}
+
 RequestParser::State RequestParser::Fail(int status, std::string message) {
   error_status_ = status;
   error_message_ = std::move(message);
@@ -93,8 +96,7 @@ RequestParser::State RequestParser::Fail(int status, std::string message) {
 void RequestParser::Reset() {
   request_ = ParsedRequest{};
   head_done_ = false;
-  scanned_ = head_bytes_ = content_length_ = 0;
-  chunked_ = false;
+  scanned_ = head_bytes_ = 0;
   chunked_body_.Reset();
   error_status_ = 0;
   error_message_.clear();
@@ -107,10 +109,10 @@ RequestParser::State RequestParser::Parse(std::string& in) {
     if (s != State::kDone) return s;
     in.erase(0, head_bytes_);  // the head lives on in request_
   }
-  if (chunked_) return ParseChunked(in);
-  if (in.size() < content_length_) return State::kNeedMore;
-  request_.body.assign(in, 0, content_length_);
-  in.erase(0, content_length_);
+  if (request_.chunked) return ParseChunked(in);
+  if (in.size() < request_.content_length) return State::kNeedMore;
+  request_.body.assign(in, 0, request_.content_length);
+  in.erase(0, request_.content_length);
   return State::kDone;
 }
 
@@ -165,6 +167,11 @@ RequestParser::State RequestParser::ParseHead(std::string& in) {
       ParseFields(head.substr(std::min(eol + 2, head.size())), limits_.max_headers, &fields);
   if (bad.status != 0) return Fail(bad.status, std::move(bad.message));
   bad = ReadFraming(fields, version);
+  // RFC 9112 section 3.2: a server must refuse an HTTP/1.1 request without Host, and
+  // any request with more than one.
+  size_t hosts = fields.Count("Host");
+  if (bad.status == 0 && (hosts > 1 || (hosts == 0 && version == "HTTP/1.1")))
+    bad = {400, "a request needs exactly one Host header"};
   request_.keep_alive = version == "HTTP/1.1" ? !ListsToken(fields, "Connection", "close")
                                               : ListsToken(fields, "Connection", "keep-alive");
   request_.expect_continue = version == "HTTP/1.1" && ListsToken(fields, "Expect", "100-continue");
@@ -177,27 +184,16 @@ RequestParser::State RequestParser::ParseHead(std::string& in) {
 
 // How the body is framed: chunked, or Content-Length (0 when neither).
 FieldError RequestParser::ReadFraming(const HeaderList& h, std::string_view version) {
-  size_t encodings = h.Count("Transfer-Encoding");
-  size_t lengths = h.Count("Content-Length");
-  if (encodings > 0) {
-    if (lengths > 0) return {400, "both Content-Length and Transfer-Encoding are present"};
-    if (encodings > 1 || !EqualsIgnoreCase(*h.Find("Transfer-Encoding"), "chunked"))
-      return {501, "only Transfer-Encoding: chunked is supported"};
+  BodyFraming framing = ReadBodyFraming(h);
+  if (framing.error.status != 0) return framing.error;
+  if (framing.kind == BodyFraming::Kind::kChunked) {
     if (version == "HTTP/1.0") return {400, "chunked bodies need HTTP/1.1"};
-    chunked_ = true;
-  } else if (lengths > 0) {
-    const std::string& first = *h.Find("Content-Length");
-    for (const auto& [name, value] : h) {
-      if (EqualsIgnoreCase(name, "Content-Length") && value != first)
-        return {400, "differing Content-Length headers"};
-    }
-    if (first.empty() || first.size() > 18 ||
-        !std::all_of(first.begin(), first.end(), [](char c) { return c >= '0' && c <= '9'; }))
-      return {400, "malformed Content-Length"};
-    content_length_ = std::stoull(first);
-    if (content_length_ > limits_.max_body_bytes)
-      return {413,
-              "request body is larger than " + std::to_string(limits_.max_body_bytes) + " bytes"};
+    request_.chunked = true;
+  } else if (framing.length > limits_.max_body_bytes) {
+    return {413,
+            "request body is larger than " + std::to_string(limits_.max_body_bytes) + " bytes"};
+  } else {
+    request_.content_length = framing.length;
   }
   return {};
 }

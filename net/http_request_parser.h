@@ -32,6 +32,10 @@ struct ParsedRequest {
   std::string body;
   bool keep_alive = true;
   bool expect_continue = false;
+  // How the body comes, known once the head is in: in chunks (its size unknown until
+  // the last), or `content_length` bytes.
+  bool chunked = false;
+  size_t content_length = 0;
 };
 
 // Header field lines ("name: value", CRLF between them) into `out`. Shared by the
@@ -43,6 +47,17 @@ struct FieldError {
 FieldError ParseFields(std::string_view lines, size_t max_fields, HeaderList* out);
 // Whether a comma-separated header (Connection, Expect) lists `token` (lower case).
 bool ListsToken(const HeaderList& headers, std::string_view name, std::string_view token);
+
+// How a message's body is framed (RFC 9112 section 6.3), from its header fields; shared
+// by the request parser and the upstream client. Refused: Content-Length together with
+// Transfer-Encoding, Content-Lengths that differ or are not plain digits (400), and any
+// transfer coding but "chunked" alone (501: gzip, chunked would need decoding first).
+struct BodyFraming {
+  enum class Kind { kNone, kLength, kChunked } kind = Kind::kNone;  // kNone: neither header
+  size_t length = 0;                                                // kLength
+  FieldError error;
+};
+BodyFraming ReadBodyFraming(const HeaderList& fields);
 
 class RequestParser {
  public:
@@ -60,6 +75,7 @@ class RequestParser {
   // True once any byte of a request has been seen (an idle connection has none).
   bool started() const { return head_done_ || scanned_ > 0; }
   ParsedRequest& request() { return request_; }
+  const ParsedRequest& request() const { return request_; }
   // On kError: the status to answer with (400, 413, 414, 431, 501, 505) and why.
   int error_status() const { return error_status_; }
   const std::string& error_message() const { return error_message_; }
@@ -76,8 +92,6 @@ class RequestParser {
   bool head_done_ = false;
   size_t scanned_ = 0;  // bytes of `in` already looked at for the end of the head
   size_t head_bytes_ = 0;
-  bool chunked_ = false;
-  size_t content_length_ = 0;
   ChunkedDecoder chunked_body_;
   int error_status_ = 0;
   std::string error_message_;

@@ -38,6 +38,10 @@ constexpr CounterInfo kInfo[] = {
     {"tollgate_internal_errors_total", "",
      "Exceptions stopped where the event loop or a worker called in: each became a 500, a cut "
      "stream or a log line, never the end of the process."},
+    {"tollgate_connections_refused_total", "",
+     "Proxy connections answered 503 and closed because server.max_connections were open."},
+    {"tollgate_requests_timed_out_total", "",
+     "Proxy requests whose head or body did not arrive by its deadline (answered 408)."},
 };
 static_assert(std::size(kInfo) == static_cast<size_t>(Counter::kCount));
 

@@ -31,6 +31,8 @@ enum class Counter : int {
   kCounterRepairs,           // counters the reconciler found different from the ledger
   kLedgerRowsRejected,       // usage rows Postgres refused alone (kept in rejected.log)
   kInternalErrors,           // exceptions stopped at a Boundary (500 or a cut stream, no crash)
+  kConnectionsRefused,       // proxy port: connections answered 503 at server.max_connections
+  kRequestsTimedOut,         // proxy port: requests whose head or body missed its deadline (408)
   kCount
 };
 

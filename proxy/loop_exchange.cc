@@ -111,7 +111,12 @@ class LoopExchanges::Link final : public EventLoop::Watcher {
           phase_ = Phase::kBody;
           break;
         case Phase::kBody:
-          p = connection_->ReadAvailable(&answer_.body, &error);
+          // Read past the bound by at most one read, then refused.
+          p = connection_->ReadAvailable(&answer_.body, &error, owner_->max_answer_bytes_ + 1);
+          if (answer_.body.size() > owner_->max_answer_bytes_) {
+            answer_.body.clear();
+            return Fail(ClientError::kTooLarge);
+          }
           if (p == HttpConnection::Progress::kDone) return Finish();
           break;
       }

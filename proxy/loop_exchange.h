@@ -35,8 +35,12 @@ struct LoopAnswer {
 
 class LoopExchanges {
  public:
-  explicit LoopExchanges(int read_timeout_ms, size_t max_idle_per_upstream = 256)
-      : read_timeout_ms_(read_timeout_ms), max_idle_(max_idle_per_upstream) {}
+  // An answer read whole (not a stream's) larger than `max_answer_bytes` fails the
+  // exchange with kTooLarge.
+  LoopExchanges(int read_timeout_ms, size_t max_answer_bytes, size_t max_idle_per_upstream = 256)
+      : read_timeout_ms_(read_timeout_ms),
+        max_answer_bytes_(max_answer_bytes),
+        max_idle_(max_idle_per_upstream) {}
   // Exchanges cut off by a stopped loop are freed without their callbacks.
   ~LoopExchanges();
   LoopExchanges(const LoopExchanges&) = delete;
@@ -67,6 +71,7 @@ class LoopExchanges {
   void Tick();
 
   const int read_timeout_ms_;
+  const size_t max_answer_bytes_;
   const size_t max_idle_;
   EventLoop* loop_ = nullptr;
   // Loop thread only. A link is in exactly one of: active_ (an exchange on it),

@@ -47,16 +47,19 @@ bool IsResponseHopByHop(std::string_view name) {
                         "content-encoding", "content-type"});
 }
 
-// Reads an answer's body to its end, keeping at most `limit` bytes, and gives the
-// connection back to its pool (which keeps it only if the answer was read whole).
+// Reads an answer's body to its end, and gives the connection back to its pool (which
+// keeps it only if the answer was read whole). kTooLarge, the rest left unread, past
+// `limit` bytes.
 ClientError ReadWhole(UpstreamPool& pool, std::unique_ptr<HttpConnection> upstream, size_t limit,
                       std::string* body) {
+  bool too_large = false;
   ClientError error = upstream->ReadBody([&](std::string_view piece) {
-    if (body->size() < limit) body->append(piece.substr(0, limit - body->size()));
-    return true;
+    too_large = piece.size() > limit - body->size();
+    if (!too_large) body->append(piece);
+    return !too_large;
   });
   pool.Release(std::move(upstream));
-  return error;
+  return too_large ? ClientError::kTooLarge : error;
 }
 
 // The upstream's answer as it came, without its hop-by-hop headers.
@@ -97,7 +100,8 @@ ProxyService::ProxyService(ProxyDependencies deps)
       boundary_(&deps_.metrics),
       slow_(std::make_unique<WorkerPool>(static_cast<size_t>(deps_.config.worker_threads),
                                          boundary_)),
-      exchanges_(std::make_unique<LoopExchanges>(deps_.config.upstream_read_timeout_ms)),
+      exchanges_(std::make_unique<LoopExchanges>(deps_.config.upstream_read_timeout_ms,
+                                                 deps_.config.max_upstream_answer_bytes)),
       relay_(std::make_unique<StreamRelay>(
           RelayTimeouts{.upstream_silence_ms = deps_.config.upstream_read_timeout_ms,
                         .drain_ms = deps_.config.drain_timeout_seconds * 1000},
@@ -110,12 +114,20 @@ ProxyService::ProxyService(ProxyDependencies deps)
 }
 
 std::unique_ptr<EventServer> ProxyService::BuildServer() {
-  auto server =
-      std::make_unique<EventServer>(ServerTuning{.worker_threads = deps_.config.worker_threads,
-                                                 .max_body_bytes = deps_.config.max_body_bytes,
-                                                 .read_timeout_seconds = 60,
-                                                 .keep_alive_seconds = 60},
-                                    boundary_);
+  const Config& c = deps_.config;
+  auto server = std::make_unique<EventServer>(
+      ServerTuning{.worker_threads = c.worker_threads,
+                   .max_body_bytes = c.max_body_bytes,
+                   .max_connections = c.max_connections,
+                   .head_timeout_seconds = c.head_timeout_seconds,
+                   .body_timeout_seconds = c.body_timeout_seconds,
+                   .body_min_bytes_per_second = c.body_min_bytes_per_second,
+                   .keep_alive_seconds = 60},
+      boundary_);
+  server->set_metrics(&deps_.metrics);
+  server->set_head_check([this](const ParsedRequest& head, bool on_loop, httplib::Response& res) {
+    return CheckHead(head, on_loop, res);
+  });
   for (const Provider* p : AllProviders()) {
     PathPrefix prefix{"/" + std::string(p->name()) + "/"};
     auto handler = [this, p](const httplib::Request& req, httplib::Response& res,
@@ -187,6 +199,74 @@ HeaderList ProxyService::UpstreamHeaders(const Provider& provider,
   return h;
 }
 
+ProxyService::Prepared ProxyService::Refused(const Provider& provider,
+                                             const std::optional<Route>& route, ErrorKind kind,
+                                             const std::string& message, Counter counter,
+                                             httplib::Response& res) {
+  deps_.metrics.Inc(counter);
+  Refuse(provider, route, kind, message, res);
+  return Prepared::kAnswered;
+}
+
+// The key in the headers, known and usable: kForward with `who` set; kAnswered (401, or
+// 503 when the directory is unreachable, in `res`); kWouldBlock on the loop when the key
+// is not cached.
+ProxyService::Prepared ProxyService::Identify(const Provider& provider,
+                                              const std::optional<Route>& route,
+                                              const httplib::Headers& headers, bool on_loop,
+                                              httplib::Response& res, Identity* who) {
+  auto header = [&](const char* name) {
+    return std::string(httplib::detail::get_header_value(headers, name, 0, ""));
+  };
+  std::string key = PresentedKey(header("Authorization"), header("x-api-key"));
+  if (key.empty()) {
+    return Refused(provider, route, ErrorKind::kAuthentication,
+                   "missing tollgate key: send Authorization: Bearer tg-... or x-api-key: tg-...",
+                   Counter::kProxyRefusedAuth, res);
+  }
+  std::optional<Result<Identity>> identity =
+      on_loop ? deps_.authenticator.AuthenticateCached(key) : deps_.authenticator.Authenticate(key);
+  if (!identity) return Prepared::kWouldBlock;
+  if (!identity->ok()) {
+    if (identity->status().code() == Status::Code::kUnavailable) {
+      return Refused(provider, route, ErrorKind::kUnavailable,
+                     "tollgate cannot reach its database; try again shortly",
+                     Counter::kPostgresErrors, res);
+    }
+    return Refused(provider, route, ErrorKind::kAuthentication, identity->status().message(),
+                   Counter::kProxyRefusedAuth, res);
+  }
+  *who = **identity;
+  return Prepared::kForward;
+}
+
+// A body larger than one read is not read before its key is known good: a refusal goes
+// out at once and the body is never read (EventServer::HeadCheck). Smaller bodies come
+// with their head and are checked as a whole request, as before.
+EventServer::HeadVerdict ProxyService::CheckHead(const ParsedRequest& head, bool on_loop,
+                                                 httplib::Response& res) {
+  using Verdict = EventServer::HeadVerdict;
+  if (!head.chunked && head.content_length <= kEarlyCheckBytes) return Verdict::kProceed;
+  std::string_view path(head.target);
+  path = path.substr(1, path.find('?') - 1);  // "<provider>/<native path>"
+  size_t slash = path.find('/');
+  const Provider* provider = FindProvider(path.substr(0, slash));
+  if (provider == nullptr || slash == std::string_view::npos) return Verdict::kProceed;
+  std::optional<Route> route = provider->Match(head.method, std::string(path.substr(slash + 1)));
+  if (!route) return Verdict::kProceed;  // its 404 comes with the body, as any request's
+  Identity who;
+  switch (Identify(*provider, route, head.headers, on_loop, res, &who)) {
+    case Prepared::kWouldBlock:
+      return Verdict::kUndecided;
+    case Prepared::kAnswered:
+      deps_.metrics.Inc(Counter::kProxyRequests);
+      return Verdict::kRefuse;
+    case Prepared::kForward:
+      break;
+  }
+  return Verdict::kProceed;
+}
+
 // The request read, its caller known, priced, ready for the gate (kForward); or
 // answered already (kAnswered: a refusal in `res`); or, on the loop, not without
 // blocking (kWouldBlock: nothing answered, nothing counted).
@@ -200,9 +280,7 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
   std::string path = req.path.substr(provider.name().size() + 2);  // after "/<name>/"
   auto route = provider.Match(req.method, path);
   auto refuse = [&](ErrorKind kind, const std::string& message, Counter counter) {
-    deps_.metrics.Inc(counter);
-    Refuse(provider, route, kind, message, res);
-    return Prepared::kAnswered;
+    return Refused(provider, route, kind, message, counter, res);
   };
   // The upstream would resolve these against the path before them: a route other than
   // the one matched, priced and allowed here.
@@ -224,28 +302,10 @@ ProxyService::Prepared ProxyService::Prepare(const Provider& provider, const htt
   x.upstream.target = "/" + path + (query == std::string::npos ? "" : req.target.substr(query));
 
   // 1. Who is calling.
-  std::string key =
-      PresentedKey(req.get_header_value("Authorization"), req.get_header_value("x-api-key"));
-  if (key.empty()) {
-    return refuse(ErrorKind::kAuthentication,
-                  "missing tollgate key: send Authorization: Bearer tg-... or x-api-key: tg-...",
-                  Counter::kProxyRefusedAuth);
-  }
-  // On the loop: a key not cached or an end user to look up go to a worker.
-  std::optional<Result<Identity>> identity =
-      on_loop ? deps_.authenticator.AuthenticateCached(key) : deps_.authenticator.Authenticate(key);
-  if (!identity) return Prepared::kWouldBlock;
-  if (!identity->ok()) {
-    if (identity->status().code() == Status::Code::kUnavailable) {
-      return refuse(ErrorKind::kUnavailable,
-                    "tollgate cannot reach its database; try again shortly",
-                    Counter::kPostgresErrors);
-    }
-    return refuse(ErrorKind::kAuthentication, identity->status().message(),
-                  Counter::kProxyRefusedAuth);
-  }
-  const Identity& who_calls = **identity;
-  x.identity = who_calls;
+  if (Prepared p = Identify(provider, route, req.headers, on_loop, res, &x.identity);
+      p != Prepared::kForward)
+    return p;
+  const Identity& who_calls = x.identity;
   x.user_id = who_calls.user.id;
 
   // 2. What is asked.
@@ -609,7 +669,7 @@ void ProxyService::OnWorker(const std::shared_ptr<LoopCall>& call, bool reserve)
 void ProxyService::UpstreamFailed(Exchange& x, ClientError error, const std::string& detail,
                                   httplib::Response& res) {
   deps_.metrics.Inc(Counter::kProxyUpstreamErrors);
-  const char* what = "failed";
+  std::string what = "failed";
   switch (error) {
     case ClientError::kTimeout:
       what = "timed out";
@@ -623,6 +683,10 @@ void ProxyService::UpstreamFailed(Exchange& x, ClientError error, const std::str
       break;
     case ClientError::kProtocol:
       what = "sent a malformed answer";
+      break;
+    case ClientError::kTooLarge:
+      what = "sent an answer larger than server.max_upstream_answer_bytes (" +
+             std::to_string(deps_.config.max_upstream_answer_bytes) + " bytes)";
       break;
     case ClientError::kNone:
       break;
@@ -642,7 +706,7 @@ void ProxyService::ForwardBuffered(Exchange& x, httplib::Response& res) {
   auto upstream = pool.Begin(x.upstream, &head, &error, &detail);
   std::string answer;
   if (upstream) {
-    error = ReadWhole(pool, std::move(upstream), SIZE_MAX, &answer);
+    error = ReadWhole(pool, std::move(upstream), deps_.config.max_upstream_answer_bytes, &answer);
     detail = "while reading the answer";
   }
   if (error != ClientError::kNone) return UpstreamFailed(x, error, detail, res);
@@ -730,9 +794,12 @@ void ProxyService::ForwardStreaming(Exchange&& x, httplib::Response& res, Respon
   if (!upstream) return UpstreamFailed(x, error, detail, res);
 
   if (head.status < 200 || head.status >= 300) {
-    // An error answer: collected whole (bounded) and passed on as it came.
+    // An error answer: collected whole (bounded, as any buffered answer) and passed on as
+    // it came.
     std::string answer;
-    ReadWhole(pool, std::move(upstream), size_t{1} << 20, &answer);
+    error = ReadWhole(pool, std::move(upstream), deps_.config.max_upstream_answer_bytes, &answer);
+    if (error == ClientError::kTooLarge)
+      return UpstreamFailed(x, error, "while reading its error answer", res);
     PassOn(head, std::move(answer), res);
     return Finish(x, head.status, Usage{}, false);
   }

@@ -51,6 +51,9 @@ class ProxyService {
   struct LoopCall;
   // Bodies larger than this are parsed on a worker, not on the event loop.
   static constexpr size_t kLoopBodyBytes = 256 * 1024;
+  // Bodies larger than this (about one read) wait for their key to be checked from the
+  // head before they are read.
+  static constexpr size_t kEarlyCheckBytes = 64 * 1024;
 
   void Handle(const Provider& provider, const httplib::Request& req, httplib::Response& res,
               ResponseWriter& writer);
@@ -65,6 +68,14 @@ class ProxyService {
   void Failed(Exchange& x, httplib::Response& res);
   Prepared Prepare(const Provider& provider, const httplib::Request& req, httplib::Response& res,
                    Exchange& x, nlohmann::json& body, bool on_loop);
+  Prepared Identify(const Provider& provider, const std::optional<Route>& route,
+                    const httplib::Headers& headers, bool on_loop, httplib::Response& res,
+                    Identity* who);
+  EventServer::HeadVerdict CheckHead(const ParsedRequest& head, bool on_loop,
+                                     httplib::Response& res);
+  // A refusal in `res`, counted: kAnswered.
+  Prepared Refused(const Provider& provider, const std::optional<Route>& route, ErrorKind kind,
+                   const std::string& message, Counter counter, httplib::Response& res);
   ReserveRequest ReserveFor(const Exchange& x) const;
   bool Admitted(Exchange& x, const httplib::Request& req, nlohmann::json& body,
                 httplib::Response& res);

@@ -2,7 +2,7 @@
 # and starting Postgres and Redis. Source it; do not run it.
 
 TOLLGATE_PACKAGES=(build-essential cmake pkg-config libcpp-httplib-dev libssl-dev nlohmann-json3-dev
-  libhiredis-dev libpqxx-dev libgtest-dev libjemalloc-dev postgresql redis-server tzdata curl ca-certificates openssl)
+  libhiredis-dev libpqxx-dev libgtest-dev libjemalloc-dev libhowardhinnant-date-dev postgresql redis-server tzdata curl ca-certificates openssl)
 
 log() { printf '\033[1m[tollgate]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

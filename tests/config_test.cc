@@ -27,6 +27,11 @@ TEST(Config, DefaultsWithoutAFile) {
   EXPECT_EQ(c->user_defaults.limit.nanos(), 30'000'000'000);
   EXPECT_EQ(c->admin_defaults.limit.nanos(), 100'000'000'000);
   EXPECT_EQ(c->max_body_bytes, 10u * 1024 * 1024);
+  EXPECT_EQ(c->max_connections, 10'000u);
+  EXPECT_EQ(c->head_timeout_seconds, 10);
+  EXPECT_EQ(c->body_timeout_seconds, 10);
+  EXPECT_EQ(c->body_min_bytes_per_second, 64u * 1024);
+  EXPECT_EQ(c->max_upstream_answer_bytes, 64u * 1024 * 1024);
 }
 
 TEST(Config, ShippedFileLoadsAndPointsAtShippedPricing) {
@@ -38,6 +43,13 @@ TEST(Config, ShippedFileLoadsAndPointsAtShippedPricing) {
   EXPECT_TRUE(c->admin_defaults.can_reset);
   EXPECT_FALSE(c->global_cap.has_value());
   EXPECT_EQ(c->lease_requests, 256);
+  // The shipped file says the defaults the code has.
+  Config defaults = *LoadConfig("", {});
+  EXPECT_EQ(c->max_connections, defaults.max_connections);
+  EXPECT_EQ(c->head_timeout_seconds, defaults.head_timeout_seconds);
+  EXPECT_EQ(c->body_timeout_seconds, defaults.body_timeout_seconds);
+  EXPECT_EQ(c->body_min_bytes_per_second, defaults.body_min_bytes_per_second);
+  EXPECT_EQ(c->max_upstream_answer_bytes, defaults.max_upstream_answer_bytes);
 }
 
 TEST(Config, LeasesCanBeTurnedOffButNotBelow) {
@@ -123,6 +135,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{R"({"upstreams": {"openai": {"url": "https://x"}}})",
                 "upstreams.openai: unknown field"},
         BadCase{R"({"server": {"worker_threads": 0}})", "server.worker_threads"},
+        BadCase{R"({"server": {"max_connections": 0}})", "server.max_connections"},
+        BadCase{R"({"server": {"head_timeout_seconds": 0}})", "server.head_timeout_seconds"},
+        BadCase{R"({"server": {"body_timeout_seconds": -1}})", "server.body_timeout_seconds"},
+        BadCase{R"({"server": {"body_min_bytes_per_second": 0}})",
+                "server.body_min_bytes_per_second"},
+        BadCase{R"({"server": {"max_upstream_answer_bytes": 10}})",
+                "server.max_upstream_answer_bytes"},
         BadCase{R"({"gate": {"redis_down": "maybe"}})", "gate.redis_down"},
         BadCase{R"({"gate": {"enabled": "no"}})", "gate.enabled"},
         BadCase{R"({"gate": {"fallback_price": {"input": "1"}}})", "gate.fallback_price"},

@@ -5,12 +5,15 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <stdexcept>
+#include <thread>
 
 namespace tollgate {
 namespace {
@@ -48,6 +51,12 @@ class RawClient {
   }
   void Clear() { buffer_.clear(); }
   void HangUpWriting() { shutdown(fd_, SHUT_WR); }
+  // Whether the server has said something (or closed) within `ms`.
+  bool Readable(int ms) {
+    pollfd p{.fd = fd_, .events = POLLIN, .revents = 0};
+    return poll(&p, 1, ms) == 1;
+  }
+  int fd() const { return fd_; }
 
  private:
   bool ReadSome() {
@@ -87,10 +96,8 @@ void ExpectInOrder(const std::string& all, std::initializer_list<std::string> pa
 class EventServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    server_ = std::make_unique<EventServer>(ServerTuning{.worker_threads = 64,
-                                                         .max_body_bytes = 1024,
-                                                         .read_timeout_seconds = 5,
-                                                         .keep_alive_seconds = 60});
+    server_ = std::make_unique<EventServer>(
+        ServerTuning{.worker_threads = 64, .max_body_bytes = 1024, .keep_alive_seconds = 60});
     server_->Post("/echo", [](const httplib::Request& req, httplib::Response& res) {
       res.set_content("got " + req.body + " at " + req.target, "text/plain");
     });
@@ -218,8 +225,9 @@ TEST_F(EventServerTest, AnswersManyRequestsOnOneKeptAliveConnection) {
 TEST_F(EventServerTest, AnswersPipelinedRequestsInOrder) {
   RawClient c(port_);
   c.Send(
-      "GET /items/1 HTTP/1.1\r\n\r\nPOST /echo HTTP/1.1\r\nContent-Length: 1\r\n\r\nzGET "
-      "/items/3 HTTP/1.1\r\n\r\n");
+      "GET /items/1 HTTP/1.1\r\nHost: x\r\n\r\nPOST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: "
+      "1\r\n\r\nzGET "
+      "/items/3 HTTP/1.1\r\nHost: x\r\n\r\n");
   std::string reply = c.ReadUntil("item 3");
   size_t one = reply.find("item 1"), two = reply.find("got z"), three = reply.find("item 3");
   ASSERT_NE(three, std::string::npos) << reply;
@@ -244,7 +252,7 @@ TEST(EventServer, IdleConnectionsHoldNoThread) {
       if (round == 0) clients.push_back(std::make_unique<RawClient>(port));
       std::string item = std::to_string(round * 1000 + i);
       clients[i]->Clear();
-      clients[i]->Send("GET /items/" + item + " HTTP/1.1\r\n\r\n");
+      clients[i]->Send("GET /items/" + item + " HTTP/1.1\r\nHost: x\r\n\r\n");
       ASSERT_NE(clients[i]->ReadUntil("item " + item).find("item " + item), std::string::npos);
     }
   }
@@ -256,10 +264,11 @@ TEST(EventServer, IdleConnectionsHoldNoThread) {
 TEST_F(EventServerTest, ReadsChunkedBodiesAndAnswersExpectContinue) {
   RawClient c(port_);
   c.Send(
-      "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
   EXPECT_NE(c.ReadUntil("got abcde").find("got abcde at /echo"), std::string::npos);
   c.Clear();
-  c.Send("POST /echo HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
+  c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n");
   EXPECT_EQ(c.ReadUntil("\r\n\r\n"), "HTTP/1.1 100 Continue\r\n\r\n");
   c.Clear();
   c.Send("xyz");
@@ -272,13 +281,13 @@ TEST_F(EventServerTest, UnreadableRequestsGetARenderedErrorAndAClosedConnection)
     std::string status_line;
     std::string rendered;
   } cases[] = {
-      {"POST /echo HTTP/1.1\r\nContent-Length: 2000\r\n\r\n", "HTTP/1.1 413",
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2000\r\n\r\n", "HTTP/1.1 413",
        "rendered 413 for [/echo]: request body is larger than 1024 bytes"},
-      {"POST /echo HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+      {"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
        "HTTP/1.1 400", "rendered 400 for [/echo]: both Content-Length"},
       {"BROKEN\r\n\r\n", "HTTP/1.1 400", "rendered 400 for []: malformed request line"},
-      {"GET /nowhere HTTP/1.1\r\n\r\n", "HTTP/1.1 404", "rendered 404 for [/nowhere]"},
-      {"DELETE /echo HTTP/1.1\r\n\r\n", "HTTP/1.1 404", "rendered 404 for [/echo]"},
+      {"GET /nowhere HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404", "rendered 404 for [/nowhere]"},
+      {"DELETE /echo HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 404", "rendered 404 for [/echo]"},
   };
   for (const Case& k : cases) {
     RawClient c(port_);
@@ -295,7 +304,9 @@ TEST_F(EventServerTest, UnreadableRequestsGetARenderedErrorAndAClosedConnection)
 
 TEST_F(EventServerTest, QueryParametersAreDecodedAndThePathIsNot) {
   RawClient c(port_);
-  c.Send("GET /query?q=a+b%20c%25&q=%F0%9F%98%80&bad=100%&empty=&flag&&x%3Dy=1 HTTP/1.1\r\n\r\n");
+  c.Send(
+      "GET /query?q=a+b%20c%25&q=%F0%9F%98%80&bad=100%&empty=&flag&&x%3Dy=1 HTTP/1.1\r\nHost: "
+      "x\r\n\r\n");
   std::string reply = c.ReadUntil("path /query");
   EXPECT_NE(
       reply.find("[bad=100%][empty=][flag=][q=a b c%][q=\xF0\x9F\x98\x80][x=y=1] path /query"),
@@ -305,14 +316,14 @@ TEST_F(EventServerTest, QueryParametersAreDecodedAndThePathIsNot) {
 
 TEST_F(EventServerTest, ConnectionCloseIsHonoured) {
   RawClient c(port_);
-  c.Send("GET /items/7 HTTP/1.1\r\nConnection: close\r\n\r\n");
+  c.Send("GET /items/7 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
   EXPECT_NE(c.ReadUntil("item 7").find("Connection: close"), std::string::npos);
   EXPECT_TRUE(c.ReadsToClose());
 }
 
 TEST_F(EventServerTest, TheWriterSendsEachChunkAsItIsWritten) {
   RawClient c(port_);
-  c.Send("GET /stream HTTP/1.1\r\n\r\n");
+  c.Send("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
   std::string start = c.ReadUntil("first\r\n");
   EXPECT_EQ(start.rfind("HTTP/1.1 200 OK\r\n", 0), 0u);
   EXPECT_NE(start.find("Transfer-Encoding: chunked"), std::string::npos);
@@ -323,14 +334,14 @@ TEST_F(EventServerTest, TheWriterSendsEachChunkAsItIsWritten) {
   EXPECT_NE(all.find("6\r\nsecond\r\n0\r\n\r\n"), std::string::npos) << all;
   // The connection stays usable after a complete streamed answer.
   c.Clear();
-  c.Send("GET /items/9 HTTP/1.1\r\n\r\n");
+  c.Send("GET /items/9 HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_NE(c.ReadUntil("item 9").find("200 OK"), std::string::npos);
 }
 
 TEST_F(EventServerTest, ADetachedConnectionIsLeftAloneUntilItsOwnerGivesItBack) {
   RawClient c(port_);
   // A pipelined request waits behind the detached answer, then is served after it.
-  c.Send("GET /detach HTTP/1.1\r\n\r\nGET /items/2 HTTP/1.1\r\n\r\n");
+  c.Send("GET /detach HTTP/1.1\r\nHost: x\r\n\r\nGET /items/2 HTTP/1.1\r\nHost: x\r\n\r\n");
   ResponseWriter::Detached d = detached_.get_future().get();
   std::string rest = ChunkFrame("late") + std::string(kLastChunk);
   ASSERT_EQ(send(d.fd, rest.data(), rest.size(), MSG_NOSIGNAL), static_cast<ssize_t>(rest.size()));
@@ -346,7 +357,7 @@ TEST_F(EventServerTest, ADetachedConnectionIsLeftAloneUntilItsOwnerGivesItBack) 
 
 TEST_F(EventServerTest, ADetachedConnectionGivenBackIncompleteIsClosed) {
   RawClient c(port_);
-  c.Send("GET /detach HTTP/1.1\r\n\r\n");
+  c.Send("GET /detach HTTP/1.1\r\nHost: x\r\n\r\n");
   detached_.get_future().get().finish(false);
   EXPECT_TRUE(c.ReadsToClose());
 }
@@ -354,8 +365,8 @@ TEST_F(EventServerTest, ADetachedConnectionGivenBackIncompleteIsClosed) {
 TEST_F(EventServerTest, ALoopRouteMayHandItsConnectionOverWithTheHeadUnwritten) {
   RawClient c(port_);
   c.Send(
-      "POST /loop/detach HTTP/1.1\r\nContent-Length: 1\r\n\r\nd"
-      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nc");
+      "POST /loop/detach HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nd"
+      "POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nc");
   ResponseWriter::Detached d = detached_.get_future().get();
   EXPECT_EQ(d.head.rfind("HTTP/1.1 200 OK\r\n", 0), 0u) << d.head;
   // The new owner writes the head and the body; given back complete, the connection
@@ -375,9 +386,9 @@ TEST_F(EventServerTest, LoopRoutesAnswerOnTheLoopOrHandTheRequestToAWorker) {
   RawClient c(port_);
   // Pipelined: answered in order, a declined one (its body intact) by the worker handler.
   c.Send(
-      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\na"
-      "POST /loop/decline HTTP/1.1\r\nContent-Length: 1\r\n\r\nb"
-      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nc");
+      "POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\na"
+      "POST /loop/decline HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nb"
+      "POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nc");
   std::string all = c.ReadUntil("loop c on the loop");
   ExpectInOrder(all, {"loop a on the loop", "worker b", "loop c on the loop"});
   EXPECT_EQ(Count(all, "HTTP/1.1 200 OK"), 3u);
@@ -388,8 +399,8 @@ TEST_F(EventServerTest, ALoopRouteMayHandItsRequestToAWorkerThatStreamsTheAnswer
   // Pipelined: the handed-off request's answer, then the next request's, in order, on
   // the one kept-alive connection.
   c.Send(
-      "POST /loop/handoff HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
-      "POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nc");
+      "POST /loop/handoff HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
+      "POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nc");
   std::string all = c.ReadUntil("loop c on the loop");
   // Off the loop thread; the stream's last chunk before the next answer.
   ExpectInOrder(all, {"Transfer-Encoding: chunked", "handed hello", " off the loop",
@@ -404,20 +415,21 @@ TEST_F(EventServerTest, PrefixRoutesTakeEveryPathThatStartsWithTheirPrefixAndNoO
     std::string reply = c.ReadUntil(expected);
     EXPECT_NE(reply.find(expected), std::string::npos) << request << " got:\n" << reply;
   };
-  ask("POST /pre/v1/chat/completions?x=1 HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+  ask("POST /pre/v1/chat/completions?x=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
       "prefix loop [/pre/v1/chat/completions] groups 0");
-  ask("POST /pre/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "prefix loop [/pre/] groups 0");
-  ask("GET /pre/a/b HTTP/1.1\r\n\r\n", "prefix worker [/pre/a/b]");
+  ask("POST /pre/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+      "prefix loop [/pre/] groups 0");
+  ask("GET /pre/a/b HTTP/1.1\r\nHost: x\r\n\r\n", "prefix worker [/pre/a/b]");
   // Not the prefix: the next route (a pattern) or none.
-  ask("GET /pre HTTP/1.1\r\n\r\n", "rendered 404 for [/pre]");
-  ask("GET /prefix/a HTTP/1.1\r\n\r\n", "pattern [prefix]");
-  ask("GET /x/pre/a HTTP/1.1\r\n\r\n", "rendered 404 for [/x/pre/a]");
-  ask("PUT /pre/a HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "rendered 404 for [/pre/a]");
+  ask("GET /pre HTTP/1.1\r\nHost: x\r\n\r\n", "rendered 404 for [/pre]");
+  ask("GET /prefix/a HTTP/1.1\r\nHost: x\r\n\r\n", "pattern [prefix]");
+  ask("GET /x/pre/a HTTP/1.1\r\nHost: x\r\n\r\n", "rendered 404 for [/x/pre/a]");
+  ask("PUT /pre/a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", "rendered 404 for [/pre/a]");
 }
 
 TEST_F(EventServerTest, StopWaitsForARequestTakenByTheLoopAndKeepsTheLoopRunning) {
   RawClient c(port_);
-  c.Send("POST /loop/later HTTP/1.1\r\nContent-Length: 1\r\n\r\nz");
+  c.Send("POST /loop/later HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz");
   LoopReply reply = later_.get_future().get();
   auto stopped = std::async(std::launch::async, [this] { server_->Stop(); });
   // Answered from another thread through the loop, while the server stops.
@@ -457,9 +469,9 @@ TEST_F(EventServerTest, ATaskSetToRunAfterADelayRunsOnceItHasPassed) {
 // meanwhile waits until the answer is out, then is read as the next request.
 TEST_F(EventServerTest, WhatAClientSendsWhileTheLoopAnswersIsTheNextRequest) {
   RawClient c(port_);
-  c.Send("POST /loop/later HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+  c.Send("POST /loop/later HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx");
   LoopReply reply = later_.get_future().get();
-  c.Send("POST /loop/here HTTP/1.1\r\nContent-Len");
+  c.Send("POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Len");
   c.Send("gth: 1\r\n\r\ny");
   reply.loop().Post([reply] {
     httplib::Response res;
@@ -475,7 +487,7 @@ TEST_F(EventServerTest, WhatAClientSendsWhileTheLoopAnswersIsTheNextRequest) {
 
 TEST_F(EventServerTest, AClientHangingUpWhileTheLoopAnswersGetsItsAnswerThenTheClose) {
   RawClient c(port_);
-  c.Send("POST /loop/later HTTP/1.1\r\nContent-Length: 1\r\n\r\nx");
+  c.Send("POST /loop/later HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx");
   LoopReply reply = later_.get_future().get();
   c.HangUpWriting();
   reply.loop().Post([reply] {
@@ -487,13 +499,13 @@ TEST_F(EventServerTest, AClientHangingUpWhileTheLoopAnswersGetsItsAnswerThenTheC
   EXPECT_TRUE(c.ReadsToClose());
   // The loop still serves others.
   RawClient d(port_);
-  d.Send("POST /loop/here HTTP/1.1\r\nContent-Length: 1\r\n\r\nd");
+  d.Send("POST /loop/here HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nd");
   EXPECT_NE(d.ReadUntil("loop d on the loop").find("loop d on the loop"), std::string::npos);
 }
 
 TEST_F(EventServerTest, TheWriterReportsAClientThatHungUp) {
   auto c = std::make_unique<RawClient>(port_);
-  c->Send("GET /firehose HTTP/1.1\r\n\r\n");
+  c->Send("GET /firehose HTTP/1.1\r\nHost: x\r\n\r\n");
   c->ReadUntil("xxxx");
   c.reset();  // hang up mid-answer
   int writes = firehose_writes_.get_future().get();
@@ -546,7 +558,7 @@ class ServerBoundary : public ::testing::Test {
   // The server still answers, on a new connection.
   void ExpectStillServing() {
     RawClient c(port_);
-    c.Send("GET /fine HTTP/1.1\r\n\r\n");
+    c.Send("GET /fine HTTP/1.1\r\nHost: x\r\n\r\n");
     EXPECT_NE(c.ReadUntil("fine").find("HTTP/1.1 200 OK"), std::string::npos);
   }
   // Sends `wire` on a new connection and returns the answer, read until `until` has come
@@ -567,7 +579,7 @@ class ServerBoundary : public ::testing::Test {
 
 TEST_F(ServerBoundary, AHandlerThatThrowsGets500InTheRenderersShapeAndTheServerGoesOn) {
   RawClient c(port_);
-  c.Send("GET /throws HTTP/1.1\r\n\r\n");
+  c.Send("GET /throws HTTP/1.1\r\nHost: x\r\n\r\n");
   std::string reply = c.ReadUntil("internal error");
   EXPECT_EQ(reply.rfind("HTTP/1.1 500 Internal Server Error\r\n", 0), 0u) << reply;
   EXPECT_NE(reply.find("rendered 500: internal error"), std::string::npos) << reply;
@@ -575,33 +587,33 @@ TEST_F(ServerBoundary, AHandlerThatThrowsGets500InTheRenderersShapeAndTheServerG
   EXPECT_EQ(metrics_.Get(Counter::kInternalErrors), 1u);
   // The same connection serves the next request.
   c.Clear();
-  c.Send("GET /fine HTTP/1.1\r\n\r\n");
+  c.Send("GET /fine HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_NE(c.ReadUntil("fine").find("200 OK"), std::string::npos);
   ExpectStillServing();
 }
 
 TEST_F(ServerBoundary, AnAnswerBegunWhenItsHandlerThrowsIsCutNotCompleted) {
   // Read to the close: what never comes.
-  std::string all = AskOneFailure("GET /throws-mid-answer HTTP/1.1\r\n\r\n", "never sent");
+  std::string all = AskOneFailure("GET /throws-mid-answer HTTP/1.1\r\nHost: x\r\n\r\n", "never sent");
   EXPECT_NE(all.find("4\r\npart\r\n"), std::string::npos) << all;
   EXPECT_EQ(all.find("0\r\n\r\n"), std::string::npos) << "a cut answer must not look whole";
 }
 
 TEST_F(ServerBoundary, AContentProviderThatThrowsCutsItsAnswer) {
-  std::string all = AskOneFailure("GET /throws-in-provider HTTP/1.1\r\n\r\n", "never sent");
+  std::string all = AskOneFailure("GET /throws-in-provider HTTP/1.1\r\nHost: x\r\n\r\n", "never sent");
   EXPECT_NE(all.find("4\r\npart\r\n"), std::string::npos) << all;
   EXPECT_EQ(all.find("0\r\n\r\n"), std::string::npos) << "a cut answer must not look whole";
 }
 
 TEST_F(ServerBoundary, ALoopHandlerThatThrowsGets500AndTheLoopGoesOn) {
   std::string reply =
-      AskOneFailure("POST /throws-on-loop HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "internal error");
+      AskOneFailure("POST /throws-on-loop HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", "internal error");
   EXPECT_EQ(reply.rfind("HTTP/1.1 500", 0), 0u) << reply;
   EXPECT_NE(reply.find("rendered 500: internal error"), std::string::npos) << reply;
 }
 
 TEST_F(ServerBoundary, ARendererThatThrowsLeavesTheServersPlainAnswer) {
-  std::string reply = AskOneFailure("GET /renderer-throws HTTP/1.1\r\n\r\n", "Not Found");
+  std::string reply = AskOneFailure("GET /renderer-throws HTTP/1.1\r\nHost: x\r\n\r\n", "Not Found");
   EXPECT_EQ(reply.rfind("HTTP/1.1 404", 0), 0u) << reply;
   EXPECT_NE(reply.find("\r\n\r\nNot Found"), std::string::npos) << reply;
 }
@@ -624,7 +636,7 @@ TEST_F(ServerBoundary, PostedTasksAndTimersThatThrowLeaveTheLoopRunning) {
 
 TEST_F(ServerBoundary, ThePathAnErrorQuotesIsValidUtf8) {
   RawClient c(port_);
-  c.Send("GET /\xff\xfe HTTP/1.1\r\n\r\n");
+  c.Send("GET /\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n");
   std::string reply = c.ReadUntil("rendered 404");
   EXPECT_NE(reply.find("rendered 404: no route for GET /\\xFF\\xFE"), std::string::npos) << reply;
   ExpectStillServing();
@@ -634,7 +646,7 @@ TEST_F(ServerBoundary, ThePathAnErrorQuotesIsValidUtf8) {
 
 TEST_F(ServerBoundary, ATargetLongerThanTheLimitGets414) {
   RawClient whole(port_);
-  whole.Send("GET /fine?q=" + std::string(9000, 'q') + " HTTP/1.1\r\n\r\n");
+  whole.Send("GET /fine?q=" + std::string(9000, 'q') + " HTTP/1.1\r\nHost: x\r\n\r\n");
   std::string reply = whole.ReadUntil("rendered 414");
   EXPECT_EQ(reply.rfind("HTTP/1.1 414 URI Too Long\r\n", 0), 0u) << reply.substr(0, 200);
   EXPECT_NE(reply.find("request target is longer than 8192 bytes"), std::string::npos);
@@ -656,9 +668,242 @@ TEST(EventServer, APatternRouteTakesASegmentOfAnyLengthTheTargetLimitAllows) {
   int port = server.Start("127.0.0.1", 0);
   ASSERT_GT(port, 0);
   RawClient c(port);
-  c.Send("POST /reset/" + std::string(50'000, 'A') + " HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+  c.Send("POST /reset/" + std::string(50'000, 'A') + " HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
   EXPECT_NE(c.ReadUntil("bytes").find("id of 50000 bytes"), std::string::npos);
   server.Stop();
+}
+
+// ---- limits: deadlines, the connection cap, the head check ----------------------
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// A server with one route, answering on a worker, for the limit tests.
+class LimitedServer {
+ public:
+  explicit LimitedServer(ServerTuning tuning) : server_(tuning) {
+    server_.Post("/echo", [this](const httplib::Request& req, httplib::Response& res) {
+      ++handled_;
+      res.set_content("got " + std::to_string(req.body.size()) + " bytes", "text/plain");
+    });
+    server_.set_error_renderer([](const httplib::Request& req, int status,
+                                  const std::string& message, httplib::Response& res) {
+      res.set_content("rendered " + std::to_string(status) + " for [" + req.path + "]: " + message,
+                      "text/plain");
+    });
+    server_.set_metrics(&metrics_);
+  }
+  ~LimitedServer() { server_.Stop(); }
+  int Start() { return server_.Start("127.0.0.1", 0); }
+  EventServer& server() { return server_; }
+  int handled() const { return handled_.load(); }
+  const Metrics& metrics() const { return metrics_; }
+
+ private:
+  Metrics metrics_;
+  std::atomic<int> handled_{0};
+  EventServer server_;
+};
+
+// Sends `bytes` one at a time, `gap_ms` apart, until the server speaks or closes (or
+// they are all sent): how many went, and when the server spoke.
+struct Trickled {
+  size_t sent = 0;
+  Clock::duration took{};
+};
+Trickled Trickle(RawClient& c, const std::string& bytes, int gap_ms) {
+  Trickled t;
+  auto start = Clock::now();
+  while (t.sent < bytes.size()) {
+    if (send(c.fd(), bytes.data() + t.sent, 1, MSG_NOSIGNAL) != 1) break;
+    ++t.sent;
+    if (c.Readable(gap_ms)) break;
+  }
+  if (t.sent == bytes.size()) c.Readable(10'000);
+  t.took = Clock::now() - start;
+  return t;
+}
+
+// A 408 with the renderer's `text`, then the close.
+void ExpectTimedOut(RawClient& c, const std::string& text) {
+  std::string reply = c.ReadUntil(text);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 408 Request Timeout\r\n", 0), 0u) << reply;
+  EXPECT_NE(reply.find(text), std::string::npos) << reply;
+  EXPECT_TRUE(c.ReadsToClose());
+}
+
+TEST(EventServerLimits, AHeadTrickledByteByByteIsClosedAtItsDeadline) {
+  LimitedServer s(ServerTuning{.worker_threads = 4, .head_timeout_seconds = 1});
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  RawClient c(port);
+  // Each byte restarted the old read timeout; the head's deadline counts from its first.
+  std::string head = "POST /echo HTTP/1.1\r\nHost: x\r\nX-Slow: " + std::string(200, 'a');
+  Trickled t = Trickle(c, head, 50);
+  EXPECT_GT(t.sent, 10u) << "bytes kept coming";
+  EXPECT_LT(t.sent, head.size()) << "the server waited for the whole trickle";
+  EXPECT_GE(t.took, milliseconds(1000));
+  EXPECT_LT(t.took, milliseconds(3500)) << "closed within a sweep of its deadline";
+  ExpectTimedOut(c, "rendered 408 for []: the request head did not arrive in time");
+  EXPECT_EQ(s.metrics().Get(Counter::kRequestsTimedOut), 1u);
+  EXPECT_EQ(s.handled(), 0);
+}
+
+TEST(EventServerLimits, ABodyHasABaseDeadlinePlusItsSizeAtTheMinimumRate) {
+  // 1 s plus 1 s per KiB: 3,000 bytes have ~3.9 s.
+  LimitedServer s(ServerTuning{.worker_threads = 4,
+                               .max_body_bytes = 1 << 20,
+                               .body_timeout_seconds = 1,
+                               .body_min_bytes_per_second = 1024});
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  std::string head = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n";
+  {
+    // Slower than the base allows, faster than the rate: ~2 s, and answered.
+    RawClient c(port);
+    c.Send(head);
+    auto start = Clock::now();
+    for (int i = 0; i < 19; ++i) {
+      c.Send(std::string(150, 'b'));
+      EXPECT_FALSE(c.Readable(100)) << "answered before the body was whole";
+    }
+    c.Send(std::string(150, 'b'));
+    EXPECT_GT(Clock::now() - start, milliseconds(1500));
+    EXPECT_NE(c.ReadUntil("got 3000 bytes").find("HTTP/1.1 200 OK"), std::string::npos);
+  }
+  {
+    // Slower than the rate: cut at its deadline with a 408 in the route's shape.
+    RawClient c(port);
+    c.Send(head);
+    Trickled t = Trickle(c, std::string(3000, 'b'), 100);
+    EXPECT_GE(t.took, milliseconds(3900));
+    EXPECT_LT(t.took, milliseconds(6500));
+    ExpectTimedOut(c, "rendered 408 for [/echo]: the request body did not arrive in time");
+  }
+  EXPECT_EQ(s.handled(), 1);
+}
+
+TEST(EventServerLimits, ConnectionsPastTheCapAreRefusedAndTheOthersStillServed) {
+  LimitedServer s(ServerTuning{.worker_threads = 4, .max_connections = 2});
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  const std::string ask = "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz";
+  RawClient a(port), b(port);
+  for (RawClient* c : {&a, &b}) {  // answered: accepted, and counted
+    c->Send(ask);
+    ASSERT_NE(c->ReadUntil("got 1 bytes").find("200 OK"), std::string::npos);
+    c->Clear();
+  }
+  RawClient refused(port);
+  ASSERT_TRUE(refused.connected()) << "accepted by the kernel, refused by the server";
+  refused.Send(ask);
+  std::string reply = refused.ReadUntil("too many connections");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u) << reply;
+  EXPECT_NE(reply.find("Retry-After: 1\r\n"), std::string::npos) << reply;
+  EXPECT_TRUE(refused.ReadsToClose());
+  EXPECT_EQ(s.metrics().Get(Counter::kConnectionsRefused), 1u);
+  EXPECT_EQ(s.server().connections(), 2u);
+  // The two open ones are still served; once one closes, a new one is taken.
+  for (RawClient* c : {&a, &b}) {
+    c->Send(ask);
+    EXPECT_NE(c->ReadUntil("got 1 bytes").find("200 OK"), std::string::npos);
+  }
+  a.Send("POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 1\r\n\r\nz");
+  EXPECT_TRUE(a.ReadsToClose());
+  RawClient next(port);
+  next.Send(ask);
+  EXPECT_NE(next.ReadUntil("got 1 bytes").find("200 OK"), std::string::npos);
+}
+
+// A head check that takes "X-Key: good", refuses anything else with a 401, and decides
+// on a worker when the loop is told "X-Key: ask".
+class HeadChecked : public LimitedServer {
+ public:
+  HeadChecked() : LimitedServer(ServerTuning{.worker_threads = 4, .max_body_bytes = 16 << 20}) {
+    server().set_head_check(
+        [this](const ParsedRequest& head, bool on_loop, httplib::Response& res) {
+          ++checks_;
+          std::string key = httplib::detail::get_header_value(head.headers, "X-Key", 0, "");
+          if (key == "ask" && on_loop) return EventServer::HeadVerdict::kUndecided;
+          if (key == "ask" || key == "good") {
+            if (!on_loop) decided_on_worker_ = !server().InLoopThread();
+            return EventServer::HeadVerdict::kProceed;
+          }
+          res.status = 401;
+          res.set_content("bad key", "text/plain");
+          return EventServer::HeadVerdict::kRefuse;
+        });
+  }
+  int checks() const { return checks_.load(); }
+  bool decided_on_worker() const { return decided_on_worker_.load(); }
+
+ private:
+  std::atomic<int> checks_{0};
+  std::atomic<bool> decided_on_worker_{false};
+};
+
+TEST(EventServerLimits, ARefusedHeadIsAnsweredWithoutReadingTheBody) {
+  HeadChecked s;
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  RawClient c(port);
+  int small = 64 * 1024;  // the client can get little ahead of a server that stops reading
+  setsockopt(c.fd(), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+  const size_t body = 10 << 20;
+  c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nX-Key: bad\r\nContent-Length: " + std::to_string(body) +
+         "\r\n\r\n");
+  std::atomic<size_t> sent{0};
+  std::thread sender([&] {
+    std::string block(64 * 1024, 'x');
+    while (sent < body) {
+      ssize_t n = send(c.fd(), block.data(), block.size(), MSG_NOSIGNAL);
+      if (n <= 0) return;  // reset by the server, which closed with the body unread
+      sent += static_cast<size_t>(n);
+    }
+  });
+  std::string reply = c.ReadUntil("bad key");
+  sender.join();
+  EXPECT_EQ(reply.rfind("HTTP/1.1 401", 0), 0u) << reply;
+  EXPECT_NE(reply.find("Connection: close"), std::string::npos) << reply;
+  EXPECT_LT(sent.load(), body / 4) << "the server read the body";
+  EXPECT_EQ(s.handled(), 0);
+  EXPECT_EQ(s.checks(), 1);
+}
+
+TEST(EventServerLimits, AClientThatExpectsContinueGetsTheRefusalInstead) {
+  HeadChecked s;
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  RawClient c(port);
+  c.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nX-Key: bad\r\nExpect: 100-continue\r\n"
+      "Content-Length: 5000000\r\n\r\n");
+  std::string reply = c.ReadUntil("bad key");
+  EXPECT_EQ(reply.rfind("HTTP/1.1 401", 0), 0u) << reply;
+  EXPECT_EQ(reply.find("100 Continue"), std::string::npos) << reply;
+  EXPECT_TRUE(c.ReadsToClose());
+}
+
+TEST(EventServerLimits, AnUndecidedHeadIsDecidedOnAWorkerAndItsBodyThenRead) {
+  HeadChecked s;
+  int port = s.Start();
+  ASSERT_GT(port, 0);
+  RawClient c(port);
+  // Asked to continue only once the worker has let it in.
+  c.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nX-Key: ask\r\nExpect: 100-continue\r\n"
+      "Content-Length: 200000\r\n\r\n");
+  EXPECT_EQ(c.ReadUntil("\r\n\r\n"), "HTTP/1.1 100 Continue\r\n\r\n");
+  c.Clear();
+  c.Send(std::string(200000, 'y'));
+  EXPECT_NE(c.ReadUntil("got 200000 bytes").find("200 OK"), std::string::npos);
+  EXPECT_TRUE(s.decided_on_worker());
+  EXPECT_EQ(s.checks(), 2);  // on the loop, then on the worker
+  // Whole with its head in one read: never checked (the hot path pays nothing).
+  c.Clear();
+  c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nX-Key: bad\r\nContent-Length: 3\r\n\r\nabc");
+  EXPECT_NE(c.ReadUntil("got 3 bytes").find("200 OK"), std::string::npos);
+  EXPECT_EQ(s.checks(), 2);
 }
 
 }  // namespace

@@ -106,6 +106,31 @@ TEST(HttpClient, BrokenAnswersAndSilenceAreErrors) {
   EXPECT_EQ(testing::Ask(pool).error, ClientError::kTimeout);
 }
 
+// Framings a lenient reader would take one way and another hop (or the provider)
+// another: refused, as a malformed answer (502), never relayed.
+TEST(HttpClient, RefusesLooseChunkFramingAndConflictingLengths) {
+  const std::vector<std::string> answers = {
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;a\nb\r\nhello\r\n0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n 5\r\nhello\r\n0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX: a\nb\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+      "HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nhello!",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nhello",
+      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n",
+  };
+  RawServer server(static_cast<int>(answers.size()), [&](int fd, int i) { Write(fd, answers[i]); });
+  UpstreamPool pool(server.url(), {});
+  for (const std::string& answer : answers) {
+    auto a = testing::Ask(pool);
+    EXPECT_EQ(a.error, ClientError::kProtocol) << answer;
+  }
+}
+
 TEST(HttpClient, NothingListeningIsAConnectError) {
   int port = 0;
   int fd = testing::LoopbackSocket(&port, false);  // bound, never listening: refused

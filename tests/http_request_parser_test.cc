@@ -40,8 +40,8 @@ TEST(RequestParser, ReadsALengthFramedRequestArrivingByteByByte) {
 TEST(RequestParser, LeavesAPipelinedRequestInTheBuffer) {
   RequestParser p(Small());
   std::string in =
-      "GET /a HTTP/1.1\r\n\r\n"
-      "POST /b HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi";
+      "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+      "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi";
   ASSERT_EQ(p.Parse(in), State::kDone);
   EXPECT_EQ(p.request().target, "/a");
   EXPECT_TRUE(p.request().body.empty());
@@ -56,9 +56,9 @@ TEST(RequestParser, DecodesAChunkedBodyWithExtensionsAndTrailers) {
   RequestParser p(Small());
   std::string in;
   std::string wire =
-      "POST /x HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"
+      "POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"
       "5;name=value\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"
-      "GET /next HTTP/1.1\r\n\r\n";
+      "GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
   ASSERT_EQ(FeedByteByByte(p, wire, in), State::kDone);
   EXPECT_EQ(p.request().body, "hello 0123456789");
   EXPECT_EQ(in, "");  // fed byte by byte: nothing past the request was given yet
@@ -66,7 +66,7 @@ TEST(RequestParser, DecodesAChunkedBodyWithExtensionsAndTrailers) {
   std::string all = wire;
   ASSERT_EQ(whole.Parse(all), State::kDone);
   EXPECT_EQ(whole.request().body, "hello 0123456789");
-  EXPECT_EQ(all, "GET /next HTTP/1.1\r\n\r\n");
+  EXPECT_EQ(all, "GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
 }
 
 TEST(RequestParser, RefusesWhatCouldSmuggleARequest) {
@@ -74,24 +74,27 @@ TEST(RequestParser, RefusesWhatCouldSmuggleARequest) {
     std::string wire;
     int status;
   } cases[] = {
-      {"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nContent-Length: 3 3\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+       400},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3 3\r\n\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+       "chunked\r\n\r\n",
+       501},
       {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nA : b\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nA: b\x01\r\n\r\n", 400},
-      {"GET / HTTP/1.1\r\nA: b\nC: d\r\n\r\n", 400},
-      {"GET /  HTTP/1.1\r\n\r\n", 400},
-      {"GET http://x/ HTTP/1.1\r\n\r\n", 400},
-      {"G(T / HTTP/1.1\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: x\r\nA: b\r\n c\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: x\r\nA : b\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: x\r\nA: b\x01\r\n\r\n", 400},
+      {"GET / HTTP/1.1\r\nHost: x\r\nA: b\nC: d\r\n\r\n", 400},
+      {"GET /  HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      {"GET http://x/ HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+      {"G(T / HTTP/1.1\r\nHost: x\r\n\r\n", 400},
       {"GET / HTTP/2.0\r\n\r\n", 505},
       {"hello\r\n\r\n", 400},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
-      {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+      {"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX\r\n", 400},
   };
   for (const Case& c : cases) {
     RequestParser p(Small());
@@ -102,34 +105,90 @@ TEST(RequestParser, RefusesWhatCouldSmuggleARequest) {
   }
 }
 
+TEST(RequestParser, AnHttp11RequestNeedsExactlyOneHost) {
+  struct Case {
+    std::string wire;
+    bool ok;
+  } cases[] = {
+      {"GET / HTTP/1.1\r\n\r\n", false},
+      {"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", false},
+      {"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", false},
+      {"GET / HTTP/1.1\r\nHOST: a\r\n\r\n", true},
+      {"GET / HTTP/1.0\r\n\r\n", true},  // HTTP/1.0 had no Host
+  };
+  for (const Case& c : cases) {
+    RequestParser p(Small());
+    std::string in = c.wire;
+    if (c.ok) {
+      EXPECT_EQ(p.Parse(in), State::kDone) << c.wire;
+      continue;
+    }
+    EXPECT_EQ(p.Parse(in), State::kError) << c.wire;
+    EXPECT_EQ(p.error_status(), 400) << c.wire;
+    EXPECT_NE(p.error_message().find("Host"), std::string::npos) << p.error_message();
+  }
+}
+
+// The chunk grammar to the letter: what one hop reads leniently another may frame
+// differently, and a request is smuggled between them.
+TEST(RequestParser, RefusesLooseChunkFraming) {
+  const std::string head = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+  for (const std::string body : {
+           "5;a\nb\r\nhello\r\n0\r\n\r\n",            // a bare LF in an extension
+           "5;a\rb\r\nhello\r\n0\r\n\r\n",            // a bare CR in an extension
+           " 5\r\nhello\r\n0\r\n\r\n",                // a space before the size
+           "\t5\r\nhello\r\n0\r\n\r\n",               // a tab before the size
+           "5 \r\nhello\r\n0\r\n\r\n",                // a space after it, no extension
+           "5\nhello\r\n0\r\n\r\n",                   // a size line ended by a bare LF
+           "0x5\r\nhello\r\n0\r\n\r\n",               // not hex digits alone
+           "5;\r\nhello\r\n0\r\n\r\n",                // an extension without a name
+           "5;a=\r\nhello\r\n0\r\n\r\n",              // an extension without its value
+           "5;a=\"b\r\nhello\r\n0\r\n\r\n",           // an unterminated quoted value
+           "5;a=b c\r\nhello\r\n0\r\n\r\n",           // two values
+           "5\r\nhello\r\n0\r\nBad Name: x\r\n\r\n",  // a malformed trailer
+           "5\r\nhello\r\n0\r\nX: a\nb\r\n\r\n",      // a bare LF in a trailer
+       }) {
+    RequestParser p(Small());
+    std::string in = head + body;
+    EXPECT_EQ(p.Parse(in), State::kError) << body;
+    EXPECT_EQ(p.error_status(), 400) << body;
+  }
+  // What the grammar allows: spaces around ';' and '=', quoted values with escapes.
+  RequestParser p(Small());
+  std::string in = head + "5 ; a = b ;c=\"q \\\" ;x\";d\r\nhello\r\n000\r\nX-T: 1\r\n\r\n";
+  ASSERT_EQ(p.Parse(in), State::kDone) << p.error_message();
+  EXPECT_EQ(p.request().body, "hello");
+}
+
 TEST(RequestParser, BoundsTheHeadAndTheBody) {
   {
     RequestParser p(Small());  // the length alone is enough: no need to wait for the body
-    std::string in = "POST / HTTP/1.1\r\nContent-Length: 65\r\n\r\n";
+    std::string in = "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\n\r\n";
     EXPECT_EQ(p.Parse(in), State::kError);
     EXPECT_EQ(p.error_status(), 413);
   }
   {
     RequestParser p(Small());
-    std::string in = "POST / HTTP/1.1\r\nContent-Length: 64\r\n\r\n" + std::string(64, 'x');
+    std::string in =
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 64\r\n\r\n" + std::string(64, 'x');
     EXPECT_EQ(p.Parse(in), State::kDone);
   }
   {
     RequestParser p(Small());
-    std::string in = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n" +
+    std::string in = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n40\r\n" +
                      std::string(64, 'x') + "\r\n1\r\n";
     EXPECT_EQ(p.Parse(in), State::kError);
     EXPECT_EQ(p.error_status(), 413);
   }
   {
     RequestParser p(Small());  // a head that never ends is refused once over the bound
-    std::string in = "GET / HTTP/1.1\r\nA: " + std::string(1100, 'a');
+    std::string in = "GET / HTTP/1.1\r\nHost: x\r\nA: " + std::string(1100, 'a');
     EXPECT_EQ(p.Parse(in), State::kError);
     EXPECT_EQ(p.error_status(), 431);
   }
   {
     RequestParser p(Small());
-    std::string in = "GET / HTTP/1.1\r\n";
+    std::string in = "GET / HTTP/1.1\r\nHost: x\r\n";
     for (int i = 0; i < 9; ++i) in += "H" + std::to_string(i) + ": v\r\n";
     in += "\r\n";
     EXPECT_EQ(p.Parse(in), State::kError);
@@ -142,9 +201,9 @@ TEST(RequestParser, KnowsWhenTheConnectionStaysOpen) {
     std::string wire;
     bool keep_alive;
   } cases[] = {
-      {"GET / HTTP/1.1\r\n\r\n", true},
-      {"GET / HTTP/1.1\r\nConnection: Close\r\n\r\n", false},
-      {"GET / HTTP/1.1\r\nConnection: te, close\r\n\r\n", false},
+      {"GET / HTTP/1.1\r\nHost: x\r\n\r\n", true},
+      {"GET / HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n", false},
+      {"GET / HTTP/1.1\r\nHost: x\r\nConnection: te, close\r\n\r\n", false},
       {"GET / HTTP/1.0\r\n\r\n", false},
       {"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true},
   };
@@ -158,7 +217,8 @@ TEST(RequestParser, KnowsWhenTheConnectionStaysOpen) {
 
 TEST(RequestParser, SeesExpectContinueOnceTheHeadIsIn) {
   RequestParser p(Small());
-  std::string in = "\r\nPOST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
+  std::string in =
+      "\r\nPOST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n";
   EXPECT_FALSE(p.started());
   EXPECT_EQ(p.Parse(in), State::kNeedMore);
   EXPECT_TRUE(p.head_done());
@@ -171,7 +231,7 @@ TEST(RequestParser, SeesExpectContinueOnceTheHeadIsIn) {
 TEST(RequestParser, ATargetLongerThanTheLimitIs414EvenBeforeTheHeadEnds) {
   ParserLimits limits{.max_target_bytes = 100};
   RequestParser at_limit(limits);
-  std::string in = "GET /" + std::string(99, 'a') + " HTTP/1.1\r\n\r\n";
+  std::string in = "GET /" + std::string(99, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n";
   EXPECT_EQ(at_limit.Parse(in), State::kDone);
 
   RequestParser over(limits);

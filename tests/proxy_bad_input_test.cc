@@ -98,22 +98,22 @@ TEST_F(ProxyBadInput, EveryErrorPathAnswersValidUtf8Json) {
     std::string what;
     std::string wire;
   } cases[] = {
-      {"an unknown prefix", "GET /x" + bad + " HTTP/1.1\r\nConnection: close\r\n\r\n"},
-      {"an unknown native path", "GET /anthropic/v1/" + bad + " HTTP/1.1\r\nx-api-key: " + key_ +
+      {"an unknown prefix", "GET /x" + bad + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"},
+      {"an unknown native path", "GET /anthropic/v1/" + bad + " HTTP/1.1\r\nHost: t\r\nx-api-key: " + key_ +
                                      "\r\nConnection: close\r\n\r\n"},
       {"a dot-segment path",
-       "GET /mistral/v1/models/../" + bad + " HTTP/1.1\r\nConnection: close\r\n\r\n"},
-      {"a key", "GET /mistral/v1/models HTTP/1.1\r\nAuthorization: Bearer tg-" + bad +
+       "GET /mistral/v1/models/../" + bad + " HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"},
+      {"a key", "GET /mistral/v1/models HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer tg-" + bad +
                     "\r\nConnection: close\r\n\r\n"},
       {"a body that is no JSON", ChatWire("{\"model\":" + bad)},
       {"a model", ChatWire("{\"model\":\"" + bad + "\",\"messages\":[]}")},
       {"an end user header",
-       "POST /mistral/v1/chat/completions HTTP/1.1\r\nAuthorization: Bearer " + svc->secret +
+       "POST /mistral/v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " + svc->secret +
            "\r\nX-Tollgate-User: u" + bad + "\r\nConnection: close\r\nContent-Length: " +
            std::to_string(chat.size()) + "\r\n\r\n" + chat},
       {"a body too large",
        "POST /ollama/api/chat" + bad +
-           " HTTP/1.1\r\nConnection: close\r\nContent-Length: 99999999\r\n\r\n"},
+           " HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 99999999\r\n\r\n"},
   };
   for (const Case& c : cases) {
     Wire w = Raw(c.wire);
@@ -140,7 +140,7 @@ TEST_F(ProxyBadInput, DotSegmentsAreRefusedAndNeverReachTheUpstream) {
         "/mistral/v1/models/..\\files", "/mistral/v1/models?after=/../files"}) {
     std::string path = target;
     bool plain = path.find('?') != std::string::npos;  // a query is no path: passed on
-    Wire w = Raw("GET " + path + " HTTP/1.1\r\n" + mistral_key + "Connection: close\r\n\r\n");
+    Wire w = Raw("GET " + path + " HTTP/1.1\r\nHost: t\r\n" + mistral_key + "Connection: close\r\n\r\n");
     if (plain) {
       EXPECT_EQ(w.status, 200) << path << ": " << w.body;
       continue;
@@ -151,12 +151,12 @@ TEST_F(ProxyBadInput, DotSegmentsAreRefusedAndNeverReachTheUpstream) {
     EXPECT_NE(j["error"]["message"].get<std::string>().find("dot-segments"), std::string::npos);
   }
   // In the other providers' shapes too, and on the loop's path (POST).
-  Wire anthropic = Raw("GET /anthropic/v1/models/%2e%2e/messages HTTP/1.1\r\nx-api-key: " + key_ +
+  Wire anthropic = Raw("GET /anthropic/v1/models/%2e%2e/messages HTTP/1.1\r\nHost: t\r\nx-api-key: " + key_ +
                        "\r\nConnection: close\r\n\r\n");
   EXPECT_EQ(anthropic.status, 400);
   EXPECT_EQ(ValidJson(anthropic)["type"], "error");
   std::string chat = Chat("mistral-small-latest", false).dump();
-  Wire post = Raw("POST /mistral/v1/x/../chat/completions HTTP/1.1\r\n" + mistral_key +
+  Wire post = Raw("POST /mistral/v1/x/../chat/completions HTTP/1.1\r\nHost: t\r\n" + mistral_key +
                   "Connection: close\r\nContent-Length: " + std::to_string(chat.size()) +
                   "\r\n\r\n" + chat);
   EXPECT_EQ(post.status, 400);

@@ -257,6 +257,84 @@ TEST_F(Proxy, UpstreamDownIs502InTheNativeShape) {
   EXPECT_EQ(gate_->open_holds(), 0u);
 }
 
+TEST_F(Proxy, AnUpstreamAnswerOverTheCapIs502InTheNativeShape) {
+  Stop();
+  ledger_.Clear();
+  Start(Money::FromNanos(1'000'000'000), [](Config& c) { c.max_upstream_answer_bytes = 64; });
+  auto on_loop = [&] { return metrics_.Get(Counter::kProxyAnsweredOnLoop); };
+  const std::string expected =
+      "mistral upstream sent an answer larger than server.max_upstream_answer_bytes (64 bytes) "
+      "(while reading the answer)";
+  // On a worker (the key is not cached yet), then on the loop.
+  for (uint64_t loop_answers : {0u, 1u}) {
+    auto r = Post("/mistral/v1/chat/completions", Chat("mistral-small-latest", false));
+    ASSERT_EQ(r->status, 502) << r->body;
+    EXPECT_EQ(json::parse(r->body)["error"]["message"], expected);
+    EXPECT_EQ(on_loop(), loop_answers);
+  }
+  // A stream's error answer is read whole too, under the same bound.
+  auto s =
+      Post("/deepseek/chat/completions", Chat("deepseek-flash", true), {{"x-sim-error", "500"}});
+  EXPECT_EQ(s->status, 502) << s->body;
+  EXPECT_EQ(LastRow(3).status, 502);
+  for (const UsageRecord& row : ledger_.rows()) EXPECT_EQ(row.cost.nanos(), 0);
+  EXPECT_EQ(gate_->open_holds(), 0u);
+}
+
+// A body larger than one read waits for its key: a bad one is refused from the head,
+// and the body is never read (the client's send stalls, then the connection is reset).
+TEST_F(Proxy, ALargeBodyWithABadKeyIsRefusedBeforeItIsRead) {
+  Stop();
+  Start(Money::FromNanos(1'000'000'000'000), [](Config& c) { c.max_body_bytes = 16 << 20; });
+  auto open = [&] {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 64 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    timeval tv{.tv_sec = 10, .tv_usec = 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(proxy_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    return fd;
+  };
+  const size_t size = 10 << 20;
+  std::string head =
+      "POST /mistral/v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+      "Authorization: Bearer tg-" +
+      std::string(43, 'x') +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(size) + "\r\n\r\n";
+  int fd = open();
+  ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  std::atomic<size_t> sent{0};
+  std::thread sender([&] {
+    std::string block(64 * 1024, ' ');
+    while (sent < size) {
+      ssize_t n = send(fd, block.data(), block.size(), MSG_NOSIGNAL);
+      if (n <= 0) return;
+      sent += static_cast<size_t>(n);
+    }
+  });
+  std::string reply;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) reply.append(buf, size_t(n));
+  sender.join();
+  close(fd);
+  ASSERT_EQ(reply.rfind("HTTP/1.1 401", 0), 0u) << reply;
+  EXPECT_EQ(json::parse(reply.substr(reply.find("\r\n\r\n") + 4))["error"]["type"],
+            "authentication_error");
+  EXPECT_LT(sent.load(), size / 4) << "the proxy read the body";
+  EXPECT_EQ(metrics_.Get(Counter::kProxyRefusedAuth), 1u);
+  // With a good key the large body is read and forwarded as before.
+  json chat = Chat("mistral-small-latest", false);
+  chat["messages"][0]["content"] = std::string(1 << 20, 'a');
+  auto r = Post("/mistral/v1/chat/completions", chat);
+  ASSERT_EQ(r->status, 200) << r->body;
+  EXPECT_EQ(metrics_.Get(Counter::kProxyRefusedAuth), 1u);
+  EXPECT_EQ(LastRow(1).status, 200);
+}
+
 TEST_F(Proxy, AConnectThatNeverEndsTimesOutOnTheLoopToo) {
   // A listener whose accept queue is full: the kernel drops further SYNs, so a connect
   // stays in progress until it gives up.

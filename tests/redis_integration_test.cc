@@ -193,5 +193,83 @@ TEST_F(AsyncRedisTest, AnUnreachableOrSilentRedisFailsEveryCommandAsUnavailable)
   loop_.Stop();
 }
 
+// A Redis named by host (docker-compose's redis://redis:6379) is looked up off the loop:
+// here the lookup waits until the test lets it go, and the loop must still run tasks
+// meanwhile. A lookup on the loop thread would hold the probe until the release.
+TEST_F(AsyncRedisTest, AHostNameIsLookedUpOffTheLoopWhichGoesOnMeanwhile) {
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<bool> looked_up_on_loop;
+  auto on_loop = looked_up_on_loop.get_future();
+  RedisAddress named = address_;
+  named.host = "redis.test";
+  HiredisAsync redis(named, loop_, std::chrono::milliseconds(10'000),
+                     [&](const std::string& host) -> Result<std::string> {
+                       EXPECT_EQ(host, "redis.test");
+                       looked_up_on_loop.set_value(loop_.InLoopThread());
+                       released.wait();
+                       return address_.host;
+                     });
+  std::promise<Result<RedisReply>> pong;
+  auto reply = pong.get_future();
+  loop_.Post([&] { redis.Command({"PING"}, [&](Result<RedisReply> r) { pong.set_value(r); }); });
+  ASSERT_EQ(on_loop.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_FALSE(on_loop.get()) << "the lookup ran on the loop thread";
+  std::promise<void> probe;
+  auto probed = probe.get_future();
+  loop_.Post([&] { probe.set_value(); });
+  bool loop_ran = probed.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  release.set_value();
+  EXPECT_TRUE(loop_ran) << "the loop waited for the lookup";
+  ASSERT_EQ(reply.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  Result<RedisReply> r = reply.get();
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->str, "PONG");
+  loop_.Stop();
+}
+
+TEST_F(AsyncRedisTest, AHostNameThatDoesNotResolveOrResolvesTooSlowlyFailsItsCommands) {
+  RedisAddress named = address_;
+  named.host = "nowhere.invalid";
+  HiredisAsync unknown(named, loop_, std::chrono::milliseconds(2000), [](const std::string&) {
+    return Result<std::string>(Status::Unavailable("cannot resolve nowhere.invalid: no such host"));
+  });
+  auto replies = Batch(unknown, {{"PING"}, {"PING"}});
+  for (const auto& r : replies) {
+    EXPECT_EQ(r.status().code(), Status::Code::kUnavailable);
+    EXPECT_NE(r.status().message().find("cannot resolve nowhere.invalid"), std::string::npos)
+        << r.status().message();
+  }
+  // A lookup slower than the command timeout: the commands fail at the timeout, not
+  // when the lookup ends.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  HiredisAsync slow(named, loop_, std::chrono::milliseconds(500), [&](const std::string&) {
+    released.wait();
+    return Result<std::string>(address_.host);
+  });
+  replies = Batch(slow, {{"PING"}});
+  release.set_value();
+  EXPECT_NE(replies[0].status().message().find("looking up nowhere.invalid took longer than 500"),
+            std::string::npos)
+      << replies[0].status().message();
+  // The lookup went on, and its answer serves the next command.
+  replies = Batch(slow, {{"PING"}});
+  ASSERT_TRUE(replies[0].ok()) << replies[0].status().message();
+  EXPECT_EQ(replies[0]->str, "PONG");
+  loop_.Stop();
+}
+
+// The real lookup (getaddrinfo on its own thread) against the real Redis.
+TEST_F(AsyncRedisTest, ConnectsToARedisNamedByHost) {
+  RedisAddress named = address_;
+  named.host = "localhost";
+  HiredisAsync redis(named, loop_, std::chrono::milliseconds(5000));
+  auto replies = Batch(redis, {{"SET", prefix_ + "named", "yes"}, {"GET", prefix_ + "named"}});
+  ASSERT_TRUE(replies[1].ok()) << replies[1].status().message();
+  EXPECT_EQ(replies[1]->str, "yes");
+  loop_.Stop();
+}
+
 }  // namespace
 }  // namespace tollgate
