@@ -19,7 +19,9 @@ class Cli : public ::testing::Test {
     config_ = testing::SourceDir() + "/config/tollgate.json";
   }
   testing::CommandResult Tg(const std::string& args) {
-    return testing::Run("TOLLGATE_CONFIG='" + config_ + "' TOLLGATE_DATABASE_URL='" + db_ + "' '" +
+    return testing::Run("TOLLGATE_CONFIG='" + config_ + "' TOLLGATE_REDIS_URL='" +
+                        testing::RequiredEnv("TOLLGATE_TEST_REDIS_URL") +
+                        "' TOLLGATE_DATABASE_URL='" + db_ + "' '" +
                         binary_ + "' " + args);
   }
   static std::string LastLine(const std::string& out) {
@@ -140,6 +142,40 @@ TEST_F(Cli, InvalidConfigurationNamesTheField) {
   auto r = testing::Run("'" + binary_ + "' --config '" + path + "' user list");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("gate.redis_down"), std::string::npos) << r.output;
+}
+
+// `tollgate audit` compares a user's counter with the ledger; --repair corrects it.
+TEST_F(Cli, AuditFindsACounterOffTheLedgerAndRepairsIt) {
+  ASSERT_EQ(Tg("migrate").exit_code, 0);
+  std::string id = LastLine(Tg("user create --name audited --limit 5").output);
+  auto first = Tg("audit --user audited");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  EXPECT_NE(first.output.find("no counter"), std::string::npos) << first.output;
+  // The window start, as the audit prints it, for a row and a counter of that window.
+  std::string line = LastLine(first.output);
+  std::string window = line.substr(8, line.find(' ', 8) - 8);
+  auto psql = [&](const std::string& sql) {
+    return testing::Run("psql '" + db_ + "' -qAt -c \"" + sql + "\"");
+  };
+  ASSERT_EQ(psql("INSERT INTO usage_ledger (request_id, user_id, provider, model, price_id,"
+                 " started_at, cost_nanos, status, window_start) VALUES ('audit-1', " +
+                 id + ", 'p', 'm', 'x', now(), 4200, 200, '" + window + "')")
+                .exit_code,
+            0);
+  auto micros = psql("SELECT (extract(epoch FROM timestamptz '" + window + "') * 1000000)::bigint");
+  std::string key = "tg:{u:" + id + "}:spend:" + LastLine(micros.output);
+  auto redis = testing::TestRedis(0, 1);
+  ASSERT_TRUE(redis->Command({"SET", key, "1000", "EX", "600"}).ok());
+  auto off = Tg("audit --user audited");
+  EXPECT_EQ(off.exit_code, 1) << off.output;
+  EXPECT_NE(off.output.find("DIFFERENT"), std::string::npos) << off.output;
+  EXPECT_NE(off.output.find("-3200"), std::string::npos) << off.output;
+  auto repaired = Tg("audit --user audited --repair");
+  EXPECT_EQ(repaired.exit_code, 0) << repaired.output;
+  EXPECT_NE(repaired.output.find("repaired"), std::string::npos) << repaired.output;
+  EXPECT_EQ(redis->Command({"GET", key})->str, "4200");
+  EXPECT_EQ(Tg("audit --user audited").exit_code, 0);
+  redis->Command({"DEL", key});
 }
 
 }  // namespace

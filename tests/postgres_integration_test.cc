@@ -5,6 +5,7 @@
 #include <functional>
 #include <thread>
 
+#include "budget/counters.h"
 #include "budget/keys.h"
 #include "budget/ledger.h"
 #include "budget/migrations.h"
@@ -408,6 +409,132 @@ TEST_F(PostgresIntegration, ReplayingRowsAlreadyStoredWritesOnlyTheOthers) {
   EXPECT_EQ(got[1].as<int>(), 5);
   EXPECT_EQ(got[2].as<int64_t>(), 100 + 101 + 102 + 103 + 104);
   EXPECT_EQ(files(), 1) << "the replayed spool file is removed; the recovered one's own stays";
+  std::filesystem::remove_all(spool);
+}
+
+// The ledger and the counters on a real Postgres and Redis (docs/ARCHITECTURE.md,
+// "Money"): a committed batch reaches the counters once, a counter built while a batch
+// is pending leaves it out and takes it when it is applied, and a batch whose writer
+// died is applied by another.
+class LedgerAndCounters : public PostgresIntegration {
+ protected:
+  void SetUp() override {
+    PostgresIntegration::SetUp();
+    MigrateOrFail();
+    redis_ = testing::TestRedis(0, 8);
+    ASSERT_TRUE(redis_);
+    PgDirectory dir(*pool_);
+    user_ = dir.CreateUser({.name = "money"}, BudgetDefaults{}, now_)->id;
+    // Users of other tests' databases may share the id: this test's keys start clean.
+    std::vector<std::string> del = RedisCounters::HoldKeys(user_);
+    del.insert(del.begin(), {"DEL", RedisCounters::SpendKey(user_, window_.start)});
+    redis_->Command(del);
+    sums_ = std::make_unique<PgLedgerSums>(*pool_);
+    counters_ = std::make_unique<RedisCounters>(*redis_, *sums_, clock_, metrics_, 0ms);
+  }
+  UsageRecord Row(const std::string& id, int64_t cost) {
+    UsageRecord r = LedgerRow(id + "-" + RandomHex(4), user_, now_, cost);
+    r.window = window_;
+    return r;
+  }
+  int64_t Counter() {
+    auto r = redis_->Command({"GET", RedisCounters::SpendKey(user_, window_.start)});
+    return r->type == RedisReply::Type::kString ? std::stoll(r->str) : -1;
+  }
+  int64_t Pending() {
+    pqxx::connection c(url_);
+    return pqxx::nontransaction(c).exec1("SELECT count(*) FROM ledger_pending")[0].as<int64_t>();
+  }
+  Window window_{Timestamp(1'794'000'000'000'000us), Timestamp(1'796'000'000'000'000us)};
+  ManualClock clock_{Timestamp(1'795'000'000'000'000us)};
+  Metrics metrics_;
+  std::unique_ptr<HiredisPool> redis_;
+  std::unique_ptr<PgLedgerSums> sums_;
+  std::unique_ptr<RedisCounters> counters_;
+  int64_t user_ = 0;
+};
+
+TEST_F(LedgerAndCounters, ACommittedBatchReachesTheCounterOnceAndLeavesNothingPending) {
+  PgLedger ledger(*pool_, metrics_, counters_.get(), {});
+  for (int i = 0; i < 5; ++i) ledger.Append(Row("a", 1'000 + i));
+  ledger.Flush();
+  EXPECT_EQ(Counter(), 5'010) << "built at 0 on first use, then the batch added";
+  EXPECT_EQ(Pending(), 0);
+  // The same batch applied again (a retry after a lost answer) adds nothing.
+  std::vector<CounterDelta> deltas = {{user_, window_, Money::FromNanos(5'010)}};
+  ASSERT_TRUE(counters_->Apply("retried", deltas, nullptr).ok());
+  ASSERT_TRUE(counters_->Apply("retried", deltas, nullptr).ok());
+  EXPECT_EQ(Counter(), 10'020);
+}
+
+TEST_F(LedgerAndCounters, ACounterBuiltWhileABatchIsPendingTakesItOnceWhenApplied) {
+  // A batch committed, its pending row still there (its writer has not applied it yet).
+  ASSERT_TRUE(pool_->Run([&](pqxx::connection& c) {
+                     pqxx::work t(c);
+                     t.exec_params(
+                         "INSERT INTO usage_ledger (request_id, user_id, provider, model, price_id,"
+                         " started_at, cost_nanos, status, window_start, batch) VALUES ('p1', $1,"
+                         " 'p', 'm', 'x', " +
+                             SqlFromMicros(2) + ", 700, 200, " + SqlFromMicros(3) + ", 'tok')",
+                         user_, Micros(now_), Micros(window_.start));
+                     t.exec_params("INSERT INTO ledger_pending (token, deltas) VALUES ('tok', $1)",
+                                   DeltasToJson({{user_, window_, Money::FromNanos(700)}}));
+                     t.commit();
+                   }).ok());
+  PgLedger ledger(*pool_, metrics_, counters_.get(), {});
+  ledger.Append(Row("b", 300));
+  ledger.Flush();
+  EXPECT_EQ(Counter(), 300) << "the pending batch is left out of the build";
+  ASSERT_TRUE(counters_->Apply("tok", {{user_, window_, Money::FromNanos(700)}}, nullptr).ok());
+  EXPECT_EQ(Counter(), 1'000) << "and counted when it is applied";
+  EXPECT_EQ(sums_->Sum(user_, window_, true)->nanos(), Counter()) << "the counter is the ledger";
+}
+
+TEST_F(LedgerAndCounters, ABatchWhoseWriterDiedIsAppliedByAnotherOnce) {
+  // Committed with its pending row, never applied: the writer is gone.
+  ASSERT_TRUE(pool_->Run([&](pqxx::connection& c) {
+                     pqxx::work t(c);
+                     t.exec_params(
+                         "INSERT INTO usage_ledger (request_id, user_id, provider, model, price_id,"
+                         " started_at, cost_nanos, status, window_start, batch) VALUES ('o1', $1,"
+                         " 'p', 'm', 'x', " +
+                             SqlFromMicros(2) + ", 900, 200, " + SqlFromMicros(3) + ", 'gone')",
+                         user_, Micros(now_), Micros(window_.start));
+                     t.exec_params("INSERT INTO ledger_pending (token, deltas) VALUES ('gone', $1)",
+                                   DeltasToJson({{user_, window_, Money::FromNanos(900)}}));
+                     t.commit();
+                   }).ok());
+  ASSERT_TRUE(counters_->Build(user_, window_).ok());
+  EXPECT_EQ(Counter(), 0) << "built without the pending batch";
+  {
+    PgLedger other(*pool_, metrics_, counters_.get(), {.orphan_batch_after = 0ms});
+    for (int i = 0; i < 100 && Pending() > 0; ++i) std::this_thread::sleep_for(100ms);  // bounded
+  }
+  EXPECT_EQ(Pending(), 0);
+  EXPECT_EQ(Counter(), 900);
+  PgLedger again(*pool_, metrics_, counters_.get(), {.orphan_batch_after = 0ms});
+  again.Flush();
+  EXPECT_EQ(Counter(), 900) << "applied once";
+}
+
+// Postgres holding the table: rows past the queue's bound wait in the spool only, and
+// every one reaches the ledger (and the counter) once Postgres lets go.
+TEST_F(LedgerAndCounters, RowsPastTheQueueBoundWaitInTheSpoolAndAllArrive) {
+  std::string spool = ::testing::TempDir() + "spool_" + RandomHex(4);
+  pqxx::connection blocker(url_);
+  auto lock = std::make_unique<pqxx::work>(blocker);
+  lock->exec("LOCK TABLE usage_ledger IN ACCESS EXCLUSIVE MODE");
+  PgLedger ledger(*pool_, metrics_, counters_.get(),
+                  {.spool_dir = spool, .max_queued_rows = 1'000});
+  constexpr int kRows = 3'500;
+  for (int i = 0; i < kRows; ++i) ledger.Append(Row("s", 1));
+  EXPECT_LE(ledger.queued(), 1'000u + PgLedger::kBatchRows) << "memory is bounded";
+  lock->abort();  // Postgres lets go
+  lock.reset();
+  ledger.Flush();
+  EXPECT_EQ(sums_->Sum(user_, window_, true)->nanos(), kRows);
+  EXPECT_EQ(Counter(), kRows);
+  EXPECT_EQ(Pending(), 0);
   std::filesystem::remove_all(spool);
 }
 
