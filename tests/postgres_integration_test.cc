@@ -441,6 +441,23 @@ class LedgerAndCounters : public PostgresIntegration {
     auto r = redis_->Command({"GET", RedisCounters::SpendKey(user_, window_.start)});
     return r->type == RedisReply::Type::kString ? std::stoll(r->str) : -1;
   }
+  // A batch of one row committed with its pending row, as a writer leaves it between
+  // its commit and its apply.
+  void CommitWithoutApplying(const std::string& token, int64_t cost) {
+    ASSERT_TRUE(pool_->Run([&](pqxx::connection& c) {
+                       pqxx::work t(c);
+                       t.exec_params(
+                           "INSERT INTO usage_ledger (request_id, user_id, provider, model,"
+                           " price_id, started_at, cost_nanos, status, window_start, batch)"
+                           " VALUES ($1, $2, 'p', 'm', 'x', " +
+                               SqlFromMicros(3) + ", $4, 200, " + SqlFromMicros(5) + ", $6)",
+                           "row-" + token, user_, Micros(now_), cost, Micros(window_.start), token);
+                       t.exec_params(
+                           "INSERT INTO ledger_pending (token, deltas) VALUES ($1, $2)", token,
+                           DeltasToJson({{user_, window_, Money::FromNanos(cost)}}));
+                       t.commit();
+                     }).ok());
+  }
   int64_t Pending() {
     pqxx::connection c(url_);
     return pqxx::nontransaction(c).exec1("SELECT count(*) FROM ledger_pending")[0].as<int64_t>();
@@ -469,18 +486,7 @@ TEST_F(LedgerAndCounters, ACommittedBatchReachesTheCounterOnceAndLeavesNothingPe
 
 TEST_F(LedgerAndCounters, ACounterBuiltWhileABatchIsPendingTakesItOnceWhenApplied) {
   // A batch committed, its pending row still there (its writer has not applied it yet).
-  ASSERT_TRUE(pool_->Run([&](pqxx::connection& c) {
-                     pqxx::work t(c);
-                     t.exec_params(
-                         "INSERT INTO usage_ledger (request_id, user_id, provider, model, price_id,"
-                         " started_at, cost_nanos, status, window_start, batch) VALUES ('p1', $1,"
-                         " 'p', 'm', 'x', " +
-                             SqlFromMicros(2) + ", 700, 200, " + SqlFromMicros(3) + ", 'tok')",
-                         user_, Micros(now_), Micros(window_.start));
-                     t.exec_params("INSERT INTO ledger_pending (token, deltas) VALUES ('tok', $1)",
-                                   DeltasToJson({{user_, window_, Money::FromNanos(700)}}));
-                     t.commit();
-                   }).ok());
+  CommitWithoutApplying("tok", 700);
   PgLedger ledger(*pool_, metrics_, counters_.get(), {});
   ledger.Append(Row("b", 300));
   ledger.Flush();
@@ -492,18 +498,7 @@ TEST_F(LedgerAndCounters, ACounterBuiltWhileABatchIsPendingTakesItOnceWhenApplie
 
 TEST_F(LedgerAndCounters, ABatchWhoseWriterDiedIsAppliedByAnotherOnce) {
   // Committed with its pending row, never applied: the writer is gone.
-  ASSERT_TRUE(pool_->Run([&](pqxx::connection& c) {
-                     pqxx::work t(c);
-                     t.exec_params(
-                         "INSERT INTO usage_ledger (request_id, user_id, provider, model, price_id,"
-                         " started_at, cost_nanos, status, window_start, batch) VALUES ('o1', $1,"
-                         " 'p', 'm', 'x', " +
-                             SqlFromMicros(2) + ", 900, 200, " + SqlFromMicros(3) + ", 'gone')",
-                         user_, Micros(now_), Micros(window_.start));
-                     t.exec_params("INSERT INTO ledger_pending (token, deltas) VALUES ('gone', $1)",
-                                   DeltasToJson({{user_, window_, Money::FromNanos(900)}}));
-                     t.commit();
-                   }).ok());
+  CommitWithoutApplying("gone", 900);
   ASSERT_TRUE(counters_->Build(user_, window_).ok());
   EXPECT_EQ(Counter(), 0) << "built without the pending batch";
   {
