@@ -479,26 +479,28 @@ TEST_F(LedgerAndCounters, ACommittedBatchReachesTheCounterOnceAndLeavesNothingPe
   EXPECT_EQ(Pending(), 0);
   // The same batch applied again (a retry after a lost answer) adds nothing.
   std::vector<CounterDelta> deltas = {{user_, window_, Money::FromNanos(5'010)}};
-  ASSERT_TRUE(counters_->Apply("retried", deltas, nullptr).ok());
-  ASSERT_TRUE(counters_->Apply("retried", deltas, nullptr).ok());
+  std::string token = "retried-" + RandomHex(6);  // Redis outlives this test's database
+  ASSERT_TRUE(counters_->Apply(token, deltas, nullptr).ok());
+  ASSERT_TRUE(counters_->Apply(token, deltas, nullptr).ok());
   EXPECT_EQ(Counter(), 10'020);
 }
 
 TEST_F(LedgerAndCounters, ACounterBuiltWhileABatchIsPendingTakesItOnceWhenApplied) {
   // A batch committed, its pending row still there (its writer has not applied it yet).
-  CommitWithoutApplying("tok", 700);
+  std::string token = "tok-" + RandomHex(6);  // Redis outlives this test's database
+  CommitWithoutApplying(token, 700);
   PgLedger ledger(*pool_, metrics_, counters_.get(), {});
   ledger.Append(Row("b", 300));
   ledger.Flush();
   EXPECT_EQ(Counter(), 300) << "the pending batch is left out of the build";
-  ASSERT_TRUE(counters_->Apply("tok", {{user_, window_, Money::FromNanos(700)}}, nullptr).ok());
+  ASSERT_TRUE(counters_->Apply(token, {{user_, window_, Money::FromNanos(700)}}, nullptr).ok());
   EXPECT_EQ(Counter(), 1'000) << "and counted when it is applied";
   EXPECT_EQ(sums_->Sum(user_, window_, true)->nanos(), Counter()) << "the counter is the ledger";
 }
 
 TEST_F(LedgerAndCounters, ABatchWhoseWriterDiedIsAppliedByAnotherOnce) {
   // Committed with its pending row, never applied: the writer is gone.
-  CommitWithoutApplying("gone", 900);
+  CommitWithoutApplying("gone-" + RandomHex(6), 900);
   ASSERT_TRUE(counters_->Build(user_, window_).ok());
   EXPECT_EQ(Counter(), 0) << "built without the pending batch";
   {
