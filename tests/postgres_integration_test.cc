@@ -462,7 +462,11 @@ class LedgerAndCounters : public PostgresIntegration {
     pqxx::connection c(url_);
     return pqxx::nontransaction(c).exec1("SELECT count(*) FROM ledger_pending")[0].as<int64_t>();
   }
-  Window window_{Timestamp(1'794'000'000'000'000us), Timestamp(1'796'000'000'000'000us)};
+  // Tests run in parallel on one Redis, and their fresh databases all have user 1: a
+  // window of each test's own keeps their counters apart.
+  Window window_{Timestamp(1'794'000'000'000'000us +
+                           std::chrono::seconds(std::stoll(RandomHex(2), nullptr, 16))),
+                 Timestamp(1'796'000'000'000'000us)};
   ManualClock clock_{Timestamp(1'795'000'000'000'000us)};
   Metrics metrics_;
   std::unique_ptr<HiredisPool> redis_;
