@@ -169,13 +169,18 @@ int Serve(Context& ctx, const Args&) {
   sigwait(&stop_signals, &stop_signal);
   ctx.out << "tollgate: shutting down" << std::endl;
   reconciler.Stop();
-  auto stop_by = std::chrono::steady_clock::now() + std::chrono::seconds(c.shutdown_grace_seconds);
-  proxy->Stop();
+  // Within server.shutdown_grace_seconds: requests in progress get three quarters of it
+  // (a stream still going then is cut, and billed from what was relayed), the ledger
+  // the rest at least.
+  auto grace = std::chrono::milliseconds(c.shutdown_grace_seconds * 1000);
+  auto stop_by = std::chrono::steady_clock::now() + grace;
+  proxy_service.StopDraining();
+  proxy->Stop(grace * 3 / 4);
   gate.ReleaseLeases();
-  side->Stop();
+  side->Stop(std::chrono::seconds(1));
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
       stop_by - std::chrono::steady_clock::now());
-  if (!ledger.Stop(std::max(left, std::chrono::milliseconds(0))))
+  if (!ledger.Stop(std::max(left, grace / 4)))
     ctx.err << "tollgate: usage rows not yet in Postgres wait in " << c.ledger_spool_dir
             << " for the next start" << std::endl;
   return 0;

@@ -218,6 +218,10 @@ Result<PricingTable> PricingTable::Parse(const std::string& text, const std::str
 }
 
 std::string PricingTable::Canonical(const std::string& provider, const std::string& model) const {
+  // Ollama names the same model with and without its default tag.
+  constexpr std::string_view kDefaultTag = ":latest";
+  if (provider == "ollama" && std::string_view(model).ends_with(kDefaultTag))
+    return Canonical(provider, model.substr(0, model.size() - kDefaultTag.size()));
   auto it = aliases_.find(provider + "/" + model);
   return it == aliases_.end() ? model : it->second;
 }

@@ -312,6 +312,7 @@ void StreamRelay::Sweep() {
         Complete(r);
         continue;
       }
+      Watch(r);  // its bytes were dropped: the upstream's reads, paused for it, go on
     }
     if (r->draining && now > r->drain_deadline) {
       r->upstream.reset();  // cut mid-answer: not reusable

@@ -44,6 +44,25 @@ PromptKey ClassifyPromptKey(std::string_view key) {
   return PromptKey::kText;
 }
 
+// Anthropic's `source` of a document or an image: a document's text counts as text; a
+// PDF as many bytes of text as it has (its text is often compressed: an upper bound
+// needs at least that); an image its flat allowance.
+int64_t SourceTextBytes(const nlohmann::json& source) {
+  if (!source.is_object()) return kImageTextBytes;
+  auto field = [&](const char* name) -> std::string {
+    auto it = source.find(name);
+    return it != source.end() && it->is_string() ? it->get<std::string>() : std::string();
+  };
+  std::string type = field("type"), media = field("media_type");
+  if (type == "text") return PromptTextBytes(source.value("data", nlohmann::json()));
+  if (type == "content") return PromptTextBytes(source.value("content", nlohmann::json()));
+  if (media == "application/pdf") {
+    int64_t data = static_cast<int64_t>(field("data").size());
+    return std::max(kImageTextBytes, data * 2);
+  }
+  return kImageTextBytes;
+}
+
 int64_t PromptTextBytes(const nlohmann::json& j) {
   if (j.is_string()) return static_cast<int64_t>(j.get_ref<const std::string&>().size());
   int64_t n = 0;
@@ -58,7 +77,7 @@ int64_t PromptTextBytes(const nlohmann::json& j) {
         case PromptKey::kSkipped:
           break;
         case PromptKey::kImage:
-          n += kImageTextBytes;
+          n += key == "source" ? SourceTextBytes(value) : kImageTextBytes;
           break;
       }
     }

@@ -183,7 +183,7 @@ std::optional<nlohmann::json> ParseJsonBounded(std::string_view text, std::strin
   try {
     nlohmann::json again = nlohmann::json::parse(text);  // for the parser's account of the fault
     *error = "not valid JSON";
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error; out_of_range for 1e999
     *error = std::string("not valid JSON: ") + e.what();
   }
   return std::nullopt;
@@ -260,6 +260,7 @@ class Scanner {
       case '{':
         return Members(depth + 1, [&](std::string_view key, int inner) {
           int64_t bytes = 0, unused = 0;
+          if (key == "source") return false;  // a document's text or an image: the parser
           if (!Value(inner, &bytes, &unused)) return false;
           switch (ClassifyPromptKey(key)) {
             case PromptKey::kText:

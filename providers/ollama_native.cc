@@ -68,10 +68,14 @@ Result<RequestFacts> ReadRequest(const Route& route, const json& body) {
     if (!body["options"].is_object()) return Status::Invalid("options: must be an object");
     const json& o = body["options"];
     if (o.contains("num_predict")) {
-      if (!o["num_predict"].is_number_integer())
+      if (!o["num_predict"].is_number_integer() ||
+          (o["num_predict"].is_number_unsigned() &&
+           o["num_predict"].get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)))
         return Status::Invalid("options.num_predict: must be an integer");
+      // Negative (-1: without end, -2: to the context's end) is no cap of the caller's:
+      // the proxy sends the one it reserves for.
       if (o["num_predict"].get<int64_t>() >= 0)
-        f.max_output_tokens = o["num_predict"].get<int64_t>();  // -1 = unbounded
+        f.max_output_tokens = o["num_predict"].get<int64_t>();
       f.max_output_field = "options.num_predict";
     }
   }

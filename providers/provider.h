@@ -106,6 +106,9 @@ class Provider {
   // gate clamps. An unchanged body goes upstream as the caller's own bytes.
   virtual Rewritten Rewrite(const Route& route, const RequestFacts& facts,
                             std::optional<int64_t> max_output, nlohmann::json* body) const = 0;
+  // Whether the upstream generates without end when a request names no output cap
+  // (Ollama: num_predict -1): the proxy then sends the cap it reserved for.
+  virtual bool UnboundedWithoutCap(const Route&) const { return false; }
   // The usage a whole (non-streamed) answer reports, from its bytes.
   virtual Usage UsageFromAnswer(const Route& route, std::string_view answer) const = 0;
   virtual std::unique_ptr<StreamObserver> ObserveStream(const Route& route,

@@ -129,6 +129,9 @@ class Ollama final : public OpenAIShaped {
     return route.openai_style ? OpenAIShaped::ReadRequest(route, body)
                               : ollama_native::ReadRequest(route, body);
   }
+  bool UnboundedWithoutCap(const Route& route) const override {
+    return route.endpoint == Endpoint::kChat;
+  }
   Rewritten Rewrite(const Route& route, const RequestFacts& f, std::optional<int64_t> max_output,
                     json* body) const override {
     if (route.openai_style) return CapAndRequestUsage(f, max_output, body);

@@ -472,13 +472,17 @@ void ProxyService::BuildUpstream(Exchange& x, const httplib::Request& req, json&
     // valid. Otherwise: the caller's bytes, unless changed, or unless a key repeats: then
     // the upstream gets the one member the gate read (the model it priced), not a choice
     // of its own.
-    if (x.read_from_bytes && !x.admission.clamped_max_tokens) {
+    // The cap sent upstream: the clamped one, or the one reserved for when the upstream
+    // would otherwise generate without end.
+    std::optional<int64_t> cap = x.admission.clamped_max_tokens;
+    if (!cap && !x.facts.max_output_tokens && x.provider->UnboundedWithoutCap(x.route))
+      cap = x.default_cap;
+    if (x.read_from_bytes && !cap) {
       x.upstream.body = req.body;
     } else {
       std::string unused;
       if (x.read_from_bytes) body = ParseJsonBounded(req.body, &unused).value_or(json::object());
-      Rewritten rewritten =
-          x.provider->Rewrite(x.route, x.facts, x.admission.clamped_max_tokens, &body);
+      Rewritten rewritten = x.provider->Rewrite(x.route, x.facts, cap, &body);
       x.hide_usage_chunk = rewritten.hide_usage_chunk;
       x.upstream.body =
           rewritten.changed || !NoMemberDropped(req.body, body) ? body.dump() : req.body;
@@ -837,6 +841,7 @@ void ProxyService::Relay(Exchange&& x, int status, std::unique_ptr<HttpConnectio
 }
 
 bool ProxyService::TryStartDrain() {
+  if (no_more_drains_) return false;
   int current = drains_.load();
   while (current < deps_.config.drain_max_concurrent) {
     if (drains_.compare_exchange_weak(current, current + 1)) return true;

@@ -43,6 +43,9 @@ class ProxyService {
   // A server whose handlers use this service; stop it before destroying the service
   // (Stop() waits for the requests in progress, streams and their drains included).
   std::unique_ptr<EventServer> BuildServer();
+  // At a stop: a stream whose client is cut is billed from what was relayed rather than
+  // drained (a drain may read for minutes), so the stop ends within its grace.
+  void StopDraining() { no_more_drains_ = true; }
   // Streams being relayed or drained (tests wait for 0 before reading the ledger).
   int streams_in_flight() const { return streams_in_flight_.load(); }
 
@@ -100,6 +103,7 @@ class ProxyService {
   void Finish(Exchange& x, int status, Usage usage, bool estimated);
   HeaderList UpstreamHeaders(const Provider& provider, const httplib::Request& req) const;
   bool TryStartDrain();
+  std::atomic<bool> no_more_drains_{false};
   void EndDrain();
   friend class RelayedExchange;
 

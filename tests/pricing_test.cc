@@ -42,6 +42,9 @@ TEST_F(ShippedPricing, CoversEveryProviderAndResolvesAliases) {
   EXPECT_EQ(haiku.cache_write_1h.nanos_per_million(), 2'000'000'000);
   EXPECT_EQ(haiku.cache_read.nanos_per_million(), 100'000'000);
   EXPECT_EQ(RatesOf("ollama", "llama3.2", "2026-11-28").output.nanos_per_million(), 0);
+  // Ollama's default tag names the same model: a price set for one is the other's.
+  EXPECT_EQ(table_.Canonical("ollama", "llama3:latest"), "llama3");
+  EXPECT_EQ(table_.Canonical("ollama", "llama3:8b"), "llama3:8b");
 }
 
 TEST_F(ShippedPricing, DeepSeekPeakAndOffPeak) {

@@ -123,8 +123,35 @@ TEST(Providers, RequestFactsAndEstimates) {
   ASSERT_TRUE(g.ok());
   EXPECT_TRUE(g->stream) << "Ollama's native endpoints stream by default";
   EXPECT_FALSE(g->max_output_tokens.has_value()) << "num_predict -1 means unbounded";
+  EXPECT_TRUE(ol->UnboundedWithoutCap(*native)) << "so the proxy sends the cap it reserves";
+  // 2^63 as JSON is an unsigned number: it once read as a negative cap (no cap at all).
+  EXPECT_FALSE(ol->ReadRequest(*native, json::parse(R"({"model":"x","prompt":"hi",
+      "options":{"num_predict":9223372036854775808}})"))
+                   .ok());
   EXPECT_FALSE(ol->Match("POST", "api/pull").has_value());
   EXPECT_EQ(FindProvider("openai"), nullptr);
+}
+
+// A document's text is the caller's input as much as a message's: it was once counted as
+// an image (a flat 1,500 tokens), whatever its length.
+TEST(Providers, ADocumentsTextCountsInTheInputEstimate) {
+  const Provider* an = FindProvider("anthropic");
+  auto route = an->Match("POST", "v1/messages");
+  std::string text(400'000, 'w');
+  for (const char* source :
+       {R"({"type":"text","media_type":"text/plain","data":")",
+        R"({"type":"content","content":[{"type":"text","text":")"}) {
+    std::string closing = std::string(source).find("content\":[") != std::string::npos ? "\"}]}"
+                                                                                   : "\"}";
+    std::string body = R"({"model":"claude-haiku-4-5","max_tokens":10,"messages":[{"role":"user",
+        "content":[{"type":"document","source":)" +
+                       std::string(source) + text + closing + "}]}]}";
+    auto f = an->ReadRequest(*route, json::parse(body));
+    ASSERT_TRUE(f.ok()) << f.status().message();
+    EXPECT_GE(f->input_tokens_estimate, 400'000 / 4) << source;
+    auto scanned = an->ReadRequestBytes(*route, body);
+    EXPECT_TRUE(!scanned || scanned->input_tokens_estimate >= 400'000 / 4) << source;
+  }
 }
 
 TEST(Providers, RewritesFollowEachProvidersQuirks) {

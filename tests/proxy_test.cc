@@ -741,6 +741,8 @@ TEST_F(Proxy, BadInputGetsNativeErrors) {
        400,
        "max_tokens"},
       {"/deepseek/chat/completions", R"({"model":"gpt-9","messages":[]})", {}, 400, "no price"},
+      {"/deepseek/chat/completions", R"({"model":"deepseek-flash","max_tokens":1e999})", {}, 400,
+       "not valid JSON"},
       {"/anthropic/v1/messages",
        R"({"model":"claude-haiku-4-5","messages":[]})",
        {},
@@ -845,6 +847,12 @@ TEST_F(Proxy, AnOutputCapPastTheModelsIsRefusedAndLocksNobodyOut) {
   EXPECT_NE(o->body.find("options.num_predict"), std::string::npos) << o->body;
   EXPECT_EQ(gate_->open_holds(), 0u) << "nothing was held";
   EXPECT_TRUE(ledger_.rows().empty()) << "nothing was forwarded";
+  // num_predict -1 (without end): Ollama gets the cap the gate reserved for.
+  json unbounded = {{"model", "x"}, {"prompt", "hi"}, {"stream", false},
+                    {"options", {{"num_predict", -1}}}};
+  auto u = Post("/ollama/api/generate", unbounded);
+  EXPECT_EQ(u->status, 200) << u->body;
+  EXPECT_EQ(json::parse(SimSaw()["body"].get<std::string>())["options"]["num_predict"], 4096);
   // At the model's maximum, and after all of the above, the user is served.
   json claude = Chat("claude-haiku-4-5", false);
   claude["max_tokens"] = 64000;
