@@ -183,7 +183,7 @@ std::optional<nlohmann::json> ParseJsonBounded(std::string_view text, std::strin
   try {
     nlohmann::json again = nlohmann::json::parse(text);  // for the parser's account of the fault
     *error = "not valid JSON";
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range: 1e999
     *error = std::string("not valid JSON: ") + e.what();
   }
   return std::nullopt;

@@ -215,6 +215,20 @@ TEST(JsonBounded, RefusesDeepNestingWithoutCrashing) {
   EXPECT_NE(error.find("not valid JSON"), std::string::npos);
 }
 
+// Found by tests/fuzz/fuzz_provider_usage: a number past a double's range made the parser
+// throw out_of_range (not a parse_error) on the second parse, which asks why.
+TEST(JsonBounded, ANumberPastADoubleIsNotJsonNotAThrow) {
+  std::string error;
+  EXPECT_FALSE(ParseJsonBounded("9e541", &error).has_value());
+  EXPECT_NE(error.find("not valid JSON"), std::string::npos);
+  EXPECT_FALSE(
+      ParseJsonBounded(R"({"model":"m","messages":[],"temperature":-1e999})", &error).has_value());
+  const Provider& m = *FindProvider("mistral");
+  EXPECT_FALSE(m.UsageFromAnswer(*m.Match("POST", "v1/chat/completions"),
+                                 R"({"usage":{"prompt_tokens":1e400,"completion_tokens":2}})")
+                   .reported);
+}
+
 TEST(JsonBounded, CountsOnlyBracketsOutsideStrings) {
   auto nested = [](int levels) {
     return std::string(levels, '[') + "1" + std::string(levels, ']');
