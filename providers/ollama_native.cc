@@ -70,6 +70,10 @@ Result<RequestFacts> ReadRequest(const Route& route, const json& body) {
     if (o.contains("num_predict")) {
       if (!o["num_predict"].is_number_integer())
         return Status::Invalid("options.num_predict: must be an integer");
+      // Past int64 it would read as a negative count, which Ollama takes as unbounded.
+      if (o["num_predict"].is_number_unsigned() &&
+          o["num_predict"].get<uint64_t>() > uint64_t{INT64_MAX})
+        return Status::Invalid("options.num_predict: must be at most 9223372036854775807");
       if (o["num_predict"].get<int64_t>() >= 0)
         f.max_output_tokens = o["num_predict"].get<int64_t>();  // -1 = unbounded
       f.max_output_field = "options.num_predict";

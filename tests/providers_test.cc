@@ -123,6 +123,11 @@ TEST(Providers, RequestFactsAndEstimates) {
   ASSERT_TRUE(g.ok());
   EXPECT_TRUE(g->stream) << "Ollama's native endpoints stream by default";
   EXPECT_FALSE(g->max_output_tokens.has_value()) << "num_predict -1 means unbounded";
+  // Found by tests/e2e/bad_input.mjs: 2^63 read as a negative count, so as unbounded too.
+  auto past = ol->ReadRequest(*native, json::parse(R"({"model":"llama3.2","prompt":"hi",
+                                                      "options":{"num_predict":9223372036854775808}})"));
+  ASSERT_FALSE(past.ok());
+  EXPECT_NE(past.status().message().find("options.num_predict"), std::string::npos);
   EXPECT_FALSE(ol->Match("POST", "api/pull").has_value());
   EXPECT_EQ(FindProvider("openai"), nullptr);
 }
