@@ -17,7 +17,7 @@ Result<nlohmann::json> ParseJsonc(std::string_view text, const std::string& wher
   try {
     return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/true,
                                  /*ignore_comments=*/true);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range: 1e999
     return Status::Invalid(where + ": not valid JSON: " + e.what());
   }
 }

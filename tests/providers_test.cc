@@ -100,6 +100,41 @@ TEST(AnthropicUsage, SplitsCacheWritesWhenTheAnswerDoes) {
   EXPECT_EQ(u.output_tokens, 30);
 }
 
+// Found by tests/fuzz/fuzz_provider_usage: a member of the wrong type in a streamed frame
+// threw from the observer (the relay cut the stream and counted a bug), and a negative
+// count from an upstream was billed as a refund.
+TEST(ProviderStreams, FramesOfTheWrongShapeAreReadAsNoneNeverThrow) {
+  const Provider& ollama = *FindProvider("ollama");
+  auto native = ollama.ObserveStream(*ollama.Match("POST", "api/chat"), false);
+  std::string lines =
+      "{\"message\":{\"content\":\"hi\"},\"done\":4}\n"
+      "{\"done\":true,\"prompt_eval_count\":\"26\",\"eval_count\":-9}\n";
+  EXPECT_EQ(FeedBytewise(*native, lines), lines);
+  EXPECT_TRUE(native->finished());
+  EXPECT_EQ(native->usage().input_tokens, 0);
+  EXPECT_EQ(native->usage().output_tokens, 0);
+  EXPECT_EQ(ollama.UsageFromAnswer(*ollama.Match("POST", "api/generate"),
+                                   R"({"done":true,"prompt_eval_count":1.5e300,"eval_count":-3})")
+                .output_tokens,
+            0);
+
+  anthropic::Anthropic a;
+  auto sse = a.ObserveStream(Route{Endpoint::kChat}, false);
+  std::string events =
+      "event: message_start\ndata: {\"type\":5,\"message\":{\"usage\":{\"input_tokens\":-25}}}\n\n"
+      "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":-7,"
+      "\"cache_creation_input_tokens\":9223372036854775807}}\n\n";
+  EXPECT_EQ(FeedBytewise(*sse, events), events);
+  EXPECT_EQ(sse->usage().input_tokens, 0) << "the event's name stands for a type that is not text";
+  EXPECT_EQ(sse->usage().output_tokens, 0);
+  Usage u;
+  anthropic::MergeUsage(json::parse(R"({"cache_creation":{"ephemeral_5m_input_tokens":9223372036854775807,
+      "ephemeral_1h_input_tokens":9223372036854775807}})"),
+                        &u);
+  anthropic::MergeUsage(json::parse(R"({"cache_creation_input_tokens":5})"), &u);  // no overflow
+  EXPECT_EQ(u.cache_write_5m_tokens, 5);
+}
+
 TEST(Providers, RequestFactsAndEstimates) {
   const Provider* ds = FindProvider("deepseek");
   auto route = ds->Match("POST", "chat/completions");
