@@ -5,6 +5,7 @@
 #include <charconv>
 
 #include "admin/side_server.h"
+#include "providers/json_bounded.h"
 
 namespace tollgate {
 
@@ -85,8 +86,9 @@ void SendJson(httplib::Response& res, const json& j, int status) {
 }
 
 std::optional<json> ReadJsonObject(const httplib::Request& req, httplib::Response& res) {
-  json j = json::parse(req.body, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) {
+  std::string error;  // bounded: a handler may copy or dump the tree, which recurses
+  std::optional<json> j = ParseJsonBounded(req.body, &error);
+  if (!j || !j->is_object()) {
     SendSideError(res, 400, "invalid_json", "the request body must be a JSON object");
     return std::nullopt;
   }

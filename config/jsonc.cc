@@ -10,11 +10,15 @@ Result<nlohmann::json> ReadJsoncFile(const std::string& path) {
   if (!in) return Status::NotFound(path + ": cannot open file");
   std::stringstream buffer;
   buffer << in.rdbuf();
+  return ParseJsonc(buffer.str(), path);
+}
+
+Result<nlohmann::json> ParseJsonc(std::string_view text, const std::string& where) {
   try {
-    return nlohmann::json::parse(buffer.str(), nullptr, /*allow_exceptions=*/true,
+    return nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/true,
                                  /*ignore_comments=*/true);
-  } catch (const nlohmann::json::parse_error& e) {
-    return Status::Invalid(path + ": not valid JSON: " + e.what());
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range: 1e999
+    return Status::Invalid(where + ": not valid JSON: " + e.what());
   }
 }
 

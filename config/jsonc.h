@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <string_view>
 
 #include "config/status.h"
 
@@ -12,6 +13,8 @@ namespace tollgate {
 
 // Reads a file of JSON with // and /* */ comments.
 Result<nlohmann::json> ReadJsoncFile(const std::string& path);
+// The same for text already read; errors read "<where>: not valid JSON: ...".
+Result<nlohmann::json> ParseJsonc(std::string_view text, const std::string& where);
 
 // Checks that `object` is an object holding only `allowed` keys; `where` names it.
 Status CheckKeys(const nlohmann::json& object, const std::string& where,

@@ -174,12 +174,9 @@ Result<PricingTable> PricingTable::Load(const std::string& path) {
 }
 
 Result<PricingTable> PricingTable::Parse(const std::string& text, const std::string& where) {
-  json root;
-  try {
-    root = json::parse(text, nullptr, true, /*ignore_comments=*/true);
-  } catch (const json::parse_error& e) {
-    return Status::Invalid(where + ": not valid JSON: " + e.what());
-  }
+  auto parsed = ParseJsonc(text, where);
+  if (!parsed.ok()) return parsed.status();
+  json& root = *parsed;
   if (Status s = CheckKeys(root, "", {"models", "note"}); !s.ok())
     return Status::Invalid(where + ": " + s.message());
   if (!root.contains("models") || !root["models"].is_array()) {

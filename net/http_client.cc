@@ -393,6 +393,7 @@ HttpConnection::Progress HttpConnection::ReadHeadAvailable(ResponseHead* head,
     }
     bool http10 = line[7] == '0';
     int status = std::stoi(std::string(line.substr(9, 3)));
+    if (status < 100 || status > 599) return fail(ClientError::kProtocol);  // not an HTTP status
     HeaderList headers;
     if (ParseFields(text.substr(std::min(eol + 2, text.size())), kMaxHeaders, &headers).status != 0)
       return fail(ClientError::kProtocol);

@@ -117,17 +117,21 @@ RequestParser::State RequestParser::Parse(std::string& in) {
 }
 
 RequestParser::State RequestParser::ParseHead(std::string& in) {
-  // Empty lines before a request line are ignored (RFC 9112 section 2.2).
-  if (scanned_ == 0) {
-    size_t skip = 0;
-    while (in.compare(skip, 2, "\r\n") == 0) skip += 2;
-    if (skip > 0) in.erase(0, skip);
+  // Empty lines before a request line are ignored (RFC 9112 section 2.2), however their
+  // bytes arrive: a request line never starts with CR.
+  size_t skip = 0;
+  while (in.compare(skip, 2, "\r\n") == 0) skip += 2;
+  if (skip > 0) {
+    in.erase(0, skip);
+    scanned_ = scanned_ > skip ? scanned_ - skip : 0;
   }
   size_t end = in.find("\r\n\r\n", scanned_ >= 3 ? scanned_ - 3 : 0);
   if (end == std::string::npos || end + 4 > limits_.max_head_bytes) {
     // A request line longer than any target allowed: 414 now, not 431 once 64 KiB are in.
+    // (A last CR may be the start of the line's CRLF.)
     if (in.size() > limits_.max_target_bytes + kMethodAndVersionBytes &&
-        in.find("\r\n") > limits_.max_target_bytes + kMethodAndVersionBytes)
+        std::min(in.find("\r\n"), in.size() - in.ends_with('\r')) >
+            limits_.max_target_bytes + kMethodAndVersionBytes)
       return TargetTooLong();
     scanned_ = in.size();
     if (in.size() > limits_.max_head_bytes || end != std::string::npos)
@@ -139,6 +143,8 @@ RequestParser::State RequestParser::ParseHead(std::string& in) {
   std::string_view head(in.data(), end);
 
   size_t eol = std::min(head.find("\r\n"), head.size());
+  // As above, whether the head came at once or in pieces.
+  if (eol > limits_.max_target_bytes + kMethodAndVersionBytes) return TargetTooLong();
   std::string_view line = head.substr(0, eol);
   size_t sp1 = line.find(' ');
   size_t sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);

@@ -1,5 +1,7 @@
 #include "providers/anthropic.h"
 
+#include <algorithm>
+
 #include "config/text.h"
 #include "providers/framing.h"
 #include "providers/json_bounded.h"
@@ -27,7 +29,9 @@ class Observer final : public StreamObserver {
     std::string error;
     auto j = ParseJsonBounded(e.data, &error);
     if (!j || !j->is_object()) return;
-    std::string type = j->value("type", e.event);
+    auto named = j->find("type");
+    const std::string& type =
+        named != j->end() && named->is_string() ? named->get_ref<const std::string&>() : e.event;
     if (type == "message_start" && j->contains("message") && (*j)["message"].is_object() &&
         (*j)["message"].contains("usage")) {
       MergeUsage((*j)["message"]["usage"], &usage_);
@@ -49,26 +53,27 @@ class Observer final : public StreamObserver {
   SseSplitter splitter_;
 };
 
-int64_t IntOr(const json& j, const char* key, int64_t fallback) {
-  return j.contains(key) && j[key].is_number_integer() ? j[key].get<int64_t>() : fallback;
-}
-
 }  // namespace
 
 void MergeUsage(const json& u, Usage* usage) {
   if (!u.is_object()) return;
   usage->reported = true;
-  usage->input_tokens = IntOr(u, "input_tokens", usage->input_tokens);
-  usage->output_tokens = IntOr(u, "output_tokens", usage->output_tokens);
-  usage->cache_read_tokens = IntOr(u, "cache_read_input_tokens", usage->cache_read_tokens);
+  // A negative count (a broken upstream) counts as none: usage never pays back.
+  auto count = [](const json& j, std::string_view key, int64_t fallback) {
+    return std::max<int64_t>(IntegerMember(j, key, fallback), 0);
+  };
+  usage->input_tokens = count(u, "input_tokens", usage->input_tokens);
+  usage->output_tokens = count(u, "output_tokens", usage->output_tokens);
+  usage->cache_read_tokens = count(u, "cache_read_input_tokens", usage->cache_read_tokens);
   if (u.contains("cache_creation") && u["cache_creation"].is_object()) {
-    usage->cache_write_5m_tokens = IntOr(u["cache_creation"], "ephemeral_5m_input_tokens", 0);
-    usage->cache_write_1h_tokens = IntOr(u["cache_creation"], "ephemeral_1h_input_tokens", 0);
+    usage->cache_write_5m_tokens = count(u["cache_creation"], "ephemeral_5m_input_tokens", 0);
+    usage->cache_write_1h_tokens = count(u["cache_creation"], "ephemeral_1h_input_tokens", 0);
   } else if (u.contains("cache_creation_input_tokens")) {
     // Without the split, the total is billed at the 5-minute rate (PROVIDERS.md 3.5),
-    // unless an earlier event already split this same total.
-    int64_t total = IntOr(u, "cache_creation_input_tokens", 0);
-    if (usage->cache_write_5m_tokens + usage->cache_write_1h_tokens != total) {
+    // unless an earlier event already split this same total (compared without a sum
+    // that could overflow).
+    int64_t total = count(u, "cache_creation_input_tokens", 0);
+    if (usage->cache_write_5m_tokens != total - usage->cache_write_1h_tokens) {
       usage->cache_write_5m_tokens = total;
       usage->cache_write_1h_tokens = 0;
     }

@@ -172,6 +172,12 @@ std::optional<std::string_view> TopLevelObject(std::string_view text, std::strin
   return found;
 }
 
+int64_t IntegerMember(const nlohmann::json& j, std::string_view key, int64_t fallback) {
+  if (!j.is_object()) return fallback;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : fallback;
+}
+
 std::optional<nlohmann::json> ParseJsonBounded(std::string_view text, std::string* error,
                                                int max_depth) {
   if (!DepthWithin(text, max_depth)) {

@@ -18,6 +18,11 @@ constexpr int kMaxJsonDepth = 64;
 std::optional<nlohmann::json> ParseJsonBounded(std::string_view text, std::string* error,
                                                int max_depth = kMaxJsonDepth);
 
+// The integer member `key` of `j`; `fallback` when `j` is not an object, has no such
+// member or it is not an integer (an upstream's counts are read, never trusted to have
+// a type: get<> would throw, or cast a float past int64).
+int64_t IntegerMember(const nlohmann::json& j, std::string_view key, int64_t fallback);
+
 // Whether `parsed`, the tree parsed from `text`, holds every object member the text
 // spells out: false when a key repeats within an object (the parser keeps one of them,
 // another reader might keep the other). One pass over the bytes and one over the tree.

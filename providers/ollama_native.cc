@@ -1,5 +1,7 @@
 #include "providers/ollama_native.h"
 
+#include <algorithm>
+
 #include "providers/framing.h"
 #include "providers/json_bounded.h"
 
@@ -42,7 +44,7 @@ class Observer final : public StreamObserver {
         (*j)["message"].contains("content") && (*j)["message"]["content"].is_string())
       relayed_text_bytes_ +=
           static_cast<int64_t>((*j)["message"]["content"].get_ref<const std::string&>().size());
-    if (j->value("done", false)) {
+    if (auto done = j->find("done"); done != j->end() && done->is_boolean() && done->get<bool>()) {
       usage_ = ReadUsage(*j);
       finished_ = true;
     }
@@ -102,8 +104,9 @@ Usage ReadUsage(const json& answer) {
   Usage u;
   if (!answer.is_object() || !answer.contains("prompt_eval_count")) return u;
   u.reported = true;
-  u.input_tokens = answer.value("prompt_eval_count", int64_t{0});
-  u.output_tokens = answer.value("eval_count", int64_t{0});
+  // A negative count (a broken upstream) counts as none: usage never pays back.
+  u.input_tokens = std::max<int64_t>(IntegerMember(answer, "prompt_eval_count", 0), 0);
+  u.output_tokens = std::max<int64_t>(IntegerMember(answer, "eval_count", 0), 0);
   return u;
 }
 

@@ -68,10 +68,6 @@ class Observer final : public StreamObserver {
   SseSplitter splitter_;
 };
 
-int64_t IntOr(const json& j, const char* key, int64_t fallback) {
-  return j.contains(key) && j[key].is_number_integer() ? j[key].get<int64_t>() : fallback;
-}
-
 }  // namespace
 
 Result<RequestFacts> ReadRequest(const Route& route, const json& body) {
@@ -213,13 +209,13 @@ std::optional<Usage> FlatUsage(std::string_view usage) {
 Usage ReadUsage(const json& u) {
   if (!u.is_object()) return Usage{};
   UsageCounts c;
-  c.prompt = IntOr(u, "prompt_tokens", 0);
-  c.cached = IntOr(u, "prompt_cache_hit_tokens", -1);
+  c.prompt = IntegerMember(u, "prompt_tokens", 0);
+  c.cached = IntegerMember(u, "prompt_cache_hit_tokens", -1);
   if (c.cached < 0 && u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object())
-    c.cached = IntOr(u["prompt_tokens_details"], "cached_tokens", 0);
-  c.completion = IntOr(u, "completion_tokens", 0);
+    c.cached = IntegerMember(u["prompt_tokens_details"], "cached_tokens", 0);
+  c.completion = IntegerMember(u, "completion_tokens", 0);
   if (u.contains("completion_tokens_details") && u["completion_tokens_details"].is_object())
-    c.reasoning = IntOr(u["completion_tokens_details"], "reasoning_tokens", 0);
+    c.reasoning = IntegerMember(u["completion_tokens_details"], "reasoning_tokens", 0);
   return FromCounts(c);
 }
 

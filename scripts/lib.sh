@@ -2,7 +2,8 @@
 # and starting Postgres and Redis. Source it; do not run it.
 
 TOLLGATE_PACKAGES=(build-essential cmake pkg-config libcpp-httplib-dev libssl-dev nlohmann-json3-dev
-  libhiredis-dev libpqxx-dev libgtest-dev libjemalloc-dev libhowardhinnant-date-dev postgresql redis-server tzdata curl ca-certificates openssl)
+  libhiredis-dev libpqxx-dev libgtest-dev libjemalloc-dev libhowardhinnant-date-dev postgresql redis-server tzdata curl ca-certificates openssl
+  clang libclang-rt-14-dev)
 
 log() { printf '\033[1m[tollgate]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -31,8 +32,54 @@ install_missing() {
 build_tollgate() {
   local dir=${1:-build} type=${2:-RelWithDebInfo}
   shift 2 2>/dev/null || true
-  cmake -S "$TOP" -B "$TOP/$dir" -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null || die "cmake configure failed"
+  configure_tollgate "$dir" "$type" "$@"
   cmake --build "$TOP/$dir" -j"$(nproc)" || die "build failed"
+}
+
+# configure_tollgate DIR TYPE [CMAKE ARGS...]
+configure_tollgate() {
+  local dir=$1 type=$2
+  shift 2
+  cmake -S "$TOP" -B "$TOP/$dir" -DCMAKE_BUILD_TYPE="$type" "$@" >/dev/null || die "cmake configure failed"
+}
+
+# The sanitizer builds: only the libraries, the binaries and the test files named
+# (TOLLGATE_TESTS), at -O1 with line tables only, which halves their build time.
+# build_sanitized DIR ASAN|TSAN TEST_FILE...
+build_sanitized() {
+  local dir=$1 kind=$2
+  shift 2
+  local tests
+  tests=$(IFS=';'; echo "$*")
+  local opt=-DTOLLGATE_SANITIZE=ON
+  [ "$kind" = TSAN ] && opt=-DTOLLGATE_TSAN=ON
+  configure_tollgate "$dir" Sanitized "$opt" "-DTOLLGATE_TESTS=$tests" \
+    -DCMAKE_CXX_FLAGS_SANITIZED="-O1 -g1"
+  cmake --build "$TOP/$dir" -j"$(nproc)" || die "$kind build failed"
+}
+
+# The libFuzzer targets of tests/fuzz, with clang, in build-fuzz/.
+build_fuzz_targets() {
+  CC=clang configure_tollgate build-fuzz RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ -DTOLLGATE_FUZZ=ON \
+    -DTOLLGATE_TESTS=none
+  cmake --build "$TOP/build-fuzz" -j"$(nproc)" --target fuzz_targets || die "fuzz build failed"
+}
+
+fuzz_target_names() {
+  local f
+  for f in "$TOP"/tests/fuzz/fuzz_*.cc; do f=${f##*/}; echo "${f%.cc}"; done
+}
+
+# run_fuzz_target NAME SECONDS: one process, nice'd, from the seeds in tests/fuzz/corpus/
+# and what earlier runs kept in build-fuzz/corpus/. A finding is written to
+# build-fuzz/findings/NAME/ and fails the run.
+run_fuzz_target() {
+  local name=$1 seconds=$2 short=${1#fuzz_}
+  local corpus=$TOP/build-fuzz/corpus/$short findings=$TOP/build-fuzz/findings/$short
+  mkdir -p "$corpus" "$findings"
+  nice -n 10 "$TOP/build-fuzz/tests/fuzz/$name" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" "$TOP/tests/fuzz/corpus/$short" \
+    >"$TOP/build-fuzz/$name.log" 2>&1
 }
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }

@@ -131,6 +131,23 @@ TEST(HttpClient, RefusesLooseChunkFramingAndConflictingLengths) {
   }
 }
 
+// Found by tests/fuzz/fuzz_upstream_answer: "000" was taken as the answer's status (and
+// relayed as such), as anything below 100 or past 599 was.
+TEST(HttpClient, AStatusHttpDoesNotDefineIsAProtocolError) {
+  RawServer server(3, [](int fd, int i) {
+    if (i == 0)
+      Write(fd, "HTTP/1.1 000 Continue\r\n\r\nHTTP/1.1 429 Too Many\r\nContent-Length: 2\r\n\r\n{}");
+    if (i == 1) Write(fd, "HTTP/1.1 999 Nine\r\nContent-Length: 0\r\n\r\n");
+    if (i == 2) Write(fd, "HTTP/1.1 599 Last\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  });
+  UpstreamPool pool(server.url(), {});
+  EXPECT_EQ(testing::Ask(pool).error, ClientError::kProtocol);
+  EXPECT_EQ(testing::Ask(pool).error, ClientError::kProtocol);
+  auto last = testing::Ask(pool);
+  EXPECT_EQ(last.error, ClientError::kNone);
+  EXPECT_EQ(last.status, 599);
+}
+
 TEST(HttpClient, NothingListeningIsAConnectError) {
   int port = 0;
   int fd = testing::LoopbackSocket(&port, false);  // bound, never listening: refused

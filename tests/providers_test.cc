@@ -100,6 +100,41 @@ TEST(AnthropicUsage, SplitsCacheWritesWhenTheAnswerDoes) {
   EXPECT_EQ(u.output_tokens, 30);
 }
 
+// Found by tests/fuzz/fuzz_provider_usage: a member of the wrong type in a streamed frame
+// threw from the observer (the relay cut the stream and counted a bug), and a negative
+// count from an upstream was billed as a refund.
+TEST(ProviderStreams, FramesOfTheWrongShapeAreReadAsNoneNeverThrow) {
+  const Provider& ollama = *FindProvider("ollama");
+  auto native = ollama.ObserveStream(*ollama.Match("POST", "api/chat"), false);
+  std::string lines =
+      "{\"message\":{\"content\":\"hi\"},\"done\":4}\n"
+      "{\"done\":true,\"prompt_eval_count\":\"26\",\"eval_count\":-9}\n";
+  EXPECT_EQ(FeedBytewise(*native, lines), lines);
+  EXPECT_TRUE(native->finished());
+  EXPECT_EQ(native->usage().input_tokens, 0);
+  EXPECT_EQ(native->usage().output_tokens, 0);
+  EXPECT_EQ(ollama.UsageFromAnswer(*ollama.Match("POST", "api/generate"),
+                                   R"({"done":true,"prompt_eval_count":1.5e300,"eval_count":-3})")
+                .output_tokens,
+            0);
+
+  anthropic::Anthropic a;
+  auto sse = a.ObserveStream(Route{Endpoint::kChat}, false);
+  std::string events =
+      "event: message_start\ndata: {\"type\":5,\"message\":{\"usage\":{\"input_tokens\":-25}}}\n\n"
+      "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":-7,"
+      "\"cache_creation_input_tokens\":9223372036854775807}}\n\n";
+  EXPECT_EQ(FeedBytewise(*sse, events), events);
+  EXPECT_EQ(sse->usage().input_tokens, 0) << "the event's name stands for a type that is not text";
+  EXPECT_EQ(sse->usage().output_tokens, 0);
+  Usage u;
+  anthropic::MergeUsage(json::parse(R"({"cache_creation":{"ephemeral_5m_input_tokens":9223372036854775807,
+      "ephemeral_1h_input_tokens":9223372036854775807}})"),
+                        &u);
+  anthropic::MergeUsage(json::parse(R"({"cache_creation_input_tokens":5})"), &u);  // no overflow
+  EXPECT_EQ(u.cache_write_5m_tokens, 5);
+}
+
 TEST(Providers, RequestFactsAndEstimates) {
   const Provider* ds = FindProvider("deepseek");
   auto route = ds->Match("POST", "chat/completions");
@@ -128,6 +163,10 @@ TEST(Providers, RequestFactsAndEstimates) {
   EXPECT_FALSE(ol->ReadRequest(*native, json::parse(R"({"model":"x","prompt":"hi",
       "options":{"num_predict":9223372036854775808}})"))
                    .ok());
+  auto past = ol->ReadRequest(*native, json::parse(R"({"model":"llama3.2","prompt":"hi",
+                                                      "options":{"num_predict":9223372036854775808}})"));
+  ASSERT_FALSE(past.ok());
+  EXPECT_NE(past.status().message().find("options.num_predict"), std::string::npos);
   EXPECT_FALSE(ol->Match("POST", "api/pull").has_value());
   EXPECT_EQ(FindProvider("openai"), nullptr);
 }
@@ -240,6 +279,20 @@ TEST(JsonBounded, RefusesDeepNestingWithoutCrashing) {
   EXPECT_TRUE(ParseJsonBounded(R"({"a":[[[1]]]})", &error).has_value());
   EXPECT_FALSE(ParseJsonBounded("{", &error).has_value());
   EXPECT_NE(error.find("not valid JSON"), std::string::npos);
+}
+
+// Found by tests/fuzz/fuzz_provider_usage: a number past a double's range made the parser
+// throw out_of_range (not a parse_error) on the second parse, which asks why.
+TEST(JsonBounded, ANumberPastADoubleIsNotJsonNotAThrow) {
+  std::string error;
+  EXPECT_FALSE(ParseJsonBounded("9e541", &error).has_value());
+  EXPECT_NE(error.find("not valid JSON"), std::string::npos);
+  EXPECT_FALSE(
+      ParseJsonBounded(R"({"model":"m","messages":[],"temperature":-1e999})", &error).has_value());
+  const Provider& m = *FindProvider("mistral");
+  EXPECT_FALSE(m.UsageFromAnswer(*m.Match("POST", "v1/chat/completions"),
+                                 R"({"usage":{"prompt_tokens":1e400,"completion_tokens":2}})")
+                   .reported);
 }
 
 TEST(JsonBounded, CountsOnlyBracketsOutsideStrings) {

@@ -89,6 +89,19 @@ TEST_F(ProxyBadInput, AModelOrContentNotUtf8Gets400OnAWorkerAndOnTheLoop) {
   ExpectStillServing();
 }
 
+// Found by tests/fuzz/fuzz_provider_usage: a number past a double's range made the
+// body's parse throw, and the boundary answered 500 and counted a bug.
+TEST_F(ProxyBadInput, ANumberPastADoubleIs400NotABug) {
+  for (int round = 0; round < 2; ++round) {  // a worker, then the loop (the key is cached)
+    Wire w = Raw(ChatWire(
+        R"({"model":"mistral-small-latest","temperature":1e999,"messages":[{"role":"user","content":"hi"}]})"));
+    EXPECT_EQ(w.status, 400) << w.body;
+    EXPECT_EQ(ValidJson(w)["error"]["type"], "invalid_request_error") << w.body;
+    ExpectStillServing();
+  }
+  EXPECT_EQ(metrics_.Get(Counter::kInternalErrors), 0u) << "refused as bad input, not as a bug";
+}
+
 TEST_F(ProxyBadInput, EveryErrorPathAnswersValidUtf8Json) {
   auto svc = directory_.CreateKey(user_.id, "svc", true, std::nullopt, clock_.Now());
   ASSERT_TRUE(svc.ok());

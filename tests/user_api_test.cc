@@ -92,6 +92,19 @@ TEST_F(UserApi, RefusesWithoutAValidKeyInTheOneErrorShape) {
   EXPECT_TRUE(json::parse(bad->body)["error"].contains("message"));
 }
 
+// A body is parsed with its depth bounded, as every parse of a caller's bytes.
+TEST_F(UserApi, ADeeplyNestedBodyIs400) {
+  for (const std::string& body : {"{\"thresholds\":" + std::string(100000, '[') + "}",
+                                  "{\"a\":" + std::string(70, '[') + std::string(70, ']') + "}",
+                                  std::string("{\"limit_usd\":1e999}")}) {
+    auto r = client_->Put("/api/v1/budget/settings", {{"Authorization", "Bearer " + key_}}, body,
+                          "application/json");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_EQ(json::parse(r->body)["error"]["code"], "invalid_json") << r->body;
+  }
+}
+
 TEST_F(UserApi, HiddenBudgetIs403) {
   BudgetSettings s = *directory_.GetSettings(user_);
   s.budget_visible = false;
