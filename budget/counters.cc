@@ -1,6 +1,8 @@
 #include "budget/counters.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -100,7 +102,35 @@ redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3])
 return 1
 )lua");
 
+// Places holds in a new dataset, each only if it is not there yet (a request reserving
+// in it meanwhile placed it itself): KEYS[1] the epoch, then (hold-sum, hold-exp,
+// hold-amt) per account; ARGV[1] the epoch they are meant for, then per account the
+// number of holds and (id, amount, expiry ms) for each. Returns the holds placed, or -1
+// when the dataset is not that one any more.
+const LuaScript kRepublishScript(R"lua(
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+local a, placed = 2, 0
+for k = 2, #KEYS, 3 do
+  local n, added = tonumber(ARGV[a]), 0
+  a = a + 1
+  for _ = 1, n do
+    if redis.call('HSETNX', KEYS[k + 2], ARGV[a], ARGV[a + 1]) == 1 then
+      redis.call('ZADD', KEYS[k + 1], ARGV[a + 2], ARGV[a])
+      added = added + tonumber(ARGV[a + 1])
+      placed = placed + 1
+    end
+    a = a + 3
+  end
+  if added > 0 then
+    local total = tonumber(redis.call('GET', KEYS[k]) or '0') + added
+    redis.call('SET', KEYS[k], string.format('%.0f', total))
+  end
+end
+return placed
+)lua");
+
 constexpr const char* kEpochKey = "tg:epoch";
+constexpr size_t kRepublishBatch = 1000;  // holds per script call
 constexpr int64_t kAppliedMarkerSeconds = 86400;
 
 int64_t EpochBirthMs(const std::string& epoch) {
@@ -205,6 +235,71 @@ std::string WindowRowsSql(int64_t account) {
 RedisCounters::RedisCounters(Redis& redis, LedgerSums& sums, const Clock& clock, Metrics& metrics,
                              std::chrono::milliseconds quarantine)
     : redis_(redis), sums_(sums), clock_(clock), metrics_(metrics), quarantine_(quarantine) {}
+
+RedisCounters::~RedisCounters() { StopWatch(); }
+
+void RedisCounters::Watch(std::chrono::milliseconds every) {
+  watch_ = std::thread([this, every] {
+    std::unique_lock lock(watch_mu_);
+    while (!watch_wake_.wait_for(lock, every, [&] { return watch_stopping_; })) {
+      lock.unlock();
+      auto placed = RepublishIfNewEpoch();
+      if (placed.ok() && *placed > 0)
+        std::fprintf(stderr, "tollgate: Redis holds a new dataset: %zu live holds placed in it\n",
+                     *placed);
+      lock.lock();
+    }
+  });
+}
+
+void RedisCounters::StopWatch() {
+  {
+    std::lock_guard lock(watch_mu_);
+    watch_stopping_ = true;
+  }
+  watch_wake_.notify_all();
+  if (watch_.joinable()) watch_.join();
+}
+
+Result<size_t> RedisCounters::RepublishIfNewEpoch() {
+  auto e = kEpochScript.Run(redis_, {kEpochKey}, {RandomHex(8)});
+  if (!e.ok() || e->elements.size() != 2) {
+    metrics_.Inc(Counter::kRedisErrors);
+    return e.ok() ? Status::Internal("epoch: bad reply") : e.status();
+  }
+  const std::string epoch = e->elements[0].str;
+  if (epoch == seen_epoch_) return size_t{0};
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    clock_.Now().time_since_epoch()).count();
+  std::vector<LiveHolds::Hold> live = holds_.Live(now_ms);
+  std::sort(live.begin(), live.end(),
+            [](const LiveHolds::Hold& a, const LiveHolds::Hold& b) { return a.account < b.account; });
+  size_t placed = 0;
+  for (size_t from = 0; from < live.size(); from += kRepublishBatch) {
+    size_t to = std::min(live.size(), from + kRepublishBatch);
+    std::vector<std::string> keys = {kEpochKey}, args = {epoch};
+    for (size_t i = from; i < to;) {
+      size_t j = i;
+      while (j < to && live[j].account == live[i].account) ++j;
+      for (std::string& k : HoldKeys(live[i].account)) keys.push_back(std::move(k));
+      args.push_back(std::to_string(j - i));
+      for (; i < j; ++i) {
+        args.push_back(live[i].id);
+        args.push_back(Nanos(live[i].amount));
+        args.push_back(std::to_string(live[i].expires_ms));
+      }
+    }
+    auto r = kRepublishScript.Run(redis_, keys, args);
+    if (!r.ok()) {
+      metrics_.Inc(Counter::kRedisErrors);
+      return r.status();  // the next look tries again
+    }
+    if (r->integer < 0) return size_t{0};  // another new dataset already: the next look
+    placed += static_cast<size_t>(r->integer);
+  }
+  seen_epoch_ = epoch;
+  return placed;
+}
 
 std::string RedisCounters::Tag(int64_t account) {
   return account == 0 ? "tg:{global}" : "tg:{u:" + std::to_string(account) + "}";
@@ -329,6 +424,11 @@ Result<std::string> RedisCounters::Apply(const std::string& token,
     if (r->type != RedisReply::Type::kArray || r->elements.size() != 3) {
       metrics_.Inc(Counter::kRedisErrors);
       return Status::Internal("apply: bad reply");
+    }
+    if (r->elements[0].str != "missing") {
+      for (const auto& [account, holds] : releases) {
+        for (const auto& [id, amount] : holds) holds_.Release(account, id, amount);
+      }
     }
     if (r->elements[0].str == "ok" && on_applied_) {
       const auto& after = r->elements[2].elements;

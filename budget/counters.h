@@ -17,11 +17,15 @@
 // Sentinel's primary), not a Redis Cluster.
 #pragma once
 
+#include <condition_variable>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "budget/live_holds.h"
 #include "budget/pg_pool.h"
 #include "budget/redis.h"
 #include "budget/window.h"
@@ -95,9 +99,11 @@ class RedisCounters final : public CounterStore {
  public:
   // `quarantine`: how long a new dataset (Redis restarted empty) waits before its first
   // counter is built, so that a batch applied in the old one just before has left
-  // ledger_pending by then (and is in the sum).
+  // ledger_pending by then (and is in the sum), and every instance's watch has placed
+  // its live holds in it.
   RedisCounters(Redis& redis, LedgerSums& sums, const Clock& clock, Metrics& metrics,
-                std::chrono::milliseconds quarantine = std::chrono::seconds(1));
+                std::chrono::milliseconds quarantine = std::chrono::seconds(3));
+  ~RedisCounters();
   // Called (on the applying thread) with each delta applied and its counter after it;
   // before the ledger starts. Alerts are raised from here.
   using AppliedCallback = std::function<void(const CounterDelta&, Money after)>;
@@ -106,6 +112,17 @@ class RedisCounters final : public CounterStore {
   Result<std::string> Apply(const std::string& token, const std::vector<CounterDelta>& deltas,
                             const std::vector<UsageRecord>* rows) override;
   Result<std::string> Epoch() override;
+  // The holds this instance has placed and not yet seen released (live_holds.h): the
+  // gate adds and releases them as it reserves and releases, Apply as it releases.
+  LiveHolds& holds() { return holds_; }
+  // Notices a new dataset (Redis restarted empty, tg:epoch gone) and places this
+  // instance's live holds in it, within its quarantine, before any counter is built
+  // there. Runs every `every` on a thread of its own until StopWatch().
+  void Watch(std::chrono::milliseconds every);
+  void StopWatch();
+  // One look at the epoch, placing the holds when it changed (what Watch does each
+  // time). Returns the number of holds placed.
+  Result<size_t> RepublishIfNewEpoch();
   // Creates the account's counter for `w` from the ledger if it is missing. Blocks (a
   // worker's or the ledger writer's call): Postgres, and the quarantine of a new dataset.
   Status Build(int64_t account, const Window& w);
@@ -124,6 +141,12 @@ class RedisCounters final : public CounterStore {
   Metrics& metrics_;
   const std::chrono::milliseconds quarantine_;
   AppliedCallback on_applied_;
+  LiveHolds holds_;
+  std::string seen_epoch_;  // the watch's thread only
+  std::mutex watch_mu_;
+  std::condition_variable watch_wake_;
+  bool watch_stopping_ = false;
+  std::thread watch_;
 };
 
 // Where a row of the ledger counts: the SQL condition on usage_ledger for one account's

@@ -25,7 +25,9 @@ namespace {
 // comes back to zero, so it needs no expiry of its own.
 // KEYS: hold-sum, hold-exp, hold-amt, then the spend counters the operations name.
 // ARGV[1]: now (ms); then each operation:
-//   'R', counter (index into KEYS), amount, limit, hold id, expiry (ms)
+//   'R', counter (index into KEYS), amount, limit, hold id, expiry (ms); a hold id
+//        already held is reserved already (RedisCounters placed it again after a
+//        restart, or a worker asks again for what the loop reserved)
 //   'D', hold id, amount (release up to that much of the hold)
 // Returns, per operation: a reservation's {status (1 held, 0 refused, -1 counter
 // missing), spend, held}; a release's amount released.
@@ -66,7 +68,9 @@ while i <= #ARGV do
     else
       sweep()
       local h, amount = held(), tonumber(ARGV[i + 2])
-      if spend + h + amount > tonumber(ARGV[i + 3]) then
+      if redis.call('HEXISTS', KEYS[3], ARGV[i + 4]) == 1 then
+        out[#out + 1] = {1, spend, h}  -- held already (placed again in a new dataset)
+      elseif spend + h + amount > tonumber(ARGV[i + 3]) then
         out[#out + 1] = {0, spend, h}
       else
         out[#out + 1] = {1, spend, h}
@@ -172,10 +176,13 @@ Window RedisGate::GlobalWindow() const {
 Result<RedisGate::ScriptResult> RedisGate::RunReserve(int64_t account, const Window& w,
                                                       Money amount, Money limit,
                                                       const std::string& hold) {
+  LiveHolds& live = counters_.holds();
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto r = RunOne(account, {'R', SpendKey(account, w.start), ReserveArgs(amount, limit, hold)});
-    if (!r.ok()) return r.status();
-    auto reply = ReserveReply(*r);
+    auto args = ReserveArgs(amount, limit, hold);
+    live.Add(account, hold, amount, ExpiryMs());  // before Redis may hold it
+    auto r = RunOne(account, {'R', SpendKey(account, w.start), std::move(args)});
+    auto reply = r.ok() ? ReserveReply(*r) : Result<std::array<int64_t, 3>>(r.status());
+    if (!reply.ok() || (*reply)[0] != 1) live.Release(account, hold, amount);
     if (!reply.ok()) return reply.status();
     ScriptResult out{(*reply)[0], Money::FromNanos((*reply)[1]), Money::FromNanos((*reply)[2])};
     if (out.status != -1) return out;
@@ -203,7 +210,9 @@ Admission RedisGate::Reserve(const ReserveRequest& request) {
   }
   Money amount = first->amount;
   auto release_global = [&] {
-    if (gw) RunOne(0, {'D', "", {id, std::to_string(amount.nanos())}});
+    if (!gw) return;
+    counters_.holds().Release(0, id, amount);
+    RunOne(0, {'D', "", {id, std::to_string(amount.nanos())}});
   };
   if (gw) {
     auto g = RunReserve(0, *gw, amount, global_cap_->limit, id);
@@ -257,12 +266,15 @@ void RedisGate::RaiseAlert(const CounterDelta& applied, Money spend) {
                   applied.window.start, spend, s.limit});
 }
 
+int64_t RedisGate::ExpiryMs() const {
+  return NowMs(clock_.Now()) +
+         std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count();
+}
+
 std::vector<std::string> RedisGate::ReserveArgs(Money amount, Money limit,
                                                 const std::string& hold) const {
-  int64_t expires = NowMs(clock_.Now()) +
-                    std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count();
   return {std::to_string(amount.nanos()), std::to_string(limit.nanos()), hold,
-          std::to_string(expires)};
+          std::to_string(ExpiryMs())};
 }
 
 bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback done) {
@@ -283,16 +295,19 @@ bool RedisGate::ReserveNoWait(const ReserveRequest& request, AdmissionCallback d
     return true;
   }
   std::string hold = HoldId({window, std::nullopt, amount, Money(), request.request_id});
+  counters_.holds().Add(request.user_id, request.request_id, amount, ExpiryMs());
   Enqueue(request.user_id,
           {{'R', SpendKey(request.user_id, window),
             ReserveArgs(amount, limit, request.request_id)},
-           [this, a, hold, user = request.user_id, window, limit,
+           [this, a, hold, id = request.request_id, user = request.user_id, window, limit,
             done = std::move(done)](const RedisReply* r) mutable {
              // Refused (the cap may yet be clamped), a counter to build, or Redis
              // failing: Reserve() decides.
-             if (r == nullptr) return done(std::nullopt);
-             auto reply = ReserveReply(*r);
-             if (!reply.ok() || (*reply)[0] != 1) return done(std::nullopt);
+             auto reply = r ? ReserveReply(*r) : Result<std::array<int64_t, 3>>(Status::Ok());
+             if (r == nullptr || !reply.ok() || (*reply)[0] != 1) {
+               counters_.holds().Release(user, id, a.held);
+               return done(std::nullopt);
+             }
              a.spend = Money::FromNanos((*reply)[1]);
              a.hold_id = hold;
              if (!leases_.contains(user))
@@ -364,12 +379,16 @@ void RedisGate::TakeLease(int64_t user_id, Timestamp window, Money limit, Money 
   Money lease = Money::FromNanos(size);
   std::string id = std::string(kLeasePrefix) + RandomHex(8);
   leasing_.insert(user_id);
+  counters_.holds().Add(user_id, id, lease, ExpiryMs());
   Enqueue(user_id, {{'R', SpendKey(user_id, window), ReserveArgs(lease, limit, id)},
                     [this, user_id, window, limit, lease, id](const RedisReply* r) {
                       leasing_.erase(user_id);
-                      if (r == nullptr) return;  // if taken after all, its hold lapses
-                      auto reply = ReserveReply(*r);
-                      if (!reply.ok() || (*reply)[0] != 1) return;
+                      // Not taken (if taken after all, its hold lapses).
+                      auto reply = r ? ReserveReply(*r) : Result<std::array<int64_t, 3>>(Status::Ok());
+                      if (r == nullptr || !reply.ok() || (*reply)[0] != 1) {
+                        counters_.holds().Release(user_id, id, lease);
+                        return;
+                      }
                       if (leases_.contains(user_id)) Retire(user_id);
                       Money before = Money::FromNanos((*reply)[1]) + Money::FromNanos((*reply)[2]);
                       leases_[user_id] = Lease{.id = id,
@@ -383,6 +402,7 @@ void RedisGate::TakeLease(int64_t user_id, Timestamp window, Money limit, Money 
 }
 
 RedisGate::GateOp RedisGate::ReleaseUnused(const Lease& l) {
+  counters_.holds().Release(l.user_id, l.id, l.amount - l.used);
   return {'D', "", {l.id, std::to_string((l.amount - l.used).nanos())}};
 }
 
@@ -473,8 +493,12 @@ void RedisGate::SendBatch(int64_t account, std::vector<LoopOp> waiting) {
     bool whole =
         r.ok() && r->type == RedisReply::Type::kArray && r->elements.size() == dones.size();
     if (r.ok() && !whole) metrics_.Inc(Counter::kRedisErrors);
-    // Redis failing: no more admissions against leases (their holds lapse).
-    if (!whole) leases_.clear();
+    // Redis failing: no more admissions against leases (their holds lapse; the part
+    // their requests use is still held, placed again should Redis come back empty).
+    if (!whole) {
+      for (const auto& [user, l] : std::exchange(leases_, {}))
+        counters_.holds().Release(user, l.id, l.amount - l.used);
+    }
     for (size_t i = 0; i < dones.size(); ++i) dones[i](whole ? &r->elements[i] : nullptr);
   };
   async_->Command(*argv, [this, argv, finish = std::move(finish)](Result<RedisReply> r) mutable {

@@ -88,6 +88,8 @@ class RedisGate final : public Gate {
   };
   Result<ScriptResult> RunReserve(int64_t account, const Window& w, Money amount, Money limit,
                                   const std::string& hold);
+  // When a hold placed now expires (ms since the epoch).
+  int64_t ExpiryMs() const;
   // A reservation's arguments after "now": amount, limit, hold id, expiry (ms).
   std::vector<std::string> ReserveArgs(Money amount, Money limit, const std::string& hold) const;
   void RaiseAlert(const CounterDelta& applied, Money spend);
@@ -151,8 +153,9 @@ class RedisGate final : public Gate {
   // none when one is being asked for or there is no room for four requests.
   void TakeLease(int64_t user_id, Timestamp window, Money limit, Money amount, Money room);
   std::optional<Admission> ReserveThroughLoop(const ReserveRequest& request);
-  // The operation releasing what the lease's requests did not use.
-  static GateOp ReleaseUnused(const Lease& lease);
+  // The operation releasing what the lease's requests did not use (released from the
+  // live holds now).
+  GateOp ReleaseUnused(const Lease& lease);
   // Admits nothing more against it and releases its unused part.
   void Retire(int64_t user_id);
   void RetireOldLeases();

@@ -151,6 +151,8 @@ int Serve(Context& ctx, const Args&) {
   gate.set_leases(c.lease_requests);
   gate.set_async(&loop_redis, proxy.get());
 
+  // A Redis restarted empty gets this instance's live holds back within its quarantine.
+  if (c.gate_enabled) counters.Watch(std::chrono::milliseconds(200));
   Reconciler reconciler(pool, redis, directory, ctx.clock, metrics);
   if (c.gate_enabled && c.reconcile_seconds > 0)
     reconciler.Start(std::chrono::seconds(c.reconcile_seconds));

@@ -108,7 +108,7 @@ struct Config {
   bool clamp_max_tokens = true;                      // gate.clamp_max_tokens
   int min_output_tokens = 256;                       // gate.min_output_tokens (clamp floor)
   int hold_ttl_seconds = 900;                        // gate.hold_ttl_seconds
-  int rebuild_quarantine_ms = 1000;                  // gate.rebuild_quarantine_ms (counters.h)
+  int rebuild_quarantine_ms = 3000;                  // gate.rebuild_quarantine_ms (counters.h)
   int reconcile_seconds = 60;  // gate.reconcile_seconds: counters vs ledger (0: never)
   int lease_requests = 256;                          // gate.lease_requests (0: no leases)
   bool redis_down_use_postgres = true;               // gate.redis_down: "postgres" | "fail_closed"

@@ -215,6 +215,46 @@ TEST_F(RedisGateTest, ClampsAnUnsetCapAndRebuildsALostCounterFromTheLedger) {
   EXPECT_EQ(gate_->State(user_)->spend.nanos(), 600'000);
 }
 
+// Redis restarted empty while requests are in flight: their holds are gone with it, and
+// a counter rebuilt from the ledger (which has none of their rows yet) shows room that
+// is already promised. The instance places its live holds in the new dataset first.
+TEST_F(RedisGateTest, HoldsInFlightArePlacedAgainInARedisRestartedEmpty) {
+  auto redis = testing::TestRedis(12, 4);  // a database of this test's own, flushed below
+  ASSERT_TRUE(redis);
+  redis->Command({"FLUSHDB"});
+  RedisCounters counters(*redis, ledger_, clock_, metrics_, 0ms);
+  ledger_.set_counters(&counters);
+  RedisGate gate(*redis, *settings_, counters, clock_, metrics_, 60s);
+  ASSERT_TRUE(counters.RepublishIfNewEpoch().ok());  // the watch's first look: nothing
+  // Each holds 1,000 + 499 x 1,000 = 500,000 of 1,000,000.
+  Admission a = gate.Reserve(Request(499, "a")), b = gate.Reserve(Request(499, "b"));
+  ASSERT_TRUE(a.allowed() && b.allowed());
+  ASSERT_FALSE(gate.Reserve(Request(499, "c")).allowed());
+  EXPECT_EQ(counters.holds().size(), 2u) << "a refusal leaves no live hold";
+
+  redis->Command({"FLUSHDB"});  // restarted empty: the epoch is gone too
+  auto placed = counters.RepublishIfNewEpoch();
+  ASSERT_TRUE(placed.ok()) << placed.status().message();
+  EXPECT_EQ(*placed, 2u);
+  EXPECT_EQ(*counters.RepublishIfNewEpoch(), 0u) << "once per dataset";
+  EXPECT_EQ(gate.State(user_)->held.nanos(), 1'000'000);
+  EXPECT_FALSE(gate.Reserve(Request(499, "d")).allowed()) << "the room is still promised";
+
+  // A row releases its hold as before, in Redis and here; the room comes back.
+  Settle(a, 400'000);
+  EXPECT_EQ(counters.holds().size(), 1u);
+  auto state = gate.State(user_);
+  EXPECT_EQ(state->spend.nanos(), 400'000);
+  EXPECT_EQ(state->held.nanos(), 500'000);
+  EXPECT_TRUE(gate.Reserve(Request(99, "e")).allowed()) << "100,000 fits in what is left";
+  // A hold placed again that its request then reserves anew is held once.
+  redis->Command({"FLUSHDB"});
+  ASSERT_EQ(*counters.RepublishIfNewEpoch(), 2u);  // b and e
+  EXPECT_TRUE(gate.Reserve(Request(99, "e")).allowed());
+  EXPECT_EQ(gate.State(user_)->held.nanos(), 600'000);
+  ledger_.set_counters(counters_.get());
+}
+
 struct RecordingAlerts : AlertSink {
   void Raise(const AlertEvent& e) override { events.push_back(e); }
   std::vector<AlertEvent> events;

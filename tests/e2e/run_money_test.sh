@@ -6,7 +6,9 @@
 #  1. A user no instance has seen: 300 requests at once over the three instances.
 #  2. Redis killed under load and restarted empty: afterwards the counter is the ledger.
 #  3. Right after that: reset, a hard $0.02 limit, 2.5 s, 300 requests at once (x3).
-#  4. SIGTERM while Postgres is down: every instance exits within its grace, and the
+#  4. Redis restarted empty while admitted streams fill a hard limit: their holds come
+#     back before any counter is built, so 20 more requests admit none past the limit.
+#  5. SIGTERM while Postgres is down: every instance exits within its grace, and the
 #     rows it held reach the ledger once Postgres is back (replayed by a new instance).
 source "$(dirname "$0")/harness.sh"
 own_servers
@@ -114,7 +116,49 @@ for round in 1 2 3; do
   race "reset-$round" "$resetting" "$reset_key"
 done
 
-# 4. SIGTERM while Postgres is down.
+# 4. Redis restarted empty while streams are in flight.
+hold_sum() { redis-cli -p "$redis_port" GET "tg:{u:$1}:hold-sum"; }
+tg user create --name inflight --limit 0.01 >/dev/null
+tg budget set --user inflight --enforcement hard >/dev/null
+inflight=$(user_id inflight)
+inflight_key=$(new_key --user inflight)
+since=$(window_start "$inflight_key")
+RACE_STREAM_MS=9000 node "$(dirname "$0")/race.mjs" "$inflight_key" 12 12 "${proxies[@]}" \
+  >"$WORK/streams.jsonl" &
+streams=$!
+# Admitted once the holds stop growing (each admission is a few milliseconds).
+last="" held=""
+for _ in $(seq 1 50); do
+  held=$(hold_sum "$inflight")
+  [ -n "$held" ] && [ "$held" = "$last" ] && break
+  last=$held
+  sleep 0.2
+done
+redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+start_redis "$WORK/redis" "$redis_port"
+# Every instance places its live holds in the new dataset (within its quarantine).
+back=""
+for _ in $(seq 1 50); do
+  back=$(hold_sum "$inflight")
+  [ "$back" = "$held" ] && break
+  sleep 0.1
+done
+echo "redis restart mid-stream: held $held before, $back after"
+check '[ -n "$held" ] && [ "$back" = "$held" ]' "the streams' holds are back after Redis restarted empty"
+node "$(dirname "$0")/race.mjs" "$inflight_key" 20 20 "${proxies[@]}" >"$WORK/after.jsonl"
+wait $streams
+cat "$WORK/streams.jsonl" "$WORK/after.jsonl" >"$WORK/inflight.jsonl"
+ok=$(grep -c '"status":200' "$WORK/inflight.jsonl" || true)
+rows=$(await_answered "$WORK/inflight.jsonl")
+settle_down "$inflight"
+total=$(ledger_sum "$inflight" "$since")
+count=$(counter "$inflight")
+echo "redis restart mid-stream: streams $(grep -c '"status":200' "$WORK/streams.jsonl"), after $(grep -c '"status":200' "$WORK/after.jsonl" || true), ledger $total of 10000000, counter $count"
+check '[ "$rows" -eq "$ok" ]' "redis restart mid-stream: every 200 has its ledger row"
+check '[ "$total" -le 10000000 ]' "redis restart mid-stream: the ledger stays within the hard limit (I1)"
+check '[ "$count" = "$total" ]' "redis restart mid-stream: the counter equals the ledger (I2)"
+
+# 5. SIGTERM while Postgres is down.
 tg user create --name outage --limit 1000 >/dev/null
 outage_key=$(new_key --user outage)
 for proxy in "${proxies[@]}"; do  # cache the key and settings on every instance
