@@ -145,6 +145,11 @@ int64_t EpochBirthMs(const std::string& epoch) {
 
 std::string Nanos(Money m) { return std::to_string(m.nanos()); }
 
+int64_t NowMs(const Clock& clock) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 std::vector<CounterDelta> CounterDeltas(const std::vector<UsageRecord>& rows) {
@@ -241,12 +246,14 @@ RedisCounters::~RedisCounters() { StopWatch(); }
 void RedisCounters::Watch(std::chrono::milliseconds every) {
   watch_ = std::thread([this, every] {
     std::unique_lock lock(watch_mu_);
-    while (!watch_wake_.wait_for(lock, every, [&] { return watch_stopping_; })) {
+    for (int64_t tick = 1; !watch_wake_.wait_for(lock, every, [&] { return watch_stopping_; });
+         ++tick) {
       lock.unlock();
       auto placed = RepublishIfNewEpoch();
       if (placed.ok() && *placed > 0)
         std::fprintf(stderr, "tollgate: Redis holds a new dataset: %zu live holds placed in it\n",
                      *placed);
+      if (tick % 64 == 0) holds_.Prune(NowMs(clock_));
       lock.lock();
     }
   });
@@ -269,9 +276,7 @@ Result<size_t> RedisCounters::RepublishIfNewEpoch() {
   }
   const std::string epoch = e->elements[0].str;
   if (epoch == seen_epoch_) return size_t{0};
-  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    clock_.Now().time_since_epoch()).count();
-  std::vector<LiveHolds::Hold> live = holds_.Live(now_ms);
+  std::vector<LiveHolds::Hold> live = holds_.Live(NowMs(clock_));
   std::sort(live.begin(), live.end(),
             [](const LiveHolds::Hold& a, const LiveHolds::Hold& b) { return a.account < b.account; });
   size_t placed = 0;

@@ -38,6 +38,11 @@ std::vector<LiveHolds::Hold> LiveHolds::Live(int64_t now_ms) {
   return out;
 }
 
+void LiveHolds::Prune(int64_t now_ms) {
+  std::lock_guard lock(mu_);
+  std::erase_if(holds_, [&](const auto& entry) { return entry.second.expires_ms <= now_ms; });
+}
+
 size_t LiveHolds::size() const {
   std::lock_guard lock(mu_);
   return holds_.size();

@@ -37,6 +37,8 @@ class LiveHolds {
   void Release(int64_t account, const std::string& id, Money amount);
   // The holds not yet expired at `now_ms`; the expired ones are forgotten.
   std::vector<Hold> Live(int64_t now_ms);
+  // Forgets the holds expired at `now_ms` (those whose rows another instance applied).
+  void Prune(int64_t now_ms);
   size_t size() const;
 
  private:

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <future>
 #include <optional>
 #include <thread>
@@ -213,6 +214,29 @@ TEST_F(RedisGateTest, ClampsAnUnsetCapAndRebuildsALostCounterFromTheLedger) {
   ASSERT_TRUE(a.clamped_max_tokens.has_value());
   EXPECT_EQ(*a.clamped_max_tokens, 399);  // (1,000,000 - 600,000 - 1,000) / 1,000
   EXPECT_EQ(gate_->State(user_)->spend.nanos(), 600'000);
+}
+
+// As Redis holds them: an id once, released in parts, gone once released or expired.
+TEST(LiveHolds, AnIdIsHeldOnceReleasedInPartsAndForgottenWhenExpired) {
+  LiveHolds holds;
+  holds.Add(7, "lease", Money::FromNanos(900), 5'000);
+  holds.Add(7, "lease", Money::FromNanos(900), 9'000);  // held already: no change
+  holds.Add(0, "lease", Money::FromNanos(50), 9'000);   // the global cap's, apart
+  holds.Add(7, "nothing", Money(), 9'000);
+  holds.Release(7, "lease", Money::FromNanos(300));
+  auto live = holds.Live(1'000);
+  ASSERT_EQ(live.size(), 2u);
+  auto user = std::find_if(live.begin(), live.end(), [](const auto& h) { return h.account == 7; });
+  ASSERT_NE(user, live.end());
+  EXPECT_EQ(user->amount.nanos(), 600);
+  EXPECT_EQ(user->expires_ms, 5'000);
+  holds.Release(7, "lease", Money::FromNanos(600));
+  holds.Release(7, "unknown", Money::FromNanos(600));
+  EXPECT_EQ(holds.size(), 1u);
+  holds.Prune(8'999);
+  EXPECT_EQ(holds.size(), 1u);
+  EXPECT_TRUE(holds.Live(9'000).empty()) << "expired at 9,000";
+  EXPECT_EQ(holds.size(), 0u);
 }
 
 // Redis restarted empty while requests are in flight: their holds are gone with it, and
