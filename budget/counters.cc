@@ -177,12 +177,20 @@ std::string DeltasToJson(const std::vector<CounterDelta>& deltas) {
 }
 
 std::optional<std::vector<CounterDelta>> DeltasFromJson(const std::string& json) {
+  // Each number an integer within int64 (get<> would cast a float past it: undefined).
+  auto integer = [](const nlohmann::json& v) -> std::optional<int64_t> {
+    if (!v.is_number_integer()) return std::nullopt;
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX}) return std::nullopt;
+    return v.get<int64_t>();
+  };
   try {
     std::vector<CounterDelta> out;
     for (const auto& e : nlohmann::json::parse(json)) {
-      out.push_back({e.at(0).get<int64_t>(),
-                     Window{FromMicros(e.at(1).get<int64_t>()), FromMicros(e.at(2).get<int64_t>())},
-                     Money::FromNanos(e.at(3).get<int64_t>())});
+      auto account = integer(e.at(0)), start = integer(e.at(1)), end = integer(e.at(2)),
+           cost = integer(e.at(3));
+      if (!account || !start || !end || !cost) return std::nullopt;
+      out.push_back({*account, Window{FromMicros(*start), FromMicros(*end)},
+                     Money::FromNanos(*cost)});
     }
     return out;
   } catch (const std::exception&) {

@@ -227,7 +227,9 @@ EventServer::EventServer(const ServerTuning& tuning, Boundary boundary)
 EventServer::~EventServer() {
   Stop();
   // Open until now, not closed by Stop(): a thread may still Post (and wake) a stopped
-  // loop, and must not write into a descriptor number reused meanwhile.
+  // loop, and must not write into a descriptor number reused meanwhile. The workers
+  // (a task ending after Stop may still Post) are gone first.
+  pool_.reset();
   if (wake_fd_ >= 0) close(wake_fd_);
 }
 

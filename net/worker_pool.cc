@@ -52,10 +52,12 @@ void WorkerPool::Run() {
     task = nullptr;  // what the task captured goes before the lock is taken again
     lock.lock();
   }
-  // The lock is held until the thread has ended: once the count reads 0 the destructor
-  // may return and the pool go away.
+  // Told while the lock is held, so the destructor sees the count at 0 only after this
+  // thread's last unlock, and nothing after it touches the pool. (Not
+  // notify_all_at_thread_exit: it unlocks before it notifies, so the pool could be gone
+  // by the time it does, which ThreadSanitizer reported.)
   --threads_;
-  std::notify_all_at_thread_exit(exited_, std::move(lock));
+  exited_.notify_all();
 }
 
 }  // namespace tollgate

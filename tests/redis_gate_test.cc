@@ -216,6 +216,21 @@ TEST_F(RedisGateTest, ClampsAnUnsetCapAndRebuildsALostCounterFromTheLedger) {
   EXPECT_EQ(gate_->State(user_)->spend.nanos(), 600'000);
 }
 
+// Found by tests/fuzz/fuzz_spool: a number past int64 (a float) in a pending batch's
+// deltas was cast by get<int64_t>(), undefined behaviour; it is no deltas now.
+TEST(CounterDeltas, ReadBackAsWrittenAndRefuseNumbersThatAreNotInt64) {
+  std::vector<CounterDelta> d = {{7, Window{FromMicros(1), FromMicros(2)}, Money::FromNanos(3)}};
+  auto back = DeltasFromJson(DeltasToJson(d));
+  ASSERT_TRUE(back.has_value());
+  ASSERT_EQ(back->size(), 1u);
+  EXPECT_EQ((*back)[0].account, 7);
+  EXPECT_EQ((*back)[0].cost.nanos(), 3);
+  EXPECT_FALSE(DeltasFromJson("[[7,173300000000001733000000000],[0,1,2,-3]]"));
+  EXPECT_FALSE(DeltasFromJson("[[7,1,2,1.5]]"));
+  EXPECT_FALSE(DeltasFromJson("[[7,1,2,9223372036854775808]]"));
+  EXPECT_TRUE(DeltasFromJson("[[7,1,2,9223372036854775807]]"));
+}
+
 // As Redis holds them: an id once, released in parts, gone once released or expired.
 TEST(LiveHolds, AnIdIsHeldOnceReleasedInPartsAndForgottenWhenExpired) {
   LiveHolds holds;

@@ -197,15 +197,16 @@ void OneWriteAnswer(int fd, const std::string& body, std::promise<void>* sent) {
   (void)recv(fd, &rest, 1, 0);
 }
 
-// Records which thread transformed the first bytes.
+// Records which thread transformed the first bytes, where the test can read it after
+// the relay has finished with (and deleted) the transform.
 class ThreadRecorder : public PassThrough {
  public:
   using PassThrough::PassThrough;
   std::string Transform(std::string_view upstream) override {
-    if (first_thread == std::thread::id()) first_thread = std::this_thread::get_id();
+    if (*first_thread == std::thread::id()) *first_thread = std::this_thread::get_id();
     return PassThrough::Transform(upstream);
   }
-  std::thread::id first_thread;
+  std::shared_ptr<std::thread::id> first_thread = std::make_shared<std::thread::id>();
 };
 
 TEST(StreamRelay, BytesThatCameWithTheHeadLeaveFromTheAddingThread) {
@@ -219,14 +220,14 @@ TEST(StreamRelay, BytesThatCameWithTheHeadLeaveFromTheAddingThread) {
 
   Client client;
   auto recorder = std::make_unique<ThreadRecorder>(&client.done);
-  ThreadRecorder* seen = recorder.get();
+  std::shared_ptr<std::thread::id> first_thread = recorder->first_thread;
   {
     StreamRelay relay(RelayTimeouts{});
     const std::string client_head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
     client.Take(relay, std::move(connection), std::move(recorder), client_head);
     // Add has returned: the client's head and the first event are in its socket
     // already, in one write, by this thread, not by the relay's once it woke up.
-    EXPECT_EQ(seen->first_thread, std::this_thread::get_id());
+    EXPECT_EQ(*first_thread, std::this_thread::get_id());
     char buffer[256];
     ssize_t n = recv(client.fd[1], buffer, sizeof(buffer), MSG_DONTWAIT);
     ASSERT_GT(n, 0) << "nothing was written before the relay took over";
