@@ -94,11 +94,26 @@ return {v, now}
 )lua");
 
 // A counter built from the ledger, if the dataset is still the one it was summed for
-// and no other instance has built it meanwhile: KEYS epoch, counter; ARGV epoch, sum,
-// life (s). Returns 1 when the counter exists after it, 0 when the epoch changed.
+// and no other instance has built it meanwhile, with a hold for each batch pending at
+// the sum: KEYS epoch, counter, hold-sum, hold-exp, hold-amt; ARGV epoch, sum, life (s),
+// the holds' expiry (ms), then (hold id, amount) pairs. No batch can have been applied
+// to this dataset's counter before it exists (Apply refuses a missing counter), so each
+// hold covers a batch still to come. Returns 1 when the counter exists after it, 0 when
+// the epoch changed.
 const LuaScript kInstallScript(R"lua(
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3])
+if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ARGV[3]) then return 1 end
+local added = 0
+for i = 5, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[5], ARGV[i], ARGV[i + 1]) == 1 then
+    redis.call('ZADD', KEYS[4], ARGV[4], ARGV[i])
+    added = added + tonumber(ARGV[i + 1])
+  end
+end
+if added > 0 then
+  local total = tonumber(redis.call('GET', KEYS[3]) or '0') + added
+  redis.call('SET', KEYS[3], string.format('%.0f', total))
+end
 return 1
 )lua");
 
@@ -131,6 +146,9 @@ return placed
 
 constexpr const char* kEpochKey = "tg:epoch";
 constexpr size_t kRepublishBatch = 1000;  // holds per script call
+// A pending batch's hold lasts as a request's (gate.hold_ttl_seconds' default): its
+// apply releases it long before, by its writer or the orphan pass.
+constexpr int64_t kPendingHoldMs = 15 * 60 * 1000;
 constexpr int64_t kAppliedMarkerSeconds = 86400;
 
 int64_t EpochBirthMs(const std::string& epoch) {
@@ -343,18 +361,50 @@ Result<std::string> RedisCounters::Epoch() {
   return r->type == RedisReply::Type::kString ? r->str : std::string();
 }
 
-Result<Money> PgLedgerSums::Sum(int64_t account, const Window& w, bool pending_too) {
+namespace {
+// The cost of the account's rows in `w`, pending batches left out unless `pending_too`.
+template <typename Transaction>
+Money SumIn(Transaction& t, int64_t account, const Window& w, bool pending_too) {
   std::string sql = "SELECT coalesce(sum(cost_nanos), 0)::bigint FROM usage_ledger WHERE " +
                     WindowRowsSql(account);
   if (!pending_too) {
     sql += " AND (batch IS NULL OR NOT EXISTS (SELECT 1 FROM ledger_pending p"
            " WHERE p.token = usage_ledger.batch))";
   }
+  pqxx::result r = account != 0 ? t.exec_params(sql, account, Micros(w.start), Micros(w.end))
+                                : t.exec_params(sql, Micros(w.start), Micros(w.end));
+  return Money::FromNanos(r[0][0].as<int64_t>());
+}
+}  // namespace
+
+Result<Money> PgLedgerSums::Sum(int64_t account, const Window& w, bool pending_too) {
   return pool_.Get<Money>([&](pqxx::connection& c) {
     pqxx::read_transaction t(c);
-    pqxx::result r = account != 0 ? t.exec_params(sql, account, Micros(w.start), Micros(w.end))
-                                  : t.exec_params(sql, Micros(w.start), Micros(w.end));
-    return Money::FromNanos(r[0][0].as<int64_t>());
+    return SumIn(t, account, w, pending_too);
+  });
+}
+
+Result<CounterBasis> LedgerSums::Basis(int64_t account, const Window& w) {
+  auto sum = Sum(account, w, false);
+  if (!sum.ok()) return sum.status();
+  return CounterBasis{*sum, {}};
+}
+
+Result<CounterBasis> PgLedgerSums::Basis(int64_t account, const Window& w) {
+  return pool_.Get<CounterBasis>([&](pqxx::connection& c) {
+    // One snapshot: a batch leaving ledger_pending between the two reads would be in
+    // neither.
+    pqxx::transaction<pqxx::isolation_level::repeatable_read, pqxx::readwrite_policy::read_only> t(c);
+    CounterBasis basis{SumIn(t, account, w, false), {}};
+    for (const auto& row : t.exec("SELECT token, deltas::text FROM ledger_pending")) {
+      auto deltas = DeltasFromJson(row[1].as<std::string>());
+      if (!deltas) continue;
+      for (const CounterDelta& d : *deltas) {
+        if (d.account == account && d.window.start == w.start && d.cost > Money())
+          basis.pending.emplace_back(row[0].as<std::string>(), d.cost);
+      }
+    }
+    return basis;
   });
 }
 
@@ -378,14 +428,21 @@ Status RedisCounters::Build(int64_t account, const Window& w) {
       return exists.status();
     }
     if (exists->integer == 1) return Status::Ok();
-    auto sum = sums_.Sum(account, w, false);
-    if (!sum.ok()) {
+    auto basis = sums_.Basis(account, w);
+    if (!basis.ok()) {
       metrics_.Inc(Counter::kPostgresErrors);
-      return sum.status();
+      return basis.status();
     }
     auto ttl = CounterTtlSeconds(w, clock_.Now());
-    auto installed = kInstallScript.Run(redis_, {kEpochKey, key},
-                                        {epoch, Nanos(*sum), std::to_string(ttl)});
+    std::vector<std::string> keys = {kEpochKey, key};
+    for (std::string& k : HoldKeys(account)) keys.push_back(std::move(k));
+    std::vector<std::string> args = {epoch, Nanos(basis->sum), std::to_string(ttl),
+                                     std::to_string(NowMs(clock_) + kPendingHoldMs)};
+    for (const auto& [token, cost] : basis->pending) {
+      args.push_back(PendingHoldId(token, w.start));
+      args.push_back(Nanos(cost));
+    }
+    auto installed = kInstallScript.Run(redis_, keys, args);
     if (!installed.ok()) {
       metrics_.Inc(Counter::kRedisErrors);
       return installed.status();
@@ -404,6 +461,9 @@ Result<std::string> RedisCounters::Apply(const std::string& token,
   // The holds the rows release, summed per account and hold (a lease is released by
   // each of its requests' reservations).
   std::map<int64_t, std::map<std::string, Money>> releases;
+  // A counter built while this batch was pending holds its part (Build).
+  for (const CounterDelta& d : deltas)
+    releases[d.account][PendingHoldId(token, d.window.start)] += d.cost;
   if (rows) {
     for (const UsageRecord& r : *rows) {
       auto h = ParseHoldId(r.hold_id);

@@ -62,6 +62,14 @@ struct HoldRef {
 std::string HoldId(const HoldRef& h);
 std::optional<HoldRef> ParseHoldId(const std::string& id);
 
+// What a counter is built from, read at one moment: the cost of the rows charged to
+// the account's window, the batches still pending left out, and what each pending batch
+// adds to that counter (by token).
+struct CounterBasis {
+  Money sum;
+  std::vector<std::pair<std::string, Money>> pending;
+};
+
 // The ledger's sums, as the counters are built from them: Postgres (PgLedgerSums), or
 // FakeLedger in tests.
 class LedgerSums {
@@ -70,12 +78,16 @@ class LedgerSums {
   // The cost of the rows charged to the account's window (account 0: the global cap's),
   // leaving out the batches still pending unless `pending_too`.
   virtual Result<Money> Sum(int64_t account, const Window& w, bool pending_too) = 0;
+  // Sum(account, w, false) and the pending batches' part, in one snapshot. By default
+  // (a ledger whose batches are never seen pending), no pending part.
+  virtual Result<CounterBasis> Basis(int64_t account, const Window& w);
 };
 
 class PgLedgerSums final : public LedgerSums {
  public:
   explicit PgLedgerSums(PgPool& pool) : pool_(pool) {}
   Result<Money> Sum(int64_t account, const Window& w, bool pending_too) override;
+  Result<CounterBasis> Basis(int64_t account, const Window& w) override;
 
  private:
   PgPool& pool_;
@@ -125,7 +137,14 @@ class RedisCounters final : public CounterStore {
   Result<size_t> RepublishIfNewEpoch();
   // Creates the account's counter for `w` from the ledger if it is missing. Blocks (a
   // worker's or the ledger writer's call): Postgres, and the quarantine of a new dataset.
+  // The batches pending then are left out of the sum and held instead (a hold
+  // "pending:<token>:<window>" of what each adds), until their apply adds them and releases it:
+  // a batch whose writer is gone, or was applied to a dataset Redis has lost, counts
+  // from the counter's first moment.
   Status Build(int64_t account, const Window& w);
+  static std::string PendingHoldId(const std::string& token, Timestamp window_start) {
+    return "pending:" + token + ":" + std::to_string(Micros(window_start));
+  }
 
   static std::string Tag(int64_t account);
   static std::string SpendKey(int64_t account, Timestamp window_start);

@@ -213,14 +213,17 @@ bool PgLedger::ApplyCommitted(const Unapplied& b) {
   metrics_.Inc(Counter::kLedgerBatchesApplied);
   if (b.deltas.empty()) return true;  // no pending row was written
   // The pending row goes only if the dataset it was applied in still is Redis's: were
-  // it lost meanwhile, the batch stays pending and is applied again to the new one.
-  pool_.Run([&](pqxx::connection& c) {
+  // it lost meanwhile, the batch stays pending and is applied again to the new one, by
+  // this writer's next retry (and, should this process end first, the orphan pass).
+  bool same_dataset = false;
+  Status deleted = pool_.Run([&](pqxx::connection& c) {
     pqxx::work w(c);
     w.exec_params("DELETE FROM ledger_pending WHERE token = $1", b.token);
     auto now = counters_->Epoch();
-    if (now.ok() && *now == *epoch) w.commit();
+    same_dataset = now.ok() && *now == *epoch;
+    if (same_dataset) w.commit();
   });
-  return true;  // a pending row left behind is applied again, once, by the orphan pass
+  return !deleted.ok() || same_dataset;  // Postgres away: the orphan pass deletes it later
 }
 
 void PgLedger::RetryUnapplied() {

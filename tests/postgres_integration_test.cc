@@ -458,6 +458,12 @@ class LedgerAndCounters : public PostgresIntegration {
                        t.commit();
                      }).ok());
   }
+  // What a counter built while `token`'s batch was pending holds for it (0: nothing).
+  int64_t PendingHold(const std::string& token) {
+    auto r = redis_->Command({"HGET", RedisCounters::HoldKeys(user_)[2],
+                              RedisCounters::PendingHoldId(token, window_.start)});
+    return r->type == RedisReply::Type::kString ? std::stoll(r->str) : 0;
+  }
   int64_t Pending() {
     pqxx::connection c(url_);
     return pqxx::nontransaction(c).exec1("SELECT count(*) FROM ledger_pending")[0].as<int64_t>();
@@ -497,22 +503,27 @@ TEST_F(LedgerAndCounters, ACounterBuiltWhileABatchIsPendingTakesItOnceWhenApplie
   ledger.Append(Row("b", 300));
   ledger.Flush();
   EXPECT_EQ(Counter(), 300) << "the pending batch is left out of the build";
+  EXPECT_EQ(PendingHold(token), 700) << "and held until it is applied";
   ASSERT_TRUE(counters_->Apply(token, {{user_, window_, Money::FromNanos(700)}}, nullptr).ok());
   EXPECT_EQ(Counter(), 1'000) << "and counted when it is applied";
+  EXPECT_EQ(PendingHold(token), 0) << "its hold released by the apply";
   EXPECT_EQ(sums_->Sum(user_, window_, true)->nanos(), Counter()) << "the counter is the ledger";
 }
 
 TEST_F(LedgerAndCounters, ABatchWhoseWriterDiedIsAppliedByAnotherOnce) {
   // Committed with its pending row, never applied: the writer is gone.
-  CommitWithoutApplying("gone-" + RandomHex(6), 900);
+  std::string token = "gone-" + RandomHex(6);
+  CommitWithoutApplying(token, 900);
   ASSERT_TRUE(counters_->Build(user_, window_).ok());
   EXPECT_EQ(Counter(), 0) << "built without the pending batch";
+  EXPECT_EQ(PendingHold(token), 900) << "which is held meanwhile: no room is given twice";
   {
     PgLedger other(*pool_, metrics_, counters_.get(), {.orphan_batch_after = 0ms});
     for (int i = 0; i < 100 && Pending() > 0; ++i) std::this_thread::sleep_for(100ms);  // bounded
   }
   EXPECT_EQ(Pending(), 0);
   EXPECT_EQ(Counter(), 900);
+  EXPECT_EQ(PendingHold(token), 0);
   PgLedger again(*pool_, metrics_, counters_.get(), {.orphan_batch_after = 0ms});
   again.Flush();
   EXPECT_EQ(Counter(), 900) << "applied once";

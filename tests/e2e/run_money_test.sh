@@ -8,7 +8,9 @@
 #  3. Right after that: reset, a hard $0.02 limit, 2.5 s, 300 requests at once (x3).
 #  4. Redis restarted empty while admitted streams fill a hard limit: their holds come
 #     back before any counter is built, so 20 more requests admit none past the limit.
-#  5. SIGTERM while Postgres is down: every instance exits within its grace, and the
+#  5. An instance killed while Redis is down, its streams' rows committed but never
+#     applied; Redis back empty: the counters built then hold those rows' batches.
+#  6. SIGTERM while Postgres is down: every instance exits within its grace, and the
 #     rows it held reach the ledger once Postgres is back (replayed by a new instance).
 source "$(dirname "$0")/harness.sh"
 own_servers
@@ -116,49 +118,80 @@ for round in 1 2 3; do
   race "reset-$round" "$resetting" "$reset_key"
 done
 
-# 4. Redis restarted empty while streams are in flight.
 hold_sum() { redis-cli -p "$redis_port" GET "tg:{u:$1}:hold-sum"; }
-tg user create --name inflight --limit 0.01 >/dev/null
-tg budget set --user inflight --enforcement hard >/dev/null
-inflight=$(user_id inflight)
-inflight_key=$(new_key --user inflight)
-since=$(window_start "$inflight_key")
-RACE_STREAM_MS=9000 node "$(dirname "$0")/race.mjs" "$inflight_key" 12 12 "${proxies[@]}" \
-  >"$WORK/streams.jsonl" &
+# Prints the user's held total once it stops growing (each admission takes a few ms).
+await_held() { # USER_ID
+  local last="" held=""
+  for _ in $(seq 1 50); do
+    held=$(hold_sum "$1")
+    [ -n "$held" ] && [ "$held" = "$last" ] && break
+    last=$held
+    sleep 0.2
+  done
+  echo "$held"
+}
+# A user's window after the streams of STREAMS and the requests of AFTER, against the
+# ledger: every 200 has its row (I3), the ledger is within the $0.01 limit (I1), and
+# the counter is the ledger once quiet (I2).
+check_window() { # NAME USER SINCE STREAMS AFTER
+  local name=$1 user=$2 since=$3 ok rows total count
+  cat "$4" "$5" >"$WORK/$name.all.jsonl"
+  ok=$(grep -c '"status":200' "$WORK/$name.all.jsonl" || true)
+  rows=$(await_answered "$WORK/$name.all.jsonl")
+  settle_down "$user"
+  total=$(ledger_sum "$user" "$since")
+  count=$(counter "$user")
+  echo "$name: streams $(grep -c '"status":200' "$4"), after $(grep -c '"status":200' "$5" || true), ledger $total of 10000000, counter $count"
+  check '[ "$rows" -eq "$ok" ]' "$name: every 200 has its ledger row"
+  check '[ "$total" -le 10000000 ]' "$name: the ledger stays within the hard limit (I1)"
+  check '[ "$count" = "$total" ]' "$name: the counter equals the ledger (I2)"
+}
+
+# Creates user NAME with a hard $0.01 limit; sets U (its id), K (a key) and SINCE.
+hard_user() { # NAME
+  tg user create --name "$1" --limit 0.01 >/dev/null
+  tg budget set --user "$1" --enforcement hard >/dev/null
+  U=$(user_id "$1") K=$(new_key --user "$1")
+  SINCE=$(window_start "$K")
+}
+
+# 4. Redis restarted empty while streams are in flight.
+hard_user inflight
+RACE_STREAM_MS=9000 node "$(dirname "$0")/race.mjs" "$K" 12 12 "${proxies[@]}" >"$WORK/streams.jsonl" &
 streams=$!
-# Admitted once the holds stop growing (each admission is a few milliseconds).
-last="" held=""
-for _ in $(seq 1 50); do
-  held=$(hold_sum "$inflight")
-  [ -n "$held" ] && [ "$held" = "$last" ] && break
-  last=$held
-  sleep 0.2
-done
+held=$(await_held "$U")
 redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
 start_redis "$WORK/redis" "$redis_port"
 # Every instance places its live holds in the new dataset (within its quarantine).
 back=""
 for _ in $(seq 1 50); do
-  back=$(hold_sum "$inflight")
+  back=$(hold_sum "$U")
   [ "$back" = "$held" ] && break
   sleep 0.1
 done
 echo "redis restart mid-stream: held $held before, $back after"
 check '[ -n "$held" ] && [ "$back" = "$held" ]' "the streams' holds are back after Redis restarted empty"
-node "$(dirname "$0")/race.mjs" "$inflight_key" 20 20 "${proxies[@]}" >"$WORK/after.jsonl"
+node "$(dirname "$0")/race.mjs" "$K" 20 20 "${proxies[@]}" >"$WORK/after.jsonl"
 wait $streams
-cat "$WORK/streams.jsonl" "$WORK/after.jsonl" >"$WORK/inflight.jsonl"
-ok=$(grep -c '"status":200' "$WORK/inflight.jsonl" || true)
-rows=$(await_answered "$WORK/inflight.jsonl")
-settle_down "$inflight"
-total=$(ledger_sum "$inflight" "$since")
-count=$(counter "$inflight")
-echo "redis restart mid-stream: streams $(grep -c '"status":200' "$WORK/streams.jsonl"), after $(grep -c '"status":200' "$WORK/after.jsonl" || true), ledger $total of 10000000, counter $count"
-check '[ "$rows" -eq "$ok" ]' "redis restart mid-stream: every 200 has its ledger row"
-check '[ "$total" -le 10000000 ]' "redis restart mid-stream: the ledger stays within the hard limit (I1)"
-check '[ "$count" = "$total" ]' "redis restart mid-stream: the counter equals the ledger (I2)"
+check_window "redis restart mid-stream" "$U" "$SINCE" "$WORK/streams.jsonl" "$WORK/after.jsonl"
 
-# 5. SIGTERM while Postgres is down.
+# 5. An instance killed while Redis is down, then Redis back empty.
+hard_user orphaned
+RACE_STREAM_MS=3000 node "$(dirname "$0")/race.mjs" "$K" 12 12 "${proxies[0]}" >"$WORK/orphaned.jsonl" &
+streams=$!
+await_held "$U" >/dev/null
+redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+wait $streams
+await_answered "$WORK/orphaned.jsonl" >/dev/null  # committed, not applied: Redis is away
+kill -KILL "${pids[0]}"
+start_redis "$WORK/redis" "$redis_port"
+node "$(dirname "$0")/race.mjs" "$K" 20 20 "${proxies[1]}" "${proxies[2]}" >"$WORK/after-kill.jsonl"
+start_instance  # in place of the killed one
+proxies[0]=$TG_PROXY pids[0]=${E2E_PIDS[-1]}
+check_window "killed while redis was down" "$U" "$SINCE" "$WORK/orphaned.jsonl" \
+  "$WORK/after-kill.jsonl"
+
+# 6. SIGTERM while Postgres is down.
 tg user create --name outage --limit 1000 >/dev/null
 outage_key=$(new_key --user outage)
 for proxy in "${proxies[@]}"; do  # cache the key and settings on every instance
