@@ -77,7 +77,10 @@ run_fuzz_target() {
   local name=$1 seconds=$2 short=${1#fuzz_}
   local corpus=$TOP/build-fuzz/corpus/$short findings=$TOP/build-fuzz/findings/$short
   mkdir -p "$corpus" "$findings"
+  # TOLLGATE_FUZZ_SEED: the same mutations each run (scripts/test's short runs), not a
+  # new random walk that may fail one CI run and not the next.
   nice -n 10 "$TOP/build-fuzz/tests/fuzz/$name" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+    ${TOLLGATE_FUZZ_SEED:+-seed="$TOLLGATE_FUZZ_SEED"} \
     -print_final_stats=1 -artifact_prefix="$findings/" "$corpus" "$TOP/tests/fuzz/corpus/$short" \
     >"$TOP/build-fuzz/$name.log" 2>&1
 }
