@@ -163,10 +163,6 @@ int64_t EpochBirthMs(const std::string& epoch) {
 
 std::string Nanos(Money m) { return std::to_string(m.nanos()); }
 
-int64_t NowMs(const Clock& clock) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(clock.Now().time_since_epoch())
-      .count();
-}
 
 }  // namespace
 
@@ -279,7 +275,7 @@ void RedisCounters::Watch(std::chrono::milliseconds every) {
       if (placed.ok() && *placed > 0)
         std::fprintf(stderr, "tollgate: Redis holds a new dataset: %zu live holds placed in it\n",
                      *placed);
-      if (tick % 64 == 0) holds_.Prune(NowMs(clock_));
+      if (tick % 64 == 0) holds_.Prune(Millis(clock_.Now()));
       lock.lock();
     }
   });
@@ -302,7 +298,7 @@ Result<size_t> RedisCounters::RepublishIfNewEpoch() {
   }
   const std::string epoch = e->elements[0].str;
   if (epoch == seen_epoch_) return size_t{0};
-  std::vector<LiveHolds::Hold> live = holds_.Live(NowMs(clock_));
+  std::vector<LiveHolds::Hold> live = holds_.Live(Millis(clock_.Now()));
   std::sort(live.begin(), live.end(),
             [](const LiveHolds::Hold& a, const LiveHolds::Hold& b) { return a.account < b.account; });
   size_t placed = 0;
@@ -437,7 +433,7 @@ Status RedisCounters::Build(int64_t account, const Window& w) {
     std::vector<std::string> keys = {kEpochKey, key};
     for (std::string& k : HoldKeys(account)) keys.push_back(std::move(k));
     std::vector<std::string> args = {epoch, Nanos(basis->sum), std::to_string(ttl),
-                                     std::to_string(NowMs(clock_) + kPendingHoldMs)};
+                                     std::to_string(Millis(clock_.Now()) + kPendingHoldMs)};
     for (const auto& [token, cost] : basis->pending) {
       args.push_back(PendingHoldId(token, w.start));
       args.push_back(Nanos(cost));

@@ -55,6 +55,10 @@ inline std::string SqlFromMicros(int param) {
          "::bigint * interval '1 microsecond')";
 }
 inline int64_t Micros(Timestamp t) { return t.time_since_epoch().count(); }
+// Milliseconds since the epoch: hold expiries in Redis.
+inline int64_t Millis(Timestamp t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
 inline Timestamp FromMicros(int64_t m) { return Timestamp(std::chrono::microseconds(m)); }
 
 }  // namespace tollgate

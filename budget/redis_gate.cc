@@ -142,10 +142,6 @@ Money EnforcedLimit(const BudgetSettings& s) {
   return s.enforcement == Enforcement::kHard ? s.limit : Money::FromNanos(kUnlimited);
 }
 
-int64_t NowMs(Timestamp t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
-}
-
 std::string SpendKey(int64_t account, Timestamp window_start) {
   return RedisCounters::SpendKey(account, window_start);
 }
@@ -267,7 +263,7 @@ void RedisGate::RaiseAlert(const CounterDelta& applied, Money spend) {
 }
 
 int64_t RedisGate::ExpiryMs() const {
-  return NowMs(clock_.Now()) +
+  return Millis(clock_.Now()) +
          std::chrono::duration_cast<std::chrono::milliseconds>(hold_ttl_).count();
 }
 
@@ -450,7 +446,7 @@ void RedisGate::Enqueue(int64_t account, LoopOp op) {
 void RedisGate::BatchCall(int64_t account, std::vector<GateOp> ops,
                           std::vector<std::string>* keys, std::vector<std::string>* args) const {
   *keys = RedisCounters::HoldKeys(account);
-  *args = {std::to_string(NowMs(clock_.Now()))};
+  *args = {std::to_string(Millis(clock_.Now()))};
   for (GateOp& op : ops) {
     args->push_back(std::string(1, op.kind));
     if (op.kind == 'R') {
@@ -519,7 +515,7 @@ Result<SpendState> RedisGate::State(int64_t user_id, const Window& w) {
   std::vector<std::string> keys = RedisCounters::HoldKeys(user_id);
   keys.insert(keys.begin(), SpendKey(user_id, w.start));
   for (int attempt = 0; attempt < 2; ++attempt) {
-    auto r = kStateScript.Run(redis_, keys, {std::to_string(NowMs(clock_.Now()))});
+    auto r = kStateScript.Run(redis_, keys, {std::to_string(Millis(clock_.Now()))});
     if (!r.ok()) {
       metrics_.Inc(Counter::kRedisErrors);
       return r.status();

@@ -446,12 +446,8 @@ class LedgerAndCounters : public PostgresIntegration {
   void CommitWithoutApplying(const std::string& token, int64_t cost) {
     ASSERT_TRUE(pool_->Run([&](pqxx::connection& c) {
                        pqxx::work t(c);
-                       t.exec_params(
-                           "INSERT INTO usage_ledger (request_id, user_id, provider, model,"
-                           " price_id, started_at, cost_nanos, status, window_start, batch)"
-                           " VALUES ($1, $2, 'p', 'm', 'x', " +
-                               SqlFromMicros(3) + ", $4, 200, " + SqlFromMicros(5) + ", $6)",
-                           "row-" + token, user_, Micros(now_), cost, Micros(window_.start), token);
+                       testing::InsertLedgerRow(t, "row-" + token, user_, now_, cost,
+                                                window_.start, token);
                        t.exec_params(
                            "INSERT INTO ledger_pending (token, deltas) VALUES ($1, $2)", token,
                            DeltasToJson({{user_, window_, Money::FromNanos(cost)}}));

@@ -171,12 +171,8 @@ TEST(ReservationRuleInPostgres, TheFallbacksSql) {
     Window w = settings.Get(user)->window;
     ASSERT_TRUE(pool->Run([&](pqxx::connection& conn) {
                       pqxx::work t(conn);
-                      t.exec_params(
-                          "INSERT INTO usage_ledger (request_id, user_id, provider, model,"
-                          " price_id, started_at, cost_nanos, status, window_start) VALUES"
-                          " ($1, $2, 'p', 'm', 'x', " +
-                              SqlFromMicros(3) + ", $4, 200, " + SqlFromMicros(3) + ")",
-                          "spent-" + RandomHex(6), user, Micros(w.start), c.spend);
+                      testing::InsertLedgerRow(t, "spent-" + RandomHex(6), user, w.start,
+                                               c.spend, w.start);
                       if (c.held > 0)
                         t.exec_params(
                             "INSERT INTO budget_holds (hold_id, user_id, amount_nanos,"

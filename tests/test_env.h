@@ -72,6 +72,18 @@ inline std::unique_ptr<PgPool> FreshMigratedPool(int connections) {
 
 // A pool on the Redis that scripts/test started, in database `db` (tests that need
 // keys nobody else touches take a database of their own); null if it is not set.
+// One ledger row written straight into usage_ledger (as a writer leaves it): charged to
+// the window starting at `window_start`, in `batch` if not empty.
+inline void InsertLedgerRow(pqxx::work& t, const std::string& request_id, int64_t user,
+                            Timestamp started_at, int64_t cost, Timestamp window_start,
+                            const std::string& batch = "") {
+  t.exec_params("INSERT INTO usage_ledger (request_id, user_id, provider, model, price_id,"
+                " started_at, cost_nanos, status, window_start, batch) VALUES ($1, $2, 'p',"
+                " 'm', 'x', " + SqlFromMicros(3) + ", $4, 200, " + SqlFromMicros(5) +
+                    ", NULLIF($6, ''))",
+                request_id, user, Micros(started_at), cost, Micros(window_start), batch);
+}
+
 inline std::unique_ptr<HiredisPool> TestRedis(int db, int connections) {
   auto address = ParseRedisUrl(RequiredEnv("TOLLGATE_TEST_REDIS_URL"));
   EXPECT_TRUE(address.ok());
